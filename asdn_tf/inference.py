@@ -1,0 +1,165 @@
+"""Upscaling by any factor: bicubic pre-upsampling, the LFR blend, and the ×2 recursion.
+
+`upscale_tensor` is graph friendly (the scale may be a tensor; the recursion is a
+`tf.while_loop`), so the same code runs eagerly, in a `tf.function` and inside a SavedModel.
+`upscale` is the numpy entry point for users.
+
+Example:
+    >>> model = asdn_tf.build_model("tiny")
+    >>> asdn_tf.upscale(np.zeros((20, 30, 3), np.uint8), 3.3, model=model).shape
+    (66, 99, 3)
+"""
+
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+from asdn_tf import lfr
+from asdn_tf.imresize import imresize
+
+_SNAP = 1e-9
+
+
+def _round(value):
+    return tf.cast(tf.math.floor(value + 0.5), tf.int32)
+
+
+def upscale_tensor(model, images, scale, size=None, max_scale=lfr.DEFAULT_MAX_SCALE):
+    """Upscales a batch by `scale` through ⌈log2 scale⌉ passes of `model`.
+
+    Args:
+        model: an `ASDN`.
+        images: float tensor N×H×W×3 in [0, 1].
+        scale: number or float scalar tensor in (1, max_scale]; sets the recursion plan, the
+            blend weights and the sampling positions of the pre-upsampling.
+        size: optional (height, width) of the output; by default round(scale·h) × round(scale·w).
+            Intermediate steps are round(h · product of the steps so far).
+        max_scale: the largest accepted scale.
+
+    Returns:
+        float32 N×h_out×w_out×3, clipped to [0, 1].
+    """
+    if isinstance(scale, (int, float)):
+        lfr.check_scale(scale, max_scale)
+    images = tf.convert_to_tensor(images, tf.float32)
+    scale = tf.cast(scale, tf.float64)
+    tf.debugging.assert_greater(scale, tf.constant(1.0, tf.float64),
+                                message="scale must be greater than 1 (1 is not an upscaling)")
+    tf.debugging.assert_less_equal(scale, tf.constant(max_scale, tf.float64),
+                                   message=f"scale must be at most {max_scale:g}")
+    in_h = tf.cast(tf.shape(images)[1], tf.float64)
+    in_w = tf.cast(tf.shape(images)[2], tf.float64)
+    if size is None:
+        out_h, out_w = _round(in_h * scale), _round(in_w * scale)
+    else:
+        out_h, out_w = tf.cast(size[0], tf.int32), tf.cast(size[1], tf.int32)
+    steps = tf.maximum(tf.cast(tf.math.ceil(tf.math.log(scale) / np.log(2.0) - _SNAP), tf.int32), 1)
+    last_step = scale / tf.pow(tf.constant(2.0, tf.float64), tf.cast(steps - 1, tf.float64))
+
+    def body(step, image):
+        is_last = tf.equal(step, steps - 1)
+        step_scale = tf.where(is_last, last_step, tf.constant(2.0, tf.float64))
+        reached = tf.pow(tf.constant(2.0, tf.float64), tf.cast(step + 1, tf.float64))
+        target_h = tf.where(is_last, out_h, _round(in_h * reached))
+        target_w = tf.where(is_last, out_w, _round(in_w * reached))
+        x_up = imresize(image, scale=step_scale, size=(target_h, target_w))
+        output = tf.cast(model(x_up, scale=step_scale), tf.float32)
+        return step + 1, tf.clip_by_value(output, 0.0, 1.0)
+
+    _, output = tf.while_loop(
+        lambda step, _: step < steps, body, [tf.constant(0), images],
+        shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, None, None, 3])])
+    return output
+
+
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+def compiled_upscaler(model, max_scale=lfr.DEFAULT_MAX_SCALE):
+    """A `tf.function` of `upscale_tensor` for `model`, traced once for every size and scale."""
+    key = (max_scale,)
+    cache = _COMPILED.setdefault(model, {})
+    if key not in cache:
+        cache[key] = tf.function(
+            lambda images, scale, size: upscale_tensor(model, images, scale, size, max_scale),
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32),
+                             tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int32)],
+            autograph=False)
+    return cache[key]
+
+
+def _check_image(image):
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.ndim not in (2, 3):
+        raise ValueError(f"image must be H×W or H×W×C (2-D or 3-D), got shape {image.shape}")
+    if image.size == 0:
+        raise ValueError(f"image is empty (shape {image.shape})")
+    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"image must have 1 (gray), 3 (RGB) or 4 (RGBA) channels, "
+                         f"got {image.shape[2]}")
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535.0
+    if np.issubdtype(image.dtype, np.floating):
+        if not np.all(np.isfinite(image)):
+            raise ValueError("image has NaN or infinite values")
+        return np.clip(image.astype(np.float32), 0.0, 1.0)
+    raise ValueError(f"image dtype must be uint8, uint16 or float in [0, 1], got {image.dtype}")
+
+
+def _check_size(size, height, width):
+    try:
+        out_h, out_w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be (height, width), got {size!r}") from None
+    if out_h < height or out_w < width or (out_h, out_w) == (height, width):
+        raise ValueError(f"size {out_h}×{out_w} must be larger than the input {height}×{width}")
+    return out_h, out_w
+
+
+def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_SCALE):
+    """Upscales one image (numpy) by any scale in (1, max_scale], or to an explicit size.
+
+    Args:
+        image: H×W (gray), H×W×1, H×W×3 or H×W×4 (alpha is resized with bicubic); uint8,
+            uint16 or float in [0, 1].
+        scale: the factor; without it, the largest of the size ratios.
+        model: an `ASDN`; by default the bundled pretrained model.
+        size: optional (height, width) of the output.
+        max_scale: the largest accepted scale.
+
+    Returns:
+        uint8 array (uint16 for uint16 input) of the same layout as `image`.
+    """
+    pixels = _check_image(image)
+    height, width = pixels.shape[:2]
+    if size is not None:
+        size = _check_size(size, height, width)
+    if scale is None:
+        if size is None:
+            raise ValueError("upscale needs a scale or a size")
+        scale = max(size[0] / height, size[1] / width)
+    scale = lfr.check_scale(scale, max_scale)
+    if size is None:
+        size = lfr.output_size(height, width, scale)
+    if model is None:
+        from asdn_tf.pretrained import load_pretrained
+        model = load_pretrained()
+    pixels = pixels.reshape(height, width, -1)
+    channels = pixels.shape[2]
+    rgb = np.repeat(pixels, 3, axis=2) if channels == 1 else pixels[..., :3]
+    output = compiled_upscaler(model, max_scale)(
+        tf.constant(rgb[None]), tf.constant(scale, tf.float32), tf.constant(size, tf.int32))[0]
+    if channels == 1:
+        output = tf.reduce_mean(output, axis=-1, keepdims=True)
+    elif channels == 4:
+        alpha = imresize(pixels[..., 3:], scale=scale, size=size)
+        output = tf.concat([output, tf.clip_by_value(alpha, 0.0, 1.0)], axis=-1)
+    output = output.numpy()
+    if image.ndim == 2:
+        output = output[..., 0]
+    peak = 65535 if image.dtype == np.uint16 else 255
+    return np.round(output * peak).astype(np.uint16 if peak == 65535 else np.uint8)

@@ -1,0 +1,157 @@
+"""ASDN: one trunk pass, eleven reconstruction branches, a Laplacian blend of two of them.
+
+    python -m asdn_tf.model --preset=paper --summary
+
+The model maps a pre-upsampled image x_up (N×H×W×3, float in [0, 1]) to the super-resolved
+image at the same size. `scale` in (1, 2] picks and blends two branches (../shared/docs/ASDN.md
+§3); `level` runs a single branch, as training does. Pre-upsampling and the recursion for scales
+above 2 live in `asdn_tf.inference`.
+"""
+
+import functools
+
+import keras
+from absl import app, flags
+from keras import ops
+
+from asdn_tf import config as config_lib
+from asdn_tf import lfr
+from asdn_tf.layers import FeatureMappingBranch, ReconstructionBranch
+
+
+def level_and_weight_ops(scale, num_levels=lfr.DEFAULT_LEVELS):
+    """`lfr.level_and_weight` for a scale tensor: returns (i int32, w float32) tensors."""
+    x = (num_levels - 1) * (ops.cast(scale, "float64") - 1.0)
+    level = ops.clip(ops.ceil(x - 1e-6), 1, num_levels - 1)
+    weight = ops.clip(level - x, 0.0, 1.0)
+    # A float32 scale on a level (1.3 → 1.29999995) leaves w ≈ 5e-7: snap it, as lfr does.
+    weight = ops.where(weight < 1e-6, 0.0, weight)
+    return ops.cast(level, "int32"), ops.cast(weight, "float32")
+
+
+@keras.saving.register_keras_serializable(package="asdn_tf")
+class ASDN(keras.Model):
+    """Arbitrary Scale Deep Network (Shen, Wang and Zhang, arXiv 2010.02414).
+
+    Args:
+        model_config: `ModelConfig` (or its dict) with the sizes and switches.
+
+    Example:
+        >>> model = build_model("tiny")
+        >>> model(x_up, scale=1.27).shape == x_up.shape
+        True
+    """
+
+    def __init__(self, model_config=None, **kwargs):
+        super().__init__(**kwargs)
+        if model_config is None:
+            model_config = config_lib.ModelConfig()
+        elif isinstance(model_config, dict):
+            model_config = config_lib.ModelConfig.from_dict(model_config)
+        self.model_config = model_config
+        cfg = model_config
+        self.trunk = FeatureMappingBranch(cfg.num_blocks, cfg.features, cfg.growth,
+                                          cfg.num_layers, cfg.ca_reduction,
+                                          cfg.channel_attention, name="trunk")
+        self.branches = [
+            ReconstructionBranch(cfg.sa_features, cfg.spatial_attention, cfg.global_skip,
+                                 name=f"irb_{level}")
+            for level in range(cfg.num_levels)
+        ]
+
+    @property
+    def num_levels(self):
+        return self.model_config.num_levels
+
+    def build(self, input_shape):
+        self.trunk.build(input_shape)
+        features_shape = (*input_shape[:-1], self.trunk.output_channels)
+        for branch in self.branches:
+            branch.build([features_shape, input_shape])
+        self.built = True
+
+    def call(self, inputs, scale=None, level=None):
+        """Args: inputs x_up; scale in (1, 2] (number or tensor) or level (int or tensor)."""
+        if (scale is None) == (level is None):
+            raise ValueError("ASDN takes exactly one of `scale` (in (1, 2]) or `level`")
+        features = self.trunk(inputs)
+        if level is not None:
+            return self.reconstruct(features, inputs, level)
+        if isinstance(scale, (int, float)):
+            upper, weight = lfr.level_and_weight(scale, self.num_levels)
+        else:
+            upper, weight = level_and_weight_ops(scale, self.num_levels)
+        upper_output = self.reconstruct(features, inputs, upper)
+        if isinstance(weight, float) and weight == 0.0:
+            return upper_output
+        lower_output = self.reconstruct(features, inputs, upper - 1)
+        weight = ops.cast(weight, upper_output.dtype)
+        return upper_output + weight * (lower_output - upper_output)
+
+    def reconstruct(self, features, skip, level):
+        """Output of branch `level`; a Python int runs that branch alone (no others traced)."""
+        if isinstance(level, int):
+            if not 0 <= level < self.num_levels:
+                raise ValueError(f"level must be in [0, {self.num_levels - 1}], got {level}")
+            return self.branches[level]([features, skip])
+        return ops.switch(level, [functools.partial(_run_branch, branch)
+                                  for branch in self.branches], features, skip)
+
+    def get_config(self):
+        return {**super().get_config(), "model_config": self.model_config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _run_branch(branch, features, skip):
+    return branch([features, skip])
+
+
+def build_model(model_config="default"):
+    """Returns a built ASDN from a preset name, a `ModelConfig` or its dict.
+
+    Built by calling it on a tensor, so every sublayer has its weights.
+    """
+    if isinstance(model_config, str):
+        model_config = config_lib.preset(model_config)
+    model = ASDN(model_config)
+    model.build((None, None, None, 3))
+    model(ops.zeros((1, 8, 8, 3)), scale=1.95)
+    return model
+
+
+def flops_per_pixel(model_config):
+    """Multiply-adds × 2 per output pixel of one any-scale pass (trunk + two branches)."""
+    cfg = model_config
+    f, g = cfg.features, cfg.growth
+    macs = 9 * 3 * f
+    for block in range(cfg.num_blocks):
+        macs += f * (block + 1) * f
+        macs += sum(9 * (f + index * g) * g for index in range(cfg.num_layers))
+        macs += (f + cfg.num_layers * g) * f
+    branch = f * (cfg.num_blocks + 1) * 3
+    if cfg.spatial_attention:
+        branch += 3 * cfg.sa_features + cfg.sa_features
+    return 2 * (macs + 2 * branch)
+
+
+def main(argv):
+    del argv
+    try:
+        model_config = config_lib.preset(flags.FLAGS.preset)
+    except ValueError as error:
+        raise app.UsageError(str(error))
+    model = build_model(model_config)
+    if flags.FLAGS.summary:
+        model.summary()
+    print(f"preset {flags.FLAGS.preset}: {model.count_params():,} parameters, "
+          f"{flops_per_pixel(model_config) / 1e6:.2f} MFLOP per output pixel")
+
+
+if __name__ == "__main__":
+    # Flags are defined here, not at import, so importing the library defines none.
+    flags.DEFINE_string("preset", "default", f"One of {sorted(config_lib.PRESETS)}.")
+    flags.DEFINE_bool("summary", False, "Print the Keras layer summary too.")
+    app.run(main)

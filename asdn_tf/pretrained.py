@@ -1,0 +1,87 @@
+"""Loading weights: the bundled default model, or a user's `.weights.h5` / `.keras` file.
+
+A weights file may have a JSON sidecar (`NAME.json` beside `NAME.weights.h5`) whose
+"model_config" says how to build the network; otherwise a preset must be named.
+
+Example:
+    >>> model = load_model("runs/cpu/best.weights.h5")   # sidecar gives the config
+    >>> model = load_pretrained()                         # the weights inside the package
+"""
+
+import json
+import os
+import pathlib
+
+import keras
+
+from asdn_tf import config as config_lib
+from asdn_tf.model import build_model
+
+PACKAGE_WEIGHTS = pathlib.Path(__file__).parent / "weights" / "default.weights.h5"
+
+
+def sidecar_path(weights_path):
+    """`run/best.weights.h5` → `run/best.json`; `model.keras` → `model.json`."""
+    name = os.fspath(weights_path)
+    for suffix in (".weights.h5", ".keras", ".h5"):
+        if name.endswith(suffix):
+            return pathlib.Path(name[: -len(suffix)] + ".json")
+    return pathlib.Path(name + ".json")
+
+
+def read_sidecar(weights_path):
+    """The sidecar's dict, or {} when there is none."""
+    path = sidecar_path(weights_path)
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read the weights sidecar {path}: {error}") from None
+
+
+def load_model(weights, preset=None):
+    """Builds the network and loads `weights` (`.weights.h5` or `.keras`).
+
+    Args:
+        weights: path to the file.
+        preset: preset name or ModelConfig; by default the sidecar's config, else "default".
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file does not fit the preset, or is not a weights file.
+    """
+    path = pathlib.Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if path.suffix == ".keras":
+        try:
+            return keras.saving.load_model(path)
+        except Exception as error:  # Keras raises many types for a bad archive.
+            raise ValueError(f"cannot load {path} as a .keras model: {_first_line(error)}") from None
+    if preset is None:
+        sidecar = read_sidecar(path)
+        preset = (config_lib.ModelConfig.from_dict(sidecar["model_config"])
+                  if "model_config" in sidecar else "default")
+    model = build_model(preset)
+    try:
+        model.load_weights(path)
+    except Exception as error:  # h5py and Keras raise many types for a mismatch.
+        label = preset if isinstance(preset, str) else "the given config"
+        raise ValueError(f"weights {path} do not fit preset {label}: "
+                         f"{_first_line(error)}") from None
+    return model
+
+
+def load_pretrained():
+    """The model with the default weights bundled inside the package."""
+    if not PACKAGE_WEIGHTS.exists():
+        raise FileNotFoundError(
+            f"no default weights are bundled in this install ({PACKAGE_WEIGHTS}); "
+            "pass a model or --weights")
+    return load_model(PACKAGE_WEIGHTS)
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

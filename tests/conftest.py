@@ -1,0 +1,37 @@
+"""Shared fixtures. The shared image sets are found through ASDN_DATASETS."""
+
+import os
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DATASETS = pathlib.Path(os.environ.get("ASDN_DATASETS", ROOT.parent / "shared" / "datasets"))
+TESTVECTORS = DATASETS.parent / "testvectors"
+
+
+def _require(path):
+    if path.exists():
+        return path
+    message = f"{path} is missing (set ASDN_DATASETS to the shared datasets folder)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def datasets_dir():
+    return _require(DATASETS)
+
+
+@pytest.fixture(scope="session")
+def testvectors_dir():
+    return _require(TESTVECTORS)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    import asdn_tf
+    import keras
+    keras.utils.set_random_seed(0)
+    return asdn_tf.build_model("tiny")

@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import asdn_tf
+from asdn_tf import lfr
+from asdn_tf.imresize import imresize
+from asdn_tf.inference import upscale_tensor
+
+
+@pytest.mark.parametrize("h,w", [(7, 9), (12, 5), (16, 16)])
+@pytest.mark.parametrize("scale", [1.05, 1.1, 1.31, 2.0, 2.01, 3.3, 4.0, 5.7, 8.0])
+def test_exact_output_size(tiny_model, h, w, scale):
+    image = np.random.default_rng(1).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    out = asdn_tf.upscale(image, scale, model=tiny_model)
+    assert out.shape == (*lfr.output_size(h, w, scale), 3) and out.dtype == np.uint8
+
+
+def test_scale_32(tiny_model):
+    out = asdn_tf.upscale(np.zeros((3, 5, 3), np.uint8), 32, model=tiny_model)
+    assert out.shape == (96, 160, 3)
+
+
+def test_explicit_size(tiny_model):
+    image = np.random.default_rng(2).random((10, 12, 3)).astype(np.float32)
+    assert asdn_tf.upscale(image, model=tiny_model, size=(25, 30)).shape == (25, 30, 3)
+    assert asdn_tf.upscale(image, 2.5, model=tiny_model, size=(26, 31)).shape == (26, 31, 3)
+
+
+def test_single_step_is_pre_upsampling_then_the_model(tiny_model):
+    x = np.random.default_rng(3).random((1, 8, 10, 3)).astype(np.float32)
+    expected = tiny_model(imresize(x, scale=1.27, size=(10, 13)), scale=1.27)
+    out = upscale_tensor(tiny_model, x, 1.27)
+    np.testing.assert_allclose(out, np.clip(expected, 0, 1), atol=1e-5)
+
+
+def test_recursion_runs_the_plan(tiny_model):
+    x = np.random.default_rng(4).random((1, 6, 7, 3)).astype(np.float32)
+    image = x
+    sizes = [(12, 14), (17, 20)]
+    for step, size in zip(lfr.recursion_plan(2.8), sizes):
+        image = np.clip(tiny_model(imresize(image, scale=step, size=size), scale=step), 0, 1)
+    np.testing.assert_allclose(upscale_tensor(tiny_model, x, 2.8), image, atol=1e-5)
+
+
+def test_tensor_scale_in_a_graph(tiny_model):
+    fn = tf.function(lambda x, s: upscale_tensor(tiny_model, x, s),
+                     input_signature=[tf.TensorSpec([None, None, None, 3]), tf.TensorSpec([])])
+    x = np.random.default_rng(5).random((2, 6, 7, 3)).astype(np.float32)
+    for scale in (1.5, 3.3, 9.0):
+        out = fn(x, scale)
+        np.testing.assert_allclose(out, upscale_tensor(tiny_model, x, scale), atol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not an upscaling"):
+        fn(x, 1.0)
+
+
+def test_grayscale_and_rgba_keep_their_layout(tiny_model):
+    gray = np.random.default_rng(6).integers(0, 256, (9, 8), dtype=np.uint8)
+    assert asdn_tf.upscale(gray, 2, model=tiny_model).shape == (18, 16)
+    assert asdn_tf.upscale(gray[..., None], 2, model=tiny_model).shape == (18, 16, 1)
+    rgba = np.random.default_rng(7).integers(0, 256, (9, 8, 4), dtype=np.uint8)
+    out = asdn_tf.upscale(rgba, 1.5, model=tiny_model)
+    assert out.shape == (14, 12, 4)
+    opaque = rgba.copy()
+    opaque[..., 3] = 255
+    assert np.all(asdn_tf.upscale(opaque, 1.5, model=tiny_model)[..., 3] == 255)
+
+
+def test_uint16_stays_uint16(tiny_model):
+    image = np.full((5, 5, 3), 40000, np.uint16)
+    assert asdn_tf.upscale(image, 2, model=tiny_model).dtype == np.uint16
+
+
+@pytest.mark.parametrize("scale,words", [(1, "not an upscaling"), (0.5, "greater than 1"),
+                                         (float("nan"), "finite"), (float("inf"), "finite"),
+                                         (40, "at most 32"), ("abc", "number")])
+def test_bad_scale(tiny_model, scale, words):
+    with pytest.raises(ValueError, match=words):
+        asdn_tf.upscale(np.zeros((4, 4, 3), np.uint8), scale, model=tiny_model)
+
+
+def test_max_scale_configurable(tiny_model):
+    with pytest.raises(ValueError, match="at most 4"):
+        asdn_tf.upscale(np.zeros((4, 4, 3), np.uint8), 5, model=tiny_model, max_scale=4)
+
+
+@pytest.mark.parametrize("image,words", [
+    (np.zeros((0, 4, 3), np.uint8), "empty"),
+    (np.zeros((4,), np.uint8), "2-D or 3-D"),
+    (np.zeros((1, 4, 4, 3), np.uint8), "2-D or 3-D"),
+    (np.zeros((4, 4, 2), np.uint8), "got 2"),
+    (np.zeros((4, 4, 5), np.uint8), "got 5"),
+    (np.full((4, 4, 3), np.nan, np.float32), "NaN"),
+    (np.zeros((4, 4, 3), np.int64), "dtype"),
+])
+def test_bad_images(tiny_model, image, words):
+    with pytest.raises(ValueError, match=words):
+        asdn_tf.upscale(image, 2, model=tiny_model)
+
+
+def test_size_smaller_than_input(tiny_model):
+    with pytest.raises(ValueError, match="larger than the input"):
+        asdn_tf.upscale(np.zeros((8, 8, 3), np.uint8), model=tiny_model, size=(6, 10))

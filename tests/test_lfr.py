@@ -1,0 +1,79 @@
+import math
+
+import numpy as np
+import pytest
+
+from asdn_tf import lfr
+from asdn_tf.model import level_and_weight_ops
+
+LEVEL_VECTORS = [(1.27, 3, 0.3), (1.05, 1, 0.5), (1.1, 1, 0.0), (1.3, 3, 0.0), (1.95, 10, 0.5),
+                 (2.0, 10, 0.0), (1.0001, 1, 0.999)]
+PLANS = [(3, [2, 1.5]), (4, [2, 2]), (2.8, [2, 1.4]), (5.7, [2, 2, 1.425]), (8, [2, 2, 2]),
+         (32, [2, 2, 2, 2, 2]), (1.5, [1.5]), (2, [2])]
+
+
+@pytest.mark.parametrize("scale,level,weight", LEVEL_VECTORS)
+def test_level_and_weight_vectors(scale, level, weight):
+    i, w = lfr.level_and_weight(scale)
+    assert i == level
+    assert w == pytest.approx(weight, abs=1e-9)
+
+
+@pytest.mark.parametrize("scale,level,weight", LEVEL_VECTORS)
+def test_level_and_weight_ops_matches(scale, level, weight):
+    i, w = level_and_weight_ops(np.float32(scale))
+    assert int(i) == level
+    assert float(w) == pytest.approx(weight, abs=1e-5)
+
+
+def test_every_level_scale_has_zero_weight():
+    for index, r in enumerate(lfr.level_scales()[1:], start=1):
+        assert lfr.level_and_weight(r) == (index, 0.0)
+        i, w = level_and_weight_ops(np.float32(r))
+        assert (int(i), float(w)) == (index, 0.0)
+
+
+def test_ops_agree_with_python_on_a_grid():
+    for r in np.linspace(1.0005, 2.0, 397):
+        i, w = lfr.level_and_weight(float(r))
+        ti, tw = level_and_weight_ops(np.float64(r))
+        assert int(ti) == i
+        assert float(tw) == pytest.approx(w, abs=1e-5)
+        assert 1 <= i <= 10 and 0.0 <= w < 1.0
+
+
+@pytest.mark.parametrize("scale,plan", PLANS)
+def test_recursion_plan_vectors(scale, plan):
+    assert lfr.recursion_plan(scale) == pytest.approx(plan, abs=1e-12)
+
+
+def test_recursion_plan_reaches_the_scale():
+    for scale in np.linspace(1.01, 32, 500):
+        plan = lfr.recursion_plan(float(scale))
+        assert math.prod(plan) == pytest.approx(scale)
+        assert all(1.0 < step <= 2.0 for step in plan)
+
+
+@pytest.mark.parametrize("bad,words", [(1.0, "not an upscaling"), (0.5, "greater than 1"),
+                                       (-1, "greater than 1"), (float("nan"), "finite"),
+                                       (float("inf"), "finite"), (33, "at most 32"),
+                                       ("abc", "number")])
+def test_bad_scales_name_the_range(bad, words):
+    with pytest.raises(ValueError, match=words):
+        lfr.recursion_plan(bad)
+
+
+def test_max_scale_is_configurable():
+    assert lfr.recursion_plan(64, max_scale=64) == [2.0] * 6
+    with pytest.raises(ValueError, match="at most 16"):
+        lfr.check_scale(20, max_scale=16)
+
+
+def test_level_and_weight_rejects_scales_above_two():
+    with pytest.raises(ValueError, match="at most 2"):
+        lfr.level_and_weight(2.5)
+
+
+def test_output_size_rounds_half_up():
+    assert lfr.output_size(10, 15, 1.5) == (15, 23)
+    assert lfr.output_size(7, 9, 3.3) == (23, 30)

@@ -1,0 +1,143 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import asdn_tf
+from asdn_tf import config, lfr
+from asdn_tf.model import flops_per_pixel
+
+
+def _x(h=9, w=11, batch=1, seed=0):
+    return np.random.default_rng(seed).random((batch, h, w, 3), dtype=np.float32)
+
+
+def test_preset_sizes():
+    paper = asdn_tf.build_model("paper")
+    assert 19e6 <= paper.count_params() <= 23e6
+    assert asdn_tf.build_model("default").count_params() > 50_000
+    tiny = asdn_tf.build_model("tiny")
+    assert 0 < tiny.count_params() < 20_000
+    assert flops_per_pixel(config.preset("paper")) == pytest.approx(44e6, rel=0.05)
+
+
+def test_every_branch_is_built(tiny_model):
+    for branch in tiny_model.branches:
+        assert branch.built and branch.count_params() > 0
+
+
+@pytest.mark.parametrize("h,w", [(5, 5), (9, 11), (16, 7)])
+@pytest.mark.parametrize("scale", [1.0001, 1.1, 1.27, 1.5, 1.95, 2.0])
+def test_output_keeps_the_input_size(tiny_model, h, w, scale):
+    assert tuple(tiny_model(_x(h, w, 2), scale=scale).shape) == (2, h, w, 3)
+
+
+def test_level_scale_equals_that_branch(tiny_model):
+    x = _x()
+    features = tiny_model.trunk(x)
+    for level in range(1, 11):
+        r = lfr.level_scales()[level]
+        expected = tiny_model.branches[level]([features, x])
+        np.testing.assert_allclose(tiny_model(x, scale=r), expected, atol=1e-6)
+        np.testing.assert_allclose(tiny_model(x, scale=tf.constant(r, tf.float32)), expected,
+                                   atol=1e-6)
+
+
+def test_blend_is_continuous_across_levels(tiny_model):
+    x = _x()
+    for r in lfr.level_scales()[1:-1]:
+        below = tiny_model(x, scale=r - 1e-6)
+        at = tiny_model(x, scale=r)
+        above = tiny_model(x, scale=r + 1e-6)
+        np.testing.assert_allclose(below, at, atol=1e-4)
+        np.testing.assert_allclose(above, at, atol=1e-4)
+
+
+def test_blend_is_linear_between_branches(tiny_model):
+    x = _x()
+    features = tiny_model.trunk(x)
+    upper = tiny_model.branches[3]([features, x])
+    lower = tiny_model.branches[2]([features, x])
+    np.testing.assert_allclose(tiny_model(x, scale=1.27), upper + 0.3 * (lower - upper),
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("level", [0, 4, 10])
+def test_one_level_trains_only_its_branch(tiny_model, level):
+    x = _x()
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.abs(tiny_model(x, level=level) - x))
+    grads = tape.gradient(loss, tiny_model.trainable_variables)
+    by_var = dict(zip((v.path for v in tiny_model.trainable_variables), grads))
+    for index, branch in enumerate(tiny_model.branches):
+        branch_grads = [by_var[v.path] for v in branch.trainable_variables]
+        if index == level:
+            assert all(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0 for g in branch_grads)
+        else:
+            assert all(g is None for g in branch_grads), f"branch {index} got gradient"
+    trunk_grads = [by_var[v.path] for v in tiny_model.trunk.trainable_variables]
+    assert all(g is not None for g in trunk_grads)
+
+
+def test_tensor_level_selects_the_same_branch(tiny_model):
+    x = _x()
+    np.testing.assert_allclose(tiny_model(x, level=tf.constant(6)), tiny_model(x, level=6),
+                               atol=1e-6)
+
+
+def test_call_needs_scale_or_level(tiny_model):
+    with pytest.raises(ValueError, match="exactly one"):
+        tiny_model(_x())
+    with pytest.raises(ValueError, match="level must be in"):
+        tiny_model(_x(), level=11)
+
+
+@pytest.mark.parametrize("switch", ["channel_attention", "spatial_attention", "global_skip"])
+def test_ablation_switches(switch):
+    cfg = config.ModelConfig(**{**config.preset("tiny").to_dict(), switch: False})
+    model = asdn_tf.build_model(cfg)
+    full = asdn_tf.build_model("tiny")
+    assert model.count_params() < full.count_params() or switch == "global_skip"
+    assert tuple(model(_x(), scale=1.5).shape) == (1, 9, 11, 3)
+
+
+@pytest.mark.parametrize("levels", [5, 9, 17])
+def test_level_count_is_configurable(levels):
+    cfg = config.ModelConfig(**{**config.preset("tiny").to_dict(), "num_levels": levels})
+    model = asdn_tf.build_model(cfg)
+    assert len(model.branches) == levels
+    assert tuple(model(_x(), scale=1.33).shape) == (1, 9, 11, 3)
+
+
+def test_keras_round_trip(tmp_path, tiny_model):
+    x = _x()
+    tiny_model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert reloaded.model_config == tiny_model.model_config
+    np.testing.assert_array_equal(reloaded(x, scale=1.37), tiny_model(x, scale=1.37))
+    np.testing.assert_array_equal(asdn_tf.load_model(tmp_path / "m.keras")(x, scale=1.6),
+                                  tiny_model(x, scale=1.6))
+
+
+def test_weights_h5_round_trip(tmp_path, tiny_model):
+    x = _x()
+    tiny_model.save_weights(tmp_path / "m.weights.h5")
+    reloaded = asdn_tf.load_model(tmp_path / "m.weights.h5", preset="tiny")
+    np.testing.assert_array_equal(reloaded(x, scale=1.83), tiny_model(x, scale=1.83))
+
+
+def test_weights_that_do_not_fit_the_preset(tmp_path, tiny_model):
+    tiny_model.save_weights(tmp_path / "m.weights.h5")
+    with pytest.raises(ValueError, match="do not fit preset default"):
+        asdn_tf.load_model(tmp_path / "m.weights.h5", preset="default")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        asdn_tf.load_model(tmp_path / "missing.weights.h5", preset="tiny")
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="num_levels"):
+        config.ModelConfig(num_levels=1)
+    with pytest.raises(ValueError, match="features"):
+        config.ModelConfig(features=0)
+    with pytest.raises(ValueError, match="unknown preset"):
+        config.preset("huge")
