@@ -4,7 +4,10 @@ Each layer builds its sublayers in `build()`, keeps one attribute per constructo
 round-trips through `get_config()`.
 """
 
+import math
+
 import keras
+import numpy as np
 from keras import layers, ops
 
 _PACKAGE = "asdn_tf"
@@ -244,3 +247,57 @@ class ReconstructionBranch(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "sa_features": self.sa_features,
                 "spatial_attention": self.spatial_attention, "global_skip": self.global_skip}
+
+
+# Two input pixels of symmetric padding cover the 4-tap cubic kernel at every output position.
+_SKIP_PAD = 2
+
+
+def _cubic(x):
+    ax = np.abs(x)
+    return np.where(ax <= 1, 1.5 * ax**3 - 2.5 * ax**2 + 1,
+                    np.where(ax <= 2, -0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2, 0.0))
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class BicubicUpsample(layers.Layer):
+    """MATLAB bicubic upsampling by an integer factor as a fixed transposed convolution.
+
+    Equal to `asdn_tf.imresize(x, scale)` (a = -0.5, symmetric borders), built from ops that
+    convert to TFLite builtins (MIRROR_PAD, TRANSPOSE_CONV), so FSDN's global skip runs on a phone.
+
+    Args:
+        scale: int >= 2, the upsampling factor.
+    """
+
+    def __init__(self, scale=2, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self.scale = scale
+
+    def build(self, input_shape):
+        s = self.scale
+        channels = input_shape[-1]
+        # MATLAB maps output X (0-based) to input position (X + 0.5)/s - 0.5 and weights input J
+        # by cubic of the distance. A stride-s transposed conv gives output o the taps
+        # kernel[o - s·J]; with o = X + s·pad + c the kernel is cubic((m - c + 0.5 - s/2) / s),
+        # which fits in 4s taps for c = floor(1.5 s). Keys' kernel sums to one at every phase.
+        self._offset = math.floor(1.5 * s)
+        taps = np.arange(4 * s)
+        kernel_1d = _cubic((taps - self._offset + 0.5 - s / 2) / s)
+        kernel = np.zeros((4 * s, 4 * s, channels, channels), np.float32)
+        for channel in range(channels):
+            kernel[:, :, channel, channel] = np.outer(kernel_1d, kernel_1d)
+        self.kernel = self.add_weight(shape=kernel.shape, trainable=False, name="kernel",
+                                      initializer=keras.initializers.Constant(kernel))
+
+    def call(self, inputs):
+        s = self.scale
+        padded = ops.pad(inputs, [[0, 0], [_SKIP_PAD, _SKIP_PAD], [_SKIP_PAD, _SKIP_PAD], [0, 0]],
+                         mode="symmetric")
+        upsampled = ops.conv_transpose(padded, self.kernel, strides=s, padding="valid")
+        start = _SKIP_PAD * s + self._offset
+        height, width = ops.shape(inputs)[1], ops.shape(inputs)[2]
+        return upsampled[:, start:start + height * s, start:start + width * s, :]
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}

@@ -16,7 +16,7 @@ from keras import ops
 
 from asdn_tf import config as config_lib
 from asdn_tf import lfr
-from asdn_tf.layers import FeatureMappingBranch, ReconstructionBranch
+from asdn_tf.layers import BicubicUpsample, FeatureMappingBranch, ReconstructionBranch
 
 
 def level_and_weight_ops(scale, num_levels=lfr.DEFAULT_LEVELS):
@@ -103,6 +103,88 @@ class ASDN(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="asdn_tf")
+class FSDN(keras.Model):
+    """Fixed Scale Deep Network: ASDN's trunk on the LR image, a transposed conv, one branch.
+
+    The trunk runs at LR resolution (post-upsampling), a 1×1 conv compresses its output to
+    `features` channels, a stride-s transposed conv upsamples, and the reconstruction branch
+    adds the bicubic-upsampled input (../shared/docs/ASDN.md §6). Initialise it from a trained
+    ASDN with `init_from_asdn`.
+
+    Args:
+        model_config: `ModelConfig` (or its dict) shared with the ASDN it starts from.
+        scale: int, the fixed factor (2, 3, 4, 8, ...).
+
+    Example:
+        >>> fsdn = build_fsdn("tiny", scale=2)
+        >>> fsdn(lr).shape  # (N, 2H, 2W, 3)
+    """
+
+    def __init__(self, model_config=None, scale=2, **kwargs):
+        super().__init__(**kwargs)
+        if model_config is None:
+            model_config = config_lib.ModelConfig()
+        elif isinstance(model_config, dict):
+            model_config = config_lib.ModelConfig.from_dict(model_config)
+        if not isinstance(scale, int) or scale < 2:
+            raise ValueError(f"FSDN scale must be an integer >= 2, got {scale!r}")
+        self.model_config = model_config
+        self.scale = scale
+        cfg = model_config
+        self.trunk = FeatureMappingBranch(cfg.num_blocks, cfg.features, cfg.growth,
+                                          cfg.num_layers, cfg.ca_reduction,
+                                          cfg.channel_attention, name="trunk")
+        self.compress = keras.layers.Conv2D(cfg.features, 1, name="compress")
+        self.upsample = keras.layers.Conv2DTranspose(cfg.features, scale, strides=scale,
+                                                     name="upsample")
+        self.branch = ReconstructionBranch(cfg.sa_features, cfg.spatial_attention,
+                                           cfg.global_skip, name="irb")
+        self.skip = BicubicUpsample(scale, name="bicubic")
+
+    def build(self, input_shape):
+        self.trunk.build(input_shape)
+        self.compress.build((*input_shape[:-1], self.trunk.output_channels))
+        self.upsample.build((*input_shape[:-1], self.model_config.features))
+        self.skip.build(input_shape)
+        self.branch.build([(None, None, None, self.model_config.features),
+                           (None, None, None, input_shape[-1])])
+        self.built = True
+
+    def call(self, inputs):
+        features = self.upsample(self.compress(self.trunk(inputs)))
+        return self.branch([features, self.skip(inputs)])
+
+    def get_config(self):
+        return {**super().get_config(), "model_config": self.model_config.to_dict(),
+                "scale": self.scale}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def build_fsdn(model_config="default", scale=2):
+    """Returns a built FSDN for `scale` from a preset name, a `ModelConfig` or its dict."""
+    if isinstance(model_config, str):
+        model_config = config_lib.preset(model_config)
+    model = FSDN(model_config, scale)
+    model.build((None, None, None, 3))
+    model(ops.zeros((1, 8, 8, 3)))
+    return model
+
+
+def init_from_asdn(fsdn, asdn):
+    """Copies the trunk, and the ×2 branch's spatial attention, of a trained ASDN into `fsdn`."""
+    if fsdn.model_config != asdn.model_config:
+        raise ValueError("FSDN and ASDN configs differ; build the FSDN with the ASDN's config")
+    fsdn.trunk.set_weights(asdn.trunk.get_weights())
+    source = asdn.branches[-1]
+    if fsdn.branch.sa is not None:
+        fsdn.branch.sa.set_weights(source.sa.get_weights())
+    return fsdn
 
 
 def _run_branch(branch, features, skip):

@@ -141,3 +141,32 @@ def test_config_validation():
         config.ModelConfig(features=0)
     with pytest.raises(ValueError, match="unknown preset"):
         config.preset("huge")
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4, 8])
+def test_fsdn_shapes_and_init_from_asdn(tiny_model, scale):
+    fsdn = asdn_tf.build_fsdn("tiny", scale)
+    lr = _x(6, 7)
+    assert tuple(fsdn(lr).shape) == (1, 6 * scale, 7 * scale, 3)
+    asdn_tf.init_from_asdn(fsdn, tiny_model)
+    for mine, theirs in zip(fsdn.trunk.get_weights(), tiny_model.trunk.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_fsdn_skip_is_exact_bicubic():
+    from asdn_tf.imresize import imresize
+    fsdn = asdn_tf.build_fsdn("tiny", 3)
+    lr = _x(5, 9)
+    np.testing.assert_allclose(fsdn.skip(lr), imresize(lr, scale=3), atol=1e-5)
+
+
+def test_fsdn_round_trip(tmp_path):
+    fsdn = asdn_tf.build_fsdn("tiny", 2)
+    fsdn.save(tmp_path / "f.keras")
+    reloaded = keras.saving.load_model(tmp_path / "f.keras")
+    np.testing.assert_array_equal(reloaded(_x()), fsdn(_x()))
+
+
+def test_fsdn_rejects_decimal_scale():
+    with pytest.raises(ValueError, match="integer"):
+        asdn_tf.FSDN(config.preset("tiny"), 2.5)
