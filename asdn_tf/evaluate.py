@@ -1,0 +1,326 @@
+"""Benchmark tables: Y-channel PSNR / SSIM of bicubic or ASDN on image sets, at any scales.
+
+    python -m asdn_tf.evaluate --data_dir=../shared/datasets --sets=Set5,Set14 \
+        --scales=2,3,4,8,1.5 --method=bicubic --output_json=runs/bicubic.json --plot=runs/bicubic.png
+
+The protocol is the literature's (../shared/docs/ASDN.md §7): for an integer scale s the HR
+image is cropped to a multiple of s; LR = imresize(HR, 1/s) (MATLAB-exact, ceil(H/s) pixels),
+quantised to uint8 as the benchmark LR PNGs are; the SR is made at exactly the HR size and
+quantised to uint8; PSNR and SSIM are measured on BT.601 Y (gray images on their values)
+with ceil(s) pixels shaved from every border. Decimal scales skip the crop.
+
+Example (notebook):
+    >>> sets = load_sets("../shared/datasets", ["Set5"])
+    >>> results = evaluate(sets, [2, 4], "bicubic")
+    >>> print(format_table(results))
+"""
+
+import csv
+import io
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+from absl import app, flags
+from PIL import Image
+
+from asdn_tf import image_io, lfr, metrics, pretrained
+from asdn_tf.imresize import imresize
+from asdn_tf.inference import upscale_tensor
+
+METHODS = ("bicubic", "asdn")
+CSV_FIELDS = ("set", "scale", "method", "psnr", "ssim", "images", "shave")
+
+
+def parse_scales(values):
+    """Scales as floats from numbers or strings ("2", "1.5"); raises ValueError naming a bad one."""
+    scales = [lfr.check_scale(value) for value in values]
+    if not scales:
+        raise ValueError("no scales given")
+    return scales
+
+
+def load_set(folder):
+    """[(path, image)] for the images of one set: uint8 H×W (gray) or H×W×3 (RGB).
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        ValueError: the folder holds no images, or an image is unreadable or not 8-bit
+            (the message names it).
+    """
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"set folder not found: {folder}")
+    paths = image_io.list_images(folder)
+    if not paths:
+        raise ValueError(f"no images in {folder}")
+    images = []
+    for path in paths:
+        image = image_io.read_image(path)
+        if image.dtype != np.uint8:
+            raise ValueError(f"{path} is {image.dtype.itemsize * 8}-bit; the benchmark protocol "
+                             "measures 8-bit images")
+        images.append((path, image[..., :3] if image.ndim == 3 else image))
+    return images
+
+
+def load_sets(data_dir, names):
+    """{name: load_set(data_dir / name)} in the order given."""
+    return {name: load_set(pathlib.Path(data_dir) / name) for name in names}
+
+
+def shave(scale):
+    """Border pixels left out of the metrics: s, or ceil(s) for a decimal scale."""
+    return math.ceil(scale - 1e-9)
+
+
+def to_uint8(image):
+    """Float [0, 1] → uint8 with MATLAB's rounding (halves away from zero), as a saved PNG."""
+    return np.floor(np.clip(np.asarray(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def degrade(hr, scale):
+    """(HR cropped to a multiple of an integer scale, LR uint8 of ceil(H/s) × ceil(W/s))."""
+    if float(scale).is_integer():
+        factor = int(scale)
+        height, width = hr.shape[:2]
+        hr = hr[:height - height % factor, :width - width % factor]
+    height, width = hr.shape[:2]
+    size = (math.ceil(height / scale - 1e-9), math.ceil(width / scale - 1e-9))
+    pixels = hr.reshape(height, width, -1).astype(np.float32) / 255.0
+    return hr, to_uint8(imresize(pixels, scale=1.0 / scale, size=size).numpy())
+
+
+def super_resolve(lr, scale, size, method, model=None):
+    """LR uint8 H×W×C (C = 1 or 3) → float32 size×C SR image in [0, 1].
+
+    A gray image goes through the model as R = G = B and comes back as the mean of the three.
+    """
+    pixels = lr.astype(np.float32) / 255.0
+    if method == "bicubic":
+        return imresize(pixels, scale=scale, size=size).numpy()
+    rgb = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
+    output = upscale_tensor(model, rgb[None], scale, size=size)[0].numpy()
+    return output.mean(axis=2, keepdims=True) if pixels.shape[2] == 1 else output
+
+
+def measure(hr, scale, method, model=None):
+    """(PSNR, SSIM, SR uint8) of one HR image (uint8 H×W or H×W×3) at `scale`."""
+    hr, lr = degrade(hr, scale)
+    sr = super_resolve(lr, scale, hr.shape[:2], method, model)
+    sr = to_uint8(sr).reshape(hr.shape)
+    border = shave(scale)
+    return (metrics.psnr(sr, hr, crop_border=border), metrics.ssim(sr, hr, crop_border=border),
+            sr)
+
+
+def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progress=None):
+    """Mean PSNR / SSIM per set and scale.
+
+    Args:
+        sets: {name: [(path, uint8 image)]}, e.g. from `load_sets`.
+        scales: numbers > 1 (integer and decimal).
+        method: "bicubic" or "asdn".
+        model: the ASDN for method "asdn"; by default the bundled pretrained model.
+        save_images: optional folder; SR images go to FOLDER/METHOD/SET/xSCALE/NAME.png.
+        progress: optional callable(done, total, label), called after every image.
+
+    Returns:
+        A list of dicts {"set", "scale", "method", "psnr", "ssim", "images", "shave",
+        "per_image": [{"image", "psnr", "ssim"}]}, scale by scale, set by set.
+
+    Raises:
+        ValueError: a bad method or scale, or an image too small for the scale (named).
+        FileNotFoundError: method "asdn" without a model and no bundled weights.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    scales = parse_scales(scales)
+    if method == "asdn" and model is None:
+        model = pretrained.load_pretrained()
+    total = sum(len(images) for images in sets.values()) * len(scales)
+    done = 0
+    results = []
+    for scale in scales:
+        for name, images in sets.items():
+            if not images:
+                raise ValueError(f"set {name} has no images")
+            scores, per_image = [], []
+            for path, hr in images:
+                path = pathlib.Path(path)
+                try:
+                    psnr, ssim, sr = measure(hr, scale, method, model)
+                except ValueError as error:
+                    raise ValueError(f"{path} at ×{scale:g}: {error}") from None
+                if save_images:
+                    folder = pathlib.Path(save_images) / method / name / f"x{scale:g}"
+                    write_atomically(folder / f"{path.stem}.png",
+                                     lambda stream, sr=sr: Image.fromarray(sr).save(stream, "PNG"))
+                scores.append((psnr, ssim))
+                per_image.append({"image": path.name, "psnr": round(psnr, 4),
+                                  "ssim": round(ssim, 5)})
+                done += 1
+                if progress:
+                    progress(done, total, f"{name} ×{scale:g} {path.name}")
+            psnr, ssim = np.mean(scores, axis=0)
+            results.append({"set": name, "scale": scale, "method": method,
+                            "psnr": round(float(psnr), 4), "ssim": round(float(ssim), 5),
+                            "images": len(images), "shave": shave(scale),
+                            "per_image": per_image})
+    return results
+
+
+def format_table(results):
+    """The layout of the paper's Table 1: a row per scale and method, "PSNR/SSIM" per set."""
+    sets = list(dict.fromkeys(row["set"] for row in results))
+    rows = list(dict.fromkeys((row["scale"], row["method"]) for row in results))
+    cells = {(row["scale"], row["method"], row["set"]): f"{row['psnr']:.2f}/{row['ssim']:.4f}"
+             for row in results}
+    table = [["scale", "method", *sets]]
+    table += [[f"×{scale:g}", method, *(cells.get((scale, method, name), "-") for name in sets)]
+              for scale, method in rows]
+    widths = [max(len(line[column]) for line in table) for column in range(len(table[0]))]
+    lines = ["| " + " | ".join(text.ljust(width) for text, width in zip(line, widths)) + " |"
+             for line in table]
+    lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    return "\n".join(lines)
+
+
+def write_atomically(path, write):
+    """Calls write(binary stream) on a temporary file beside `path`, then renames it over `path`,
+    so a failure never leaves a half-written file."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as stream:
+            write(stream)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path, results):
+    text = json.dumps({"results": results}, indent=1)
+    write_atomically(path, lambda stream: stream.write(text.encode() + b"\n"))
+
+
+def write_csv(path, results):
+    text = io.StringIO()
+    writer = csv.DictWriter(text, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(results)
+    write_atomically(path, lambda stream: stream.write(text.getvalue().encode()))
+
+
+def plot(path, results):
+    """PSNR versus scale, a line per set and method (the paper's Fig. 4), as a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for name, method in dict.fromkeys((row["set"], row["method"]) for row in results):
+        points = sorted((row["scale"], row["psnr"]) for row in results
+                        if row["set"] == name and row["method"] == method)
+        axes.plot(*zip(*points), marker="o", label=f"{name} ({method})")
+    axes.set_xlabel("scale")
+    axes.set_ylabel("PSNR on Y (dB)")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    write_atomically(path, lambda stream: figure.savefig(stream, format="png"))
+
+
+class TextProgress:
+    """A one-line progress bar on a terminal's stderr (silent when stderr is not a terminal)."""
+
+    def __init__(self, stream=sys.stderr, width=30):
+        self.stream = stream
+        self.width = width
+        self.active = stream.isatty()
+
+    def __call__(self, done, total, label):
+        if not self.active:
+            return
+        filled = self.width * done // total
+        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
+                          f"{label[:40]:<40}")
+        if done == total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, output_json=None,
+        output_csv=None, save_images=None, plot_path=None, progress=None):
+    """What the command does; returns the table. Raises ValueError / OSError on bad input."""
+    if method not in METHODS:
+        raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if (weights or preset) and method != "asdn":
+        raise ValueError("--weights and --preset need --method=asdn")
+    if preset and not weights:
+        raise ValueError("--preset needs --weights (the bundled weights know their preset)")
+    if not data_dir:
+        raise ValueError("pass --data_dir (a folder with one folder per set) or set ASDN_DATASETS")
+    scales = parse_scales(scales)
+    loaded = load_sets(data_dir, sets)
+    model = None
+    if method == "asdn":
+        model = (pretrained.load_model(weights, preset) if weights
+                 else pretrained.load_pretrained())
+    start = time.perf_counter()
+    results = evaluate(loaded, scales, method, model, save_images, progress)
+    seconds = time.perf_counter() - start
+    if output_json:
+        write_json(output_json, results)
+    if output_csv:
+        write_csv(output_csv, results)
+    if plot_path:
+        plot(plot_path, results)
+    images = sum(row["images"] for row in results)
+    return f"{format_table(results)}\n({images} SR images measured in {seconds:.1f} s)"
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"evaluate: unexpected arguments {' '.join(argv[1:])}")
+    options = flags.FLAGS
+    try:
+        table = run(options.data_dir or os.environ.get("ASDN_DATASETS"), options.sets,
+                    options.scales, options.method, options.weights, options.preset,
+                    options.output_json, options.output_csv, options.save_images, options.plot,
+                    TextProgress())
+    except (ValueError, OSError) as error:
+        sys.exit(f"evaluate: {error}")
+    print(table)
+
+
+def _parse_flags(argv):
+    """absl's parser, with a flag error as one line on stderr instead of two."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        sys.exit(f"evaluate: {error}")
+
+
+if __name__ == "__main__":
+    # Flags are defined here, not at import, so importing the library defines none.
+    flags.DEFINE_string("data_dir", None, "Folder with one folder per set "
+                        "(default: the ASDN_DATASETS environment variable).")
+    flags.DEFINE_list("sets", ["Set5", "Set14"], "Set folders inside --data_dir.")
+    flags.DEFINE_list("scales", ["2", "3", "4", "8", "1.5"], "Scales > 1, integer or decimal.")
+    flags.DEFINE_enum("method", "bicubic", METHODS, "Bicubic upscaling or the ASDN model.")
+    flags.DEFINE_string("weights", None, "asdn: .weights.h5 or .keras file (default: the "
+                        "weights bundled in the package).")
+    flags.DEFINE_string("preset", None, "asdn: model preset for --weights without a sidecar.")
+    flags.DEFINE_string("output_json", None, "Write {\"results\": [...]} (with per-image scores).")
+    flags.DEFINE_string("output_csv", None, "Write the results as CSV.")
+    flags.DEFINE_string("save_images", None, "Folder for the SR images (PNG).")
+    flags.DEFINE_string("plot", None, "PNG path for a PSNR-versus-scale plot.")
+    app.run(main, flags_parser=_parse_flags)

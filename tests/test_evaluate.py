@@ -1,0 +1,145 @@
+import csv
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import asdn_tf
+from asdn_tf import evaluate
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# ../shared/docs/ASDN.md §7: MATLAB bicubic, PSNR / SSIM on Y.
+LITERATURE = {
+    ("Set5", 2): (33.66, 0.9299), ("Set5", 3): (30.39, 0.8682),
+    ("Set5", 4): (28.42, 0.8104), ("Set5", 8): (24.40, 0.6580),
+    ("Set14", 2): (30.24, 0.8688), ("Set14", 3): (27.55, 0.7742),
+    ("Set14", 4): (26.00, 0.7027), ("Set14", 8): (23.10, 0.5660),
+}
+
+
+def test_bicubic_reproduces_the_literature_table(datasets_dir):
+    results = evaluate.evaluate(evaluate.load_sets(datasets_dir, ["Set5", "Set14"]),
+                                [2, 3, 4, 8], "bicubic")
+    measured = {(row["set"], int(row["scale"])): (row["psnr"], row["ssim"]) for row in results}
+    assert measured.keys() == LITERATURE.keys()
+    for key, (psnr, ssim) in LITERATURE.items():
+        assert measured[key][0] == pytest.approx(psnr, abs=0.03), key
+        assert measured[key][1] == pytest.approx(ssim, abs=0.002), key
+    assert {row["set"]: row["images"] for row in results} == {"Set5": 5, "Set14": 14}
+
+
+@pytest.mark.parametrize("scale,hr_size,lr_size", [
+    (2, (12, 16), (6, 8)), (3, (12, 15), (4, 5)), (1.5, (13, 17), (9, 12))])
+def test_degrade_crops_integer_scales_only(scale, hr_size, lr_size):
+    hr, lr = evaluate.degrade(np.zeros((13, 17, 3), np.uint8), scale)
+    assert hr.shape[:2] == hr_size
+    assert lr.shape == (*lr_size, 3) and lr.dtype == np.uint8
+
+
+def test_measure_keeps_gray_images_gray_and_the_hr_size(tiny_model):
+    gray = np.random.default_rng(0).integers(0, 256, (40, 45), dtype=np.uint8)
+    for method, model in (("bicubic", None), ("asdn", tiny_model)):
+        psnr, ssim, sr = evaluate.measure(gray, 2.5, method, model)
+        assert sr.shape == gray.shape and sr.dtype == np.uint8
+        assert math.isfinite(psnr) and 0 < ssim <= 1
+
+
+@pytest.fixture(scope="module")
+def bad_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sets")
+    (root / "Empty").mkdir()
+    (root / "Broken").mkdir()
+    Image.new("RGB", (32, 32)).save(root / "Broken" / "fine.png")
+    (root / "Broken" / "text.png").write_text("not an image")
+    (root / "Small").mkdir()
+    Image.new("RGB", (12, 12)).save(root / "Small" / "tiny.png")
+    return root
+
+
+@pytest.mark.parametrize("overrides,words", [
+    ({"sets": ["Missing"]}, "set folder not found"),
+    ({"sets": ["Empty"]}, "no images in"),
+    ({"sets": ["Broken"]}, "text.png"),
+    ({"sets": ["Small"]}, "tiny.png"),
+    ({"scales": ["1"]}, "greater than 1"),
+    ({"scales": ["two"]}, "'two'"),
+    ({"method": "nearest"}, "--method"),
+    ({"data_dir": None}, "ASDN_DATASETS"),
+    ({"weights": "w.weights.h5"}, "--method=asdn"),
+    ({"method": "asdn", "preset": "tiny"}, "--preset needs --weights"),
+    ({"method": "asdn", "weights": "missing.weights.h5"}, "not found"),
+])
+def test_run_rejects_bad_input_and_writes_nothing(bad_data, tmp_path, overrides, words):
+    arguments = {"data_dir": bad_data, "sets": ["Small"], "scales": ["2"], "method": "bicubic",
+                 "output_json": tmp_path / "out.json", **overrides}
+    with pytest.raises((ValueError, OSError), match=words):
+        evaluate.run(**arguments)
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_run_rejects_weights_that_do_not_fit_the_preset(datasets_dir, tmp_path):
+    asdn_tf.build_model("tiny").save_weights(tmp_path / "m.weights.h5")
+    with pytest.raises(ValueError, match="do not fit preset default"):
+        evaluate.run(datasets_dir, ["Set5"], ["2"], "asdn", weights=tmp_path / "m.weights.h5",
+                     preset="default")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "asdn_tf.evaluate", *map(str, args)], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--scales=2,x3"], "'x3'"),
+    (["--method=nearest"], "--method=nearest"),
+])
+def test_cli_error_is_one_line_and_nonzero(datasets_dir, tmp_path, args, words):
+    result = _cli(f"--data_dir={datasets_dir}", "--sets=Set5", *args,
+                  f"--output_json={tmp_path / 'out.json'}")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    # Lines before ours come from TensorFlow's native logging at import.
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("evaluate: ") and words in lines[-1]
+    assert sum(line.startswith("evaluate") for line in lines) == 1
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_cli_bicubic_writes_json_csv_and_plot(datasets_dir, tmp_path):
+    result = _cli(f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2",
+                  f"--output_json={tmp_path / 'r.json'}", f"--output_csv={tmp_path / 'r.csv'}",
+                  f"--plot={tmp_path / 'r.png'}")
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert (row["set"], row["scale"], row["method"], row["images"]) == ("Set5", 2.0, "bicubic", 5)
+    assert row["psnr"] == pytest.approx(33.66, abs=0.03)
+    assert len(row["per_image"]) == 5
+    with open(tmp_path / "r.csv", newline="") as stream:
+        [csv_row] = list(csv.DictReader(stream))
+    assert float(csv_row["psnr"]) == row["psnr"] and float(csv_row["ssim"]) == row["ssim"]
+    assert f"{row['psnr']:.2f}/{row['ssim']:.4f}" in result.stdout
+    with Image.open(tmp_path / "r.png") as plot:
+        assert plot.format == "PNG" and plot.size[0] > 100
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_cli_asdn_with_saved_weights(datasets_dir, tmp_path):
+    model = asdn_tf.build_model("tiny")
+    model.save_weights(tmp_path / "m.weights.h5")
+    result = _cli(f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2", "--method=asdn",
+                  f"--weights={tmp_path / 'm.weights.h5'}", "--preset=tiny",
+                  f"--output_json={tmp_path / 'r.json'}", f"--save_images={tmp_path / 'sr'}")
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert (row["method"], row["images"]) == ("asdn", 5)
+    assert math.isfinite(row["psnr"]) and 0 < row["ssim"] <= 1
+    with Image.open(tmp_path / "sr" / "asdn" / "Set5" / "x2" / "bird.png") as image:
+        assert image.size == (288, 288)
