@@ -28,7 +28,7 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from asdn_tf import image_io, lfr, metrics, pretrained
+from asdn_tf import cli, image_io, lfr, metrics, pretrained
 from asdn_tf.imresize import imresize
 from asdn_tf.inference import upscale_tensor
 
@@ -301,14 +301,6 @@ def main(argv):
     print(table)
 
 
-def _parse_flags(argv):
-    """absl's parser, with a flag error as one line on stderr instead of two."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:
-        sys.exit(f"evaluate: {error}")
-
-
 if __name__ == "__main__":
     # Flags are defined here, not at import, so importing the library defines none.
     flags.DEFINE_string("data_dir", None, "Folder with one folder per set "
@@ -323,4 +315,4 @@ if __name__ == "__main__":
     flags.DEFINE_string("output_csv", None, "Write the results as CSV.")
     flags.DEFINE_string("save_images", None, "Folder for the SR images (PNG).")
     flags.DEFINE_string("plot", None, "PNG path for a PSNR-versus-scale plot.")
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=cli.one_line_flags_parser("evaluate"))
