@@ -268,6 +268,8 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
         raise ValueError("--preset needs --weights (the bundled weights know their preset)")
     if not data_dir:
         raise ValueError("pass --data_dir (a folder with one folder per set) or set ASDN_DATASETS")
+    if not sets:
+        raise ValueError("--sets is empty: name at least one set folder inside --data_dir")
     scales = parse_scales(scales)
     loaded = load_sets(data_dir, sets)
     model = None

@@ -6,7 +6,7 @@ from the nominal scale; borders are extended symmetrically.
 
 Each axis is resized block by block: a block of `_BLOCK` output rows reads one short window of
 input rows (gathered with the symmetric extension) and is one small matrix product. That is
-the dense [out, in] product of `resize_matrix` without its zeros (5 to 7 times faster on a
+the dense [out, in] product of `resize_matrix` without its zeros (about 5 times faster on a
 2K image, bench/imresize_speed.py), and it is still made of gather and matmul only, so the op
 runs eagerly, inside `Dataset.map`, and under `tf.function(jit_compile=True)` when the sizes
 are static.
