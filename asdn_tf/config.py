@@ -60,9 +60,89 @@ class ModelConfig:
         return cls(**values)
 
 
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where training patches come from and how they are made (../shared/docs/ASDN.md §5).
+
+    Args:
+        sources: tuple of str, image folders or globs, or "tfds:div2k" for DIV2K's HR images
+            through tensorflow-datasets. Several sources are mixed.
+        patch_size: int, LR patch side; the HR patch of level r is round(patch_size · r).
+        batch_size: int, patches per update (all from one LFR level).
+        strict: bool, an unreadable image is an error instead of a warning.
+        degrade_in_step: bool, make LR and x_up inside the train step (XLA-compilable, runs on
+            the accelerator) instead of in the tf.data pipeline.
+        tfds_data_dir: str, tensorflow-datasets data_dir ("" for its default).
+    """
+
+    sources: tuple = ()
+    patch_size: int = 48
+    batch_size: int = 16
+    strict: bool = False
+    degrade_in_step: bool = False
+    tfds_data_dir: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.patch_size, int) or self.patch_size < 4:
+            raise ValueError(f"patch_size must be an integer >= 4, got {self.patch_size!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation recipe (paper: Adam, L1, 1e-4 halved every 200k of 1M updates).
+
+    Args:
+        steps: int, total updates.
+        learning_rate: float, initial Adam learning rate.
+        decay_every: int, halve the learning rate every this many updates.
+        decay_factor: float, the multiplier applied at each decay.
+        checkpoint_every: int, updates between checkpoints (one is also written at the end).
+        keep_checkpoints: int, how many recent checkpoints to keep.
+        validate_every: int, updates between validations (0: never).
+        validation_dir: str, folder of HR images to validate on.
+        validation_scales: tuple of float, scales measured at each validation.
+        log_every: int, updates between TensorBoard loss / learning-rate points.
+        seed: int, seeds weights and data order.
+    """
+
+    steps: int = 1_000_000
+    learning_rate: float = 1e-4
+    decay_every: int = 200_000
+    decay_factor: float = 0.5
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    validate_every: int = 5000
+    validation_dir: str = ""
+    validation_scales: tuple = (2.0, 3.0, 4.0, 1.5)
+    log_every: int = 100
+    seed: int = 0
+
+    def __post_init__(self):
+        positive = {"steps": self.steps, "decay_every": self.decay_every,
+                    "checkpoint_every": self.checkpoint_every,
+                    "keep_checkpoints": self.keep_checkpoints, "log_every": self.log_every}
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0 < self.decay_factor <= 1:
+            raise ValueError(f"decay_factor must be in (0, 1], got {self.decay_factor!r}")
+        if not isinstance(self.validate_every, int) or self.validate_every < 0:
+            raise ValueError(f"validate_every must be an integer >= 0, got {self.validate_every!r}")
+        for scale in self.validation_scales:
+            if not 1 < float(scale) <= 32:
+                raise ValueError(f"validation_scales must be in (1, 32], got {scale!r}")
+
+
 PRESETS = {
     # The paper: 16 DABs, 8 convolutions per IDB, 64 features (about 22 M parameters).
     "paper": ModelConfig(num_blocks=16, num_layers=8, features=64, growth=64),
+    # CPU-sized candidates for the bundled weights (chosen by measured validation PSNR).
+    "small": ModelConfig(),
+    "medium": ModelConfig(num_blocks=6, num_layers=4, features=48, growth=32),
     # Sized for training and serving on a CPU; the bundled weights use it.
     "default": ModelConfig(),
     # For tests: builds and runs in well under a second.

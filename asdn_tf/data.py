@@ -1,0 +1,170 @@
+"""tf.data training pipelines: image folders or DIV2K through tfds, degraded on the fly.
+
+Each batch comes from one LFR level drawn at random (as the paper trains): HR patches of
+round(p · r_l) pixels matching p×p LR patches, LR made with the exact `imresize`, and the
+network input x_up made from the LR by bicubic pre-upsampling. Patches are flipped and rotated
+before degradation, so input and target always agree.
+
+Example:
+    >>> dataset = training_dataset(DataConfig(sources=("../shared/datasets/T91",)))
+    >>> batch = next(iter(dataset))     # {"x_up", "hr", "level"}
+"""
+
+import concurrent.futures
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from asdn_tf import image_io, lfr
+from asdn_tf.imresize import imresize
+
+TFDS_PREFIX = "tfds:"
+
+
+def hr_patch_size(patch_size, level, num_levels=lfr.DEFAULT_LEVELS):
+    """HR side matching a `patch_size` LR patch at level `level`: round(p · r_l)."""
+    return int(np.floor(patch_size * lfr.level_scales(num_levels)[level] + 0.5))
+
+
+def _load_rgb(path):
+    array = image_io.read_image(path)
+    if array.dtype == np.uint16:
+        array = (array.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    return np.ascontiguousarray(array[..., :3])
+
+
+def load_folder_images(sources, min_size, strict=False):
+    """Decodes every image under `sources` (folders or globs) into RGB uint8 arrays.
+
+    Images smaller than `min_size` are dropped with one warning that counts them; unreadable
+    files are dropped with a warning naming each (an error when `strict`).
+
+    Raises:
+        FileNotFoundError: a source does not exist.
+        ValueError: a source holds no images, or (strict) an image is unreadable, or no image
+            is large enough.
+    """
+    paths = []
+    for source in sources:
+        found = image_io.list_images(source)
+        if not found:
+            raise ValueError(f"no images found in {source}")
+        paths.extend(found)
+    images, small = [], 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        futures = [pool.submit(_load_rgb, path) for path in paths]
+        for path, future in zip(paths, futures):
+            try:
+                image = future.result()
+            except ValueError as error:
+                if strict:
+                    raise
+                logging.warning("skipping %s", error)
+                continue
+            if min(image.shape[:2]) < min_size:
+                small += 1
+                continue
+            images.append(image)
+    if small:
+        logging.warning("skipped %d of %d images smaller than the %d-pixel HR patch", small,
+                        len(paths), min_size)
+    if not images:
+        raise ValueError(f"no usable training images in {', '.join(map(str, sources))} "
+                         f"(need at least {min_size}×{min_size} pixels)")
+    return images
+
+
+def _tfds_images(name, data_dir):
+    import tensorflow_datasets as tfds
+    dataset = tfds.load(name, split="train", data_dir=data_dir or None, shuffle_files=True)
+    return dataset.map(lambda example: example["hr"], num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def image_dataset(data_config, min_size):
+    """An unbatched dataset of RGB uint8 HR images from every source, decoded once and cached."""
+    datasets = []
+    folders = [s for s in data_config.sources if not s.startswith(TFDS_PREFIX)]
+    if folders:
+        images = load_folder_images(folders, min_size, data_config.strict)
+        datasets.append(tf.data.Dataset.from_generator(
+            lambda: iter(images), output_signature=tf.TensorSpec([None, None, 3], tf.uint8)))
+    for source in data_config.sources:
+        if source.startswith(TFDS_PREFIX):
+            name = source[len(TFDS_PREFIX):]
+            name = "div2k/bicubic_x2" if name == "div2k" else name
+            datasets.append(_tfds_images(name, data_config.tfds_data_dir))
+    if not datasets:
+        raise ValueError("no training data: give at least one source (folder, glob or tfds:div2k)")
+    combined = datasets[0]
+    for other in datasets[1:]:
+        combined = combined.concatenate(other)
+    return combined.cache()
+
+
+def augment(patch):
+    """Random horizontal flip and 90° rotation of one H×W×C patch."""
+    patch = tf.image.random_flip_left_right(patch)
+    return tf.image.rot90(patch, tf.random.uniform([], 0, 4, tf.int32))
+
+
+def degrade(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS):
+    """(x_up, hr) for a batch of HR patches at least round(p · r_l) pixels square.
+
+    `level` is a Python int (static sizes: XLA friendly) or an int tensor. The HR patch is the
+    top-left round(p · r_l) square, LR = imresize(HR, 1/r) at p×p, x_up = imresize(LR, r).
+    """
+    if isinstance(level, int):
+        scale = lfr.level_scales(num_levels)[level]
+        size = hr_patch_size(patch_size, level, num_levels)
+    else:
+        scale = 1.0 + tf.cast(level, tf.float64) / (num_levels - 1)
+        size = tf.cast(tf.math.floor(patch_size * scale + 0.5), tf.int32)
+    hr = hr_patches[:, :size, :size, :]
+    hr = tf.cast(hr, tf.float32) / 255.0 if hr.dtype == tf.uint8 else tf.cast(hr, tf.float32)
+    lr = imresize(hr, scale=1.0 / scale, size=(patch_size, patch_size))
+    x_up = imresize(lr, scale=scale, size=(size, size))
+    return x_up, hr
+
+
+def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_scale=None):
+    """Infinite dataset of training batches; HR patches are float32 in [0, 1].
+
+    ASDN batches are {"x_up", "hr", "level"} ({"hr", "level"} with `degrade_in_step`); "level"
+    holds the batch's level once per patch so the batch splits across replicas. With an integer
+    `fixed_scale` (FSDN) batches are {"lr", "hr"}: p×p LR and (p·s)×(p·s) HR patches.
+    """
+    if fixed_scale is None:
+        crop = hr_patch_size(data_config.patch_size, num_levels - 1, num_levels)
+    else:
+        crop = data_config.patch_size * fixed_scale
+    images = image_dataset(data_config, crop)
+    tf.random.set_seed(seed)
+    patches = (images.repeat()
+               .shuffle(256, seed=seed)
+               .map(lambda image: augment(tf.image.random_crop(image, [crop, crop, 3])),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+               .batch(data_config.batch_size, drop_remainder=True))
+    if fixed_scale is not None:
+        def make_fixed(batch):
+            hr = tf.cast(batch, tf.float32) / 255.0
+            lr = imresize(hr, scale=1.0 / fixed_scale, size=(data_config.patch_size,) * 2)
+            return {"lr": lr, "hr": hr}
+        return patches.map(make_fixed, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+            tf.data.AUTOTUNE)
+    levels = tf.data.Dataset.random(seed=seed).map(
+        lambda value: tf.cast(value % num_levels, tf.int32))
+
+    def make(batch, level):
+        levels_per_patch = tf.fill([data_config.batch_size], level)
+        if data_config.degrade_in_step:
+            return {"hr": batch, "level": levels_per_patch}
+        x_up, hr = degrade(batch, level, data_config.patch_size, num_levels)
+        return {"x_up": x_up, "hr": hr, "level": levels_per_patch}
+
+    return (tf.data.Dataset.zip(patches, levels)
+            .map(make, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))

@@ -1,0 +1,138 @@
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from asdn_tf import data, lfr
+from asdn_tf.config import DataConfig
+from asdn_tf.imresize import imresize
+
+
+@pytest.fixture(scope="module")
+def t91_subset(tmp_path_factory, datasets_dir):
+    folder = tmp_path_factory.mktemp("t91")
+    for path in sorted((datasets_dir / "T91").iterdir())[:6]:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def _batches(config, count=4, **kwargs):
+    iterator = iter(data.training_dataset(config, **kwargs))
+    return [next(iterator) for _ in range(count)]
+
+
+def test_t91_batches_match_their_level(datasets_dir):
+    config = DataConfig(sources=(str(datasets_dir / "T91"),), patch_size=12, batch_size=3)
+    for batch in _batches(config, 8):
+        level = int(batch["level"][0])
+        assert np.all(batch["level"].numpy() == level)
+        side = data.hr_patch_size(12, level)
+        assert batch["x_up"].shape == (3, side, side, 3) == batch["hr"].shape
+        assert batch["hr"].dtype == tf.float32
+        assert 0.0 <= float(tf.reduce_min(batch["hr"])) and float(tf.reduce_max(batch["hr"])) <= 1
+
+
+def test_input_is_the_degraded_target(t91_subset):
+    config = DataConfig(sources=(str(t91_subset),), patch_size=10, batch_size=2)
+    for batch in _batches(config, 4):
+        level = int(batch["level"][0])
+        scale = lfr.level_scales()[level]
+        side = data.hr_patch_size(10, level)
+        lr = imresize(batch["hr"], scale=1 / scale, size=(10, 10))
+        expected = imresize(lr, scale=scale, size=(side, side))
+        np.testing.assert_allclose(batch["x_up"], expected, atol=1e-5)
+
+
+def test_every_level_is_drawn(t91_subset):
+    config = DataConfig(sources=(str(t91_subset),), patch_size=8, batch_size=1)
+    levels = {int(b["level"][0]) for b in _batches(config, 120)}
+    assert levels == set(range(11))
+
+
+def test_degradation_in_the_step_matches_the_pipeline(t91_subset):
+    config = DataConfig(sources=(str(t91_subset),), patch_size=8, batch_size=2,
+                        degrade_in_step=True)
+    batch = _batches(config, 1)[0]
+    assert set(batch) == {"hr", "level"} and batch["hr"].dtype == tf.uint8
+    level = int(batch["level"][0])
+    step = tf.function(lambda hr: data.degrade(hr, level, 8), jit_compile=True)
+    x_up, hr = step(batch["hr"])
+    eager_x_up, eager_hr = data.degrade(batch["hr"], tf.constant(level), 8)
+    np.testing.assert_allclose(x_up, eager_x_up, atol=1e-5)
+    np.testing.assert_allclose(hr, eager_hr)
+
+
+def test_fixed_scale_batches_for_fsdn(t91_subset):
+    config = DataConfig(sources=(str(t91_subset),), patch_size=8, batch_size=2)
+    batch = _batches(config, 1, fixed_scale=3)[0]
+    assert batch["lr"].shape == (2, 8, 8, 3) and batch["hr"].shape == (2, 24, 24, 3)
+    np.testing.assert_allclose(batch["lr"], imresize(batch["hr"], scale=1 / 3), atol=1e-5)
+
+
+def test_augmentation_keeps_input_and_target_together():
+    patch = tf.reshape(tf.range(2 * 3 * 1, dtype=tf.float32), (2, 3, 1))
+    seen = {tuple(data.augment(patch).numpy().ravel()) for _ in range(60)}
+    assert len(seen) == 8  # 4 rotations × 2 flips
+
+
+def test_small_images_are_counted_in_one_warning(tmp_path, caplog):
+    for index, size in enumerate([(40, 40), (10, 12), (8, 50)]):
+        Image.new("RGB", size, (index * 40, 90, 10)).save(tmp_path / f"{index}.png")
+    with caplog.at_level(logging.WARNING):
+        images = data.load_folder_images([tmp_path], min_size=20)
+    assert len(images) == 1
+    assert [r.getMessage() for r in caplog.records if "smaller" in r.getMessage()] == [
+        "skipped 2 of 3 images smaller than the 20-pixel HR patch"]
+
+
+def test_grayscale_and_rgba_become_rgb(tmp_path):
+    Image.new("L", (30, 30), 77).save(tmp_path / "gray.png")
+    Image.new("RGBA", (30, 30), (1, 2, 3, 4)).save(tmp_path / "rgba.png")
+    images = data.load_folder_images([tmp_path], min_size=20)
+    assert all(image.shape == (30, 30, 3) and image.dtype == np.uint8 for image in images)
+
+
+def test_corrupt_files_are_named_or_fatal_when_strict(tmp_path, caplog):
+    Image.new("RGB", (30, 30)).save(tmp_path / "good.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")
+    with caplog.at_level(logging.WARNING):
+        assert len(data.load_folder_images([tmp_path], min_size=20)) == 1
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "empty.png" in messages and "text.png" in messages
+    with pytest.raises(ValueError, match="empty.png"):
+        data.load_folder_images([tmp_path], min_size=20, strict=True)
+
+
+def test_empty_and_missing_sources_name_the_path(tmp_path):
+    with pytest.raises(ValueError, match=f"no images found in {tmp_path}"):
+        data.load_folder_images([tmp_path], min_size=8)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        data.load_folder_images([tmp_path / "nowhere"], min_size=8)
+    with pytest.raises(ValueError, match="no training data"):
+        data.image_dataset(DataConfig(sources=()), 8)
+
+
+def test_several_folders_are_mixed(tmp_path, t91_subset):
+    Image.new("RGB", (40, 40), (255, 0, 0)).save(tmp_path / "red.png")
+    images = data.load_folder_images([t91_subset, tmp_path], min_size=16)
+    assert len(images) == 7
+
+
+def test_div2k_through_tfds_mock_data():
+    import tensorflow_datasets as tfds
+    config = DataConfig(sources=("tfds:div2k",), patch_size=8, batch_size=2)
+    with tfds.testing.mock_data(num_examples=3):
+        batch = _batches(config, 1)[0]
+    level = int(batch["level"][0])
+    assert batch["hr"].shape == (2, data.hr_patch_size(8, level), data.hr_patch_size(8, level), 3)
+
+
+@pytest.mark.parametrize("kwargs,words", [({"patch_size": 0}, "patch_size"),
+                                          ({"batch_size": 0}, "batch_size")])
+def test_data_config_validation(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        DataConfig(**kwargs)

@@ -1,0 +1,233 @@
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import asdn_tf
+from asdn_tf import train
+from asdn_tf.config import DataConfig, ModelConfig, TrainConfig, preset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def t91_subset(tmp_path_factory, datasets_dir):
+    folder = tmp_path_factory.mktemp("t91")
+    for path in sorted((datasets_dir / "T91").iterdir())[:5]:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def _cli(args, timeout=240):
+    return subprocess.run([sys.executable, "-m", "asdn_tf.train", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _tiny_flags(sources, output_dir, steps):
+    return ["--preset=tiny", f"--sources={sources}", "--patch_size=8", "--batch_size=2",
+            f"--steps={steps}", "--checkpoint_every=1", "--log_every=1", "--validate_every=0",
+            f"--output_dir={output_dir}"]
+
+
+def _run(sources, output_dir, steps, **train_kwargs):
+    return train.train(preset("tiny"), DataConfig(sources=(str(sources),), patch_size=8,
+                                                  batch_size=2),
+                       TrainConfig(steps=steps, checkpoint_every=1, log_every=1,
+                                   validate_every=train_kwargs.pop("validate_every", 0),
+                                   validation_dir=train_kwargs.pop("validation_dir", "")),
+                       output_dir, **train_kwargs)
+
+
+def _checkpoint_steps(output_dir):
+    state = tf.train.get_checkpoint_state(str(output_dir / "checkpoints"))
+    return [int(path.rsplit("-", 1)[1]) for path in state.all_model_checkpoint_paths]
+
+
+def test_three_steps_then_the_same_command_resumes(tmp_path, t91_subset):
+    out = tmp_path / "run"
+    first = _cli(_tiny_flags(t91_subset, out, 3))
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "3/3" in first.stderr
+    sidecar = json.loads((out / "final.json").read_text())
+    assert sidecar["steps"] == 3 and sidecar["model_config"] == preset("tiny").to_dict()
+    second = _cli(_tiny_flags(t91_subset, out, 5))
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed from" in second.stderr and "at step 3" in second.stderr
+    assert "4/5" in second.stderr and "1/5" not in second.stderr
+    assert max(_checkpoint_steps(out)) == 5
+    model = asdn_tf.load_model(out / "final.weights.h5")
+    assert model.model_config == preset("tiny")
+
+
+def test_sigkill_during_training_resumes_cleanly(tmp_path, t91_subset):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "asdn_tf.train", *_tiny_flags(t91_subset, out, 100000)]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    checkpoints = out / "checkpoints"
+    deadline = time.time() + 180
+    while time.time() < deadline and not (checkpoints.exists()
+                                          and len(list(checkpoints.glob("*.index"))) >= 2):
+        time.sleep(0.2)
+    time.sleep(0.37)  # land somewhere inside a step or a save
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    steps = _checkpoint_steps(out)
+    assert steps
+    resumed = _cli(_tiny_flags(t91_subset, out, max(steps) + 2))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at step {max(steps)}" in resumed.stderr
+    assert not list(out.glob(".partial*")) and not list(out.glob("*.partial"))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, t91_subset, monkeypatch):
+    real_step = train.Trainer.train_step
+
+    def poisoned(self, batch, level=None):
+        loss = real_step(self, batch, level)
+        return tf.where(self.optimizer.iterations >= 3, tf.constant(np.nan), loss)
+
+    monkeypatch.setattr(train.Trainer, "train_step", poisoned)
+    with pytest.raises(train.TrainingError, match="loss became nan at step 3"):
+        _run(t91_subset, tmp_path, 10)
+    assert _checkpoint_steps(tmp_path) == [1, 2]
+    assert not (tmp_path / "final.weights.h5").exists()
+
+
+def test_checkpoint_write_failure_is_clear_and_keeps_previous(tmp_path, t91_subset, monkeypatch):
+    real_save = tf.train.CheckpointManager.save
+
+    def failing_save(self, checkpoint_number=None, **kwargs):
+        if checkpoint_number >= 2:
+            raise OSError(28, "No space left on device")
+        return real_save(self, checkpoint_number=checkpoint_number, **kwargs)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", failing_save)
+    with pytest.raises(train.TrainingError, match="cannot write a checkpoint.*intact"):
+        _run(t91_subset, tmp_path, 5)
+    assert _checkpoint_steps(tmp_path) == [1]
+    model = asdn_tf.build_model("tiny")
+    tf.train.Checkpoint(network=model).restore(
+        str(tmp_path / "checkpoints" / "ckpt-1")).expect_partial()
+
+
+def test_unwritable_output_dir(tmp_path, t91_subset):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(train.TrainingError, match="not writable"):
+        _run(t91_subset, blocker / "run", 1)
+
+
+def test_validation_keeps_the_best_weights(tmp_path, t91_subset, datasets_dir):
+    _run(t91_subset, tmp_path, 2, validate_every=1, validation_dir=str(datasets_dir / "Set5"))
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert set(best["validation_psnr"]) == {"2", "3", "4", "1.5"}
+    assert all(10 < value < 60 for value in best["validation_psnr"].values())
+    assert (tmp_path / "logs").is_dir()
+
+
+def test_fsdn_trains_from_asdn_weights(tmp_path, t91_subset):
+    asdn_weights = _run(t91_subset, tmp_path / "asdn", 1)
+    final = _run(t91_subset, tmp_path / "fsdn", 1, model="fsdn", scale=2,
+                 init_from=str(asdn_weights))
+    sidecar = json.loads((tmp_path / "fsdn" / "final.json").read_text())
+    assert sidecar["model"] == "fsdn" and sidecar["scale"] == 2 and final.exists()
+
+
+def _parsed(args):
+    from absl import flags
+    values = flags.FlagValues()
+    train.define_flags(values)
+    values(["train", *args])
+    return values
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--learning_rate=0"], "learning_rate must be > 0"),
+    (["--patch_size=0"], "patch_size must be"),
+    (["--batch_size=0"], "batch_size must be"),
+    (["--num_levels=1"], "num_levels must be"),
+    (["--validation_scales=2,x"], "--validation_scales takes numbers"),
+    (["--sources="], "--sources is empty"),
+    (["--sources=/nonexistent/images"], "no such file or folder: /nonexistent/images"),
+    (["--model=fsdn"], "--model=fsdn needs --scale"),
+])
+def test_bad_values_are_refused_before_any_work(tmp_path, t91_subset, args, words):
+    values = _parsed(_tiny_flags(t91_subset, tmp_path / "run", 1) + args)
+    with pytest.raises((train.TrainingError, ValueError, FileNotFoundError), match=words):
+        train.run_from_flags(values)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--bogus=1"], "Unknown command line flag 'bogus'"),
+    (["--learning_rate=-1"], "learning_rate must be > 0"),
+])
+def test_cli_errors_are_one_line(tmp_path, t91_subset, args, words):
+    result = _cli(_tiny_flags(t91_subset, tmp_path / "run", 1) + args, timeout=120)
+    assert result.returncode != 0
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_folder_without_images_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images found in"):
+        _run(tmp_path / "empty", tmp_path / "run", 1)
+
+
+def test_mirrored_strategy_matches_one_device(tmp_path):
+    script = textwrap.dedent("""
+        import numpy as np, tensorflow as tf, keras
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import asdn_tf
+        from asdn_tf.train import Trainer
+        rng = np.random.default_rng(0)
+        batch = {"x_up": rng.random((4, 10, 10, 3), dtype=np.float32),
+                 "hr": rng.random((4, 10, 10, 3), dtype=np.float32)}
+        def one_update(strategy):
+            with strategy.scope():
+                keras.utils.set_random_seed(1)
+                net = asdn_tf.build_model("tiny")
+                trainer = Trainer(net)
+                trainer.compile(optimizer=keras.optimizers.SGD(0.5))
+                trainer.optimizer.build(net.trainable_variables)
+            dataset = tf.data.Dataset.from_tensors(batch)
+            dist = next(iter(strategy.experimental_distribute_dataset(dataset)))
+            @tf.function
+            def step(b):
+                return strategy.reduce("MEAN", strategy.run(lambda x: trainer.train_step(x, 4), args=(b,)), axis=None)
+            loss = step(dist)
+            return float(loss), [v.numpy() for v in net.trainable_variables]
+        single = one_update(tf.distribute.get_strategy())
+        mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        assert mirrored.num_replicas_in_sync == 2
+        double = one_update(mirrored)
+        assert abs(single[0] - double[0]) < 1e-6, (single[0], double[0])
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(single[1], double[1]))
+        assert diff < 1e-5, diff
+        print("SAME", diff)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SAME" in result.stdout
+
+
+def test_flags_mirror_the_configs():
+    values = _parsed(["--preset=tiny", "--num_blocks=3", "--steps=7",
+                      "--validation_scales=2,1.5", "--sources=a,b"])
+    model_config, data_config, train_config = train.configs_from_flags(values)
+    assert model_config == ModelConfig(**{**preset("tiny").to_dict(), "num_blocks": 3})
+    assert data_config.sources == ("a", "b") and train_config.steps == 7
+    assert train_config.validation_scales == (2.0, 1.5)
