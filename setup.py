@@ -17,6 +17,7 @@ setup(
     packages=find_packages(include=["asdn_tf", "asdn_tf.*"]),
     package_data={"asdn_tf": ["weights/*.h5", "weights/*.json", "configs/*.txt"]},
     install_requires=requirements,
+    entry_points={"console_scripts": ["asdn-upscale=asdn_tf.upscale_lib:run"]},
     extras_require={
         "test": ["pytest>=8", "tensorflow-serving-api==2.21.0", "nbclient>=0.10",
                  "nbformat>=5.10", "ipykernel>=6", "psutil>=5.9"],

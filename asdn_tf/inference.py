@@ -15,7 +15,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from asdn_tf import lfr
+from asdn_tf import lfr, tiling
 from asdn_tf.imresize import imresize
 
 _SNAP = 1e-9
@@ -120,7 +120,8 @@ def _check_size(size, height, width):
     return out_h, out_w
 
 
-def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_SCALE):
+def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_SCALE,
+            tile=None, tile_overlap=None, progress=None):
     """Upscales one image (numpy) by any scale in (1, max_scale], or to an explicit size.
 
     Args:
@@ -130,6 +131,10 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
         model: an `ASDN`; by default the bundled pretrained model.
         size: optional (height, width) of the output.
         max_scale: the largest accepted scale.
+        tile: run the network on regions of this side (`asdn_tf.tiling`); 0 never tiles; None
+            tiles outputs above `tiling.AUTO_TILE_PIXELS` pixels.
+        tile_overlap: context around each region; by default the model's receptive radius.
+        progress: optional callable(done, total), called after each network pass.
 
     Returns:
         uint8 array (uint16 for uint16 input) of the same layout as `image`.
@@ -145,21 +150,35 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
     scale = lfr.check_scale(scale, max_scale)
     if size is None:
         size = lfr.output_size(height, width, scale)
+    tile = tiling.choose_tile(size, tile)
+    tile_overlap = tiling.check_overlap(tile_overlap)
     if model is None:
         from asdn_tf.pretrained import load_pretrained
         model = load_pretrained()
     pixels = pixels.reshape(height, width, -1)
     channels = pixels.shape[2]
     rgb = np.repeat(pixels, 3, axis=2) if channels == 1 else pixels[..., :3]
-    output = compiled_upscaler(model, max_scale)(
-        tf.constant(rgb[None]), tf.constant(scale, tf.float32), tf.constant(size, tf.int32))[0]
+    if tile:
+        output = tiling.upscale_tiled(model, rgb, scale, size, tile, tile_overlap, progress)
+    else:
+        output = compiled_upscaler(model, max_scale)(
+            tf.constant(rgb[None]), tf.constant(scale, tf.float32), tf.constant(size, tf.int32))[0]
+        if progress is not None:
+            progress(1, 1)
     if channels == 1:
         output = tf.reduce_mean(output, axis=-1, keepdims=True)
     elif channels == 4:
         alpha = imresize(pixels[..., 3:], scale=scale, size=size)
         output = tf.concat([output, tf.clip_by_value(alpha, 0.0, 1.0)], axis=-1)
-    output = output.numpy()
+    output = np.asarray(output)
     if image.ndim == 2:
         output = output[..., 0]
-    peak = 65535 if image.dtype == np.uint16 else 255
-    return np.round(output * peak).astype(np.uint16 if peak == 65535 else np.uint8)
+    return _quantize(output, 65535 if image.dtype == np.uint16 else 255)
+
+
+def _quantize(output, peak):
+    """round(output · peak) as uint8 or uint16, a band of rows at a time to bound memory."""
+    result = np.empty(output.shape, np.uint16 if peak == 65535 else np.uint8)
+    for top in range(0, output.shape[0], 256):
+        result[top:top + 256] = np.round(output[top:top + 256] * peak)
+    return result
