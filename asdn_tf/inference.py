@@ -132,7 +132,7 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
         size: optional (height, width) of the output.
         max_scale: the largest accepted scale.
         tile: run the network on regions of this side (`asdn_tf.tiling`); 0 never tiles; None
-            tiles outputs above `tiling.AUTO_TILE_PIXELS` pixels.
+            tiles the recursion steps whose output is above `tiling.AUTO_TILE_PIXELS` pixels.
         tile_overlap: context around each region; by default the model's receptive radius.
         progress: optional callable(done, total), called after each network pass.
 
@@ -150,7 +150,7 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
     scale = lfr.check_scale(scale, max_scale)
     if size is None:
         size = lfr.output_size(height, width, scale)
-    tile = tiling.choose_tile(size, tile)
+    tiled = tiling.choose_tile(size, tile) > 0
     tile_overlap = tiling.check_overlap(tile_overlap)
     if model is None:
         from asdn_tf.pretrained import load_pretrained
@@ -158,7 +158,7 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
     pixels = pixels.reshape(height, width, -1)
     channels = pixels.shape[2]
     rgb = np.repeat(pixels, 3, axis=2) if channels == 1 else pixels[..., :3]
-    if tile:
+    if tiled:
         output = tiling.upscale_tiled(model, rgb, scale, size, tile, tile_overlap, progress)
     else:
         output = compiled_upscaler(model, max_scale)(

@@ -13,7 +13,7 @@ over the image: a first pass over the regions measures it, and the output pass u
 image-wide means instead of each region's own. Tiled and untiled outputs then agree to well under
 a grey level (region-wise attention alone differs by several).
 
-Peak memory is one region's activations plus the step's input, output and resize matrices.
+Peak memory is one region's activations plus the step's input and output images.
 
 Example:
     >>> rgb = upscale_tiled(model, pixels, 4.0, (2048, 2048), tile=512)
@@ -68,7 +68,7 @@ def check_overlap(overlap):
     return int(overlap)
 
 
-def upscale_tiled(model, rgb, scale, size, tile=DEFAULT_TILE, overlap=None, progress=None):
+def upscale_tiled(model, rgb, scale, size, tile=None, overlap=None, progress=None):
     """Upscales one image region by region; the result matches `inference.upscale_tensor`.
 
     Args:
@@ -77,14 +77,13 @@ def upscale_tiled(model, rgb, scale, size, tile=DEFAULT_TILE, overlap=None, prog
         scale: the factor, already validated; rounded to float32 as the untiled path does.
         size: (height, width) of the output.
         tile: int, side of the kept part of each region, in pixels of the network's input
-            (0: the whole image as one region).
+            (0: the whole image as one region); None chooses per step, as `choose_tile`.
         overlap: int, context around each region; by default `receptive_radius`.
         progress: optional callable(done, total), called after each region pass.
 
     Returns:
         float32 h×w×3 numpy array in [0, 1].
     """
-    tile = choose_tile(size, tile) or max(size)
     overlap = check_overlap(overlap)
     if overlap is None:
         overlap = receptive_radius(model.model_config)
@@ -93,7 +92,8 @@ def upscale_tiled(model, rgb, scale, size, tile=DEFAULT_TILE, overlap=None, prog
     plan = lfr.recursion_plan(scale, max_scale=math.inf)
     sizes = [lfr.output_size(height, width, 2.0 ** (index + 1)) for index in range(len(plan) - 1)]
     sizes.append(tuple(int(v) for v in size))
-    region_lists = [_regions(step_size, tile, overlap) for step_size in sizes]
+    region_lists = [_regions(step_size, choose_tile(step_size, tile) or max(step_size), overlap)
+                    for step_size in sizes]
     global_attention = model.model_config.channel_attention
     total = sum(len(regions) * (2 if global_attention and len(regions) > 1 else 1)
                 for regions in region_lists)
@@ -127,23 +127,28 @@ def _regions(size, tile, overlap):
             for top, bottom in _spans(height, tile) for left, right in _spans(width, tile)]
 
 
-def _band(matrix):
-    """[first, last + 1) of the input pixels that rows of a resize matrix read."""
-    used = np.flatnonzero(matrix.any(axis=0))
-    return int(used[0]), int(used[-1]) + 1
+def _bands(in_size, out_size, step, spans):
+    """For each [start, end) of output pixels: the input pixels [first, last) they read, and
+    those rows and columns of the resize matrix (kept small: the whole one is out × in)."""
+    matrix = resize_matrix(in_size, out_size, step).numpy()
+    bands = {}
+    for start, end in set(spans):
+        used = np.flatnonzero(matrix[start:end].any(axis=0))
+        first, last = int(used[0]), int(used[-1]) + 1
+        bands[start, end] = first, last, matrix[start:end, first:last].copy()
+    return bands
 
 
 def _upscale_step(model, image, step, size, regions, tick):
     """One recursion step: pre-upsampling by `step` to `size`, then the network, by regions."""
     step = tf.constant(step, tf.float64)
-    rows = resize_matrix(image.shape[0], size[0], step).numpy()
-    cols = resize_matrix(image.shape[1], size[1], step).numpy()
+    rows = _bands(image.shape[0], size[0], step, [context[:2] for _, context in regions])
+    cols = _bands(image.shape[1], size[1], step, [context[2:] for _, context in regions])
 
     def region_inputs(context):
-        top, bottom, left, right = context
-        i0, i1 = _band(rows[top:bottom])
-        j0, j1 = _band(cols[left:right])
-        return image[i0:i1, j0:j1], rows[top:bottom, i0:i1], cols[left:right, j0:j1]
+        i0, i1, row_weights = rows[context[:2]]
+        j0, j1, col_weights = cols[context[2:]]
+        return image[i0:i1, j0:j1], row_weights, col_weights
 
     def crop(kept, context):
         return (kept[0] - context[0], kept[1] - context[0], kept[2] - context[2],

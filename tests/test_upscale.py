@@ -383,6 +383,20 @@ def test_tiling_keeps_gray_alpha_and_sixteen_bits(tiny_model):
         assert np.abs(tiled.astype(int) - untiled).max() <= peak // 255
 
 
+def test_large_outputs_are_tiled_automatically(tiny_model, monkeypatch):
+    # The automatic choice with smaller numbers: tile above 160² output pixels, by 80.
+    monkeypatch.setattr(tiling, "AUTO_TILE_PIXELS", 160 * 160)
+    monkeypatch.setattr(tiling, "DEFAULT_TILE", 80)
+    image = _pixels((60, 80, 3), seed=4)
+    calls = []
+    tiled = asdn_tf.upscale(image, 3, model=tiny_model, progress=lambda *call: calls.append(call))
+    # Step ×2 (120×160) fits one region; step ×1.5 (180×240) takes 3×3 regions, each in the
+    # attention-statistics pass and the output pass.
+    assert calls[-1] == (1 + 9 * 2, 1 + 9 * 2)
+    untiled = asdn_tf.upscale(image, 3, model=tiny_model, tile=0)
+    assert np.abs(tiled.astype(int) - untiled).max() <= 1
+
+
 def test_automatic_tiling_and_radius():
     assert tiling.choose_tile((1024, 1024)) == 0
     assert tiling.choose_tile((1025, 1024)) == tiling.DEFAULT_TILE

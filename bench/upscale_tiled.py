@@ -1,0 +1,112 @@
+"""Time and peak memory of `upscale_file` with the default preset, one child process per case.
+
+    python -m bench.upscale_tiled                          # 512² at ×2, ×3.3, ×4; 2048² at ×4
+    python -m bench.upscale_tiled --cases=2048x4 --json=bench.json
+
+A case "SIDExSCALE" upscales a random SIDE×SIDE RGB PNG by SCALE, as the command does (PNG in
+and out, tiles chosen automatically: outputs above 1 M pixels are tiled). Each case runs in a
+fresh child process so its peak RSS (`ru_maxrss`, the TensorFlow runtime included) is its own;
+the child first upscales a 48×48 image the same way, so tracing is not timed. The model is the
+bundled default weights when present, else the default preset with random weights (same cost);
+the table and the JSON say which.
+"""
+
+import json
+import pathlib
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from absl import app, flags
+
+import asdn_tf
+from asdn_tf import image_io, pretrained, tiling
+from asdn_tf.upscale_lib import upscale_file
+
+DEFAULT_CASES = ("512x2", "512x3.3", "512x4", "2048x4")
+
+
+def _parse_case(case):
+    side, scale = case.lower().split("x")
+    return int(side), float(scale)
+
+
+def _model():
+    if pretrained.PACKAGE_WEIGHTS.exists():
+        return pretrained.load_pretrained(), "bundled default weights"
+    return asdn_tf.build_model("default"), "default preset, random weights (none bundled yet)"
+
+
+def measure_case(case, tile=None):
+    """Runs one case in this process; returns its row."""
+    side, scale = _parse_case(case)
+    model, weights = _model()
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as folder:
+        folder = pathlib.Path(folder)
+        source = folder / "in.png"
+        warm_up = folder / "warm_up.png"
+        image_io.write_image(source, rng.integers(0, 256, (side, side, 3), np.uint8))
+        image_io.write_image(warm_up, rng.integers(0, 256, (48, 48, 3), np.uint8))
+        output_side = round(side * scale)
+        chosen = tiling.choose_tile((output_side, output_side), tile)
+        upscale_file(warm_up, folder / "warm_up_out.png", scale, model=model,
+                     tile=min(chosen, 32) if chosen else 0)
+        start = time.perf_counter()
+        path = upscale_file(source, folder / "out.png", scale, model=model, tile=tile)
+        seconds = time.perf_counter() - start
+        height, width = image_io.read_image(path).shape[:2]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {"case": case, "input": [side, side], "scale": scale, "output": [height, width],
+            "tile": chosen, "seconds": round(seconds, 2),
+            "output_megapixels_per_s": round(height * width / 1e6 / seconds, 3),
+            "peak_rss_mib": round(peak), "weights": weights}
+
+
+def run_case_in_child(case, tile=None):
+    command = [sys.executable, "-m", "bench.upscale_tiled", f"--child={case}"]
+    if tile is not None:
+        command.append(f"--tile={tile}")
+    done = subprocess.run(command, capture_output=True, text=True,
+                          cwd=pathlib.Path(__file__).resolve().parents[1])
+    if done.returncode != 0:
+        raise RuntimeError(f"case {case} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def format_table(rows):
+    lines = [f"{'case':<10}{'output':>12}{'tile':>6}{'seconds':>10}{'out MP/s':>10}"
+             f"{'peak RSS MiB':>14}"]
+    for row in rows:
+        output = "x".join(str(v) for v in row["output"])
+        lines.append(f"{row['case']:<10}{output:>12}{row['tile'] or '-':>6}{row['seconds']:>10.1f}"
+                     f"{row['output_megapixels_per_s']:>10.3f}{row['peak_rss_mib']:>14}")
+    lines.append(f"model: {rows[0]['weights']}")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    values = flags.FLAGS
+    if values.child:
+        print(json.dumps(measure_case(values.child, values.tile)))
+        return
+    rows = []
+    for case in values.cases:
+        _parse_case(case)
+        rows.append(run_case_in_child(case, values.tile))
+        print(json.dumps(rows[-1]), flush=True)
+    print(format_table(rows))
+    if values.json:
+        pathlib.Path(values.json).write_text(json.dumps({"results": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    flags.DEFINE_list("cases", list(DEFAULT_CASES), "SIDExSCALE cases, e.g. 512x3.3,2048x4.")
+    flags.DEFINE_integer("tile", None, "Region side; by default the command's automatic choice.")
+    flags.DEFINE_string("json", None, "Also write the rows to this JSON file.")
+    flags.DEFINE_string("child", None, "Internal: run this one case and print its JSON row.")
+    app.run(main)
