@@ -26,7 +26,6 @@ import time
 
 import numpy as np
 from absl import app, flags
-from PIL import Image
 
 from asdn_tf import cli, image_io, lfr, metrics, pretrained
 from asdn_tf.imresize import imresize
@@ -158,8 +157,8 @@ def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progr
                     raise ValueError(f"{path} at ×{scale:g}: {error}") from None
                 if save_images:
                     folder = pathlib.Path(save_images) / method / name / f"x{scale:g}"
-                    write_atomically(folder / f"{path.stem}.png",
-                                     lambda stream, sr=sr: Image.fromarray(sr).save(stream, "PNG"))
+                    folder.mkdir(parents=True, exist_ok=True)
+                    image_io.write_image(folder / f"{path.stem}.png", sr, overwrite=True)
                 scores.append((psnr, ssim))
                 per_image.append({"image": path.name, "psnr": round(psnr, 4),
                                   "ssim": round(ssim, 5)})
