@@ -22,10 +22,10 @@ import sys
 from absl import app, flags
 from PIL import Image
 
-from asdn_tf import cli, image_io
+from asdn_tf import cli, config, image_io
 
-# The largest HR patch the training pipeline cuts: round(48 · 2) for 48-pixel LR patches.
-DEFAULT_PATCH_SIZE = 96
+# The largest HR patch training cuts: the default LR patch at the top level, ×2 (96 pixels).
+DEFAULT_PATCH_SIZE = 2 * config.DataConfig().patch_size
 
 
 @dataclasses.dataclass
