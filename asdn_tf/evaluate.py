@@ -103,7 +103,10 @@ def super_resolve(lr, scale, size, method, model=None):
     if method == "bicubic":
         return imresize(pixels, scale=scale, size=size).numpy()
     rgb = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
-    output = upscale_tensor(model, rgb[None], scale, size=size)[0].numpy()
+    if hasattr(model, "branches"):
+        output = upscale_tensor(model, rgb[None], scale, size=size)[0].numpy()
+    else:  # FSDN: a fixed-scale network on the LR image.
+        output = np.clip(np.asarray(model(rgb[None]), np.float32)[0], 0.0, 1.0)
     return output.mean(axis=2, keepdims=True) if pixels.shape[2] == 1 else output
 
 
@@ -124,7 +127,8 @@ def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progr
         sets: {name: [(path, uint8 image)]}, e.g. from `load_sets`.
         scales: numbers > 1 (integer and decimal).
         method: "bicubic" or "asdn".
-        model: the ASDN for method "asdn"; by default the bundled pretrained model.
+        model: the ASDN (or an FSDN, at its own scale) for method "asdn"; by default the
+            bundled pretrained model.
         save_images: optional folder; SR images go to FOLDER/METHOD/SET/xSCALE/NAME.png.
         progress: optional callable(done, total, label), called after every image.
 

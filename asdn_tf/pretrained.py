@@ -67,9 +67,14 @@ def load_model(weights, preset=None):
     try:
         model.load_weights(path)
     except Exception as error:  # h5py and Keras raise many types for a mismatch.
+        stored = _h5_parameters(path)
+        if stored is None:
+            raise ValueError(f"{path} is not a readable .weights.h5 file: "
+                             f"{_first_line(error)}") from None
         label = preset if isinstance(preset, str) else "the given config"
-        raise ValueError(f"weights {path} do not fit preset {label}: "
-                         f"{_first_line(error)}") from None
+        raise ValueError(f"weights {path} do not fit preset {label}: the file holds "
+                         f"{stored:,} parameters, the preset needs {model.count_params():,}") \
+            from None
     return model
 
 
@@ -80,6 +85,20 @@ def load_pretrained():
             f"no default weights are bundled in this install ({PACKAGE_WEIGHTS}); "
             "pass a model or --weights")
     return load_model(PACKAGE_WEIGHTS)
+
+
+def _h5_parameters(path):
+    """How many numbers a .weights.h5 file stores, or None when it is not an HDF5 file."""
+    import h5py
+    import numpy as np
+    sizes = []
+    try:
+        with h5py.File(path, "r") as file:
+            file.visititems(lambda _, item: sizes.append(int(np.prod(item.shape)))
+                            if isinstance(item, h5py.Dataset) else None)
+    except OSError:
+        return None
+    return sum(sizes)
 
 
 def _first_line(error):

@@ -27,9 +27,7 @@ from absl import app, flags, logging
 
 from asdn_tf import config as config_lib
 from asdn_tf import data as data_lib
-from asdn_tf import image_io, lfr, metrics
-from asdn_tf.imresize import imresize
-from asdn_tf.inference import upscale_tensor
+from asdn_tf import cli, evaluate
 from asdn_tf.model import build_fsdn, build_model, init_from_asdn
 from asdn_tf.pretrained import load_model, read_sidecar
 
@@ -145,60 +143,23 @@ def save_weights(network, path, sidecar):
                        json.dumps(sidecar, indent=2, default=str) + "\n")
 
 
-def load_validation_images(folder):
-    """HR images of a validation folder as (name, uint8 array, is_gray)."""
-    paths = image_io.list_images(folder)
-    if not paths:
-        raise TrainingError(f"no images in the validation dir {folder}")
-    images = []
-    for path in paths:
-        array = image_io.read_image(path)
-        if array.dtype != np.uint8:
-            raise TrainingError(f"validation image {path} is not 8-bit")
-        images.append((path.name, array))
-    return images
-
-
-def super_resolve(network, lr, scale, size):
-    """SR of one LR image (H×W×3 float) at `size`: ASDN any-scale, FSDN at its own scale."""
-    if hasattr(network, "branches"):
-        return upscale_tensor(network, lr[None], float(scale), size=size)[0]
-    return tf.clip_by_value(tf.cast(network(lr[None]), tf.float32), 0.0, 1.0)[0]
-
-
 def validate(network, images, scales):
     """Mean Y-PSNR per scale under the evaluation protocol (../shared/docs/ASDN.md §7)."""
-    results = {}
-    for scale in scales:
-        values = []
-        for _, hr in images:
-            gray = hr.ndim == 2
-            rgb = np.repeat(hr[..., None], 3, axis=2) if gray else hr[..., :3]
-            if float(scale).is_integer():
-                s = int(scale)
-                rgb = rgb[: rgb.shape[0] // s * s, : rgb.shape[1] // s * s]
-            hr_float = rgb.astype(np.float32) / 255.0
-            lr = imresize(hr_float, scale=1.0 / scale)
-            sr = super_resolve(network, lr, scale, hr_float.shape[:2])
-            sr = np.round(sr.numpy() * 255.0).astype(np.uint8)
-            reference = rgb
-            if gray:
-                sr, reference = sr[..., 0], rgb[..., 0]
-            values.append(metrics.psnr(sr, reference, crop_border=math.ceil(scale),
-                                       test_y_channel=not gray))
-        results[float(scale)] = float(np.mean(values))
-    return results
+    rows = evaluate.evaluate({"validation": images}, scales, "asdn", network)
+    return {float(row["scale"]): row["psnr"] for row in rows}
 
 
 def _sample_images(network, images, scale, count=3, crop=96):
+    """Bicubic | SR | HR strips of a few validation crops, for TensorBoard."""
     samples = []
     for _, hr in images[:count]:
-        rgb = np.repeat(hr[..., None], 3, axis=2) if hr.ndim == 2 else hr[..., :3]
-        rgb = rgb[:crop, :crop].astype(np.float32) / 255.0
-        lr = imresize(rgb, scale=1.0 / scale)
-        sr = super_resolve(network, lr, scale, rgb.shape[:2])
-        samples.append(np.concatenate([imresize(lr, scale=scale, size=rgb.shape[:2]).numpy(),
-                                       sr.numpy(), rgb], axis=1))
+        hr = hr[:crop, :crop]
+        hr, lr = evaluate.degrade(hr, scale)
+        strip = [evaluate.super_resolve(lr.reshape(*lr.shape[:2], -1), scale, hr.shape[:2],
+                                        method, network) for method in ("bicubic", "asdn")]
+        strip.append(hr.reshape(*hr.shape[:2], -1).astype(np.float32) / 255.0)
+        strip = [np.repeat(part, 3, axis=2) if part.shape[2] == 1 else part for part in strip]
+        samples.append(np.concatenate(strip, axis=1))
     return np.clip(np.stack(samples), 0.0, 1.0)
 
 
@@ -227,7 +188,7 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
     if mixed_precision not in ("none", "float16", "bfloat16"):
         raise TrainingError(f"--mixed_precision must be none, float16 or bfloat16, "
                             f"got {mixed_precision!r}")
-    validation_images = (load_validation_images(train_config.validation_dir)
+    validation_images = (evaluate.load_set(train_config.validation_dir)
                          if train_config.validate_every and train_config.validation_dir else [])
     keras.utils.set_random_seed(train_config.seed)
     dataset = data_lib.training_dataset(data_config, model_config.num_levels,
@@ -439,13 +400,6 @@ def _parse_list_item(field, item):
     return item
 
 
-def _parse_flags(argv):
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:
-        sys.exit(f"train: {error}")
-
-
 def run_from_flags(values):
     """Validates the parsed flags and trains; raises TrainingError, ValueError or
     FileNotFoundError with a one-line message for anything a user got wrong."""
@@ -469,7 +423,7 @@ def main(argv):
 def run():
     tf.get_logger().addFilter(_ExpectedRetracing())
     define_flags()
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=cli.one_line_flags_parser("train"))
 
 
 if __name__ == "__main__":

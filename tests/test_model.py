@@ -128,7 +128,7 @@ def test_weights_h5_round_trip(tmp_path, tiny_model):
 
 def test_weights_that_do_not_fit_the_preset(tmp_path, tiny_model):
     tiny_model.save_weights(tmp_path / "m.weights.h5")
-    with pytest.raises(ValueError, match="do not fit preset default"):
+    with pytest.raises(ValueError, match="do not fit preset default: the file holds 5,426 parameters, the preset needs"):
         asdn_tf.load_model(tmp_path / "m.weights.h5", preset="default")
     with pytest.raises(FileNotFoundError, match="not found"):
         asdn_tf.load_model(tmp_path / "missing.weights.h5", preset="tiny")
@@ -170,3 +170,9 @@ def test_fsdn_round_trip(tmp_path):
 def test_fsdn_rejects_decimal_scale():
     with pytest.raises(ValueError, match="integer"):
         asdn_tf.FSDN(config.preset("tiny"), 2.5)
+
+
+def test_a_file_that_is_not_weights(tmp_path):
+    (tmp_path / "junk.weights.h5").write_text("junk")
+    with pytest.raises(ValueError, match="not a readable .weights.h5 file"):
+        asdn_tf.load_model(tmp_path / "junk.weights.h5", preset="tiny")
