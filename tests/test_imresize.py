@@ -67,3 +67,25 @@ def test_needs_scale_or_size(kwargs, words):
 def test_rejects_integer_images():
     with pytest.raises(ValueError, match="float"):
         imresize(np.zeros((4, 4, 3), np.uint8), scale=2)
+
+
+def test_unknown_shapes_and_tensor_size_in_a_graph(vectors):
+    resize = tf.function(lambda image, size, scale: imresize(image, scale=scale, size=size),
+                         input_signature=[tf.TensorSpec([None, None, None]),
+                                          tf.TensorSpec([2], tf.int32), tf.TensorSpec([])])
+    out = resize(vectors["input_crop64"], tf.constant([82, 82]), 1.27)
+    assert np.abs(out.numpy() - vectors["up_1_27"]).max() <= 1e-5
+    out = resize(vectors["input_butterfly"], tf.constant([86, 86]), 1 / 3)
+    assert np.abs(out.numpy() - vectors["down_3"]).max() <= 1e-5
+
+
+@pytest.mark.parametrize("in_size,out_size,scale", [(37, 13, 13 / 37), (20, 51, 2.55),
+                                                   (64, 64, 1.0)])
+def test_agrees_with_the_dense_matrix(in_size, out_size, scale):
+    from asdn_tf.imresize import resize_matrix
+    image = np.random.default_rng(0).random((in_size, in_size, 2)).astype(np.float32)
+    matrix = resize_matrix(in_size, out_size, scale).numpy()
+    expected = np.einsum("oh,hwc->owc", matrix, image)
+    expected = np.einsum("pw,owc->opc", matrix, expected)
+    out = imresize(image, scale=scale, size=(out_size, out_size)).numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-5)
