@@ -83,15 +83,20 @@ def read_image_and_profile(path):
     """`read_image`, keeping all 16 bits of a 16-bit PNG, and the ICC profile (bytes or None).
 
     Returns (pixels, profile): pixels H×W or H×W×3 / H×W×4, uint8, or uint16 for 16-bit PNGs.
+    The profile is dropped when the pixels are no longer in its colour space (CMYK made RGB,
+    gray with alpha made RGBA): those conversions are not colour managed.
     """
     with _decoding(path) as image:
         profile = image.info.get("icc_profile") or None
         if image.format == "PNG" and _png_bit_depth(path) == 16:
             pixels = _decode_png16(pathlib.Path(path).read_bytes())
-            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-            return _ORIENTATIONS.get(orientation, lambda a: a)(pixels), profile
-        image.load()
-        return to_array(ImageOps.exif_transpose(image)), profile
+            pixels = _ORIENTATIONS.get(image.getexif().get(_EXIF_ORIENTATION, 1),
+                                       lambda a: a)(pixels)
+        else:
+            image.load()
+            pixels = to_array(ImageOps.exif_transpose(image))
+    space = profile[16:20] if profile is not None else None
+    return pixels, profile if space == (b"GRAY" if pixels.ndim == 2 else b"RGB ") else None
 
 
 @contextlib.contextmanager

@@ -3,15 +3,16 @@
 Each recursion step pre-upsamples exactly as `asdn_tf.inference` does (bicubic, with the sampling
 positions of the whole image) and runs the network on overlapping regions of that step's input,
 keeping the centre of each. Tiling after the pre-upsampling, rather than cutting the input, is
-what makes any scale work: the bicubic positions round(scale·x) of a cut-out tile only line up
-with the whole image's when scale·offset is an integer.
+what makes any scale work: a cut-out input tile is sampled at (x + 0.5) / scale - 0.5 from its
+own corner, which lines up with the whole image's positions only when scale × its offset is a
+whole number.
 
 The network is convolutional with a receptive radius of 1 + B·D pixels (a 3×3 head, then B
 blocks of D chained 3×3 convolutions), so an overlap of that radius gives every kept pixel the
 neighbourhood it has in one pass. The one image-wide quantity is the channel attention's mean
 over the image: a first pass over the regions measures it, and the output pass uses those
 image-wide means instead of each region's own. Tiled and untiled outputs then agree to well under
-a grey level (region-wise attention alone differs by several).
+a grey level; with each region's own attention they differ by a few.
 
 Peak memory is one region's activations plus the step's input and output images.
 

@@ -316,6 +316,10 @@ def test_exif_orientation_icc_profile_and_quality(tmp_path, tiny_model):
     assert sizes[30] < sizes[95]
     path = upscale_lib.upscale_file(tmp_path / "in.jpg", tmp_path / "o.bmp", 2, model=tiny_model)
     assert "icc_profile" not in Image.open(path).info
+    # A profile of another colour space than the output's is not copied.
+    _save(tmp_path / "gray.png", _pixels((24, 32)), icc_profile=profile)
+    path = upscale_lib.upscale_file(tmp_path / "gray.png", tmp_path / "g.png", 2, model=tiny_model)
+    assert "icc_profile" not in Image.open(path).info
 
 
 def test_an_interrupted_write_leaves_nothing(tmp_path, tiny_model, monkeypatch):
