@@ -1,0 +1,108 @@
+"""The notebooks run end to end, headless, with tiny settings (nbclient; any failing cell fails).
+
+Each notebook reads its settings from environment variables in its `parameters` cell, and runs
+in a temporary folder, so nothing is written into the repository. The kernel is this
+interpreter, with the repository first on its path, so it imports the `asdn_tf` under test.
+"""
+
+import json
+import os
+import pathlib
+import re
+import sys
+
+import keras
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+import asdn_tf
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOKS = ("quickstart.ipynb", "train_and_export.ipynb")
+KERNEL = "asdn-tf-tests"
+CELL_TIMEOUT = 600
+
+
+@pytest.fixture
+def kernel_environment(tmp_path, monkeypatch):
+    """A kernel spec for this interpreter, found through JUPYTER_PATH, and a quiet TensorFlow."""
+    spec = tmp_path / "jupyter" / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "asdn_tf tests", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    monkeypatch.setenv("ASDN_NB_OUTPUT", str(tmp_path / "runs"))
+    return tmp_path
+
+
+def _execute(name, folder):
+    """Runs the notebook in `folder`; nbclient raises CellExecutionError on a failing cell."""
+    notebook = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    client = NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name=KERNEL,
+                            resources={"metadata": {"path": str(folder)}})
+    client.execute()
+    return notebook
+
+
+def _images(notebook):
+    return sum("image/png" in output.get("data", {})
+               for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs)
+
+
+def _text(notebook):
+    return "".join(output.get("text", "") + output.get("data", {}).get("text/plain", "")
+                   for cell in notebook.cells if cell.cell_type == "code"
+                   for output in cell.outputs)
+
+
+def test_quickstart_runs_without_datasets(kernel_environment, monkeypatch):
+    """As on Colab: the sample photograph is the evaluation set."""
+    keras.utils.set_random_seed(0)
+    weights = kernel_environment / "tiny.weights.h5"
+    asdn_tf.build_model("tiny").save_weights(weights)
+    monkeypatch.delenv("ASDN_DATASETS", raising=False)
+    monkeypatch.setenv("ASDN_NB_WEIGHTS", str(weights))
+    monkeypatch.setenv("ASDN_NB_PRESET", "tiny")
+    monkeypatch.setenv("ASDN_NB_PHOTO_SIDE", "96")
+    monkeypatch.setenv("ASDN_NB_EVAL_SCALES", "2,3.5")
+    notebook = _execute("quickstart.ipynb", kernel_environment)
+    runs = kernel_environment / "runs"
+    assert (runs / "asdn_savedmodel" / "1" / "saved_model.pb").is_file()
+    assert (runs / "psnr_vs_scale.png").is_file()
+    assert _images(notebook) == 4  # three comparisons and the PSNR plot
+    assert "sample photograph" in _text(notebook)
+
+
+def test_train_and_export_runs_on_a_folder(kernel_environment, monkeypatch, datasets_dir):
+    monkeypatch.setenv("ASDN_DATASETS", str(datasets_dir))
+    for name, value in {"ASDN_NB_STEPS": "20", "ASDN_NB_FSDN_STEPS": "6", "ASDN_NB_PATCH": "8",
+                        "ASDN_NB_BATCH": "2", "ASDN_NB_PHOTO_SIDE": "48",
+                        "ASDN_NB_EVAL_SCALES": "2,3", "ASDN_NB_TENSORBOARD": "false"}.items():
+        monkeypatch.setenv(name, value)
+    notebook = _execute("train_and_export.ipynb", kernel_environment)
+    runs = kernel_environment / "runs"
+    assert json.loads((runs / "asdn" / "final.json").read_text())["steps"] == 20
+    assert json.loads((runs / "fsdn_x2" / "final.json").read_text())["scale"] == 2
+    assert (runs / "fsdn_x2.tflite").stat().st_size > 0
+    assert _images(notebook) == 2  # the ASDN and the TFLite comparisons
+    assert ": met)" in _text(notebook)  # the TFLite model agrees with the Keras FSDN
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebooks_are_committed_clean(name):
+    """No outputs, one `parameters` cell, no functions or classes (they belong in the library),
+    and a Colab badge in the README."""
+    notebook = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    nbformat.validate(notebook)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(not cell.outputs and cell.execution_count is None for cell in code)
+    assert sum("parameters" in cell.metadata.get("tags", []) for cell in code) == 1
+    assert not [cell.source for cell in code if re.search(r"^\s*(def|class) ", cell.source, re.M)]
+    readme = (ROOT / "README.md").read_text()
+    assert re.search(rf"\(https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/main/"
+                     rf"notebooks/{re.escape(name)}\)", readme)
