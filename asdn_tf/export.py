@@ -29,7 +29,6 @@ import time
 import uuid
 import warnings
 
-import keras
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
@@ -38,7 +37,8 @@ from asdn_tf import config as config_lib
 from asdn_tf import lfr
 from asdn_tf.image_io import list_images, read_image
 from asdn_tf.inference import upscale_tensor
-from asdn_tf.model import ASDN, FSDN, build_fsdn
+from asdn_tf.pretrained import load_model, load_pretrained
+from asdn_tf.model import ASDN, FSDN
 
 # The default preset needs about 2.5 KB of activations per output pixel (asdn_tf/tiling.py), so
 # 1024 × 1024 output pixels peak near 2.5 GB; a larger request is refused before anything is
@@ -379,48 +379,6 @@ def verify_tflite(model, fsdn, images, quantize=None, num_threads=None):
     return result
 
 
-def load_fsdn(weights, scale, preset=None):
-    """Builds an FSDN for `scale` and loads `weights` (`.weights.h5` with sidecar, or `.keras`).
-
-    The config comes from `preset`, else the sidecar's "model_config", else "default"; a
-    sidecar "scale" must agree with `scale`.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: the file is not an FSDN of this scale or does not fit the config.
-    """
-    from asdn_tf.pretrained import read_sidecar
-
-    path = pathlib.Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    if path.suffix == ".keras":
-        try:
-            model = keras.saving.load_model(path)
-        except Exception as error:  # Keras raises many types for a bad archive.
-            raise ValueError(f"cannot load {path} as a .keras model: "
-                             f"{_first_line(error)}") from None
-        if not isinstance(model, FSDN):
-            raise ValueError(f"{path} holds a {type(model).__name__}, not an FSDN")
-        if model.scale != scale:
-            raise ValueError(f"{path} is an FSDN for x{model.scale}, not x{scale}")
-        return model
-    sidecar = read_sidecar(path)
-    if "scale" in sidecar and sidecar["scale"] != scale:
-        raise ValueError(f"{path} is an FSDN for x{sidecar['scale']} (its sidecar), not x{scale}")
-    if preset is None:
-        preset = (config_lib.ModelConfig.from_dict(sidecar["model_config"])
-                  if "model_config" in sidecar else "default")
-    model = build_fsdn(preset, scale)
-    try:
-        model.load_weights(path)
-    except Exception as error:  # h5py and Keras raise many types for a mismatch.
-        label = preset if isinstance(preset, str) else "the sidecar's config"
-        raise ValueError(f"weights {path} do not fit an x{scale} FSDN of preset {label}: "
-                         f"{_first_line(error)}") from None
-    return model
-
-
 def _rgb_images(images):
     """Float32 H×W×3 arrays in [0, 1] read from a folder, glob or list of paths."""
     paths = list_images(images) if isinstance(images, (str, os.PathLike)) else list(images)
@@ -489,11 +447,6 @@ def _remove(path):
         path.unlink()
 
 
-def _first_line(error):
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
-
-
 # ---------------------------------------------------------------------------------------------
 # Command line
 
@@ -542,8 +495,6 @@ def _parse_input_size(text):
 
 
 def _saved_model_command(flag_values):
-    from asdn_tf.pretrained import load_model, load_pretrained
-
     if not flag_values.output_dir:
         raise ValueError("--output_dir is required")
     _check_limits(flag_values.max_scale, flag_values.max_output_pixels)
@@ -577,7 +528,7 @@ def _tflite_command(flag_values):
     input_size = _parse_input_size(flag_values.input_size)
     output = pathlib.Path(flag_values.output)
     _prepare_target(output, flag_values.overwrite)
-    fsdn = load_fsdn(flag_values.weights, flag_values.scale, flag_values.preset)
+    fsdn = load_model(flag_values.weights, flag_values.preset, fsdn_scale=flag_values.scale)
     images = verification_images(flag_values.images, input_size)
     content = convert_tflite(fsdn, flag_values.quantize, input_size, flag_values.images,
                              flag_values.calibration_patches)

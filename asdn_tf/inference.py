@@ -25,6 +25,24 @@ def _round(value):
     return tf.cast(tf.math.floor(value + 0.5), tf.int32)
 
 
+def _checked_scale(scale, max_scale):
+    """`scale`, once it is known finite and in (1, max_scale]; in a graph the checks run, in
+    this order, before anything that uses it."""
+    checks = [
+        lambda: tf.debugging.assert_equal(tf.math.is_finite(scale), True,
+                                          message="scale must be a finite number"),
+        lambda: tf.debugging.assert_greater(
+            scale, tf.constant(1.0, tf.float64),
+            message="scale must be greater than 1 (1 is not an upscaling)"),
+        lambda: tf.debugging.assert_less_equal(scale, tf.constant(max_scale, tf.float64),
+                                               message=f"scale must be at most {max_scale:g}"),
+    ]
+    for check in checks:
+        with tf.control_dependencies([check()]):
+            scale = tf.identity(scale)
+    return scale
+
+
 def upscale_tensor(model, images, scale, size=None, max_scale=lfr.DEFAULT_MAX_SCALE):
     """Upscales a batch by `scale` through ⌈log2 scale⌉ passes of `model`.
 
@@ -43,11 +61,7 @@ def upscale_tensor(model, images, scale, size=None, max_scale=lfr.DEFAULT_MAX_SC
     if isinstance(scale, (int, float)):
         lfr.check_scale(scale, max_scale)
     images = tf.convert_to_tensor(images, tf.float32)
-    scale = tf.cast(scale, tf.float64)
-    tf.debugging.assert_greater(scale, tf.constant(1.0, tf.float64),
-                                message="scale must be greater than 1 (1 is not an upscaling)")
-    tf.debugging.assert_less_equal(scale, tf.constant(max_scale, tf.float64),
-                                   message=f"scale must be at most {max_scale:g}")
+    scale = _checked_scale(tf.cast(scale, tf.float64), max_scale)
     in_h = tf.cast(tf.shape(images)[1], tf.float64)
     in_w = tf.cast(tf.shape(images)[2], tf.float64)
     if size is None:

@@ -15,7 +15,7 @@ import pathlib
 import keras
 
 from asdn_tf import config as config_lib
-from asdn_tf.model import build_model
+from asdn_tf.model import FSDN, build_fsdn, build_model
 
 PACKAGE_WEIGHTS = pathlib.Path(__file__).parent / "weights" / "default.weights.h5"
 
@@ -40,30 +40,49 @@ def read_sidecar(weights_path):
         raise ValueError(f"cannot read the weights sidecar {path}: {error}") from None
 
 
-def load_model(weights, preset=None):
+def load_model(weights, preset=None, fsdn_scale=None):
     """Builds the network and loads `weights` (`.weights.h5` or `.keras`).
 
     Args:
         weights: path to the file.
         preset: preset name or ModelConfig; by default the sidecar's config, else "default".
+        fsdn_scale: int, expect an FSDN of this scale. Without it an FSDN is built when the
+            sidecar says {"model": "fsdn", "scale": S} (as training writes), else an ASDN.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file does not fit the preset, or is not a weights file.
+        ValueError: the file does not fit the preset or scale, or is not a weights file.
     """
     path = pathlib.Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix == ".keras":
         try:
-            return keras.saving.load_model(path)
+            model = keras.saving.load_model(path)
         except Exception as error:  # Keras raises many types for a bad archive.
-            raise ValueError(f"cannot load {path} as a .keras model: {_first_line(error)}") from None
-    if preset is None:
+            raise ValueError(f"cannot load {path} as a .keras model: {_first_line(error)}") \
+                from None
+    else:
         sidecar = read_sidecar(path)
-        preset = (config_lib.ModelConfig.from_dict(sidecar["model_config"])
-                  if "model_config" in sidecar else "default")
-    model = build_model(preset)
+        saved_scale = sidecar.get("scale") if sidecar.get("model") == "fsdn" else None
+        if fsdn_scale and saved_scale and saved_scale != fsdn_scale:
+            raise ValueError(f"{path} is an FSDN for x{saved_scale} (its sidecar), "
+                             f"not x{fsdn_scale}")
+        scale = fsdn_scale or saved_scale
+        if preset is None:
+            preset = (config_lib.ModelConfig.from_dict(sidecar["model_config"])
+                      if "model_config" in sidecar else "default")
+        model = build_fsdn(preset, scale) if scale else build_model(preset)
+        _load_weights(model, path, preset)
+    if fsdn_scale:
+        if not isinstance(model, FSDN):
+            raise ValueError(f"{path} holds a {type(model).__name__}, not an FSDN")
+        if model.scale != fsdn_scale:
+            raise ValueError(f"{path} is an FSDN for x{model.scale}, not x{fsdn_scale}")
+    return model
+
+
+def _load_weights(model, path, preset):
     try:
         model.load_weights(path)
     except Exception as error:  # h5py and Keras raise many types for a mismatch.
@@ -72,10 +91,10 @@ def load_model(weights, preset=None):
             raise ValueError(f"{path} is not a readable .weights.h5 file: "
                              f"{_first_line(error)}") from None
         label = preset if isinstance(preset, str) else "the given config"
-        raise ValueError(f"weights {path} do not fit preset {label}: the file holds "
+        network = f"an x{model.scale} FSDN of preset" if isinstance(model, FSDN) else "preset"
+        raise ValueError(f"weights {path} do not fit {network} {label}: the file holds "
                          f"{stored:,} parameters, the preset needs {model.count_params():,}") \
             from None
-    return model
 
 
 def load_pretrained():

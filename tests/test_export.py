@@ -345,20 +345,20 @@ def test_tflite_argument_errors(fsdn, set5):
         export.representative_patches(set5, (600, 600), 4)
 
 
-def test_load_fsdn(fsdn, tmp_path):
+def test_load_model_gives_the_fsdn(fsdn, tmp_path):
     fsdn.save_weights(tmp_path / "f.weights.h5")
     (tmp_path / "f.json").write_text(json.dumps({"model_config": fsdn.model_config.to_dict(),
-                                                 "scale": 2}))
-    loaded = export.load_fsdn(tmp_path / "f.weights.h5", 2)
+                                                 "model": "fsdn", "scale": 2}))
+    loaded = asdn_tf.load_model(tmp_path / "f.weights.h5", fsdn_scale=2)
     x = np.random.default_rng(0).random((1, 6, 7, 3)).astype(np.float32)
     np.testing.assert_array_equal(loaded(x), fsdn(x))
     with pytest.raises(ValueError, match="for x2 .its sidecar., not x3"):
-        export.load_fsdn(tmp_path / "f.weights.h5", 3)
+        asdn_tf.load_model(tmp_path / "f.weights.h5", fsdn_scale=3)
     fsdn.save(tmp_path / "f.keras")
     with pytest.raises(ValueError, match="not x4"):
-        export.load_fsdn(tmp_path / "f.keras", 4)
+        asdn_tf.load_model(tmp_path / "f.keras", fsdn_scale=4)
     with pytest.raises(FileNotFoundError):
-        export.load_fsdn(tmp_path / "missing.weights.h5", 2)
+        asdn_tf.load_model(tmp_path / "missing.weights.h5", fsdn_scale=2)
 
 
 def test_cli_tflite(fsdn, set5, tmp_path):

@@ -52,6 +52,10 @@ def test_tensor_scale_in_a_graph(tiny_model):
         np.testing.assert_allclose(out, upscale_tensor(tiny_model, x, scale), atol=1e-5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="not an upscaling"):
         fn(x, 1.0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="finite"):
+        fn(x, float("nan"))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at most 32"):
+        fn(x, 40.0)
 
 
 def test_grayscale_and_rgba_keep_their_layout(tiny_model):
