@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shutil
 
 import pytest
 
@@ -35,3 +36,12 @@ def tiny_model():
     import keras
     keras.utils.set_random_seed(0)
     return asdn_tf.build_model("tiny")
+
+
+@pytest.fixture(scope="session")
+def t91_subset(tmp_path_factory, datasets_dir):
+    """Six T91 images in a folder of their own: a quick training source."""
+    folder = tmp_path_factory.mktemp("t91")
+    for path in sorted((datasets_dir / "T91").iterdir())[:6]:
+        shutil.copy(path, folder / path.name)
+    return folder

@@ -1,5 +1,4 @@
 import logging
-import shutil
 
 import numpy as np
 import pytest
@@ -9,14 +8,6 @@ from PIL import Image
 from asdn_tf import data, lfr
 from asdn_tf.config import DataConfig
 from asdn_tf.imresize import imresize
-
-
-@pytest.fixture(scope="module")
-def t91_subset(tmp_path_factory, datasets_dir):
-    folder = tmp_path_factory.mktemp("t91")
-    for path in sorted((datasets_dir / "T91").iterdir())[:6]:
-        shutil.copy(path, folder / path.name)
-    return folder
 
 
 def _batches(config, count=4, **kwargs):

@@ -1,6 +1,5 @@
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,14 +15,6 @@ from asdn_tf import train
 from asdn_tf.config import DataConfig, ModelConfig, TrainConfig, preset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def t91_subset(tmp_path_factory, datasets_dir):
-    folder = tmp_path_factory.mktemp("t91")
-    for path in sorted((datasets_dir / "T91").iterdir())[:5]:
-        shutil.copy(path, folder / path.name)
-    return folder
 
 
 def _cli(args, timeout=240):
