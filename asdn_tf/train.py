@@ -178,6 +178,8 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
     """
     output_dir = pathlib.Path(output_dir)
     _check_writable(output_dir)
+    if not any(isinstance(f, _ExpectedRetracing) for f in tf.get_logger().filters):
+        tf.get_logger().addFilter(_ExpectedRetracing())
     if model == "fsdn" and (scale is None or scale < 2):
         raise TrainingError("--model=fsdn needs --scale, an integer >= 2")
     if model not in ("asdn", "fsdn"):
@@ -421,7 +423,6 @@ def main(argv):
 
 
 def run():
-    tf.get_logger().addFilter(_ExpectedRetracing())
     define_flags()
     app.run(main, flags_parser=cli.one_line_flags_parser("train"))
 
