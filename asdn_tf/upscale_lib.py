@@ -27,6 +27,7 @@ from absl import app, flags
 from PIL import Image
 
 from asdn_tf import cli, config, image_io, inference, lfr, pretrained, tiling
+from asdn_tf.model import ASDN
 
 # A 4096×2160 frame at ×4.
 DEFAULT_MAX_PIXELS = 4096 * 2160 * 16
@@ -185,7 +186,11 @@ def load_model(weights=None, preset=None):
             raise ValueError("--preset only applies to --weights; give both, or neither for the "
                              "bundled weights")
         return pretrained.load_pretrained()
-    return pretrained.load_model(weights, preset)
+    model = pretrained.load_model(weights, preset)
+    if not isinstance(model, ASDN):
+        raise ValueError(f"{weights} is not an ASDN model ({type(model).__name__}); upscaling "
+                         "by any scale needs one")
+    return model
 
 
 def define_flags(flag_values=flags.FLAGS):

@@ -257,6 +257,16 @@ def test_without_weights_the_bundled_ones_are_required(capsys, monkeypatch, tmp_
     assert status == 1 and "--preset only applies to --weights" in err
 
 
+def test_a_fixed_scale_model_is_refused(capsys, tmp_path):
+    fsdn = asdn_tf.build_fsdn("tiny", scale=2)
+    fsdn.save(tmp_path / "fsdn.keras")
+    source = _save(tmp_path / "in.png")
+    status, _, err = _cli(capsys, f"--input={source}", f"--output={tmp_path}/o.png", "--scale=2",
+                          f"--weights={tmp_path}/fsdn.keras")
+    assert status == 1 and err == f"upscale: {tmp_path}/fsdn.keras is not an ASDN model " \
+                                  "(FSDN); upscaling by any scale needs one\n"
+
+
 # ---------------------------------------------------------------- upscale_file and formats
 
 
