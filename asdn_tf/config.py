@@ -98,6 +98,8 @@ class TrainConfig:
         learning_rate: float, initial Adam learning rate.
         decay_every: int, halve the learning rate every this many updates.
         decay_factor: float, the multiplier applied at each decay.
+        clip_norm: float, clip each update's global gradient norm to this (0: no clipping,
+            as in the paper).
         checkpoint_every: int, updates between checkpoints (one is also written at the end).
         keep_checkpoints: int, how many recent checkpoints to keep.
         validate_every: int, updates between validations (0: never).
@@ -111,6 +113,7 @@ class TrainConfig:
     learning_rate: float = 1e-4
     decay_every: int = 200_000
     decay_factor: float = 0.5
+    clip_norm: float = 0.0
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     validate_every: int = 5000
@@ -128,6 +131,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not self.clip_norm >= 0:
+            raise ValueError(f"clip_norm must be >= 0, got {self.clip_norm!r}")
         if not 0 < self.decay_factor <= 1:
             raise ValueError(f"decay_factor must be in (0, 1], got {self.decay_factor!r}")
         if not isinstance(self.validate_every, int) or self.validate_every < 0:

@@ -205,7 +205,8 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
         schedule = keras.optimizers.schedules.ExponentialDecay(
             train_config.learning_rate, train_config.decay_every, train_config.decay_factor,
             staircase=True)
-        optimizer = keras.optimizers.Adam(schedule)
+        optimizer = keras.optimizers.Adam(schedule,
+                                          global_clipnorm=train_config.clip_norm or None)
         if mixed_precision == "float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         trainer = Trainer(network, data_config.patch_size)

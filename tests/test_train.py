@@ -143,6 +143,7 @@ def _parsed(args):
 
 @pytest.mark.parametrize("args,words", [
     (["--learning_rate=0"], "learning_rate must be > 0"),
+    (["--clip_norm=-1"], "clip_norm must be >= 0"),
     (["--patch_size=0"], "patch_size must be"),
     (["--batch_size=0"], "batch_size must be"),
     (["--num_levels=1"], "num_levels must be"),
