@@ -40,6 +40,12 @@ def _model():
     return asdn_tf.build_model("default"), "default preset, random weights (none bundled yet)"
 
 
+def _cpu_seconds():
+    """User + system CPU time of this process: less sensitive than wall time to other load."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure_case(case, tile=None):
     """Runs one case in this process; returns its row."""
     side, scale = _parse_case(case)
@@ -55,18 +61,21 @@ def measure_case(case, tile=None):
         chosen = tiling.choose_tile((output_side, output_side), tile)
         upscale_file(warm_up, folder / "warm_up_out.png", scale, model=model,
                      tile=min(chosen, 32) if chosen else 0)
+        cpu_start = _cpu_seconds()
         start = time.perf_counter()
         path = upscale_file(source, folder / "out.png", scale, model=model, tile=tile)
         seconds = time.perf_counter() - start
+        cpu_seconds = _cpu_seconds() - cpu_start
         height, width = image_io.read_image(path).shape[:2]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {"case": case, "input": [side, side], "scale": scale, "output": [height, width],
-            "tile": chosen, "seconds": round(seconds, 2),
+            "tile": chosen, "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 1),
             "output_megapixels_per_s": round(height * width / 1e6 / seconds, 3),
             "peak_rss_mib": round(peak), "weights": weights}
 
 
 def run_case_in_child(case, tile=None):
+    """Runs one case in a fresh Python process (its own peak RSS); returns its row."""
     command = [sys.executable, "-m", "bench.upscale_tiled", f"--child={case}"]
     if tile is not None:
         command.append(f"--tile={tile}")
