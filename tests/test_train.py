@@ -223,3 +223,16 @@ def test_flags_mirror_the_configs():
     assert model_config == ModelConfig(**{**preset("tiny").to_dict(), "num_blocks": 3})
     assert data_config.sources == ("a", "b") and train_config.steps == 7
     assert train_config.validation_scales == (2.0, 1.5)
+
+
+@pytest.mark.parametrize("name", ["cpu", "paper", "tiny", "fsdn_x2", "fsdn_x3", "fsdn_x4",
+                                  "fsdn_x8"])
+def test_shipped_flagfiles_parse_and_say_what_they_are(name):
+    path = os.path.join(ROOT, "configs", f"{name}.txt")
+    with open(path) as file:
+        assert file.readline().startswith("# ")
+    values = _parsed([f"--flagfile={path}"])
+    model_config, data_config, train_config = train.configs_from_flags(values)
+    assert data_config.sources and train_config.steps > 0
+    if name.startswith("fsdn"):
+        assert values.model == "fsdn" and values.scale == int(name[-1])
