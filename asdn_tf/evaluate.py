@@ -27,7 +27,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from asdn_tf import cli, image_io, lfr, metrics, pretrained
+from asdn_tf import cli, fileio, image_io, lfr, metrics, pretrained
 from asdn_tf.imresize import imresize
 from asdn_tf.inference import upscale_tensor
 
@@ -198,14 +198,8 @@ def write_atomically(path, write):
     so a failure never leaves a half-written file."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as stream:
-            write(stream)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with fileio.atomic_path(path) as temporary, open(temporary, "wb") as stream:
+        write(stream)
 
 
 def write_json(path, results):

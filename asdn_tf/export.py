@@ -23,10 +23,8 @@ on real images and prints the file size and the agreement.
 
 import os
 import pathlib
-import shutil
 import sys
 import time
-import uuid
 import warnings
 
 import numpy as np
@@ -34,7 +32,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from asdn_tf import config as config_lib
-from asdn_tf import lfr
+from asdn_tf import fileio, lfr
 from asdn_tf.image_io import list_images, read_image
 from asdn_tf.inference import upscale_tensor
 from asdn_tf.pretrained import load_model, load_pretrained
@@ -422,29 +420,13 @@ def _prepare_target(path, overwrite):
 
 
 def _write_atomically(path, write, overwrite):
-    """Calls write(temporary path) beside `path`, then renames the result into place.
-
-    The temporary name starts with a dot and is not a number, so TF Serving, which watches the
-    model folder for numbered versions, never sees a half-written SavedModel.
-    """
+    """Calls write(temporary path) beside `path`, then renames the result into place, so TF
+    Serving, which watches the model folder for numbered versions, never sees a half-written
+    SavedModel."""
     _prepare_target(path, overwrite)
-    temporary = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
+    with fileio.atomic_path(path) as temporary:
         write(temporary)
-        if path.exists():
-            _remove(path)
-        os.replace(temporary, path)
-    except BaseException:
-        if temporary.exists():
-            _remove(temporary)
-        raise
-
-
-def _remove(path):
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
+        fileio.remove(path)
 
 
 # ---------------------------------------------------------------------------------------------

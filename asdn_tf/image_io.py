@@ -12,7 +12,6 @@ import contextlib
 import glob
 import os
 import pathlib
-import secrets
 import struct
 import warnings
 import zlib
@@ -20,6 +19,8 @@ import zlib
 import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from asdn_tf import fileio
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP",
@@ -199,14 +200,7 @@ def check_folder(folder):
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"output folder {folder} does not exist")
-    # Creating a file is the only test that holds for root and for read-only mounts.
-    probe = _temporary_path(folder / "probe")
-    try:
-        with open(probe, "xb"):
-            pass
-    except OSError as error:
-        raise OSError(f"cannot write to folder {folder}: {error.strerror or error}") from None
-    probe.unlink()
+    fileio.check_writable(folder)
 
 
 def write_image(path, pixels, image_format=None, icc_profile=None, quality=95, overwrite=False):
@@ -228,8 +222,7 @@ def write_image(path, pixels, image_format=None, icc_profile=None, quality=95, o
     found = check_output(path, pixels, image_format, overwrite, quality)
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[..., 0]
-    temporary = _temporary_path(path)
-    try:
+    with fileio.atomic_path(path) as temporary:
         with open(temporary, "xb") as stream:
             _encode(stream, pixels, found, icc_profile if found in _ICC_FORMATS else None,
                     quality)
@@ -237,15 +230,7 @@ def write_image(path, pixels, image_format=None, icc_profile=None, quality=95, o
             os.fsync(stream.fileno())
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} already exists; not replaced without --overwrite")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     return path
-
-
-def _temporary_path(path):
-    return path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
 
 
 def _encode(stream, pixels, found, icc_profile, quality):

@@ -13,11 +13,9 @@ picks the base model config and any model flag given explicitly overrides it.
 import dataclasses
 import json
 import math
-import os
 import pathlib
 import re
 import sys
-import tempfile
 import time
 
 import keras
@@ -27,9 +25,9 @@ from absl import app, flags, logging
 
 from asdn_tf import config as config_lib
 from asdn_tf import data as data_lib
-from asdn_tf import cli, evaluate
+from asdn_tf import cli, evaluate, fileio
 from asdn_tf.model import build_fsdn, build_model, init_from_asdn
-from asdn_tf.pretrained import load_model, read_sidecar
+from asdn_tf.pretrained import load_model, read_sidecar, sidecar_path
 
 
 class _ExpectedRetracing(logging.logging.Filter):
@@ -117,30 +115,22 @@ def resolve_jit(value):
 def _check_writable(folder):
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder):
-            pass
+        fileio.check_writable(folder)
     except OSError as error:
         raise TrainingError(f"output dir {folder} is not writable: {error.strerror or error}") \
             from None
 
 
 def _atomic_write_text(path, text):
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with fileio.atomic_path(path) as temporary:
+        temporary.write_text(text)
 
 
 def save_weights(network, path, sidecar):
     """Writes `path` (.weights.h5) and its JSON sidecar through temporary files and renames."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".partial-{path.name}")
-    try:
-        network.save_weights(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _atomic_write_text(pathlib.Path(str(path)[: -len(".weights.h5")] + ".json"),
-                       json.dumps(sidecar, indent=2, default=str) + "\n")
+    with fileio.atomic_path(path) as temporary:
+        network.save_weights(temporary)
+    _atomic_write_text(sidecar_path(path), json.dumps(sidecar, indent=2, default=str) + "\n")
 
 
 def validate(network, images, scales):

@@ -20,7 +20,7 @@ from absl import flags
 from PIL import Image, ImageCms, ImageOps
 
 import asdn_tf
-from asdn_tf import image_io, lfr, pretrained, tiling, upscale_lib
+from asdn_tf import image_io, pretrained, tiling, upscale_lib
 from asdn_tf.imresize import imresize
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

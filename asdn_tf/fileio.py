@@ -1,0 +1,51 @@
+"""Writing files so that a failure or a kill never leaves a half-written one behind."""
+
+import contextlib
+import os
+import pathlib
+import secrets
+import shutil
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside `path`; renames it over `path` when the block succeeds and
+    removes it when the block raises (KeyboardInterrupt included).
+
+    The temporary name is hidden, is not a number (TF Serving ignores it while it watches a model
+    folder for versions) and keeps the file name's ending (Keras checks `.weights.h5`).
+
+    Example:
+        >>> with atomic_path("best.weights.h5") as temporary:
+        ...     model.save_weights(temporary)
+    """
+    path = pathlib.Path(path)
+    temporary = path.parent / f".tmp-{secrets.token_hex(4)}-{path.name}"
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        remove(temporary)
+        raise
+
+
+def check_writable(folder):
+    """Raises OSError naming `folder` unless a file can be created in it (the only test that
+    holds for root and for read-only mounts)."""
+    folder = pathlib.Path(folder)
+    probe = folder / f".tmp-{secrets.token_hex(4)}-probe"
+    try:
+        with open(probe, "xb"):
+            pass
+    except OSError as error:
+        raise OSError(f"cannot write to folder {folder}: {error.strerror or error}") from None
+    probe.unlink()
+
+
+def remove(path):
+    """Removes a file or a folder tree if it exists."""
+    path = pathlib.Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
