@@ -162,14 +162,13 @@ def build(preset, policy, weights=None):
     return model, f"preset 'default', weights {weights}"
 
 
-def _cpu_model():
-    try:
+def _cpuinfo(key):
+    """The first `key` line of /proc/cpuinfo ("" when there is none)."""
+    with contextlib.suppress(OSError):
         for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(key):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return ""
 
 
 def machine_state():
@@ -193,12 +192,10 @@ def machine_state():
 
 
 def machine():
-    flags_line = next((line for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-                       if line.startswith("flags")), "") if os.path.exists("/proc/cpuinfo") else ""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=REPOSITORY).stdout.strip()
-    return {"cpu": _cpu_model(), "cores": os.cpu_count(),
-            "amx_bf16": "amx_bf16" in flags_line.split(),
+    return {"cpu": _cpuinfo("model name") or platform.processor() or "unknown",
+            "cores": os.cpu_count(), "amx_bf16": "amx_bf16" in _cpuinfo("flags").split(),
             "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
             "tensorflow": tf.__version__, "keras": keras.__version__,
             "python": platform.python_version(), "commit": commit}

@@ -46,6 +46,18 @@ def _cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def _peak_rss_kib():
+    """This process's own peak RSS: VmHWM on Linux. `ru_maxrss` is not used there because a
+    child started by subprocess inherits the parent's peak (the kernel folds the parent's
+    memory into it at exec), so a large parent would be reported as the child's peak."""
+    status = pathlib.Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+
+
 def measure_case(case, tile=None):
     """Runs one case in this process; returns its row."""
     side, scale = _parse_case(case)
@@ -67,7 +79,7 @@ def measure_case(case, tile=None):
         seconds = time.perf_counter() - start
         cpu_seconds = _cpu_seconds() - cpu_start
         height, width = image_io.read_image(path).shape[:2]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = _peak_rss_kib() / 1024
     return {"case": case, "input": [side, side], "scale": scale, "output": [height, width],
             "tile": chosen, "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 1),
             "output_megapixels_per_s": round(height * width / 1e6 / seconds, 3),
