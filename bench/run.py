@@ -7,10 +7,12 @@
 Each section prints a table as it finishes; the JSON of everything goes to stdout at the end,
 or to --output_json. Timings are medians of repeated calls after a warm-up, all in this one
 process, so ratios (utilisation, overheads) compare figures taken on the same machine state.
-Other work on the machine spoils them: the load average and the busiest other processes are
-recorded at the start and the end. Sections:
+Other work on the machine spoils them: pause it (`kill -STOP PID`, then `kill -CONT PID`); the
+load average and the busiest other processes are recorded at the start and the end. The run
+stops itself if its RSS passes --max_rss_gib rather than wake the kernel's OOM killer. Sections:
 
-  matmul       a dense float32 and bfloat16 matrix product: this machine's reference rate.
+  matmul       square float32 and bfloat16 matrix products, 2048² to 4096²: the best is this
+               machine's reference rate.
   inference    output megapixels/s of `compiled_upscaler` (float32 and mixed_bfloat16) for the
                tiny, default and paper presets at ×2 and ×3.3, and the network's FLOP/s
                (`flops_per_pixel` × pixels of every recursion step) over the matmul rate.
@@ -452,7 +454,7 @@ def _table(header, rows):
     return "\n".join(lines)
 
 
-def format_section(name, result, matmul=None):
+def format_section(name, result):
     if name == "matmul":
         return "\n".join(f"dense square matrix product, {dtype}: " + ", ".join(
             f"{side}² {rate} GFLOP/s" for side, rate in rates.items())
