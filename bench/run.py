@@ -594,7 +594,8 @@ def run(settings, sections, weights=None, tiled_cases=None, echo=print, save=Non
     results["end"] = machine_state()
     results["targets"] = [{"target": t, "figure": f, "met": bool(m)}
                           for t, f, m in targets(results)]
-    echo("\n== targets\n" + _table(["target", "figure", "met"],
+    heading = "targets" + (" (--quick sizes: not the targets' sizes)" if settings == QUICK else "")
+    echo(f"\n== {heading}\n" + _table(["target", "figure", "met"],
                                    [[t, f, "yes" if m else "NO"] for t, f, m in targets(results)]))
     echo(f"load average at the end {results['end']['load_average']}; busy: "
          + (", ".join(f"{p['pid']} {p['cpu_percent']}%" for p in results["end"]["busy_processes"])
