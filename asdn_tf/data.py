@@ -25,7 +25,7 @@ TFDS_PREFIX = "tfds:"
 
 def hr_patch_size(patch_size, level, num_levels=lfr.DEFAULT_LEVELS):
     """HR side matching a `patch_size` LR patch at level `level`: round(p · r_l)."""
-    return int(np.floor(patch_size * lfr.level_scales(num_levels)[level] + 0.5))
+    return lfr.output_size(patch_size, patch_size, lfr.level_scales(num_levels)[level])[0]
 
 
 def _load_rgb(path):
