@@ -10,7 +10,9 @@ The flags mirror `ModelConfig`, `DataConfig` and `TrainConfig` (asdn_tf/config.p
 picks the base model config and any model flag given explicitly overrides it.
 """
 
+import csv
 import dataclasses
+import io
 import json
 import math
 import pathlib
@@ -131,6 +133,31 @@ def save_weights(network, path, sidecar):
     with fileio.atomic_path(path) as temporary:
         network.save_weights(temporary)
     _atomic_write_text(sidecar_path(path), json.dumps(sidecar, indent=2, default=str) + "\n")
+
+
+def record_validation(path, step, psnr_by_scale):
+    """Adds `step`'s validation PSNR to the curve in the CSV at `path` (rewritten atomically).
+
+    Rows from `step` on are dropped first (a resumed run repeats them), and the columns are the
+    union of the scales seen, so the curve survives resumes and changed validation scales.
+    """
+    rows, columns = [], []
+    if path.exists():
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            columns = [name for name in reader.fieldnames or () if name != "step"]
+            rows = [row for row in reader if int(row["step"]) < step]
+    row = {"step": step}
+    for scale, value in psnr_by_scale.items():
+        name = f"x{scale:g}"
+        row[name] = f"{value:.4f}"
+        if name not in columns:
+            columns.append(name)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, ["step", *columns], restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows([*rows, row])
+    _atomic_write_text(path, out.getvalue())
 
 
 def validate(network, images, scales):
@@ -285,6 +312,7 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
             logging.info("step %d validation PSNR %s", step,
                          ", ".join(f"x{s:g} {v:.2f}" for s, v in latest_validation.items()))
             state["latest_validation"] = {f"{s:g}": v for s, v in latest_validation.items()}
+            record_validation(output_dir / "validation.csv", step, latest_validation)
             if mean_psnr > best_psnr:
                 best_psnr = mean_psnr
                 save_weights(network, best_path,
@@ -394,8 +422,8 @@ def _parse_list_item(field, item):
 
 
 def run_from_flags(values):
-    """Validates the parsed flags and trains; raises TrainingError, ValueError or
-    FileNotFoundError with a one-line message for anything a user got wrong."""
+    """Validates the parsed flags and trains; raises TrainingError, ValueError or OSError
+    (a missing file, a full disk) with a one-line message for anything a user got wrong."""
     model_config, data_config, train_config = configs_from_flags(values)
     if not data_config.sources:
         raise TrainingError("--sources is empty: give image folders, globs or tfds:div2k")
@@ -409,7 +437,7 @@ def main(argv):
         sys.exit(f"train: unexpected arguments {argv[1:]}")
     try:
         run_from_flags(flags.FLAGS)
-    except (TrainingError, ValueError, FileNotFoundError) as error:
+    except (TrainingError, ValueError, OSError) as error:
         sys.exit(f"train: {error}")
 
 

@@ -123,6 +123,25 @@ def test_validation_keeps_the_best_weights(tmp_path, t91_subset, datasets_dir):
     assert set(best["validation_psnr"]) == {"2", "3", "4", "1.5"}
     assert all(10 < value < 60 for value in best["validation_psnr"].values())
     assert (tmp_path / "logs").is_dir()
+    curve = (tmp_path / "validation.csv").read_text().splitlines()
+    assert curve[0] == "step,x2,x3,x4,x1.5" and [line.split(",")[0] for line in curve] == [
+        "step", "1", "2"]
+    x2_curve = [float(line.split(",")[1]) for line in curve[1:]]
+    assert round(best["validation_psnr"]["2"], 4) in x2_curve
+
+
+def test_validation_curve_survives_resumes_and_new_scales(tmp_path):
+    path = tmp_path / "validation.csv"
+    train.record_validation(path, 500, {2.0: 30.0, 3.0: 28.0})
+    train.record_validation(path, 1000, {2.0: 31.0, 3.0: 29.0})
+    train.record_validation(path, 1500, {2.0: 32.0, 3.0: 30.0})
+    # Killed after step 1500's validation, resumed from the step-1000 checkpoint: 1500 is redone.
+    train.record_validation(path, 1500, {2.0: 32.5, 3.0: 30.5})
+    train.record_validation(path, 2000, {2.0: 33.0, 1.5: 36.0})
+    assert path.read_text().splitlines() == [
+        "step,x2,x3,x1.5", "500,30.0000,28.0000,", "1000,31.0000,29.0000,",
+        "1500,32.5000,30.5000,", "2000,33.0000,,36.0000"]
+    assert [p.name for p in tmp_path.iterdir()] == ["validation.csv"]
 
 
 def test_fsdn_trains_from_asdn_weights(tmp_path, t91_subset):
