@@ -210,8 +210,8 @@ class _Passes:
 
     def _attention(self, means):
         """`ChannelAttention.call`'s weights for image-wide means (B×C) of the block outputs."""
-        return tf.stack([block.ca.excite(block.ca.squeeze(means[index][None]))[0]
-                         for index, block in enumerate(self.model.trunk.blocks)])
+        return tf.stack([tf.cast(block.ca.excite(block.ca.squeeze(means[index][None]))[0],
+                                 tf.float32) for index, block in enumerate(self.model.trunk.blocks)])
 
 
 _PASSES = weakref.WeakKeyDictionary()
@@ -243,7 +243,8 @@ def _trunk(model, x_up, attention=None):
         dense = block.idb(ops.concatenate(outputs, axis=-1) if len(outputs) > 1 else outputs[0])
         before.append(dense)
         if block.ca is not None:
-            dense = block.ca(dense) if attention is None else dense * attention[index]
+            dense = (block.ca(dense) if attention is None
+                     else dense * ops.cast(attention[index], dense.dtype))
         outputs.append(dense)
     return ops.concatenate(outputs, axis=-1), before
 

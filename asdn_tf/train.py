@@ -29,7 +29,7 @@ from asdn_tf import config as config_lib
 from asdn_tf import data as data_lib
 from asdn_tf import cli, evaluate, fileio
 from asdn_tf.model import build_fsdn, build_model, init_from_asdn
-from asdn_tf.pretrained import load_model, read_sidecar, sidecar_path
+from asdn_tf.pretrained import dtype_policy, load_model, read_sidecar, sidecar_path
 
 
 class _ExpectedRetracing(logging.logging.Filter):
@@ -214,11 +214,11 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
                                         seed=train_config.seed,
                                         fixed_scale=scale if model == "fsdn" else None)
     distribution = make_strategy(strategy)
-    if mixed_precision != "none":
-        keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
+    policy = "float32" if mixed_precision == "none" else f"mixed_{mixed_precision}"
     with distribution.scope():
-        network = (build_fsdn(model_config, scale) if model == "fsdn"
-                   else build_model(model_config))
+        with dtype_policy(policy):  # the network keeps it; later builds in the process do not
+            network = (build_fsdn(model_config, scale) if model == "fsdn"
+                       else build_model(model_config))
         schedule = keras.optimizers.schedules.ExponentialDecay(
             train_config.learning_rate, train_config.decay_every, train_config.decay_factor,
             staircase=True)

@@ -179,14 +179,15 @@ def plan_outputs(source, destination, image_format=None):
     return pairs
 
 
-def load_model(weights=None, preset=None):
-    """The model for the command: `weights` (with `preset`), or the bundled default."""
+def load_model(weights=None, preset=None, precision="float32"):
+    """The model for the command: `weights` (with `preset`), or the bundled default, computing
+    in `precision`."""
     if weights is None:
         if preset is not None:
             raise ValueError("--preset only applies to --weights; give both, or neither for the "
                              "bundled weights")
-        return pretrained.load_pretrained()
-    model = pretrained.load_model(weights, preset)
+        return pretrained.load_pretrained(precision)
+    model = pretrained.load_model(weights, preset, precision=precision)
     if not isinstance(model, ASDN):
         raise ValueError(f"{weights} is not an ASDN model ({type(model).__name__}); upscaling "
                          "by any scale needs one")
@@ -213,6 +214,11 @@ def define_flags(flag_values=flags.FLAGS):
     define("string", "preset", None,
            f"The preset --weights were trained with, one of {sorted(config.PRESETS)}; by "
            "default their JSON sidecar's config, else 'default'.")
+    defined.append(flags.DEFINE_enum(
+        "precision", "float32", list(pretrained.PRECISIONS),
+        "Compute precision: bfloat16 runs about 2.4x faster on CPUs with AMX (Intel Sapphire "
+        "Rapids and later) for -0.03 dB on Set5, and slower on other CPUs.",
+        flag_values=flag_values))
     define("integer", "tile", None,
            f"Side of the regions the network runs on at once, in its input pixels; 0 never "
            f"tiles. By default outputs above {tiling.AUTO_TILE_PIXELS / 1e6:.1f} M pixels use "
@@ -286,7 +292,7 @@ def execute(values, arguments=()):
     try:
         options = _check_flags(values)
         pairs = plan_outputs(values.input, values.output, values.format)
-        model = load_model(values.weights, values.preset)
+        model = load_model(values.weights, values.preset, values.precision)
     except _USER_ERRORS as error:
         _say(error)
         return 1

@@ -56,6 +56,7 @@ from asdn_tf.config import DataConfig
 from asdn_tf.imresize import imresize
 from asdn_tf.inference import upscale_tensor
 from asdn_tf.model import build_model, flops_per_pixel
+from asdn_tf.pretrained import dtype_policy
 from asdn_tf.train import Trainer
 from bench import export_latency, imresize_speed, op_profile, upscale_tiled
 
@@ -117,17 +118,6 @@ QUICK = Settings(
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def dtype_policy(name):
-    """Builds inside use the Keras dtype policy `name` ("float32" or "mixed_bfloat16")."""
-    previous = keras.mixed_precision.global_policy().name
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
 
 
 def timed(call, runs, warmups=1):

@@ -2,6 +2,7 @@
 
 import json
 
+import keras
 import pytest
 
 import asdn_tf
@@ -32,3 +33,20 @@ def test_the_bundled_model_does_not_hide_behind_a_missing_file(monkeypatch, tmp_
     monkeypatch.setattr(pretrained, "PACKAGE_WEIGHTS", tmp_path / "default.weights.h5")
     with pytest.raises(FileNotFoundError, match="no default weights are bundled"):
         asdn_tf.load_pretrained()
+
+
+def test_bfloat16_precision_keeps_the_quality(datasets_dir):
+    images = {"Set5": evaluate.load_set(datasets_dir / "Set5")}
+    model32 = asdn_tf.load_pretrained()
+    model16 = asdn_tf.load_pretrained(precision="bfloat16")
+    assert model16.dtype_policy.name == "mixed_bfloat16" and model32.dtype_policy.name == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"  # not left behind
+    for scale in (2, 3.3):
+        psnr32, psnr16 = (evaluate.evaluate(images, [scale], "asdn", model)[0]["psnr"]
+                          for model in (model32, model16))
+        assert psnr16 != psnr32 and abs(psnr16 - psnr32) < 0.1, (scale, psnr32, psnr16)
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision must be one of float32, bfloat16, got 'fp16'"):
+        asdn_tf.load_pretrained(precision="fp16")

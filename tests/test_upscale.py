@@ -41,8 +41,10 @@ def quick_model(monkeypatch, tiny_model, weights):
     """
     load = upscale_lib.load_model
 
-    def quick(path=None, preset=None):
-        return tiny_model if (path, preset) == (str(weights), "tiny") else load(path, preset)
+    def quick(path=None, preset=None, precision="float32"):
+        if (path, preset, precision) == (str(weights), "tiny", "float32"):
+            return tiny_model
+        return load(path, preset, precision)
 
     monkeypatch.setattr(upscale_lib, "load_model", quick)
 
@@ -100,6 +102,21 @@ def test_cli_tiles_seamlessly_and_draws_progress(monkeypatch, tmp_path, weights,
     untiled = asdn_tf.upscale(pixels, 2, model=tiny_model, tile=0)
     tiled = image_io.read_image(tmp_path / "t.png")
     assert np.abs(tiled.astype(int) - untiled).max() <= 1
+
+
+def test_cli_bfloat16_precision_is_close_to_float32(capsys, tmp_path, weights, tiny_model):
+    pixels = _pixels((40, 56, 3), seed=3)
+    source = _save(tmp_path / "in.png", pixels)
+    for tile in (0, 24):
+        status, _, err = _cli(capsys, "--input", source, "--output", tmp_path / f"{tile}.png",
+                              "--scale=2.5", f"--weights={weights}", "--preset=tiny",
+                              "--precision=bfloat16", f"--tile={tile}")
+        assert (status, err) == (0, "")
+    exact = asdn_tf.upscale(pixels, 2.5, model=tiny_model).astype(float)
+    untiled, tiled = (image_io.read_image(tmp_path / f"{t}.png").astype(float) for t in (0, 24))
+    assert 0 < np.abs(untiled - exact).max()  # it did compute in bfloat16
+    for output in (untiled, tiled):
+        assert 10 * np.log10(255 ** 2 / np.mean((output - exact) ** 2)) > 40
 
 
 @pytest.mark.parametrize("flag,expected", [("--size=80x50", (50, 80)), ("--width=64", (48, 64)),
@@ -217,6 +234,7 @@ BAD = {
     "weights do not fit": (["--preset=default"], "do not fit preset default"),
     "weights missing": (["--weights={d}/nope.weights.h5"], "weights file not found"),
     "unknown flag": (["--sclae=2"], "Unknown command line flag 'sclae'"),
+    "unknown precision": (["--precision=fp8"], "--precision=fp8: value should be one of"),
     "stray argument": (["2"], "unexpected arguments"),
     "alpha to jpeg": (["--input={d}/rgba.png", "--output={d}/out/x.jpg"],
                       "JPEG cannot store the alpha channel"),
