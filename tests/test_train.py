@@ -6,6 +6,7 @@ import sys
 import textwrap
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -128,6 +129,16 @@ def test_validation_keeps_the_best_weights(tmp_path, t91_subset, datasets_dir):
         "step", "1", "2"]
     x2_curve = [float(line.split(",")[1]) for line in curve[1:]]
     assert round(best["validation_psnr"]["2"], 4) in x2_curve
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_mixed_precision_trains_and_leaves_the_global_policy(tmp_path, t91_subset, precision):
+    final = _run(t91_subset, tmp_path, 2, mixed_precision=precision)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    model = asdn_tf.load_model(final)
+    assert model.dtype_policy.name == "float32"
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert json.loads((tmp_path / "final.json").read_text())["steps"] == 2
 
 
 def test_validation_curve_survives_resumes_and_new_scales(tmp_path):
