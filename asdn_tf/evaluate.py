@@ -193,6 +193,28 @@ def format_table(results):
     return "\n".join(lines)
 
 
+def format_comparison(results, method="asdn", baseline="bicubic"):
+    """Markdown: a row per scale, for each set the baseline's and the method's PSNR / SSIM, the
+    method's PSNR in bold with its gain over the baseline (the README's results table)."""
+    sets = list(dict.fromkeys(row["set"] for row in results))
+    cells = {(row["scale"], row["method"], row["set"]): row for row in results}
+    scales = sorted({row["scale"] for row in results})
+    header = ["scale"] + [f"{name} {label}" for name in sets for label in (baseline, method)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for scale in scales:
+        line = [f"×{scale:g}"]
+        for name in sets:
+            base, ours = cells.get((scale, baseline, name)), cells.get((scale, method, name))
+            line.append(f"{base['psnr']:.2f} / {base['ssim']:.4f}" if base else "-")
+            if ours and base:
+                gain = round(ours["psnr"], 2) - round(base["psnr"], 2)
+                line.append(f"**{ours['psnr']:.2f}** / {ours['ssim']:.4f} ({gain:+.2f})")
+            else:
+                line.append(f"{ours['psnr']:.2f} / {ours['ssim']:.4f}" if ours else "-")
+        lines.append("| " + " | ".join(line) + " |")
+    return "\n".join(lines)
+
+
 def write_atomically(path, write):
     """Calls write(binary stream) on a temporary file beside `path`, then renames it over `path`,
     so a failure never leaves a half-written file."""
@@ -256,10 +278,20 @@ class TextProgress:
 
 def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, output_json=None,
         output_csv=None, save_images=None, plot_path=None, progress=None):
-    """What the command does; returns the table. Raises ValueError / OSError on bad input."""
-    if method not in METHODS:
-        raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    if (weights or preset) and method != "asdn":
+    """What the command does; returns the table. Raises ValueError / OSError on bad input.
+
+    `method` is "bicubic", "asdn", or a list of them ("bicubic,asdn" on the command line):
+    every method is measured, and with bicubic and asdn together the table is followed by the
+    README's side-by-side comparison.
+    """
+    methods = [method] if isinstance(method, str) else list(dict.fromkeys(method))
+    for name in methods:
+        if name not in METHODS:
+            raise ValueError(f"--method must be one or more of {', '.join(METHODS)}, "
+                             f"got {name!r}")
+    if not methods:
+        raise ValueError(f"--method is empty: name one or more of {', '.join(METHODS)}")
+    if (weights or preset) and "asdn" not in methods:
         raise ValueError("--weights and --preset need --method=asdn")
     if preset and not weights:
         raise ValueError("--preset needs --weights (the bundled weights know their preset)")
@@ -270,11 +302,12 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
     scales = parse_scales(scales)
     loaded = load_sets(data_dir, sets)
     model = None
-    if method == "asdn":
+    if "asdn" in methods:
         model = (pretrained.load_model(weights, preset) if weights
                  else pretrained.load_pretrained())
     start = time.perf_counter()
-    results = evaluate(loaded, scales, method, model, save_images, progress)
+    results = [row for name in methods
+               for row in evaluate(loaded, scales, name, model, save_images, progress)]
     seconds = time.perf_counter() - start
     if output_json:
         write_json(output_json, results)
@@ -283,7 +316,10 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
     if plot_path:
         plot(plot_path, results)
     images = sum(row["images"] for row in results)
-    return f"{format_table(results)}\n({images} SR images measured in {seconds:.1f} s)"
+    report = format_table(results)
+    if {"asdn", "bicubic"} <= set(methods):
+        report += "\n\n" + format_comparison(results)
+    return f"{report}\n({images} SR images measured in {seconds:.1f} s)"
 
 
 def main(argv):
@@ -306,7 +342,8 @@ if __name__ == "__main__":
                         "(default: the ASDN_DATASETS environment variable).")
     flags.DEFINE_list("sets", ["Set5", "Set14"], "Set folders inside --data_dir.")
     flags.DEFINE_list("scales", ["2", "3", "4", "8", "1.5"], "Scales > 1, integer or decimal.")
-    flags.DEFINE_enum("method", "bicubic", METHODS, "Bicubic upscaling or the ASDN model.")
+    flags.DEFINE_list("method", ["bicubic"], "bicubic, asdn, or both (bicubic,asdn: the table "
+                      "then ends with the side-by-side comparison).")
     flags.DEFINE_string("weights", None, "asdn: .weights.h5 or .keras file (default: the "
                         "weights bundled in the package).")
     flags.DEFINE_string("preset", None, "asdn: model preset for --weights without a sidecar.")

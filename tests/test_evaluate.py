@@ -71,6 +71,8 @@ def bad_data(tmp_path_factory):
     ({"scales": ["1"]}, "greater than 1"),
     ({"scales": ["two"]}, "'two'"),
     ({"method": "nearest"}, "--method"),
+    ({"method": ["bicubic", "nearest"]}, "one or more of bicubic, asdn, got 'nearest'"),
+    ({"method": []}, "--method is empty"),
     ({"data_dir": None}, "ASDN_DATASETS"),
     ({"sets": []}, "--sets is empty"),
     ({"weights": "w.weights.h5"}, "--method=asdn"),
@@ -147,3 +149,26 @@ def test_cli_asdn_with_saved_weights(datasets_dir, tmp_path):
     assert math.isfinite(row["psnr"]) and 0 < row["ssim"] <= 1
     with Image.open(tmp_path / "sr" / "asdn" / "Set5" / "x2" / "bird.png") as image:
         assert image.size == (288, 288)
+
+
+def test_cli_both_methods_give_the_comparison_and_one_plot(datasets_dir, tmp_path):
+    asdn_tf.build_model("tiny").save_weights(tmp_path / "m.weights.h5")
+    result = _cli(f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2,1.5",
+                  "--method=bicubic,asdn", f"--weights={tmp_path / 'm.weights.h5'}",
+                  "--preset=tiny", f"--output_json={tmp_path / 'r.json'}",
+                  f"--plot={tmp_path / 'r.png'}")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert [(row["method"], row["scale"]) for row in rows] == [
+        ("bicubic", 2.0), ("bicubic", 1.5), ("asdn", 2.0), ("asdn", 1.5)]
+    by = {(row["method"], row["scale"]): row for row in rows}
+    assert "| scale | Set5 bicubic | Set5 asdn |" in result.stdout
+    for scale in (1.5, 2.0):
+        base, ours = by["bicubic", scale], by["asdn", scale]
+        gain = round(ours["psnr"], 2) - round(base["psnr"], 2)
+        assert (f"| ×{scale:g} | {base['psnr']:.2f} / {base['ssim']:.4f} | "
+                f"**{ours['psnr']:.2f}** / {ours['ssim']:.4f} ({gain:+.2f}) |") in result.stdout
+    lines = result.stdout.splitlines()
+    assert lines.index("| scale | Set5 bicubic | Set5 asdn |") > lines.index("") > 0
+    with Image.open(tmp_path / "r.png") as plot:
+        assert plot.format == "PNG"
