@@ -98,6 +98,8 @@ class TrainConfig:
         learning_rate: float, initial Adam learning rate.
         decay_every: int, halve the learning rate every this many updates.
         decay_factor: float, the multiplier applied at each decay.
+        lr_milestones: tuple of int, the updates from which the learning rate is multiplied
+            by decay_factor (increasing); when given, they replace decay_every.
         clip_norm: float, clip each update's global gradient norm to this (0: no clipping,
             as in the paper).
         checkpoint_every: int, updates between checkpoints (one is also written at the end).
@@ -113,6 +115,7 @@ class TrainConfig:
     learning_rate: float = 1e-4
     decay_every: int = 200_000
     decay_factor: float = 0.5
+    lr_milestones: tuple = ()
     clip_norm: float = 0.0
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
@@ -137,6 +140,11 @@ class TrainConfig:
             raise ValueError(f"decay_factor must be in (0, 1], got {self.decay_factor!r}")
         if not isinstance(self.validate_every, int) or self.validate_every < 0:
             raise ValueError(f"validate_every must be an integer >= 0, got {self.validate_every!r}")
+        milestones = list(self.lr_milestones)
+        if (any(not isinstance(m, int) or m < 1 for m in milestones)
+                or milestones != sorted(set(milestones))):
+            raise ValueError(f"lr_milestones must be increasing positive integers, "
+                             f"got {self.lr_milestones!r}")
         for scale in self.validation_scales:
             if not 1 < float(scale) <= 32:
                 raise ValueError(f"validation_scales must be in (1, 32], got {scale!r}")

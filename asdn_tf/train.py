@@ -135,6 +135,20 @@ def save_weights(network, path, sidecar):
     _atomic_write_text(sidecar_path(path), json.dumps(sidecar, indent=2, default=str) + "\n")
 
 
+def learning_rate_schedule(train_config):
+    """The learning rate per update: multiplied by decay_factor from each of lr_milestones on,
+    or every decay_every updates when there are none."""
+    rate, factor = train_config.learning_rate, train_config.decay_factor
+    milestones = train_config.lr_milestones
+    if not milestones:
+        return keras.optimizers.schedules.ExponentialDecay(rate, train_config.decay_every, factor,
+                                                           staircase=True)
+    # PiecewiseConstantDecay keeps values[k] while step <= boundaries[k]: m - 1 makes the new
+    # rate start at update m, as the staircase above does.
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        [m - 1 for m in milestones], [rate * factor ** k for k in range(len(milestones) + 1)])
+
+
 def record_validation(path, step, psnr_by_scale):
     """Adds `step`'s validation PSNR to the curve in the CSV at `path` (rewritten atomically).
 
@@ -219,9 +233,7 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
         with dtype_policy(policy):  # the network keeps it; later builds in the process do not
             network = (build_fsdn(model_config, scale) if model == "fsdn"
                        else build_model(model_config))
-        schedule = keras.optimizers.schedules.ExponentialDecay(
-            train_config.learning_rate, train_config.decay_every, train_config.decay_factor,
-            staircase=True)
+        schedule = learning_rate_schedule(train_config)
         optimizer = keras.optimizers.Adam(schedule,
                                           global_clipnorm=train_config.clip_norm or None)
         if mixed_precision == "float16":
@@ -413,11 +425,13 @@ def configs_from_flags(values):
 
 
 def _parse_list_item(field, item):
-    if field.name == "validation_scales":
+    kinds = {"validation_scales": (float, "numbers"), "lr_milestones": (int, "integers")}
+    if field.name in kinds:
+        kind, words = kinds[field.name]
         try:
-            return float(item)
+            return kind(item)
         except ValueError:
-            raise ValueError(f"--validation_scales takes numbers, got {item!r}") from None
+            raise ValueError(f"--{field.name} takes {words}, got {item!r}") from None
     return item
 
 

@@ -178,6 +178,9 @@ def _parsed(args):
     (["--batch_size=0"], "batch_size must be"),
     (["--num_levels=1"], "num_levels must be"),
     (["--validation_scales=2,x"], "--validation_scales takes numbers"),
+    (["--lr_milestones=100,x"], "--lr_milestones takes integers, got 'x'"),
+    (["--lr_milestones=200,100"], "lr_milestones must be increasing positive integers"),
+    (["--lr_milestones=0"], "lr_milestones must be increasing positive integers"),
     (["--sources="], "--sources is empty"),
     (["--sources=/nonexistent/images"], "no such file or folder: /nonexistent/images"),
     (["--model=fsdn"], "--model=fsdn needs --scale"),
@@ -246,13 +249,24 @@ def test_mirrored_strategy_matches_one_device(tmp_path):
     assert "SAME" in result.stdout
 
 
+def test_learning_rate_schedules():
+    every = train.learning_rate_schedule(TrainConfig(learning_rate=4e-4, decay_every=100))
+    assert [float(every(step)) for step in (0, 99, 100, 199, 200)] == pytest.approx(
+        [4e-4, 4e-4, 2e-4, 2e-4, 1e-4])
+    milestones = train.learning_rate_schedule(
+        TrainConfig(learning_rate=4e-4, decay_every=100, lr_milestones=(10, 15), decay_factor=0.25))
+    assert [float(milestones(step)) for step in (0, 9, 10, 14, 15, 1000)] == pytest.approx(
+        [4e-4, 4e-4, 1e-4, 1e-4, 2.5e-5, 2.5e-5])
+
+
 def test_flags_mirror_the_configs():
     values = _parsed(["--preset=tiny", "--num_blocks=3", "--steps=7",
-                      "--validation_scales=2,1.5", "--sources=a,b"])
+                      "--validation_scales=2,1.5", "--sources=a,b", "--lr_milestones=5,9"])
     model_config, data_config, train_config = train.configs_from_flags(values)
     assert model_config == ModelConfig(**{**preset("tiny").to_dict(), "num_blocks": 3})
     assert data_config.sources == ("a", "b") and train_config.steps == 7
     assert train_config.validation_scales == (2.0, 1.5)
+    assert train_config.lr_milestones == (5, 9)
 
 
 @pytest.mark.parametrize("name", ["cpu", "paper", "tiny", "fsdn_x2", "fsdn_x3", "fsdn_x4",
