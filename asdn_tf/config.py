@@ -9,6 +9,7 @@ Example:
 """
 
 import dataclasses
+import math
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +74,9 @@ class DataConfig:
         degrade_in_step: bool, make LR and x_up inside the train step (XLA-compilable, runs on
             the accelerator) instead of in the tf.data pipeline.
         tfds_data_dir: str, tensorflow-datasets data_dir ("" for its default).
+        level_weights: tuple of float, how often each LFR level is drawn, relative to the others
+            (one weight per level; e.g. ten 1s and a 10 draw x2 half the time). Empty: every
+            level equally often, as the paper trains.
     """
 
     sources: tuple = ()
@@ -81,8 +85,12 @@ class DataConfig:
     strict: bool = False
     degrade_in_step: bool = False
     tfds_data_dir: str = ""
+    level_weights: tuple = ()
 
     def __post_init__(self):
+        weights = self.level_weights
+        if weights and (not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0):
+            raise ValueError(f"level_weights must be finite numbers >= 0, not all 0, got {weights!r}")
         if not isinstance(self.patch_size, int) or self.patch_size < 4:
             raise ValueError(f"patch_size must be an integer >= 4, got {self.patch_size!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:

@@ -130,6 +130,24 @@ def degrade(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS):
     return x_up, hr
 
 
+def level_sampler(num_levels, weights=(), seed=0):
+    """Infinite dataset of int32 LFR levels: uniform, or in proportion to `weights`."""
+    draws = tf.data.Dataset.random(seed=seed)
+    if not weights:
+        return draws.map(lambda value: tf.cast(value % num_levels, tf.int32))
+    if len(weights) != num_levels:
+        raise ValueError(f"level_weights has {len(weights)} values; the model has {num_levels} "
+                         "levels")
+    bounds = np.cumsum(weights, dtype=np.float64) / np.sum(weights, dtype=np.float64)
+    bounds = tf.constant(bounds[:-1])  # level i where bounds[i - 1] <= u < bounds[i]
+
+    def draw(value):
+        uniform = tf.cast(value % (1 << 32), tf.float64) / float(1 << 32)  # draws are 32-bit
+        return tf.cast(tf.searchsorted(bounds, uniform[None], side="right")[0], tf.int32)
+
+    return draws.map(draw)
+
+
 def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_scale=None):
     """Infinite dataset of training batches; HR patches are float32 in [0, 1].
 
@@ -155,8 +173,7 @@ def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_s
             return {"lr": lr, "hr": hr}
         return patches.map(make_fixed, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
             tf.data.AUTOTUNE)
-    levels = tf.data.Dataset.random(seed=seed).map(
-        lambda value: tf.cast(value % num_levels, tf.int32))
+    levels = level_sampler(num_levels, data_config.level_weights, seed)
 
     def make(batch, level):
         levels_per_patch = tf.fill([data_config.batch_size], level)

@@ -425,7 +425,8 @@ def configs_from_flags(values):
 
 
 def _parse_list_item(field, item):
-    kinds = {"validation_scales": (float, "numbers"), "lr_milestones": (int, "integers")}
+    kinds = {"validation_scales": (float, "numbers"), "lr_milestones": (int, "integers"),
+             "level_weights": (float, "numbers")}
     if field.name in kinds:
         kind, words = kinds[field.name]
         try:

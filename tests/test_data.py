@@ -43,6 +43,23 @@ def test_every_level_is_drawn(t91_subset):
     assert levels == set(range(11))
 
 
+def test_level_weights_set_how_often_each_level_is_drawn(t91_subset):
+    def shares(weights, count=4000):
+        levels = np.array(list(data.level_sampler(11, weights, seed=1).take(count)))
+        return np.bincount(levels, minlength=11) / count
+
+    uniform = shares(())
+    assert np.all(np.abs(uniform - 1 / 11) < 0.02)
+    favoured = shares((1,) * 10 + (10,))
+    assert abs(favoured[10] - 0.5) < 0.03 and np.all(np.abs(favoured[:10] - 0.05) < 0.015)
+    assert np.flatnonzero(shares((0, 1) + (0,) * 8 + (3,), 2000)).tolist() == [1, 10]
+    config = DataConfig(sources=(str(t91_subset),), patch_size=8, batch_size=1,
+                        level_weights=(0,) * 10 + (1,))
+    assert {int(b["level"][0]) for b in _batches(config, 20)} == {10}
+    with pytest.raises(ValueError, match="level_weights has 3 values; the model has 11 levels"):
+        data.training_dataset(DataConfig(sources=(str(t91_subset),), level_weights=(1, 1, 1)))
+
+
 def test_degradation_in_the_step_matches_the_pipeline(t91_subset):
     config = DataConfig(sources=(str(t91_subset),), patch_size=8, batch_size=2,
                         degrade_in_step=True)
@@ -123,7 +140,10 @@ def test_div2k_through_tfds_mock_data():
 
 
 @pytest.mark.parametrize("kwargs,words", [({"patch_size": 0}, "patch_size"),
-                                          ({"batch_size": 0}, "batch_size")])
+                                          ({"batch_size": 0}, "batch_size"),
+                                          ({"level_weights": (1, -1)}, "level_weights"),
+                                          ({"level_weights": (0, 0)}, "not all 0"),
+                                          ({"level_weights": (1, float("nan"))}, "finite")])
 def test_data_config_validation(kwargs, words):
     with pytest.raises(ValueError, match=words):
         DataConfig(**kwargs)

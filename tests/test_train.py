@@ -181,6 +181,8 @@ def _parsed(args):
     (["--lr_milestones=100,x"], "--lr_milestones takes integers, got 'x'"),
     (["--lr_milestones=200,100"], "lr_milestones must be increasing positive integers"),
     (["--lr_milestones=0"], "lr_milestones must be increasing positive integers"),
+    (["--level_weights=1,x"], "--level_weights takes numbers, got 'x'"),
+    (["--level_weights=1,1"], "level_weights has 2 values; the model has 11 levels"),
     (["--sources="], "--sources is empty"),
     (["--sources=/nonexistent/images"], "no such file or folder: /nonexistent/images"),
     (["--model=fsdn"], "--model=fsdn needs --scale"),
