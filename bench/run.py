@@ -52,12 +52,12 @@ from absl import app, flags
 
 from asdn_tf import data as data_lib
 from asdn_tf import evaluate, lfr, pretrained
-from asdn_tf.config import DataConfig
+from asdn_tf.config import DataConfig, TrainConfig
 from asdn_tf.imresize import imresize
 from asdn_tf.inference import upscale_tensor
 from asdn_tf.model import build_model, flops_per_pixel
 from asdn_tf.pretrained import dtype_policy
-from asdn_tf.train import Trainer
+from asdn_tf.train import Trainer, learning_rate_schedule
 from bench import export_latency, imresize_speed, op_profile, upscale_tiled
 
 SECTIONS = ("matmul", "inference", "profile", "saved_model", "training", "imresize", "tiled",
@@ -308,9 +308,7 @@ def _trainer(preset, policy, patch_size, jit=False):
     with dtype_policy(policy):
         keras.utils.set_random_seed(0)
         network = build_model(preset)
-        schedule = keras.optimizers.schedules.ExponentialDecay(1e-4, 200_000, 0.5,
-                                                               staircase=True)
-        optimizer = keras.optimizers.Adam(schedule)
+        optimizer = keras.optimizers.Adam(learning_rate_schedule(TrainConfig()))
         trainer = Trainer(network, patch_size)
         trainer.compile(optimizer=optimizer)
         optimizer.build(network.trainable_variables)
