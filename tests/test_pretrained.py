@@ -29,6 +29,19 @@ def test_bundled_weights_beat_bicubic_on_set5(datasets_dir):
         assert ours["ssim"] > theirs["ssim"]
 
 
+# Issue #7's floors (SRCNN's scores; the README's table has the bundled model's).
+FLOORS = {("Set5", 2.0): 37.0, ("Set5", 3.0): 32.8, ("Set5", 4.0): 30.4, ("Set14", 2.0): 32.5}
+
+
+def test_bundled_weights_clear_the_srcnn_floors(datasets_dir):
+    model = asdn_tf.load_pretrained()
+    for name in ("Set5", "Set14"):
+        scales = sorted(scale for set_name, scale in FLOORS if set_name == name)
+        images = {name: evaluate.load_set(datasets_dir / name)}
+        for row in evaluate.evaluate(images, scales, "asdn", model):
+            assert row["psnr"] >= FLOORS[name, row["scale"]], row
+
+
 def test_the_bundled_model_does_not_hide_behind_a_missing_file(monkeypatch, tmp_path):
     monkeypatch.setattr(pretrained, "PACKAGE_WEIGHTS", tmp_path / "default.weights.h5")
     with pytest.raises(FileNotFoundError, match="no default weights are bundled"):
