@@ -3,8 +3,12 @@
 import contextlib
 import os
 import pathlib
+import re
 import secrets
 import shutil
+
+# What `atomic_path` and `check_writable` leave behind when a process is killed mid-write.
+_TEMPORARY = re.compile(r"^\.tmp-[0-9a-f]{8}-(?P<name>.+)$")
 
 
 @contextlib.contextmanager
@@ -20,6 +24,7 @@ def atomic_path(path):
         ...     model.save_weights(temporary)
     """
     path = pathlib.Path(path)
+    sweep_temporaries(path.parent, path.name)
     temporary = path.parent / f".tmp-{secrets.token_hex(4)}-{path.name}"
     try:
         yield temporary
@@ -49,3 +54,23 @@ def remove(path):
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+def is_temporary(path):
+    """True for the hidden temporaries this module writes (`.tmp-<8 hex>-<name>`)."""
+    return bool(_TEMPORARY.match(pathlib.Path(path).name))
+
+
+def sweep_temporaries(folder, name=None):
+    """Removes the temporaries a killed write left in `folder` (only those of `name` if given);
+    returns how many. Nothing else is touched: only names this module itself makes match."""
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        return 0
+    count = 0
+    for entry in folder.iterdir():
+        match = _TEMPORARY.match(entry.name)
+        if match and (name is None or match["name"] == name):
+            remove(entry)
+            count += 1
+    return count
