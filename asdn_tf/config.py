@@ -62,6 +62,37 @@ class ModelConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PhotoDegradation:
+    """The ranges of `--degradation=photo`: each LR patch is made by one kernel drawn from
+    `kernels`, then (each with its probability) blurred, made noisy and JPEG-compressed
+    (asdn_tf/degradation.py; the draws come from the pipeline's seeded stream).
+
+    Args:
+        kernels: tuple of str, downscaling kernels drawn with equal chance: "bicubic"
+            (MATLAB's, antialiased: the benchmark's), "bicubic_noaa", "bilinear", "area"
+            (`tf.image.resize` without antialiasing, as most image tools resize).
+        blur_probability: float, chance of a Gaussian blur of the LR patch.
+        blur_sigma: tuple of float, (low, high) blur sigma in LR pixels.
+        noise_probability: float, chance of Gaussian noise.
+        noise_sigma: tuple of float, (low, high) noise sigma in grey levels of 255.
+        jpeg_probability: float, chance of JPEG compression (after 8-bit quantisation).
+        jpeg_quality: tuple of float, (low, high) JPEG quality.
+    """
+
+    kernels: tuple = ("bicubic", "bicubic_noaa", "bilinear", "area")
+    blur_probability: float = 0.4
+    blur_sigma: tuple = (0.2, 1.2)
+    noise_probability: float = 0.4
+    noise_sigma: tuple = (0.5, 4.0)
+    jpeg_probability: float = 0.6
+    jpeg_quality: tuple = (40.0, 95.0)
+
+
+# The named LR makers of `DataConfig.degradation`; None is the benchmark's exact bicubic.
+DEGRADATIONS = {"bicubic": None, "photo": PhotoDegradation()}
+
+
+@dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Where training patches come from and how they are made (../shared/docs/ASDN.md §5).
 
@@ -77,6 +108,9 @@ class DataConfig:
         level_weights: tuple of float, how often each LFR level is drawn, relative to the others
             (one weight per level; e.g. ten 1s and a 10 draw x2 half the time). Empty: every
             level equally often, as the paper trains.
+        degradation: str, how LR patches are made: "bicubic" (the benchmark's MATLAB bicubic,
+            as the paper trains) or "photo" (a random mix of kernels, blur, noise and JPEG per
+            patch, for real photographs; ranges in `PhotoDegradation`).
     """
 
     sources: tuple = ()
@@ -86,8 +120,15 @@ class DataConfig:
     degrade_in_step: bool = False
     tfds_data_dir: str = ""
     level_weights: tuple = ()
+    degradation: str = "bicubic"
 
     def __post_init__(self):
+        if self.degradation not in DEGRADATIONS:
+            raise ValueError(f"degradation must be one of {', '.join(DEGRADATIONS)}, "
+                             f"got {self.degradation!r}")
+        if self.degradation != "bicubic" and self.degrade_in_step:
+            raise ValueError(f"degrade_in_step makes bicubic LR only; drop it for "
+                             f"degradation={self.degradation}")
         weights = self.level_weights
         if weights and (not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0):
             raise ValueError(f"level_weights must be finite numbers >= 0, not all 0, got {weights!r}")
@@ -140,11 +181,13 @@ class TrainConfig:
         for name, value in positive.items():
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if not self.clip_norm >= 0:
-            raise ValueError(f"clip_norm must be >= 0, got {self.clip_norm!r}")
-        if not 0 < self.decay_factor <= 1:
+        # math.isfinite also refuses nan and inf, which the comparisons below let through.
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be a finite number > 0, "
+                             f"got {self.learning_rate!r}")
+        if not (math.isfinite(self.clip_norm) and self.clip_norm >= 0):
+            raise ValueError(f"clip_norm must be a finite number >= 0, got {self.clip_norm!r}")
+        if not (math.isfinite(self.decay_factor) and 0 < self.decay_factor <= 1):
             raise ValueError(f"decay_factor must be in (0, 1], got {self.decay_factor!r}")
         if not isinstance(self.validate_every, int) or self.validate_every < 0:
             raise ValueError(f"validate_every must be an integer >= 0, got {self.validate_every!r}")

@@ -17,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from asdn_tf import config as config_lib
+from asdn_tf import degradation as degradation_lib
 from asdn_tf import image_io, lfr
 from asdn_tf.imresize import imresize
 
@@ -105,17 +107,23 @@ def image_dataset(data_config, min_size):
     return combined.cache()
 
 
-def augment(patch):
-    """Random horizontal flip and 90° rotation of one H×W×C patch."""
-    patch = tf.image.random_flip_left_right(patch)
-    return tf.image.rot90(patch, tf.random.uniform([], 0, 4, tf.int32))
+def random_patch(image, crop, seed):
+    """A random `crop`×`crop` patch of one H×W×3 image, randomly flipped and turned by a
+    multiple of 90°; stateless, so the int [2] `seed` alone decides it."""
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
+    patch = tf.image.stateless_random_crop(image, [crop, crop, 3], seeds[0])
+    patch = tf.image.stateless_random_flip_left_right(patch, seeds[1])
+    return tf.image.rot90(patch, tf.random.stateless_uniform([], seeds[2], 0, 4, tf.int32))
 
 
-def degrade(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS):
+def degrade(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, photo=None,
+            seed=None):
     """(x_up, hr) for a batch of HR patches at least round(p · r_l) pixels square.
 
     `level` is a Python int (static sizes: XLA friendly) or an int tensor. The HR patch is the
-    top-left round(p · r_l) square, LR = imresize(HR, 1/r) at p×p, x_up = imresize(LR, r).
+    top-left round(p · r_l) square, LR = imresize(HR, 1/r) at p×p (or, with a
+    `config.PhotoDegradation` as `photo`, a random photo degradation drawn from the int [2]
+    `seed`), x_up = imresize(LR, r).
     """
     if isinstance(level, int):
         scale = lfr.level_scales(num_levels)[level]
@@ -125,9 +133,16 @@ def degrade(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS):
         size = tf.cast(tf.math.floor(patch_size * scale + 0.5), tf.int32)
     hr = hr_patches[:, :size, :size, :]
     hr = tf.cast(hr, tf.float32) / 255.0 if hr.dtype == tf.uint8 else tf.cast(hr, tf.float32)
-    lr = imresize(hr, scale=1.0 / scale, size=(patch_size, patch_size))
+    lr = make_lr(hr, (patch_size, patch_size), scale, photo, seed)
     x_up = imresize(lr, scale=scale, size=(size, size))
     return x_up, hr
+
+
+def make_lr(hr, size, scale, photo=None, seed=None):
+    """LR patches of `size` from float HR patches: the exact bicubic, or a photo degradation."""
+    if photo is None:
+        return imresize(hr, scale=1.0 / scale, size=size)
+    return degradation_lib.random_lr(hr, size, scale, photo, seed)
 
 
 def level_sampler(num_levels, weights=(), seed=0):
@@ -160,28 +175,33 @@ def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_s
     else:
         crop = data_config.patch_size * fixed_scale
     images = image_dataset(data_config, crop)
-    tf.random.set_seed(seed)
-    patches = (images.repeat()
-               .shuffle(256, seed=seed)
-               .map(lambda image: augment(tf.image.random_crop(image, [crop, crop, 3])),
+    photo = config_lib.DEGRADATIONS[data_config.degradation]
+    # Every random choice is stateless, drawn from seeded streams, so that a seed gives the same
+    # batches in any process (stateful ops in a parallel map are drawn in thread order).
+    patch_seeds = tf.data.Dataset.random(seed=seed + 2).batch(2)
+    patches = (tf.data.Dataset.zip(images.repeat().shuffle(256, seed=seed), patch_seeds)
+               .map(lambda image, patch_seed: random_patch(image, crop, patch_seed),
                     num_parallel_calls=tf.data.AUTOTUNE)
                .batch(data_config.batch_size, drop_remainder=True))
+    seeds = tf.data.Dataset.random(seed=seed + 1).batch(2)  # the photo degradation's draws
     if fixed_scale is not None:
-        def make_fixed(batch):
+        def make_fixed(batch, batch_seed):
             hr = tf.cast(batch, tf.float32) / 255.0
-            lr = imresize(hr, scale=1.0 / fixed_scale, size=(data_config.patch_size,) * 2)
+            lr = make_lr(hr, (data_config.patch_size,) * 2, float(fixed_scale), photo,
+                         batch_seed)
             return {"lr": lr, "hr": hr}
-        return patches.map(make_fixed, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-            tf.data.AUTOTUNE)
+        return (tf.data.Dataset.zip(patches, seeds)
+                .map(make_fixed, num_parallel_calls=tf.data.AUTOTUNE)
+                .prefetch(tf.data.AUTOTUNE))
     levels = level_sampler(num_levels, data_config.level_weights, seed)
 
-    def make(batch, level):
+    def make(batch, level, batch_seed):
         levels_per_patch = tf.fill([data_config.batch_size], level)
         if data_config.degrade_in_step:
             return {"hr": batch, "level": levels_per_patch}
-        x_up, hr = degrade(batch, level, data_config.patch_size, num_levels)
+        x_up, hr = degrade(batch, level, data_config.patch_size, num_levels, photo, batch_seed)
         return {"x_up": x_up, "hr": hr, "level": levels_per_patch}
 
-    return (tf.data.Dataset.zip(patches, levels)
+    return (tf.data.Dataset.zip(patches, levels, seeds)
             .map(make, num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))

@@ -27,7 +27,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from asdn_tf import cli, fileio, image_io, lfr, metrics, pretrained
+from asdn_tf import cli, degradation as degradation_lib, fileio, image_io, lfr, metrics, pretrained
 from asdn_tf.imresize import imresize
 from asdn_tf.inference import upscale_tensor
 
@@ -82,16 +82,28 @@ def to_uint8(image):
     return np.floor(np.clip(np.asarray(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def degrade(hr, scale):
-    """(HR cropped to a multiple of an integer scale, LR uint8 of ceil(H/s) × ceil(W/s))."""
+def degrade(hr, scale, degradation="bicubic"):
+    """(HR cropped to a multiple of an integer scale, LR uint8 of ceil(H/s) × ceil(W/s)).
+
+    The LR is the protocol's (MATLAB bicubic, quantised) or another of
+    `degradation.EVALUATION` ("bicubic_noaa", "jpeg75", "blur_noise").
+
+    Raises:
+        ValueError: the image is too small to measure at `scale` (the message says why).
+    """
+    original = hr.shape[:2]
     if float(scale).is_integer():
         factor = int(scale)
         height, width = hr.shape[:2]
         hr = hr[:height - height % factor, :width - width % factor]
     height, width = hr.shape[:2]
+    border = shave(scale)
+    if min(height, width) <= 2 * border:
+        raise ValueError(f"{original[0]}×{original[1]} pixels is too small for ×{scale:g}: the "
+                         f"protocol crops it to {height}×{width} and shaves {border} pixels "
+                         "from each border, which leaves nothing to measure")
     size = (math.ceil(height / scale - 1e-9), math.ceil(width / scale - 1e-9))
-    pixels = hr.reshape(height, width, -1).astype(np.float32) / 255.0
-    return hr, to_uint8(imresize(pixels, scale=1.0 / scale, size=size).numpy())
+    return hr, degradation_lib.fixed_lr(hr, size, scale, degradation)
 
 
 def super_resolve(lr, scale, size, method, model=None):
@@ -106,13 +118,17 @@ def super_resolve(lr, scale, size, method, model=None):
     if hasattr(model, "branches"):
         output = upscale_tensor(model, rgb[None], scale, size=size)[0].numpy()
     else:  # FSDN: a fixed-scale network on the LR image.
+        if float(scale) != model.scale:
+            raise ValueError(f"these are FSDN weights for ×{model.scale} only; measure them "
+                             f"with --scales={model.scale}, or use ASDN weights for ×{scale:g}")
         output = np.clip(np.asarray(model(rgb[None]), np.float32)[0], 0.0, 1.0)
     return output.mean(axis=2, keepdims=True) if pixels.shape[2] == 1 else output
 
 
-def measure(hr, scale, method, model=None):
-    """(PSNR, SSIM, SR uint8) of one HR image (uint8 H×W or H×W×3) at `scale`."""
-    hr, lr = degrade(hr, scale)
+def measure(hr, scale, method, model=None, degradation="bicubic"):
+    """(PSNR, SSIM, SR uint8) of one HR image (uint8 H×W or H×W×3) at `scale`, its LR made by
+    `degradation` (the protocol's by default)."""
+    hr, lr = degrade(hr, scale, degradation)
     sr = super_resolve(lr, scale, hr.shape[:2], method, model)
     sr = to_uint8(sr).reshape(hr.shape)
     border = shave(scale)
@@ -120,7 +136,8 @@ def measure(hr, scale, method, model=None):
             sr)
 
 
-def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progress=None):
+def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progress=None,
+             degradation="bicubic"):
     """Mean PSNR / SSIM per set and scale.
 
     Args:
@@ -131,10 +148,12 @@ def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progr
             bundled pretrained model.
         save_images: optional folder; SR images go to FOLDER/METHOD/SET/xSCALE/NAME.png.
         progress: optional callable(done, total, label), called after every image.
+        degradation: how the LR is made: "bicubic" (the protocol) or another name in
+            `degradation.EVALUATION`.
 
     Returns:
-        A list of dicts {"set", "scale", "method", "psnr", "ssim", "images", "shave",
-        "per_image": [{"image", "psnr", "ssim"}]}, scale by scale, set by set.
+        A list of dicts {"set", "scale", "method", "degradation", "psnr", "ssim", "images",
+        "shave", "per_image": [{"image", "psnr", "ssim"}]}, scale by scale, set by set.
 
     Raises:
         ValueError: a bad method or scale, or an image too small for the scale (named).
@@ -143,6 +162,7 @@ def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progr
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     scales = parse_scales(scales)
+    degradation_lib.check_name(degradation)
     if method == "asdn" and model is None:
         model = pretrained.load_pretrained()
     total = sum(len(images) for images in sets.values()) * len(scales)
@@ -156,11 +176,13 @@ def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progr
             for path, hr in images:
                 path = pathlib.Path(path)
                 try:
-                    psnr, ssim, sr = measure(hr, scale, method, model)
+                    psnr, ssim, sr = measure(hr, scale, method, model, degradation)
                 except ValueError as error:
                     raise ValueError(f"{path} at ×{scale:g}: {error}") from None
                 if save_images:
                     folder = pathlib.Path(save_images) / method / name / f"x{scale:g}"
+                    if degradation != "bicubic":
+                        folder = folder / degradation
                     folder.mkdir(parents=True, exist_ok=True)
                     image_io.write_image(folder / f"{path.stem}.png", sr, overwrite=True)
                 scores.append((psnr, ssim))
@@ -171,21 +193,26 @@ def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progr
                     progress(done, total, f"{name} ×{scale:g} {path.name}")
             psnr, ssim = np.mean(scores, axis=0)
             results.append({"set": name, "scale": scale, "method": method,
-                            "psnr": round(float(psnr), 4), "ssim": round(float(ssim), 5),
+                            "degradation": degradation, "psnr": round(float(psnr), 4), "ssim": round(float(ssim), 5),
                             "images": len(images), "shave": shave(scale),
                             "per_image": per_image})
     return results
 
 
 def format_table(results):
-    """The layout of the paper's Table 1: a row per scale and method, "PSNR/SSIM" per set."""
+    """The layout of the paper's Table 1: a row per scale and method, "PSNR/SSIM" per set; with
+    LR made otherwise than by the protocol, a column names the degradation."""
     sets = list(dict.fromkeys(row["set"] for row in results))
-    rows = list(dict.fromkeys((row["scale"], row["method"]) for row in results))
-    cells = {(row["scale"], row["method"], row["set"]): f"{row['psnr']:.2f}/{row['ssim']:.4f}"
-             for row in results}
-    table = [["scale", "method", *sets]]
-    table += [[f"×{scale:g}", method, *(cells.get((scale, method, name), "-") for name in sets)]
-              for scale, method in rows]
+    degradations = {row.get("degradation", "bicubic") for row in results}
+    rows = list(dict.fromkeys((row["scale"], row["method"], row.get("degradation", "bicubic"))
+                              for row in results))
+    cells = {(row["scale"], row["method"], row.get("degradation", "bicubic"), row["set"]):
+             f"{row['psnr']:.2f}/{row['ssim']:.4f}" for row in results}
+    named = degradations != {"bicubic"}
+    table = [["scale", "method", *(["LR"] if named else []), *sets]]
+    table += [[f"×{scale:g}", method, *([lr] if named else []),
+               *(cells.get((scale, method, lr, name), "-") for name in sets)]
+              for scale, method, lr in rows]
     widths = [max(len(line[column]) for line in table) for column in range(len(table[0]))]
     lines = ["| " + " | ".join(text.ljust(width) for text, width in zip(line, widths)) + " |"
              for line in table]
@@ -276,14 +303,31 @@ class TextProgress:
         self.stream.flush()
 
 
-def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, output_json=None,
-        output_csv=None, save_images=None, plot_path=None, progress=None):
-    """What the command does; returns the table. Raises ValueError / OSError on bad input.
+def describe_degradation(name):
+    """The line above a table that says how its LR images were made."""
+    if name == "bicubic":
+        return "LR: bicubic (the literature's protocol: MATLAB imresize, antialiased)"
+    return f"LR: {name} ({degradation_lib.DESCRIPTIONS[name]})"
 
-    `method` is "bicubic", "asdn", or a list of them ("bicubic,asdn" on the command line):
-    every method is measured, and with bicubic and asdn together the table is followed by the
-    README's side-by-side comparison.
+
+def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, output_json=None,
+        output_csv=None, save_images=None, plot_path=None, progress=None,
+        degradation="bicubic", announce=None):
+    """What the command does; returns the report. Raises ValueError / OSError on bad input.
+
+    `method` is "bicubic", "asdn", or a list of them ("bicubic,asdn" on the command line);
+    `degradation` one name of `degradation.EVALUATION` or a list. Every method is measured
+    under every degradation; the report is one table, or with bicubic and asdn together the
+    README's side-by-side comparison (one per degradation). `announce(text)` is told what will
+    be measured before the work starts.
     """
+    degradations = ([degradation] if isinstance(degradation, str)
+                    else list(dict.fromkeys(degradation)))
+    if not degradations:
+        raise ValueError(f"--degradation is empty: name one or more of "
+                         f"{', '.join(degradation_lib.EVALUATION)}")
+    for name in degradations:
+        degradation_lib.check_name(name)
     methods = [method] if isinstance(method, str) else list(dict.fromkeys(method))
     for name in methods:
         if name not in METHODS:
@@ -305,9 +349,17 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
     if "asdn" in methods:
         model = (pretrained.load_model(weights, preset) if weights
                  else pretrained.load_pretrained())
+    count = sum(len(images) for images in loaded.values()) * len(scales)
+    if announce:
+        announce(f"measuring {count * len(methods) * len(degradations)} SR images "
+                 f"({', '.join(sets)} × {len(scales)} scales × {'/'.join(methods)}"
+                 + (f" × {'/'.join(degradations)} LR" if degradations != ["bicubic"] else "")
+                 + ")")
     start = time.perf_counter()
-    results = [row for name in methods
-               for row in evaluate(loaded, scales, name, model, save_images, progress)]
+    results = []
+    for lr_name in degradations:
+        for name in methods:
+            results += evaluate(loaded, scales, name, model, save_images, progress, lr_name)
     seconds = time.perf_counter() - start
     if output_json:
         write_json(output_json, results)
@@ -316,9 +368,14 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
     if plot_path:
         plot(plot_path, results)
     images = sum(row["images"] for row in results)
-    report = format_table(results)
     if {"asdn", "bicubic"} <= set(methods):
-        report += "\n\n" + format_comparison(results)
+        report = "\n\n".join(
+            describe_degradation(name) + "\n" + format_comparison(
+                [row for row in results if row["degradation"] == name])
+            for name in degradations)
+    else:
+        report = ("\n".join(describe_degradation(name) for name in degradations) + "\n"
+                  + format_table(results))
     return f"{report}\n({images} SR images measured in {seconds:.1f} s)"
 
 
@@ -330,7 +387,8 @@ def main(argv):
         table = run(options.data_dir or os.environ.get("ASDN_DATASETS"), options.sets,
                     options.scales, options.method, options.weights, options.preset,
                     options.output_json, options.output_csv, options.save_images, options.plot,
-                    TextProgress())
+                    TextProgress(), options.degradation,
+                    lambda text: print(f"evaluate: {text}", file=sys.stderr, flush=True))
     except (ValueError, OSError) as error:
         sys.exit(f"evaluate: {error}")
     print(table)
@@ -351,4 +409,6 @@ if __name__ == "__main__":
     flags.DEFINE_string("output_csv", None, "Write the results as CSV.")
     flags.DEFINE_string("save_images", None, "Folder for the SR images (PNG).")
     flags.DEFINE_string("plot", None, "PNG path for a PSNR-versus-scale plot.")
+    flags.DEFINE_list("degradation", ["bicubic"], "How LR images are made: bicubic (the "
+                      "literature's protocol), bicubic_noaa, jpeg75, blur_noise, or several.")
     app.run(main, flags_parser=cli.one_line_flags_parser("evaluate"))

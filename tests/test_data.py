@@ -1,4 +1,6 @@
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -80,10 +82,23 @@ def test_fixed_scale_batches_for_fsdn(t91_subset):
     np.testing.assert_allclose(batch["lr"], imresize(batch["hr"], scale=1 / 3), atol=1e-5)
 
 
-def test_augmentation_keeps_input_and_target_together():
-    patch = tf.reshape(tf.range(2 * 3 * 1, dtype=tf.float32), (2, 3, 1))
-    seen = {tuple(data.augment(patch).numpy().ravel()) for _ in range(60)}
+def test_random_patch_flips_and_turns_by_its_seed_alone():
+    image = tf.reshape(tf.range(3 * 3 * 3, dtype=tf.float32), (3, 3, 3))
+    seen = {tuple(data.random_patch(image, 3, [seed, 7]).numpy().ravel()) for seed in range(80)}
     assert len(seen) == 8  # 4 rotations × 2 flips
+    again = data.random_patch(image, 3, [5, 7]).numpy()
+    np.testing.assert_array_equal(again, data.random_patch(image, 3, [5, 7]).numpy())
+
+
+def test_a_seed_gives_the_same_batches_in_another_process(t91_subset):
+    code = ("import sys, numpy as np; from asdn_tf import config, data; "
+            f"c = config.DataConfig(sources=({str(t91_subset)!r},), patch_size=8, batch_size=2, "
+            "degradation='photo'); it = iter(data.training_dataset(c, seed=3)); "
+            "b = [next(it) for _ in range(3)]; "
+            "print(float(sum(np.abs(x['x_up'].numpy()).sum() for x in b)))")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.split()[-1] for _ in range(2)]
+    assert runs[0] == runs[1]
 
 
 def test_small_images_are_counted_in_one_warning(tmp_path, caplog):

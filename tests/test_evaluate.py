@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import asdn_tf
-from asdn_tf import cli, evaluate
+from asdn_tf import cli, evaluate, fileio
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -134,7 +134,7 @@ def test_cli_bicubic_writes_json_csv_and_plot(datasets_dir, tmp_path):
     assert f"{row['psnr']:.2f}/{row['ssim']:.4f}" in result.stdout
     with Image.open(tmp_path / "r.png") as plot:
         assert plot.format == "PNG" and plot.size[0] > 100
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert not [path for path in tmp_path.rglob("*") if fileio.is_temporary(path)]
 
 
 def test_cli_asdn_with_saved_weights(datasets_dir, tmp_path):
@@ -169,6 +169,40 @@ def test_cli_both_methods_give_the_comparison_and_one_plot(datasets_dir, tmp_pat
         assert (f"| ×{scale:g} | {base['psnr']:.2f} / {base['ssim']:.4f} | "
                 f"**{ours['psnr']:.2f}** / {ours['ssim']:.4f} ({gain:+.2f}) |") in result.stdout
     lines = result.stdout.splitlines()
-    assert lines.index("| scale | Set5 bicubic | Set5 asdn |") > lines.index("") > 0
+    assert lines[0].startswith("LR: bicubic (the literature's protocol")
+    assert lines[1] == "| scale | Set5 bicubic | Set5 asdn |"
+    assert sum(line.startswith("| scale") for line in lines) == 1  # one table, not two
+    assert "evaluate: measuring 20 SR images (Set5 × 2 scales × bicubic/asdn)" in result.stderr
     with Image.open(tmp_path / "r.png") as plot:
         assert plot.format == "PNG"
+
+
+def test_a_tiny_image_is_named_with_the_reason(tmp_path):
+    (tmp_path / "Tiny").mkdir()
+    Image.new("RGB", (3, 3)).save(tmp_path / "Tiny" / "dot.png")
+    with pytest.raises(ValueError, match=r"dot.png at ×4: 3×3 pixels is too small for ×4: the "
+                       r"protocol crops it to 0×0"):
+        evaluate.run(tmp_path, ["Tiny"], ["4"], "bicubic")
+
+
+def test_fsdn_weights_at_another_scale_are_refused_with_the_reason(datasets_dir):
+    fsdn = asdn_tf.build_fsdn("tiny", scale=2)
+    sets = evaluate.load_sets(datasets_dir, ["Set5"])
+    with pytest.raises(ValueError, match=r"FSDN weights for ×2 only; measure them with "
+                       r"--scales=2"):
+        evaluate.evaluate(sets, [3], "asdn", fsdn)
+
+
+def test_other_degradations_are_named_in_the_table(datasets_dir, tmp_path):
+    result = _cli(f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2",
+                  "--degradation=bicubic,jpeg75", f"--output_json={tmp_path / 'r.json'}")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert [row["degradation"] for row in rows] == ["bicubic", "jpeg75"]
+    assert rows[1]["psnr"] < rows[0]["psnr"] - 0.5  # JPEG costs the bicubic upscale
+    assert "LR: jpeg75 (the protocol's LR saved as JPEG quality 75)" in result.stdout
+    assert "| scale | method  | LR      | Set5" in result.stdout
+    bad = _cli(f"--data_dir={datasets_dir}", "--sets=Set5", "--degradation=sharpen")
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1] == (
+        "evaluate: unknown degradation 'sharpen'; choose one of bicubic, bicubic_noaa, "
+        "jpeg75, blur_noise")

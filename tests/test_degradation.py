@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from asdn_tf import config, data, degradation, evaluate
+from asdn_tf.imresize import imresize
+
+PLAIN = config.PhotoDegradation(kernels=("bilinear",), blur_probability=0.0,
+                                noise_probability=0.0, jpeg_probability=0.0)
+
+
+def _hr(count=3, size=24, seed=0):
+    return tf.constant(np.random.default_rng(seed).random((count, size, size, 3)), tf.float32)
+
+
+def _reference_blur(image, sigma, radius):
+    offsets = np.arange(-radius, radius + 1)
+    taps = np.exp(-0.5 * (offsets / sigma) ** 2)
+    taps /= taps.sum()
+    padded = np.pad(image, [(radius, radius), (radius, radius), (0, 0)], mode="reflect")
+    rows = sum(t * padded[radius + o:radius + o + image.shape[0]] for t, o in zip(taps, offsets))
+    return sum(t * rows[:, radius + o:radius + o + image.shape[1]] for t, o in zip(taps, offsets))
+
+
+def test_blur_gives_each_image_its_own_sigma():
+    images = _hr(3, 20)
+    blurred = degradation.gaussian_blur(images, [0.0, 0.7, 1.5], radius=5).numpy()
+    np.testing.assert_allclose(blurred[0], images[0], atol=1e-6)
+    for index, sigma in ((1, 0.7), (2, 1.5)):
+        np.testing.assert_allclose(blurred[index], _reference_blur(images[index].numpy(), sigma,
+                                                                   5), atol=1e-5)
+
+
+def test_each_kernel_is_the_resize_it_names():
+    hr = _hr()
+    np.testing.assert_allclose(degradation.downscale(hr, (12, 12), 2.0, "bicubic"),
+                               imresize(hr, scale=0.5), atol=1e-6)
+    for kernel, method in (("bicubic_noaa", "bicubic"), ("bilinear", "bilinear"),
+                           ("area", "area")):
+        np.testing.assert_allclose(degradation.downscale(hr, (12, 12), 2.0, kernel),
+                                   tf.image.resize(hr, (12, 12), method, antialias=False),
+                                   atol=1e-6)
+
+
+def test_without_blur_noise_or_jpeg_the_lr_is_the_quantised_kernel():
+    hr = _hr()
+    lr = degradation.random_lr(hr, (12, 12), 2.0, PLAIN, [1, 2])
+    expected = degradation.quantize(tf.image.resize(hr, (12, 12), "bilinear", antialias=False))
+    np.testing.assert_allclose(lr, expected, atol=1e-6)
+
+
+def test_random_lr_is_decided_by_its_seed():
+    hr, photo = _hr(8, 30), config.PhotoDegradation()
+    first = degradation.random_lr(hr, (15, 15), 2.0, photo, [4, 1]).numpy()
+    np.testing.assert_array_equal(first, degradation.random_lr(hr, (15, 15), 2.0, photo,
+                                                               [4, 1]).numpy())
+    other = degradation.random_lr(hr, (15, 15), 2.0, photo, [5, 1]).numpy()
+    assert np.abs(first - other).max() > 0.01
+    assert first.shape == (8, 15, 15, 3) and 0.0 <= first.min() and first.max() <= 1.0
+    np.testing.assert_allclose(first * 255.0, np.round(first * 255.0), atol=1e-3)  # 8-bit
+
+
+def test_random_lr_runs_the_same_inside_dataset_map():
+    hr, photo = _hr(4, 30), config.PhotoDegradation()
+    eager = degradation.random_lr(hr, (15, 15), 2.0, photo, [9, 9]).numpy()
+    mapped = next(iter(tf.data.Dataset.from_tensors(hr).map(
+        lambda batch: degradation.random_lr(batch, (15, 15), 2.0, photo, [9, 9])))).numpy()
+    np.testing.assert_allclose(mapped, eager, atol=1e-6)
+
+
+def test_the_photo_mix_draws_every_kind_of_damage():
+    hr = tf.tile(_hr(1, 32), [64, 1, 1, 1])
+    clean = {kernel: degradation.quantize(degradation.downscale(hr[:1], (16, 16), 2.0, kernel))
+             for kernel in degradation.KERNELS}
+    lr = degradation.random_lr(hr, (16, 16), 2.0, config.PhotoDegradation(), [0, 3]).numpy()
+    matches = [next((k for k, c in clean.items() if np.allclose(patch, c[0], atol=1e-6)), None)
+               for patch in lr]
+    assert 0 < matches.count(None) < len(matches)  # some damaged, some left clean
+    assert len({k for k in matches if k}) >= 2  # clean ones come from several kernels
+
+
+def test_photo_batches_line_up_with_their_targets(t91_subset):
+    settings = config.DataConfig(sources=(str(t91_subset),), patch_size=10, batch_size=2,
+                                 degradation="photo")
+    batch = next(iter(data.training_dataset(settings, seed=1)))
+    level = int(batch["level"][0])
+    side = data.hr_patch_size(10, level)
+    assert batch["x_up"].shape == batch["hr"].shape == (2, side, side, 3)
+    # x_up still follows its HR: a damaged copy, not another patch.
+    assert float(tf.reduce_mean(tf.abs(batch["x_up"] - batch["hr"]))) < 0.15
+
+
+def test_fsdn_batches_take_the_photo_mix(t91_subset):
+    settings = config.DataConfig(sources=(str(t91_subset),), patch_size=8, batch_size=2,
+                                 degradation="photo")
+    batch = next(iter(data.training_dataset(settings, fixed_scale=2)))
+    assert batch["lr"].shape == (2, 8, 8, 3) and batch["hr"].shape == (2, 16, 16, 3)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"degradation": "jpeg"}, "degradation must be one of bicubic, photo"),
+    ({"degradation": "photo", "degrade_in_step": True}, "degrade_in_step makes bicubic LR"),
+])
+def test_bad_degradation_settings_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        config.DataConfig(**kwargs)
+
+
+def test_the_protocol_degradation_is_the_benchmarks_lr():
+    hr = (np.random.default_rng(1).random((24, 18, 3)) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(degradation.fixed_lr(hr, (8, 6), 3.0, "bicubic"),
+                                  evaluate.degrade(hr, 3)[1])
+
+
+def test_evaluation_degradations_are_fixed_and_differ():
+    hr = (np.random.default_rng(2).random((32, 32)) * 255).astype(np.uint8)  # gray
+    made = {name: degradation.fixed_lr(hr, (16, 16), 2.0, name)
+            for name in degradation.EVALUATION}
+    for name, lr in made.items():
+        assert lr.shape == (16, 16, 1) and lr.dtype == np.uint8
+        np.testing.assert_array_equal(lr, degradation.fixed_lr(hr, (16, 16), 2.0, name))
+    for name in ("bicubic_noaa", "jpeg75", "blur_noise"):
+        assert np.abs(made[name].astype(int) - made["bicubic"]).max() > 2, name
+    with pytest.raises(ValueError, match="unknown degradation 'sharp'"):
+        degradation.fixed_lr(hr, (16, 16), 2.0, "sharp")
