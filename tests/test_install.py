@@ -1,0 +1,150 @@
+"""What a user gets from `pip install -e .` (no test extras) and from the wheel, each checked in
+a fresh virtual environment that does not see this interpreter's packages.
+
+The environment installs from the package index (about a minute on 2 cores: TensorFlow is a
+570 MB download), so these tests carry the `install` mark; the README's test command, which
+CI runs, includes them (`-m "not install"` leaves them out of a quick local run). The source
+is a copy of the repository's files as a fresh clone has them, so no build output of the
+working tree reaches the wheel.
+"""
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import textwrap
+import venv
+import zipfile
+
+import pytest
+
+pytestmark = pytest.mark.install
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PIP_TIMEOUT = 900
+RUN_TIMEOUT = 300
+
+
+def _environment():
+    """This process's environment, less what would let the venv see another installation."""
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
+           and not name.startswith("PYTEST")}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+def _run(argv, cwd, timeout=RUN_TIMEOUT):
+    result = subprocess.run([str(arg) for arg in argv], cwd=cwd, env=_environment(),
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, (f"{' '.join(map(str, argv))} exited {result.returncode}:\n"
+                                    f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def _repository_files():
+    """The files a clone of this working tree has: tracked and not-ignored untracked ones."""
+    try:
+        listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                                  "--exclude-standard"], cwd=ROOT, capture_output=True,
+                                 check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git is needed to list the repository's files")
+    return [path for path in listing.decode().split("\0") if path and (ROOT / path).is_file()]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clone") / "asdn_tf"
+    for relative in _repository_files():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copy2(ROOT / relative, folder / relative)
+        except FileNotFoundError:  # removed since the listing (a running job's file)
+            pass
+    return folder
+
+
+@pytest.fixture(scope="module")
+def plain_env(tmp_path_factory, source):
+    """(python, bin folder, work folder) of a venv where `pip install -e .` ran in `source`."""
+    folder = tmp_path_factory.mktemp("venv")
+    venv.create(folder / "env", with_pip=True)
+    bin_dir = folder / "env" / "bin"
+    _run([bin_dir / "python", "-m", "pip", "install", "-q", "-e", "."], source, PIP_TIMEOUT)
+    work = folder / "work"
+    work.mkdir()
+    return bin_dir / "python", bin_dir, work
+
+
+def test_plain_install_trains_on_div2k_without_the_test_extras(plain_env, tmp_path):
+    python, _, work = plain_env
+    script = textwrap.dedent(f"""
+        import importlib.util
+
+        import tensorflow_datasets as tfds
+
+        from asdn_tf import config, data
+
+        extras = [name for name in ("pytest", "nbclient", "tensorflow_serving")
+                  if importlib.util.find_spec(name)]
+        assert not extras, f"the plain environment sees test extras: {{extras}}"
+        # Preparing DIV2K (tfds.load on first use) starts by reading the checksums of the
+        # archives it downloads, through the builder's source folder: the step that needs
+        # importlib_resources.
+        builder = tfds.builder("div2k", data_dir={str(tmp_path / "tfds")!r})
+        assert any(url.endswith("DIV2K_train_HR.zip") for url in builder.url_infos)
+        with tfds.testing.mock_data(num_examples=4):
+            batch = next(iter(data.training_dataset(config.DataConfig(
+                sources=("tfds:div2k",), patch_size=8, batch_size=2))))
+        assert batch["hr"].shape[0] == 2, batch["hr"].shape
+        print("div2k ok")
+    """)
+    assert "div2k ok" in _run([python, "-c", script], work).stdout
+
+
+def test_wheel_holds_weights_flagfiles_and_serving_client(plain_env, source, tmp_path):
+    python, bin_dir, work = plain_env
+    _run([python, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path, "."], source,
+         PIP_TIMEOUT)
+    (wheel,) = tmp_path.glob("asdn_tf-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    data = next(name.split("/share/")[0] for name in names if "/share/asdn_tf/" in name)
+    expected = {"asdn_tf/__init__.py", "asdn_tf/upscale_lib.py", "asdn_tf/train.py",
+                "asdn_tf/weights/default.weights.h5", "asdn_tf/weights/default.json",
+                f"{data}/share/asdn_tf/serving/client.py",
+                f"{data}/share/asdn_tf/serving/models.config",
+                *(f"{data}/share/asdn_tf/configs/{path.name}"
+                  for path in (source / "configs").glob("*.txt"))}
+    assert expected <= names, sorted(expected - names)
+    assert not [name for name in names if name.startswith(("tests/", "bench/", "training/"))]
+
+    # Installed over the editable install (same dependencies), used from another folder.
+    _run([python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", wheel], work,
+         PIP_TIMEOUT)
+    script = textwrap.dedent("""
+        import pathlib, sys
+
+        import asdn_tf
+
+        assert "site-packages" in asdn_tf.__file__, asdn_tf.__file__
+        share = pathlib.Path(sys.prefix) / "share" / "asdn_tf"
+        assert (share / "configs" / "tiny.txt").is_file() and (share / "serving" / "client.py").is_file()
+        print(asdn_tf.__version__)
+    """)
+    version = _run([python, "-c", script], work).stdout.split()[-1]
+    assert version == _source_version(source)
+    photo = work / "photo.png"
+    _run([python, "-c", "import numpy as np; from PIL import Image; "
+          f"Image.fromarray(np.full((24, 20, 3), 128, np.uint8)).save({str(photo)!r})"], work)
+    _run([bin_dir / "asdn-upscale", f"--input={photo}", f"--output={work / 'big.png'}",
+          "--scale=2"], work)
+    assert (work / "big.png").is_file()
+
+
+def _source_version(source):
+    for line in (source / "asdn_tf" / "__init__.py").read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=")[1].strip().strip("\"'")
+    raise AssertionError("asdn_tf/__init__.py has no __version__")
