@@ -169,6 +169,14 @@ def test_every_documented_command_parses_its_flags():
     assert not report["problems"], "\n\n".join(report["problems"])
 
 
+def test_the_preset_table_lists_every_preset():
+    from asdn_tf.config import PRESETS
+
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("| preset | parameters |"):].split("\n\n")[0]
+    assert sorted(re.findall(r"^\| (\w+) \| [\d,]+ \|", table, re.M)) == sorted(PRESETS)
+
+
 def _check_in_this_process(jobs, names):
     """Runs each target's main up to app.run, then parses each command's arguments with the
     flags it defined and the parser it passes to app.run; resolves each dotted name."""
