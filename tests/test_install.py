@@ -2,10 +2,11 @@
 a fresh virtual environment that does not see this interpreter's packages.
 
 The environment installs from the package index (about a minute on 2 cores: TensorFlow is a
-570 MB download), so these tests carry the `install` mark; the README's test command, which
+570 MB download), so those tests carry the `install` mark; the README's test command, which
 CI runs, includes them (`-m "not install"` leaves them out of a quick local run). The source
 is a copy of the repository's files as a fresh clone has them, so no build output of the
-working tree reaches the wheel.
+working tree reaches the wheel. A quick test checks that `import asdn_tf` itself loads no
+TensorFlow.
 """
 
 import os
@@ -18,8 +19,6 @@ import venv
 import zipfile
 
 import pytest
-
-pytestmark = pytest.mark.install
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PIP_TIMEOUT = 900
@@ -78,6 +77,7 @@ def plain_env(tmp_path_factory, source):
     return bin_dir / "python", bin_dir, work
 
 
+@pytest.mark.install
 def test_plain_install_trains_on_div2k_without_the_test_extras(plain_env, tmp_path):
     python, _, work = plain_env
     script = textwrap.dedent(f"""
@@ -104,6 +104,7 @@ def test_plain_install_trains_on_div2k_without_the_test_extras(plain_env, tmp_pa
     assert "div2k ok" in _run([python, "-c", script], work).stdout
 
 
+@pytest.mark.install
 def test_wheel_holds_weights_flagfiles_and_serving_client(plain_env, source, tmp_path):
     python, bin_dir, work = plain_env
     _run([python, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path, "."], source,
@@ -148,3 +149,28 @@ def _source_version(source):
         if line.startswith("__version__"):
             return line.split("=")[1].strip().strip("\"'")
     raise AssertionError("asdn_tf/__init__.py has no __version__")
+
+
+def test_importing_the_package_loads_no_tensorflow():
+    """`import asdn_tf` (as `asdn-upscale --help` does first) is quick; each public name loads
+    its module on first use; TensorFlow's C++ start-up log is off unless the user set it."""
+    script = textwrap.dedent("""
+        import os, sys
+
+        import asdn_tf
+
+        assert "tensorflow" not in sys.modules and "keras" not in sys.modules
+        assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
+        assert set(asdn_tf.__all__) <= set(dir(asdn_tf))
+        missing = [name for name in asdn_tf.__all__ if getattr(asdn_tf, name, None) is None]
+        assert not missing, missing
+        from asdn_tf import evaluate, upscale
+        assert callable(upscale) and evaluate.__name__ == "asdn_tf.evaluate"
+        print(asdn_tf.__version__)
+    """)
+    env = {**_environment(), "PYTHONPATH": str(ROOT)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-1] == _source_version(ROOT)
