@@ -63,11 +63,13 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PhotoDegradation:
-    """The ranges of `--degradation=photo`: each LR patch is made by one kernel drawn from
-    `kernels`, then (each with its probability) blurred, made noisy and JPEG-compressed
-    (asdn_tf/degradation.py; the draws come from the pipeline's seeded stream).
+    """The ranges of `--degradation=photo`: a patch is clean (the benchmark's LR) with
+    `clean_probability`; otherwise its LR is made by one kernel drawn from `kernels`, then (each
+    with its probability) blurred, made noisy and JPEG-compressed (asdn_tf/degradation.py; the
+    draws come from the pipeline's seeded stream).
 
     Args:
+        clean_probability: float, chance of the benchmark's LR, only quantised to 8 bits.
         kernels: tuple of str, downscaling kernels drawn with equal chance: "bicubic"
             (MATLAB's, antialiased: the benchmark's), "bicubic_noaa", "bilinear", "area"
             (`tf.image.resize` without antialiasing, as most image tools resize).
@@ -79,8 +81,9 @@ class PhotoDegradation:
         jpeg_quality: tuple of float, (low, high) JPEG quality.
     """
 
+    clean_probability: float = 0.3
     kernels: tuple = ("bicubic", "bicubic_noaa", "bilinear", "area")
-    blur_probability: float = 0.4
+    blur_probability: float = 0.3
     blur_sigma: tuple = (0.2, 1.2)
     noise_probability: float = 0.4
     noise_sigma: tuple = (0.5, 4.0)

@@ -110,7 +110,7 @@ def random_lr(hr, size, scale, photo, seed):
         float32 N×size×3 in [0, 1], quantised to 8 bits.
     """
     count = tf.shape(hr)[0]
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 8)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 9)
 
     def uniform(index, low=0.0, high=1.0):
         return tf.random.stateless_uniform([count], seeds[index], low, high)
@@ -118,18 +118,23 @@ def random_lr(hr, size, scale, photo, seed):
     def applied(index, probability):
         return uniform(index) < probability
 
+    # Clean patches (the benchmark's LR, only quantised) keep the network exact on clean input.
+    clean = applied(8, photo.clean_probability)
     kernels = [KERNELS.index(name) for name in photo.kernels]
     choice = tf.gather(kernels, tf.random.stateless_uniform(
         [count], seeds[0], 0, len(kernels), tf.int32))
+    choice = tf.where(clean, KERNELS.index("bicubic"), choice)
     candidates = tf.stack([downscale(hr, size, scale, name) for name in KERNELS])
     lr = tf.gather_nd(tf.transpose(candidates, [1, 0, 2, 3, 4]),
                       tf.stack([tf.range(count), choice], axis=1))
-    sigma = tf.where(applied(1, photo.blur_probability), uniform(2, *photo.blur_sigma), 0.0)
+    sigma = tf.where(applied(1, photo.blur_probability) & ~clean, uniform(2, *photo.blur_sigma),
+                     0.0)
     lr = gaussian_blur(lr, sigma, math.ceil(3 * photo.blur_sigma[1]))
-    noise = tf.where(applied(3, photo.noise_probability), uniform(4, *photo.noise_sigma), 0.0)
+    noise = tf.where(applied(3, photo.noise_probability) & ~clean, uniform(4, *photo.noise_sigma),
+                     0.0)
     lr += noise[:, None, None, None] / 255.0 * tf.random.stateless_normal(tf.shape(lr), seeds[5])
     lr = quantize(lr)
-    quality = tf.where(applied(6, photo.jpeg_probability),
+    quality = tf.where(applied(6, photo.jpeg_probability) & ~clean,
                        tf.cast(tf.round(uniform(7, *photo.jpeg_quality)), tf.int32), 0)
     return jpeg(lr, quality)
 

@@ -5,8 +5,8 @@ import tensorflow as tf
 from asdn_tf import config, data, degradation, evaluate
 from asdn_tf.imresize import imresize
 
-PLAIN = config.PhotoDegradation(kernels=("bilinear",), blur_probability=0.0,
-                                noise_probability=0.0, jpeg_probability=0.0)
+PLAIN = config.PhotoDegradation(clean_probability=0.0, kernels=("bilinear",),
+                                blur_probability=0.0, noise_probability=0.0, jpeg_probability=0.0)
 
 
 def _hr(count=3, size=24, seed=0):
@@ -77,6 +77,9 @@ def test_the_photo_mix_draws_every_kind_of_damage():
                for patch in lr]
     assert 0 < matches.count(None) < len(matches)  # some damaged, some left clean
     assert len({k for k in matches if k}) >= 2  # clean ones come from several kernels
+    always_clean = config.PhotoDegradation(clean_probability=1.0)
+    np.testing.assert_allclose(degradation.random_lr(hr, (16, 16), 2.0, always_clean, [0, 3]),
+                               tf.tile(clean["bicubic"], [64, 1, 1, 1]), atol=1e-6)
 
 
 def test_photo_batches_line_up_with_their_targets(t91_subset):
