@@ -3,11 +3,16 @@
 Writing is atomic: the image goes to a temporary file in the destination folder, which replaces
 the destination only once complete, so an interrupted write leaves no partial image.
 
+`read_header` tells an image's size from its header alone, so that a small file which decodes to
+billions of pixels (a decompression bomb) is refused before it is decoded. TensorFlow is imported
+only for 16-bit PNGs, which Pillow cannot hold: the upscale command's checks do not wait for it.
+
 Example:
     >>> pixels, profile = read_image_and_profile("photo.jpg")
     >>> write_image("big.png", pixels, icc_profile=profile)
 """
 
+import collections
 import contextlib
 import glob
 import os
@@ -17,7 +22,6 @@ import warnings
 import zlib
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from asdn_tf import fileio
@@ -44,12 +48,24 @@ _ORIENTATIONS = {
 }
 
 
+Header = collections.namedtuple("Header", "height width alpha frames")
+Header.__doc__ = """What `read_header` tells without decoding: the (height, width) the pixels will
+have, whether an alpha channel is kept, and how many frames (or pages) the file holds."""
+
+
+class FirstFrameWarning(UserWarning):
+    """An animated image or a multi-page TIFF was read: only its first frame is used."""
+
+
 def is_image_path(path):
     return pathlib.Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def list_images(source, recursive=True):
     """Sorted image paths under a folder, matching a glob, or the file itself.
+
+    Hidden files, and with `recursive` everything inside hidden folders, are never listed from a
+    folder or a glob: they are other programs' data, or temporaries of an interrupted write.
 
     Raises:
         FileNotFoundError: nothing exists at `source`.
@@ -58,24 +74,69 @@ def list_images(source, recursive=True):
     path = pathlib.Path(text)
     if path.is_dir():
         pattern = "**/*" if recursive else "*"
-        return sorted(p for p in path.glob(pattern) if p.is_file() and is_image_path(p))
+        return sorted(p for p in path.glob(pattern) if p.is_file() and is_image_path(p)
+                      and not _hidden(p.relative_to(path)))
     if path.is_file():
         return [path]
     if glob.has_magic(text):
         return sorted(pathlib.Path(p) for p in glob.glob(text, recursive=True)
-                      if os.path.isfile(p) and is_image_path(p))
+                      if os.path.isfile(p) and is_image_path(p)
+                      and not pathlib.Path(p).name.startswith("."))
     raise FileNotFoundError(f"no such file or folder: {text}")
+
+
+def _hidden(relative):
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def read_header(path):
+    """The `Header` of an image file, read without decoding its pixels: cheap for any file.
+
+    The size is the one `read_image` returns, EXIF orientation applied, except for a PNG whose
+    orientation is stored after its pixels (rare): that one is known only once decoded.
+
+    Raises:
+        ValueError: as `read_image`, and for images beyond Pillow's decompression-bomb limit.
+    """
+    with _decoding(path) as image:
+        width, height = image.size
+        if _orientation(image) in (5, 6, 7, 8):  # the transposing ones
+            width, height = height, width
+        alpha = image.mode in ("RGBA", "LA") or (image.mode == "P"
+                                                 and "transparency" in image.info)
+        return Header(height, width, alpha, _frames(image))
+
+
+def _orientation(image):
+    # Pillow decodes a PNG to find an EXIF chunk that is not before the pixels.
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    return image.getexif().get(_EXIF_ORIENTATION, 1)
+
+
+def _frames(image):
+    return image.n_frames if getattr(image, "is_animated", False) else 1
+
+
+def _warn_if_several_frames(image, path):
+    frames = _frames(image)
+    if frames > 1:
+        kind = "pages" if image.format == "TIFF" else "frames"
+        warnings.warn(f"{path} has {frames} {kind}; only the first is used", FirstFrameWarning,
+                      stacklevel=3)
 
 
 def read_image(path):
     """Decodes an image file to a numpy array with EXIF orientation applied.
 
     Returns H×W (gray, uint8 or uint16) or H×W×3 / H×W×4 uint8. Palette images become RGB(A).
+    Of an animated image or a multi-page TIFF, the first frame, with a `FirstFrameWarning`.
 
     Raises:
         ValueError: the file is empty, truncated or not an image (the message names it).
     """
     with _decoding(path) as image:
+        _warn_if_several_frames(image, path)
         image.load()
         return to_array(ImageOps.exif_transpose(image))
 
@@ -88,6 +149,7 @@ def read_image_and_profile(path):
     gray with alpha made RGBA): those conversions are not colour managed.
     """
     with _decoding(path) as image:
+        _warn_if_several_frames(image, path)
         profile = image.info.get("icc_profile") or None
         if image.format == "PNG" and _png_bit_depth(path) == 16:
             pixels = _decode_png16(pathlib.Path(path).read_bytes())
@@ -106,12 +168,13 @@ def _decoding(path):
     path = pathlib.Path(path)
     try:
         with warnings.catch_warnings():
-            # Pillow warns above 89 M pixels and refuses above 179 M; the refusal is enough.
+            # Pillow warns above 89 M pixels and refuses above 179 M. Callers that care check
+            # `read_header` against their own limit first; the refusal is the last guard.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 yield image
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            tf.errors.OpError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError) as error:
         reason = "empty file" if path.exists() and path.stat().st_size == 0 else _message(error)
         raise ValueError(f"cannot read image {path}: {reason}") from None
 
@@ -129,7 +192,11 @@ def _png_bit_depth(path):
 
 
 def _decode_png16(data):
-    pixels = tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
+    import tensorflow as tf  # Pillow has no 16-bit colour mode; TensorFlow's codec has.
+    try:
+        pixels = tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
+    except tf.errors.OpError as error:
+        raise ValueError(_message(error)) from None
     if pixels.shape[2] == 1:
         return pixels[..., 0]
     if pixels.shape[2] == 2:
@@ -166,8 +233,9 @@ def output_format(path, forced=None):
     return found
 
 
-def check_output(path, pixels, image_format=None, overwrite=False, quality=95):
-    """Raises the error `write_image` would, without writing: call it before costly work.
+def check_output(path, alpha=False, image_format=None, overwrite=False, quality=95):
+    """Raises the error `write_image` would for an image with (or without) an alpha channel,
+    without writing: call it before costly work.
 
     Raises:
         ValueError: unknown format, bad quality, or a format that cannot hold these pixels.
@@ -177,7 +245,7 @@ def check_output(path, pixels, image_format=None, overwrite=False, quality=95):
     path = pathlib.Path(path)
     found = output_format(path, image_format)
     check_quality(quality)
-    if pixels.ndim == 3 and pixels.shape[2] == 4 and found not in _ALPHA_FORMATS:
+    if alpha and found not in _ALPHA_FORMATS:
         raise ValueError(f"{found} cannot store the alpha channel of this image; write "
                          f"{path.with_suffix('.png').name} (or .webp, .tiff) instead")
     if path.is_dir():
@@ -186,6 +254,11 @@ def check_output(path, pixels, image_format=None, overwrite=False, quality=95):
         raise FileExistsError(f"{path} already exists; not replaced without --overwrite")
     check_folder(path.parent)
     return found
+
+
+def has_alpha(pixels):
+    """Whether an array of a `read_image` layout has an alpha channel (H×W×4)."""
+    return pixels.ndim == 3 and pixels.shape[2] == 4
 
 
 def check_quality(quality):
@@ -219,7 +292,7 @@ def write_image(path, pixels, image_format=None, icc_profile=None, quality=95, o
         as `check_output`.
     """
     path = pathlib.Path(path)
-    found = check_output(path, pixels, image_format, overwrite, quality)
+    found = check_output(path, has_alpha(pixels), image_format, overwrite, quality)
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[..., 0]
     with fileio.atomic_path(path) as temporary:
@@ -235,6 +308,7 @@ def write_image(path, pixels, image_format=None, icc_profile=None, quality=95, o
 
 def _encode(stream, pixels, found, icc_profile, quality):
     if pixels.dtype == np.uint16 and found == "PNG":
+        import tensorflow as tf  # Pillow cannot write 16-bit colour.
         png = tf.io.encode_png(pixels if pixels.ndim == 3 else pixels[..., None]).numpy()
         stream.write(_with_icc_profile(png, icc_profile) if icc_profile else png)
         return

@@ -15,7 +15,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from asdn_tf import lfr, tiling
+from asdn_tf import lfr, pretrained, tiling
 from asdn_tf.imresize import imresize
 
 _SNAP = 1e-9
@@ -103,7 +103,8 @@ def compiled_upscaler(model, max_scale=lfr.DEFAULT_MAX_SCALE):
     return cache[key]
 
 
-def _check_image(image):
+def _check_layout(image):
+    """Checks what the array's shape and type say; reads no pixel."""
     if not isinstance(image, np.ndarray):
         raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
     if image.ndim not in (2, 3):
@@ -113,15 +114,20 @@ def _check_image(image):
     if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
         raise ValueError(f"image must have 1 (gray), 3 (RGB) or 4 (RGBA) channels, "
                          f"got {image.shape[2]}")
+    if image.dtype not in (np.uint8, np.uint16) and not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"image dtype must be uint8, uint16 or float in [0, 1], "
+                         f"got {image.dtype}")
+
+
+def _to_float(image):
+    """The pixels of a checked array as float32 in [0, 1]."""
     if image.dtype == np.uint8:
         return image.astype(np.float32) / 255.0
     if image.dtype == np.uint16:
         return image.astype(np.float32) / 65535.0
-    if np.issubdtype(image.dtype, np.floating):
-        if not np.all(np.isfinite(image)):
-            raise ValueError("image has NaN or infinite values")
-        return np.clip(image.astype(np.float32), 0.0, 1.0)
-    raise ValueError(f"image dtype must be uint8, uint16 or float in [0, 1], got {image.dtype}")
+    if not np.all(np.isfinite(image)):
+        raise ValueError("image has NaN or infinite values")
+    return np.clip(image.astype(np.float32), 0.0, 1.0)
 
 
 def _check_size(size, height, width):
@@ -142,7 +148,8 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
         image: H×W (gray), H×W×1, H×W×3 or H×W×4 (alpha is resized with bicubic); uint8,
             uint16 or float in [0, 1].
         scale: the factor; without it, the largest of the size ratios.
-        model: an `ASDN`; by default the bundled pretrained model.
+        model: an `ASDN`; by default the bundled pretrained model, loaded once per process
+            (`pretrained.shared_pretrained`).
         size: optional (height, width) of the output.
         max_scale: the largest accepted scale.
         tile: run the network on regions of this side (`asdn_tf.tiling`); 0 never tiles; None
@@ -152,23 +159,26 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
 
     Returns:
         uint8 array (uint16 for uint16 input) of the same layout as `image`.
+
+    Every argument is checked before the pixels are read.
     """
-    pixels = _check_image(image)
-    height, width = pixels.shape[:2]
+    _check_layout(image)
+    height, width = image.shape[:2]
+    if scale is not None:
+        scale = lfr.check_scale(scale, max_scale)
     if size is not None:
         size = _check_size(size, height, width)
     if scale is None:
         if size is None:
             raise ValueError("upscale needs a scale or a size")
-        scale = max(size[0] / height, size[1] / width)
-    scale = lfr.check_scale(scale, max_scale)
+        scale = lfr.check_scale(max(size[0] / height, size[1] / width), max_scale)
     if size is None:
         size = lfr.output_size(height, width, scale)
     tiled = tiling.choose_tile(size, tile) > 0
     tile_overlap = tiling.check_overlap(tile_overlap)
+    pixels = _to_float(image)
     if model is None:
-        from asdn_tf.pretrained import load_pretrained
-        model = load_pretrained()
+        model = pretrained.shared_pretrained()
     pixels = pixels.reshape(height, width, -1)
     channels = pixels.shape[2]
     rgb = np.repeat(pixels, 3, axis=2) if channels == 1 else pixels[..., :3]

@@ -3,6 +3,9 @@
 A weights file may have a JSON sidecar (`NAME.json` beside `NAME.weights.h5`) whose
 "model_config" says how to build the network; otherwise a preset must be named.
 
+Keras is imported when a network is built, not with this module: the upscale command reads
+PRECISIONS and checks sidecars before it needs TensorFlow.
+
 Example:
     >>> model = load_model("runs/cpu/best.weights.h5")   # sidecar gives the config
     >>> model = load_pretrained()                         # the weights inside the package
@@ -13,11 +16,9 @@ import contextlib
 import json
 import os
 import pathlib
-
-import keras
+import threading
 
 from asdn_tf import config as config_lib
-from asdn_tf.model import FSDN, build_fsdn, build_model
 
 PACKAGE_WEIGHTS = pathlib.Path(__file__).parent / "weights" / "default.weights.h5"
 
@@ -26,10 +27,14 @@ PACKAGE_WEIGHTS = pathlib.Path(__file__).parent / "weights" / "default.weights.h
 # it runs ~2.4x faster than float32 for -0.03 dB on Set5; on CPUs without it, it is slower.
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
+_SHARED = {}
+_SHARED_LOCK = threading.Lock()
+
 
 @contextlib.contextmanager
 def dtype_policy(name):
     """Models built inside use the Keras dtype policy `name` (e.g. "mixed_bfloat16")."""
+    import keras
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(name)
     try:
@@ -55,14 +60,56 @@ def sidecar_path(weights_path):
 
 
 def read_sidecar(weights_path):
-    """The sidecar's dict, or {} when there is none."""
+    """The sidecar's dict, or {} when there is none.
+
+    What loading reads is checked: the JSON is an object, "model" is "asdn" or "fsdn", an
+    FSDN's "scale" is an integer >= 2, and "model_config" is an object of ModelConfig fields.
+    Other keys are the training run's record (steps, data, scores) and are not checked.
+
+    Raises:
+        ValueError: one line naming the sidecar and what is wrong with it.
+    """
     path = sidecar_path(weights_path)
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())
+        sidecar = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read the weights sidecar {path}: {error}") from None
+        raise ValueError(f"cannot read the weights sidecar {path}: {_first_line(error)}") \
+            from None
+    problem = _sidecar_problem(sidecar)
+    if problem:
+        raise ValueError(f"weights sidecar {path} {problem}")
+    return sidecar
+
+
+def _sidecar_problem(sidecar):
+    """What is wrong with a sidecar's parsed JSON, or None."""
+    if not isinstance(sidecar, dict):
+        return f"must hold a JSON object, not {_json_type(sidecar)}"
+    model = sidecar.get("model", "asdn")
+    if model not in ("asdn", "fsdn"):
+        return f'has "model": {json.dumps(model)}; expected "asdn" or "fsdn"'
+    scale = sidecar.get("scale")
+    if model == "fsdn" and (isinstance(scale, bool) or not isinstance(scale, int) or scale < 2):
+        return f'has "scale": {json.dumps(scale)}; an FSDN needs an integer scale >= 2'
+    if "model_config" not in sidecar:
+        return None
+    values = sidecar["model_config"]
+    if not isinstance(values, dict):
+        return f'has "model_config": {_json_type(values)}; expected an object of model ' \
+               "config fields"
+    try:
+        config_lib.ModelConfig.from_dict(values)
+    except (TypeError, ValueError) as error:
+        return f'has a bad "model_config": {_first_line(error)}'
+    return None
+
+
+def _json_type(value):
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def load_model(weights, preset=None, fsdn_scale=None, precision="float32"):
@@ -75,17 +122,24 @@ def load_model(weights, preset=None, fsdn_scale=None, precision="float32"):
             sidecar says {"model": "fsdn", "scale": S} (as training writes), else an ASDN.
         precision: "float32", or "bfloat16" to compute in bfloat16 (see PRECISIONS).
 
+    A `.keras` file is loaded with `safe_mode=True`: one that would run code (a saved lambda) is
+    refused rather than executed.
+
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file does not fit the preset or scale, or is not a weights file.
+        ValueError: the file does not fit the preset or scale, is not a weights file, or its
+            sidecar is malformed.
     """
+    import keras
+
+    from asdn_tf.model import FSDN, build_fsdn, build_model
     check_precision(precision)
     path = pathlib.Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix == ".keras":
         try:
-            model = keras.saving.load_model(path)
+            model = keras.saving.load_model(path, safe_mode=True)
         except Exception as error:  # Keras raises many types for a bad archive.
             raise ValueError(f"cannot load {path} as a .keras model: {_first_line(error)}") \
                 from None
@@ -111,6 +165,7 @@ def load_model(weights, preset=None, fsdn_scale=None, precision="float32"):
 
 def with_precision(model, precision):
     """`model` itself for "float32"; else the same network and weights computing in `precision`."""
+    from asdn_tf.model import FSDN, build_fsdn, build_model
     policy = PRECISIONS[check_precision(precision)]
     if model.dtype_policy.name == policy:
         return model
@@ -122,6 +177,7 @@ def with_precision(model, precision):
 
 
 def _load_weights(model, path, preset):
+    from asdn_tf.model import FSDN
     try:
         model.load_weights(path)
     except Exception as error:  # h5py and Keras raise many types for a mismatch.
@@ -144,6 +200,18 @@ def load_pretrained(precision="float32"):
             f"no default weights are bundled in this install ({PACKAGE_WEIGHTS}); "
             "pass a model or --weights")
     return load_model(PACKAGE_WEIGHTS, precision=precision)
+
+
+def shared_pretrained(precision="float32"):
+    """The bundled model, loaded once per process and precision: what `asdn_tf.upscale` and
+    `asdn_tf.upscale_file` use when given no model, so that later calls neither reload the
+    weights nor trace the network again. Do not train or change it; `load_pretrained` gives a
+    model of your own."""
+    key = (PACKAGE_WEIGHTS, check_precision(precision))
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = load_pretrained(precision)
+        return _SHARED[key]
 
 
 def _h5_parameters(path):

@@ -5,8 +5,9 @@
     python -m asdn_tf.upscale --input='shots/*.png' --output=big/ --size=1920x1080 \
         --weights=mine.weights.h5 --preset=default
 
---input is a file, a folder or a glob; --output a file (for one input) or an existing folder.
-Give one of --scale, --size, --width or --height. Also installed as `asdn-upscale`.
+--input is a file, a folder (--recursive for its subfolders too) or a glob; --output a file
+(for one input) or a folder, created if missing. Give one of --scale, --size, --width or
+--height. Also installed as `asdn-upscale`; `asdn-upscale --version` says which.
 """
 
 # The flags, and `upscale_file` for Python, live in asdn_tf.upscale_lib: importing a submodule

@@ -1,9 +1,11 @@
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import asdn_tf
-from asdn_tf import lfr
+from asdn_tf import inference, lfr, pretrained
 from asdn_tf.imresize import imresize
 from asdn_tf.inference import upscale_tensor
 
@@ -105,3 +107,36 @@ def test_bad_images(tiny_model, image, words):
 def test_size_smaller_than_input(tiny_model):
     with pytest.raises(ValueError, match="larger than the input"):
         asdn_tf.upscale(np.zeros((8, 8, 3), np.uint8), model=tiny_model, size=(6, 10))
+
+
+def test_the_scale_is_checked_before_the_pixels(tiny_model):
+    # Converting and scanning a large array costs; a bad scale is refused before either.
+    nans = np.full((4, 4, 3), np.nan, np.float32)
+    with pytest.raises(ValueError, match="scale must be a finite number"):
+        asdn_tf.upscale(nans, float("nan"), model=tiny_model)
+    with pytest.raises(ValueError, match="scale must be at most 32"):
+        asdn_tf.upscale(nans, 40, model=tiny_model, size=(8, 8))
+
+
+def test_the_default_model_is_loaded_once(monkeypatch, tmp_path, tiny_model):
+    """Without `model=`, the bundled model is loaded and traced on the first call only."""
+    weights = tmp_path / "default.weights.h5"
+    tiny_model.save_weights(weights)
+    pretrained.sidecar_path(weights).write_text(
+        json.dumps({"model_config": tiny_model.model_config.to_dict()}))
+    monkeypatch.setattr(pretrained, "PACKAGE_WEIGHTS", weights)
+    loads = []
+    load = pretrained.load_model
+    monkeypatch.setattr(pretrained, "load_model",
+                        lambda *args, **kwargs: loads.append(args) or load(*args, **kwargs))
+    image = np.random.default_rng(8).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    first = asdn_tf.upscale(image, 2)
+    np.testing.assert_array_equal(asdn_tf.upscale(image, 2), first)
+    assert asdn_tf.upscale(image, 3.3).shape == (40, 53, 3)
+    assert len(loads) == 1
+    model = pretrained.shared_pretrained()
+    assert inference.compiled_upscaler(model).experimental_get_tracing_count() == 1
+    np.testing.assert_array_equal(first, asdn_tf.upscale(image, 2, model=tiny_model))
+    # Each precision is a model of its own, kept as well.
+    assert pretrained.shared_pretrained("bfloat16") is pretrained.shared_pretrained("bfloat16")
+    assert pretrained.shared_pretrained("bfloat16") is not model and len(loads) == 2

@@ -63,3 +63,45 @@ def test_bfloat16_precision_keeps_the_quality(datasets_dir):
 def test_an_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="precision must be one of float32, bfloat16, got 'fp16'"):
         asdn_tf.load_pretrained(precision="fp16")
+
+
+@pytest.mark.parametrize("sidecar,words", [
+    ({"model_config": 5}, 'has "model_config": a number; expected an object of model config '
+                          "fields"),
+    ([1, 2], "must hold a JSON object, not a list"),
+    ("tiny", "must hold a JSON object, not a string"),
+    ({"model_config": {"num_blocks": 2, "bogus": 1}},
+     "has a bad \"model_config\": unknown model config keys: ['bogus']"),
+    ({"model_config": {"num_blocks": "four"}}, "num_blocks must be a positive integer"),
+    ({"model": 3}, 'has "model": 3; expected "asdn" or "fsdn"'),
+    ({"model": "fsdn", "scale": "2"}, 'has "scale": "2"; an FSDN needs an integer scale >= 2'),
+])
+def test_a_malformed_sidecar_is_one_line_naming_it(tmp_path, sidecar, words):
+    weights = tmp_path / "run.weights.h5"
+    weights.write_bytes(b"")
+    (tmp_path / "run.json").write_text(json.dumps(sidecar))
+    with pytest.raises(ValueError) as raised:
+        pretrained.load_model(weights)
+    message = str(raised.value)
+    assert message.startswith(f"weights sidecar {tmp_path / 'run.json'} "), message
+    assert words in message and "\n" not in message
+
+
+def test_a_sidecar_may_carry_more_than_loading_reads(tmp_path, tiny_model):
+    """The training run's record (steps, scores, a command) is metadata: it is not refused."""
+    weights = tmp_path / "run.weights.h5"
+    tiny_model.save_weights(weights)
+    (tmp_path / "run.json").write_text(json.dumps({
+        "model": "asdn", "scale": None, "model_config": tiny_model.model_config.to_dict(),
+        "steps": 5, "validation_psnr": {"2": 30.0}, "command": "python -m asdn_tf.train"}))
+    assert pretrained.load_model(weights).model_config == tiny_model.model_config
+
+
+def test_keras_files_load_in_safe_mode(monkeypatch, tmp_path, tiny_model):
+    calls = []
+    monkeypatch.setattr(keras.saving, "load_model",
+                        lambda path, **options: calls.append(options) or tiny_model)
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"")
+    assert pretrained.load_model(path) is tiny_model
+    assert calls == [{"safe_mode": True}]
