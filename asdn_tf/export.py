@@ -1,28 +1,38 @@
 """Export: ASDN as a SavedModel that serves every scale, FSDN as a TFLite model.
 
-    python -m asdn_tf.export saved_model --output_dir=export/artifacts/asdn/1 \
+    python -m asdn_tf.export saved_model --output_dir=serving/artifacts/asdn/1 \
         [--weights=runs/cpu/best.weights.h5 --preset=default]
     python -m asdn_tf.export tflite --weights=fsdn_x2.weights.h5 --scale=2 --quantize=int8 \
-        --images=../shared/datasets/Set5 --output=export/artifacts/fsdn_x2_int8.tflite
+        --images=../shared/datasets/Set5 --output=serving/artifacts/fsdn_x2_int8.tflite
 
 SavedModel signatures; each takes `scale`, a float32 scalar in (1, max_scale]:
 
     serving_default   image uint8 [N, H, W, 3]  → image uint8 [N, round(s·H), round(s·W), 3]
     upscale_float     image float32 [N, H, W, 3] in [0, 1] → image float32 in [0, 1]
-    upscale_encoded   image_bytes string scalar (PNG, JPEG, GIF, BMP, WebP) → png_bytes string scalar
+    upscale_encoded   image_bytes string scalar (PNG or JPEG) → png_bytes string scalar
 
 The bicubic pre-upsampling, the Laplacian blend and the ×2 recursion all run inside the graph,
-so one SavedModel serves every scale. A bad request (scale NaN, infinite, ≤ 1 or above
-max_scale, an empty image, an output over max_output_pixels) fails with InvalidArgumentError
-naming the problem before the network runs.
+so one SavedModel serves every scale. A bad request fails with InvalidArgumentError naming the
+problem before anything large is allocated: the scale (NaN, infinite, ≤ 1 or above max_scale),
+then the image (not [N, H, W, 3]; not a PNG or JPEG, or a malformed header), then the output
+(empty, over max_output_pixels, or not larger than the input). `upscale_encoded` reads the size
+from the PNG or JPEG header, so a small file that claims a huge image is refused undecoded; it
+turns the image upright by its EXIF orientation, as `python -m asdn_tf.upscale` does.
 
 The TFLite model is an FSDN (one fixed integer scale, post-upsampling) with float32 input and
 output N×H×W×3 in [0, 1]; the command verifies it with ai-edge-litert against the Keras model
 on real images and prints the file size and the agreement.
+
+Both commands refuse, before loading anything, an output they may not write: one that exists
+(without --overwrite), one that is not an earlier export (even with --overwrite: a SavedModel
+folder holds only saved_model.pb, variables/, assets/ and fingerprint.pb; a TFLite model is a
+regular file starting with a TFLite header), the working folder or one that holds it, home, /,
+and one in a folder that cannot be written.
 """
 
 import os
 import pathlib
+import re
 import sys
 import time
 import warnings
@@ -31,12 +41,12 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
+from asdn_tf import cli, fileio, lfr
 from asdn_tf import config as config_lib
-from asdn_tf import fileio, lfr
 from asdn_tf.image_io import list_images, read_image
 from asdn_tf.inference import upscale_tensor
-from asdn_tf.pretrained import load_model, load_pretrained
 from asdn_tf.model import ASDN, FSDN
+from asdn_tf.pretrained import load_model, load_pretrained
 
 # The default preset needs about 2.5 KB of activations per output pixel (asdn_tf/tiling.py), so
 # 1024 × 1024 output pixels peak near 2.5 GB; a larger request is refused before anything is
@@ -48,6 +58,13 @@ REQUIREMENTS = {"none": ("max_abs", 1e-4), "float16": ("max_abs", 2e-3),
                 "dynamic": ("psnr", 40.0), "int8": ("psnr", 35.0)}
 CALIBRATION_PATCH = 64
 VERIFY_MAX_SIDE = 256
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_START = b"\xff\xd8\xff"
+_EXIF_ORIENTATION_TAG = 0x0112
+# The JPEG segments or PNG chunks read looking for the EXIF orientation; metadata further in is
+# not looked for (real files have a handful before it).
+_MAX_METADATA_SEGMENTS = 256
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,20 +84,22 @@ def export_saved_model(model, output_dir, max_scale=lfr.DEFAULT_MAX_SCALE,
         output_dir: the SavedModel folder to create.
         max_scale: float, the largest scale the signatures accept.
         max_output_pixels: int, the largest batch × height × width of an output.
-        overwrite: bool, replace an existing `output_dir`.
+        overwrite: bool, replace `output_dir` if it is an earlier SavedModel export.
 
     Returns:
         The output folder as a `pathlib.Path`.
 
     Raises:
-        FileExistsError: `output_dir` exists and `overwrite` is False.
-        ValueError: `max_scale` or `max_output_pixels` is out of range.
+        FileExistsError: `output_dir` exists and `overwrite` is False, or it is not a SavedModel.
+        ValueError: `max_scale` or `max_output_pixels` is out of range, or `output_dir` is a
+            folder no export may replace (the working folder or one holding it, home, /).
+        OSError: `output_dir` cannot be written (read-only, disk full); nothing is left behind.
     """
     if not isinstance(model, ASDN):
         raise ValueError(f"the SavedModel export takes an ASDN, got a {type(model).__name__}")
     max_scale, max_output_pixels = _check_limits(max_scale, max_output_pixels)
     output_dir = pathlib.Path(output_dir)
-    _prepare_target(output_dir, overwrite)
+    check_output(output_dir, "saved_model", overwrite)
     module = _servable(model, max_scale, max_output_pixels)
     signatures = {"serving_default": module.upscale_uint8,
                   "upscale_float": module.upscale_float,
@@ -89,7 +108,7 @@ def export_saved_model(model, output_dir, max_scale=lfr.DEFAULT_MAX_SCALE,
     def write(path):
         tf.saved_model.save(module, os.fspath(path), signatures=signatures)
 
-    _write_atomically(output_dir, write, overwrite)
+    _write_atomically(output_dir, write, "saved_model", overwrite)
     return output_dir
 
 
@@ -107,18 +126,22 @@ def _servable(model, max_scale, max_output_pixels):
 
     It tracks the model's tf.Variables (`v.value`), not the Keras model: Keras 3 variables are
     not tf.Variables, and the session loader TF Serving uses only finds variables tracked so.
+
+    The batch signatures declare an image of any shape and check it themselves: a declared
+    [None, None, None, 3] lets Grappler fold a rank check away, and neither loader enforces it.
     """
     module = tf.Module(name="asdn_servable")
     module.model_variables = [variable.value for variable in model.variables]
 
     def upscale(images, scale):
-        images, scale = _validated(images, scale, max_scale, max_output_pixels)
         return upscale_tensor(model, images, scale, max_scale=max_scale)
 
     def upscale_uint8(image, scale):
+        image = _checked_batch(image, scale, max_scale, max_output_pixels)
         return {"image": _to_uint8(upscale(tf.cast(image, tf.float32) / 255.0, scale))}
 
     def upscale_float(image, scale):
+        image = _checked_batch(image, scale, max_scale, max_output_pixels)
         finite = tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(image)),
                                      ["image has NaN or infinite values"],
                                      name="check_image_finite")
@@ -127,72 +150,239 @@ def _servable(model, max_scale, max_output_pixels):
         return {"image": upscale(image, scale)}
 
     def upscale_encoded(image_bytes, scale):
-        image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8,
-                                   expand_animations=False)
-        image = tf.ensure_shape(image, [None, None, 3])
+        image = _checked_decode(image_bytes, scale, max_scale, max_output_pixels)
         output = upscale(tf.cast(image, tf.float32)[None] / 255.0, scale)
         return {"png_bytes": tf.io.encode_png(_to_uint8(output)[0])}
 
     scale_spec = tf.TensorSpec([], tf.float32, name="scale")
     module.upscale_uint8 = tf.function(
         upscale_uint8, autograph=False,
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="image"), scale_spec])
+        input_signature=[tf.TensorSpec(None, tf.uint8, name="image"), scale_spec])
     module.upscale_float = tf.function(
         upscale_float, autograph=False,
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="image"),
-                         scale_spec])
+        input_signature=[tf.TensorSpec(None, tf.float32, name="image"), scale_spec])
     module.upscale_encoded = tf.function(
         upscale_encoded, autograph=False,
         input_signature=[tf.TensorSpec([], tf.string, name="image_bytes"), scale_spec])
     return module
 
 
-def _validated(images, scale, max_scale, max_output_pixels):
-    """Returns (images, scale) gated on asserts, so nothing downstream runs on a bad request.
+def _check(checks, name, condition, message):
+    """Appends to `checks` an Assert that runs after the last one in it.
 
-    The checks run one after another (each depends on the previous), so a NaN scale is
-    reported as not finite rather than as whichever check happened to run first, and the size
-    check never sees a non-finite scale.
+    `condition` and `message` are callables, so what they compute waits for the earlier checks
+    too: a NaN scale is reported as not finite, never as whichever check happened to run first.
     """
-    checks = []
+    with tf.control_dependencies(checks[-1:]):
+        checks.append(tf.debugging.Assert(condition(), [message()], name=name))
 
-    def check(name, condition_fn, message_fn):
-        with tf.control_dependencies(checks[-1:]):
-            checks.append(tf.debugging.Assert(condition_fn(), [message_fn()], name=name))
 
+def _after(checks, tensor):
+    """`tensor`, once every check has passed."""
+    with tf.control_dependencies(checks):
+        return tf.identity(tensor)
+
+
+def _check_scale(checks, scale, max_scale):
     limits = f"in (1, {max_scale:g}]"
-    check("check_scale_finite", lambda: tf.math.is_finite(scale),
-          lambda: tf.strings.format("scale must be a finite number " + limits + ", got {}", scale))
-    check("check_scale_above_1", lambda: scale > 1.0,
-          lambda: tf.strings.format(
-              "scale must be greater than 1 (1 is not an upscaling), got {}", scale))
-    check("check_scale_at_most_max", lambda: tf.cast(scale, tf.float64) <= max_scale,
-          lambda: tf.strings.format(
-              f"scale must be at most {max_scale:g} (the export's max_scale), got {{}}", scale))
-    shape = tf.shape(images, out_type=tf.int64)
-    check("check_image_not_empty", lambda: tf.reduce_all(shape[:3] > 0),
-          lambda: tf.strings.format("image must not be empty, got shape {}", shape))
+    _check(checks, "check_scale_finite", lambda: tf.math.is_finite(scale),
+           lambda: tf.strings.format("scale must be a finite number " + limits + ", got {}",
+                                     scale))
+    _check(checks, "check_scale_above_1", lambda: scale > 1.0,
+           lambda: tf.strings.format(
+               "scale must be greater than 1 (1 is not an upscaling), got {}", scale))
+    _check(checks, "check_scale_at_most_max", lambda: tf.cast(scale, tf.float64) <= max_scale,
+           lambda: tf.strings.format(
+               f"scale must be at most {max_scale:g} (the export's max_scale), got {{}}", scale))
 
-    def output_pixels():
-        # round(h·s) × round(w·s), as upscale_tensor sizes the output.
-        size = tf.math.floor(tf.cast(shape[1:3], tf.float64) * tf.cast(scale, tf.float64) + 0.5)
-        return tf.cast(shape[0], tf.float64) * size[0] * size[1], tf.cast(size, tf.int64)
+
+def _check_output_size(checks, batch, height, width, scale, max_output_pixels):
+    """Checks that the image is not empty, and that the output (round(h·s) × round(w·s), as
+    `upscale_tensor` sizes it) is within max_output_pixels and larger than the input (one side
+    at least grows, the rule and message of `python -m asdn_tf.upscale`). The sizes are int64
+    scalars."""
+    _check(checks, "check_image_not_empty", lambda: (batch > 0) & (height > 0) & (width > 0),
+           lambda: tf.strings.format("image must not be empty, got {} image(s) of {}x{}",
+                                     (batch, height, width)))
+
+    def output_size():
+        # float64: a header may claim 2^32 pixels a side, whose square overflows int64.
+        size = tf.math.floor(tf.cast(tf.stack([height, width]), tf.float64)
+                             * tf.cast(scale, tf.float64) + 0.5)
+        return size, tf.cast(batch, tf.float64) * size[0] * size[1]
 
     def pixels_message():
-        pixels, size = output_pixels()
+        size, pixels = output_size()
         return tf.strings.format(
             "output of {} image(s) of {}x{} is {} pixels, over the limit of "
             f"{max_output_pixels} (max_output_pixels); use a smaller scale, image or batch",
-            (shape[0], size[0], size[1], tf.cast(pixels, tf.int64)))
+            (batch, tf.cast(size[0], tf.int64), tf.cast(size[1], tf.int64), pixels))
 
-    check("check_output_pixels", lambda: output_pixels()[0] <= float(max_output_pixels),
-          pixels_message)
+    _check(checks, "check_output_pixels", lambda: output_size()[1] <= float(max_output_pixels),
+           pixels_message)
+
+    def grows(value):
+        size = tf.math.floor(tf.cast(tf.stack([height, width]), tf.float64) * value + 0.5)
+        return tf.reduce_any(size > tf.cast(tf.stack([height, width]), tf.float64))
+
+    def too_small_message():
+        # To four decimals, the smallest scale that adds a pixel to the longer side.
+        longer = tf.cast(tf.maximum(height, width), tf.float64)
+        smallest = tf.math.ceil((1.0 + 0.5 / longer) * 1e4) / 1e4
+        smallest = tf.where(grows(smallest), smallest, smallest + 1e-4)
+        return tf.strings.join([
+            tf.strings.format("scale {} is too small for a {}x{} image to grow by a pixel; ",
+                              (scale, width, height)),
+            "the smallest that does is ",
+            tf.strings.regex_replace(tf.strings.as_string(smallest, precision=4), r"\.?0+$", "")])
+
+    _check(checks, "check_output_larger", lambda: grows(tf.cast(scale, tf.float64)),
+           too_small_message)
+
+
+def _checked_batch(images, scale, max_scale, max_output_pixels):
+    """`images`, an [N, H, W, 3] batch, gated on the checks of the scale, shape and output."""
+    checks = []
+    _check_scale(checks, scale, max_scale)
+    shape = tf.shape(images, out_type=tf.int64)
+    _check(checks, "check_image_shape",
+           lambda: tf.equal(tf.size(shape), 4) & tf.reduce_all(tf.equal(shape[-1:], 3)),
+           lambda: tf.strings.format(
+               "image must be [batch, height, width, 3] (RGB), got shape {}", shape))
+    images = tf.ensure_shape(_after(checks, images), [None, None, None, 3])
+    shape = tf.shape(images, out_type=tf.int64)
+    _check_output_size(checks, shape[0], shape[1], shape[2], scale, max_output_pixels)
+    return _after(checks, images)
+
+
+def _checked_decode(image_bytes, scale, max_scale, max_output_pixels):
+    """The upright H×W×3 uint8 image of a PNG or JPEG, decoded only once the scale, the format
+    and the size its header gives have passed the checks, so a small file that claims a huge
+    image costs nothing."""
+    checks = []
+    _check_scale(checks, scale, max_scale)
+    length = tf.cast(tf.strings.length(image_bytes), tf.int64)
+    is_png = tf.equal(tf.strings.substr(image_bytes, 0, len(_PNG_SIGNATURE)), _PNG_SIGNATURE)
+    is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, len(_JPEG_START)), _JPEG_START)
+    _check(checks, "check_image_format", lambda: is_png | is_jpeg,
+           lambda: "image_bytes must be a PNG or JPEG file (other formats are not accepted)")
+    # A PNG starts with its IHDR chunk: length 13, "IHDR", width and height (big-endian).
+    ihdr = _read(image_bytes, length, 8, 16)
+    _check(checks, "check_png_header",
+           lambda: ~is_png | ((length >= 33) & (_number(ihdr[:4]) == 13)
+                              & tf.equal(_read_text(image_bytes, length, 12, 4), "IHDR")),
+           lambda: "image_bytes is a PNG whose header (its IHDR chunk) is malformed")
     with tf.control_dependencies(checks):
-        return tf.identity(images), tf.identity(scale)
+        # The JPEG branch runs only for a JPEG; a malformed one fails there, undecoded.
+        size = tf.cond(is_png, lambda: tf.stack([_number(ihdr[12:16]), _number(ihdr[8:12])]),
+                       lambda: tf.image.extract_jpeg_shape(image_bytes, tf.int64)[:2])
+    _check_output_size(checks, tf.constant(1, tf.int64), size[0], size[1], scale,
+                       max_output_pixels)
+    image_bytes = _after(checks, image_bytes)
+    # INTEGER_ACCURATE is the IDCT Pillow uses: the pixels are those the CLI upscales.
+    image = tf.cond(is_png, lambda: tf.io.decode_png(image_bytes, channels=3),
+                    lambda: tf.io.decode_jpeg(image_bytes, channels=3,
+                                              dct_method="INTEGER_ACCURATE"))
+    image = tf.ensure_shape(image, [None, None, 3])
+    return _upright(image, _exif_orientation(image_bytes, length, is_png))
+
+
+def _read(data, length, position, count):
+    """`count` bytes of the string scalar `data` (of `length` bytes) from `position`, as int64;
+    zeros past its end."""
+    position = tf.clip_by_value(tf.cast(position, tf.int64), 0, length)
+    chunk = tf.strings.join([tf.strings.substr(data, position, tf.constant(count, tf.int64)),
+                             "\0" * count])
+    values = tf.io.decode_raw(tf.strings.substr(chunk, 0, count), tf.uint8)
+    return tf.cast(tf.reshape(values, [count]), tf.int64)
+
+
+def _read_text(data, length, position, count):
+    """The `count` bytes of `data` from `position` as a string (shorter past its end)."""
+    position = tf.clip_by_value(tf.cast(position, tf.int64), 0, length)
+    return tf.strings.substr(data, position, tf.cast(count, tf.int64))
+
+
+def _number(values, little_endian=False):
+    """The unsigned integer whose bytes are the last axis of `values` (int64)."""
+    count = values.shape[-1]
+    weights = tf.constant([256 ** (count - 1 - index) for index in range(count)], tf.int64)
+    big = tf.reduce_sum(values * weights, axis=-1)
+    little = tf.reduce_sum(values * weights[::-1], axis=-1)
+    return tf.where(little_endian, little, big)
+
+
+def _exif_orientation(data, length, is_png):
+    """The EXIF orientation (1 to 8; 1 when there is none) of a PNG or JPEG, where Pillow finds
+    it: a JPEG's first APP1 "Exif" segment, a PNG's eXIf chunk (before IDAT, where the PNG
+    specification puts it)."""
+
+    def step(index, position, tiff, done):
+        head = _read(data, length, position, 4)
+        # A PNG chunk: length (4 bytes, big-endian), type (4), data, CRC (4).
+        kind = _read_text(data, length, position + 4, 4)
+        png_found = tf.equal(kind, "eXIf")
+        png_done = png_found | tf.equal(kind, "IDAT") | tf.equal(kind, "IEND")
+        png_next = position + 12 + _number(head)
+        # A JPEG segment: 0xFF, marker, length (2 bytes, big-endian, counting itself), data;
+        # 0xFF bytes may pad before a marker. The scan (SOS, 0xDA) ends the metadata.
+        marker = head[1]
+        jpeg_found = ((head[0] == 0xFF) & (marker == 0xE1)
+                      & tf.equal(_read_text(data, length, position + 4, 6), "Exif\0\0"))
+        jpeg_done = jpeg_found | (head[0] != 0xFF) | (marker == 0xDA) | (marker == 0xD9)
+        jpeg_next = tf.where(marker == 0xFF, position + 1, position + 2 + _number(head[2:]))
+        found = tf.where(is_png, png_found, jpeg_found)
+        offset = tf.where(is_png, tf.constant(8, tf.int64), 10)  # to the TIFF header
+        tiff = tf.where(found, position + offset, tiff)
+        done = tf.where(is_png, png_done, jpeg_done) | (position + 4 > length)
+        return index + 1, tf.where(is_png, png_next, jpeg_next), tiff, done
+
+    start = tf.where(is_png, tf.constant(len(_PNG_SIGNATURE), tf.int64), 2)
+    _, _, tiff, _ = tf.while_loop(
+        lambda index, position, tiff, done: (index < _MAX_METADATA_SEGMENTS) & ~done, step,
+        [tf.constant(0), start, tf.constant(-1, tf.int64), tf.constant(False)])
+    return tf.where(tiff >= 0, _tiff_orientation(data, length, tf.maximum(tiff, 0)), 1)
+
+
+def _tiff_orientation(data, length, start):
+    """The orientation tag of the first IFD of the TIFF structure (EXIF) at `start`, or 1."""
+    header = _read(data, length, start, 8)
+    little = (header[0] == 0x49) & (header[1] == 0x49)  # "II"; "MM" is big-endian
+    big = (header[0] == 0x4D) & (header[1] == 0x4D)
+    directory = start + _number(header[4:], little)
+    count = _number(_read(data, length, directory, 2), little)
+    entries = _read_text(data, length, directory + 2, count * 12)
+    whole = tf.strings.length(entries) // 12 * 12
+    table = tf.reshape(tf.cast(tf.io.decode_raw(tf.strings.substr(entries, 0, whole), tf.uint8),
+                               tf.int64), [-1, 12])
+    # An entry: tag (2 bytes), type (2), count (4), value (4; a SHORT in its first 2).
+    tags, types = _number(table[:, 0:2], little), _number(table[:, 2:4], little)
+    values = tf.where(types == 4, _number(table[:, 8:12], little),
+                      _number(table[:, 8:10], little))
+    first = tf.concat([tf.boolean_mask(values, tf.equal(tags, _EXIF_ORIENTATION_TAG)),
+                       tf.constant([1], tf.int64)], 0)[0]
+    return tf.where(little | big, first, 1)
+
+
+def _upright(image, orientation):
+    """H×W×C `image` turned as Pillow's ImageOps.exif_transpose turns it for `orientation`."""
+    branches = [
+        lambda: image,                                                 # 1: upright
+        lambda: tf.reverse(image, [1]),                                # 2: mirrored
+        lambda: tf.reverse(image, [0, 1]),                             # 3: upside down
+        lambda: tf.reverse(image, [0]),                                # 4: flipped
+        lambda: tf.transpose(image, [1, 0, 2]),                        # 5: transposed
+        lambda: tf.transpose(tf.reverse(image, [0]), [1, 0, 2]),       # 6: turned clockwise
+        lambda: tf.transpose(tf.reverse(image, [0, 1]), [1, 0, 2]),    # 7: transversed
+        lambda: tf.reverse(tf.transpose(image, [1, 0, 2]), [0]),       # 8: turned anticlockwise
+    ]
+    index = tf.where((orientation >= 1) & (orientation <= 8), orientation - 1, 0)
+    return tf.switch_case(tf.cast(index, tf.int32), branches)
 
 
 def _to_uint8(images):
-    return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
+    """Halves round away from zero, as MATLAB and `asdn_tf.evaluate.to_uint8` round."""
+    return tf.cast(tf.math.floor(tf.clip_by_value(images, 0.0, 1.0) * 255.0 + 0.5), tf.uint8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,14 +456,16 @@ def export_tflite(fsdn, output, quantize="none", input_size=None, representative
                   calibration_patches=64, overwrite=False):
     """Converts `fsdn` (see `convert_tflite`) and writes it to `output` atomically.
 
+    `overwrite` replaces `output` only if it is an earlier TFLite export (see `check_output`).
+
     Returns:
         The output path as a `pathlib.Path`.
     """
     output = pathlib.Path(output)
-    _prepare_target(output, overwrite)
+    check_output(output, "tflite", overwrite)
     content = convert_tflite(fsdn, quantize, input_size, representative_images,
                              calibration_patches)
-    _write_atomically(output, lambda path: path.write_bytes(content), overwrite)
+    _write_atomically(output, lambda path: path.write_bytes(content), "tflite", overwrite)
     return output
 
 
@@ -352,9 +544,9 @@ def verify_tflite(model, fsdn, images, quantize=None, num_threads=None):
         if batch.shape != allocated:
             if dynamic:
                 interpreter.resize_tensor_input(input_detail["index"], batch.shape)
-            elif batch.shape != tuple(int(n) for n in input_detail["shape"]):
-                raise ValueError(f"the TFLite model takes {tuple(int(n) for n in input_detail['shape'])}"
-                                 f", got an image of {batch.shape}")
+            elif batch.shape != (expected := tuple(int(n) for n in input_detail["shape"])):
+                raise ValueError(f"the TFLite model takes {expected}, "
+                                 f"got an image of {batch.shape}")
             interpreter.allocate_tensors()
             allocated = batch.shape
         interpreter.set_tensor(input_detail["index"], batch)
@@ -411,22 +603,147 @@ def _check_input_size(input_size):
 # ---------------------------------------------------------------------------------------------
 # Files
 
+# What TF writes into a SavedModel folder; --overwrite replaces a folder holding nothing else.
+_SAVED_MODEL_FILES = {"saved_model.pb", "fingerprint.pb"}
+_SAVED_MODEL_FOLDERS = {"variables", "assets"}
+_VARIABLES_FILE = re.compile(r"^variables\.(index|data-\d{5}-of-\d{5})$")
+_TFLITE_IDENTIFIER = b"TFL3"  # bytes 4 to 8 of a TFLite flatbuffer
 
-def _prepare_target(path, overwrite):
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists (pass overwrite / --overwrite to replace it)")
-    if not path.parent.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
+
+def check_output(path, kind, overwrite=False):
+    """Raises unless an export of `kind` ("saved_model" or "tflite") may be written at `path`.
+
+    Run it before any work. `path` may be written when it does not exist, or, with `overwrite`,
+    when it is an earlier export of that kind: a folder holding only what TF writes into a
+    SavedModel (saved_model.pb, variables/ of checkpoint files, an empty assets/,
+    fingerprint.pb), or a regular file with a TFLite header. The working folder, a folder holding
+    it, home and / never are, nor a symbolic link. The folder it goes in (or the nearest one
+    that exists) must be writable.
+
+    Raises:
+        FileExistsError: `path` exists and `overwrite` is False, or it is not such an export.
+        ValueError: `path` is a folder no export may replace, or a symbolic link.
+        OSError: the folder it goes in cannot be written.
+    """
+    if kind not in ("saved_model", "tflite"):
+        raise ValueError(f"kind must be 'saved_model' or 'tflite', got {kind!r}")
+    path = pathlib.Path(path)
+    _check_replaceable(path, kind, overwrite)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OSError(f"cannot write {path}: {folder} is not a folder")
+    fileio.check_writable(folder)
 
 
-def _write_atomically(path, write, overwrite):
+def _check_replaceable(path, kind, overwrite):
+    protected = _protected(path)
+    if protected:
+        raise ValueError(f"refusing to write an export at {path}: it is {protected}")
+    if path.is_symlink():
+        raise ValueError(f"refusing to replace {path}: it is a symbolic link")
+    if not path.exists():
+        return
+    if not overwrite:
+        raise FileExistsError(f"{path} already exists (pass overwrite / --overwrite to replace "
+                              "an earlier export)")
+    problem = _saved_model_problem(path) if kind == "saved_model" else _tflite_problem(path)
+    if problem:
+        raise FileExistsError(f"refusing to replace {path}: {problem}; overwrite replaces only "
+                              "an earlier export, so nothing was touched")
+
+
+def _protected(path):
+    """What `path` is if no export may ever replace it, else None."""
+    target = path.resolve()
+    working = pathlib.Path.cwd().resolve()
+    if target == working:
+        return "the working folder"
+    if target in working.parents:
+        return f"a folder holding the working folder {working}"
+    if target == pathlib.Path.home().resolve():
+        return "the home folder"
+    return None
+
+
+def _saved_model_problem(path):
+    """Why `path` is not a SavedModel folder as TF writes it, or None."""
+    if not path.is_dir():
+        return "it is not a folder, so not a SavedModel"
+    names = {entry.name for entry in path.iterdir()}
+    others = sorted(names - _SAVED_MODEL_FILES - _SAVED_MODEL_FOLDERS)
+    if others:
+        return f"it holds {_listing(others)}, which a SavedModel does not"
+    for name in names:
+        entry = path / name
+        wanted = entry.is_dir if name in _SAVED_MODEL_FOLDERS else entry.is_file
+        if entry.is_symlink() or not wanted():
+            return f"its {name} is not what a SavedModel holds"
+    if "saved_model.pb" not in names or "variables" not in names:
+        return "it is not a SavedModel (no saved_model.pb and variables/)"
+    stray = sorted(entry.name for entry in (path / "variables").iterdir()
+                   if entry.is_symlink() or not entry.is_file()
+                   or not _VARIABLES_FILE.match(entry.name))
+    if stray:
+        return f"its variables/ holds {_listing(stray)}, which a SavedModel does not"
+    # This export has no assets: TF leaves assets/ empty.
+    if "assets" in names and any((path / "assets").iterdir()):
+        return "its assets/ is not empty, as it is in an export of this model"
+    return None
+
+
+def _tflite_problem(path):
+    if path.is_dir():
+        return "it is a folder, not a TFLite model"
+    if not path.is_file():
+        return "it is not a regular file"
+    with open(path, "rb") as file:
+        header = file.read(8)
+    if header[4:8] != _TFLITE_IDENTIFIER:
+        return "it is not a TFLite model"
+    return None
+
+
+def _listing(names, shown=3):
+    text = ", ".join(names[:shown])
+    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _write_atomically(path, write, kind, overwrite):
     """Calls write(temporary path) beside `path`, then renames the result into place, so TF
     Serving, which watches the model folder for numbered versions, never sees a half-written
-    SavedModel."""
-    _prepare_target(path, overwrite)
-    with fileio.atomic_path(path) as temporary:
-        write(temporary)
-        fileio.remove(path)
+    SavedModel. What `path` is is checked again just before it is replaced, and a failed write
+    (a full disk included) leaves nothing behind, not even the folders made for it.
+
+    Raises:
+        OSError: the write failed (one line naming `path` and the reason).
+    """
+    check_output(path, kind, overwrite)
+    made = [folder for folder in [path.parent, *path.parent.parents] if not folder.exists()]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with fileio.atomic_path(path) as temporary:
+            write(temporary)
+            _check_replaceable(path, kind, overwrite)
+            if path.is_dir():
+                fileio.remove(path)
+    except BaseException as error:
+        for folder in made:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        if isinstance(error, (OSError, tf.errors.OpError)) and not isinstance(
+                error, FileExistsError):
+            reason = getattr(error, "strerror", None) or _first_line(error)
+            raise OSError(f"cannot write {path}: {reason}") from None
+        raise
+
+
+def _first_line(error):
+    """The first line of an error's message (TF errors carry the op and stack below it)."""
+    text = getattr(error, "message", None) or str(error)
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,7 +777,8 @@ def _define_flags():
                         "(and to calibrate int8 on).")
     flags.DEFINE_integer("calibration_patches", 64, "tflite: int8 calibration patches.")
     flags.DEFINE_integer("num_threads", None, "tflite: interpreter threads while verifying.")
-    flags.DEFINE_bool("overwrite", False, "Replace an existing output.")
+    flags.DEFINE_bool("overwrite", False, "Replace the output if it is an earlier export "
+                      "(a SavedModel folder, a TFLite file); nothing else is ever replaced.")
 
 
 def _parse_input_size(text):
@@ -480,14 +798,14 @@ def _saved_model_command(flag_values):
     if not flag_values.output_dir:
         raise ValueError("--output_dir is required")
     _check_limits(flag_values.max_scale, flag_values.max_output_pixels)
+    if flag_values.preset and not flag_values.weights:
+        raise ValueError("--preset needs --weights (the bundled weights carry their config)")
     output_dir = pathlib.Path(flag_values.output_dir)
-    _prepare_target(output_dir, flag_values.overwrite)
+    check_output(output_dir, "saved_model", flag_values.overwrite)
     if flag_values.weights:
         model = load_model(flag_values.weights, flag_values.preset)
         source = flag_values.weights
     else:
-        if flag_values.preset:
-            raise ValueError("--preset needs --weights (the bundled weights carry their config)")
         model = load_pretrained()
         source = "the bundled default weights"
     export_saved_model(model, output_dir, flag_values.max_scale, flag_values.max_output_pixels,
@@ -509,9 +827,9 @@ def _tflite_command(flag_values):
                          f"got {flag_values.calibration_patches}")
     input_size = _parse_input_size(flag_values.input_size)
     output = pathlib.Path(flag_values.output)
-    _prepare_target(output, flag_values.overwrite)
-    fsdn = load_model(flag_values.weights, flag_values.preset, fsdn_scale=flag_values.scale)
+    check_output(output, "tflite", flag_values.overwrite)
     images = verification_images(flag_values.images, input_size)
+    fsdn = load_model(flag_values.weights, flag_values.preset, fsdn_scale=flag_values.scale)
     content = convert_tflite(fsdn, flag_values.quantize, input_size, flag_values.images,
                              flag_values.calibration_patches)
     result = verify_tflite(content, fsdn, images, flag_values.quantize, flag_values.num_threads)
@@ -526,14 +844,15 @@ def _tflite_command(flag_values):
     if not result["ok"]:
         raise ValueError(f"the {flag_values.quantize} model misses its requirement "
                          f"({result['requirement']}); nothing written")
-    _write_atomically(output, lambda path: path.write_bytes(content), flag_values.overwrite)
+    _write_atomically(output, lambda path: path.write_bytes(content), "tflite",
+                      flag_values.overwrite)
     print(f"wrote {output}")
 
 
 def main(argv):
     commands = {"saved_model": _saved_model_command, "tflite": _tflite_command}
     if len(argv) != 2 or argv[1] not in commands:
-        print("error: usage: python -m asdn_tf.export saved_model|tflite [--flags]",
+        print("export: usage: python -m asdn_tf.export saved_model|tflite [--flags]",
               file=sys.stderr)
         return 2
     command = argv[1]
@@ -541,17 +860,25 @@ def main(argv):
     stray = sorted(name for names in _COMMAND_FLAGS.values() for name in names
                    if name not in _COMMAND_FLAGS[command] and flag_values[name].present)
     if stray:
-        print(f"error: --{stray[0]} does not apply to {command}", file=sys.stderr)
+        print(f"export: --{stray[0]} does not apply to {command}", file=sys.stderr)
         return 2
     try:
         commands[command](flag_values)
     except (ValueError, OSError) as error:  # FileNotFoundError and FileExistsError included.
-        print(f"error: {error}", file=sys.stderr)
+        print(f"export: {_first_line(error)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("export: interrupted; nothing written", file=sys.stderr)
+        return 130
     return 0
 
 
-if __name__ == "__main__":
-    # Flags are defined here, not at import, so importing the library defines none.
+def run():
+    """`python -m asdn_tf.export`: flags are defined here, not at import, so importing the
+    library defines none."""
     _define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.one_line_flags_parser("export"))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,10 +1,16 @@
-"""The SavedModel (loaded as TF Serving loads it) and the TFLite export.
+"""The SavedModel (loaded as TF Serving loads it), the TFLite export, and what the export
+command may write over.
 
-One tiny ASDN is exported once for the module; the TFLite tests convert one tiny FSDN.
+One tiny ASDN is exported once for the module; the TFLite tests convert one tiny FSDN. Hostile
+requests to the SavedModel are in test_export_bombs.py.
 """
 
 import base64
+import errno
+import hashlib
+import importlib.metadata
 import importlib.util
+import io
 import json
 import os
 import pathlib
@@ -16,9 +22,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 import asdn_tf
-from asdn_tf import export
+from asdn_tf import evaluate, export, fileio
 from asdn_tf.image_io import read_image
 from asdn_tf.inference import upscale_tensor
 
@@ -27,7 +34,8 @@ MAX_OUTPUT_PIXELS = 50_000
 
 
 def _load_client():
-    spec = importlib.util.spec_from_file_location("asdn_export_client", ROOT / "export" / "client.py")
+    spec = importlib.util.spec_from_file_location("asdn_serving_client",
+                                                  ROOT / "serving" / "client.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -36,14 +44,40 @@ def _load_client():
 def _reference_uint8(model, image, scale):
     """The in-process model on a uint8 batch, quantised as the signature does."""
     output = upscale_tensor(model, image.astype(np.float32) / 255.0, scale)
-    return np.round(np.asarray(output) * 255.0).astype(np.uint8)
+    return evaluate.to_uint8(output)
 
 
-def _run(args):
+def _run(args, cwd=ROOT, **environment):
     """Runs a command with TF's C++ logging quiet; returns the CompletedProcess."""
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
-    return subprocess.run(args, capture_output=True, text=True, env=environment, cwd=ROOT,
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT),
+                   **environment}
+    return subprocess.run(args, capture_output=True, text=True, env=environment, cwd=cwd,
                           timeout=300)
+
+
+def _one_line_error(result, words):
+    """The command failed with exit status 1 and one line on stderr that starts with `words`."""
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines()
+             if line.strip() and not line.startswith(("I0000", "W0000", "E0000", "WARNING"))]
+    assert len(lines) == 1 and lines[0].startswith(words), lines
+
+
+def _tree(folder):
+    """{relative path: sha256} of every file under `folder`, and the folders."""
+    folder = pathlib.Path(folder)
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            if path.is_file() else "folder" for path in sorted(folder.rglob("*"))}
+
+
+def _user_files(folder):
+    """A folder of files a user owns: what no export may replace."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "holiday.jpg").write_bytes(b"\xff\xd8\xff not really a photo")
+    (folder / "notes").mkdir()
+    (folder / "notes" / "todo.txt").write_text("back up the photos")
+    return _tree(folder)
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +163,9 @@ def test_signatures(loaded, saved_model_dir):
         assert {key: spec.dtype for key, spec in specs.items()} == inputs
         assert specs["scale"].shape.rank == 0
         assert {key: spec.dtype for key, spec in function.structured_outputs.items()} == outputs
+    # The batch signatures declare any shape and check [batch, height, width, 3] themselves.
     assert loaded.signatures["serving_default"].structured_input_signature[1]["image"].shape \
-        .as_list() == [None, None, None, 3]
+        .rank is None
     leftovers = [p.name for p in saved_model_dir.parent.iterdir() if p.name != "1"]
     assert leftovers == []
 
@@ -153,7 +188,8 @@ def test_float_and_encoded_signatures(loaded, tiny_model, image):
         encoded = encode(image[0])
         png = loaded.signatures["upscale_encoded"](image_bytes=encoded,
                                                    scale=tf.constant(2.5))["png_bytes"]
-        decoded = tf.io.decode_image(encoded, channels=3).numpy()[None]
+        # What the CLI decodes (Pillow); for a JPEG, TF's accurate IDCT gives the same pixels.
+        decoded = np.asarray(Image.open(io.BytesIO(encoded.numpy())).convert("RGB"))[None]
         np.testing.assert_array_equal(tf.io.decode_png(png).numpy()[None],
                                       loaded.signatures["serving_default"](
                                           image=tf.constant(decoded),
@@ -187,7 +223,7 @@ def test_session_loader_answers_a_predict_request(session, tiny_model, image):
 
 
 def test_client_requests_through_the_session(session, loaded, image):
-    """export/client.py's gRPC request and REST JSON, answered through the session."""
+    """serving/client.py's gRPC request and REST JSON, answered through the session."""
     client = _load_client()
     png_in = tf.io.encode_png(image[0]).numpy()
     expected = loaded.signatures["upscale_encoded"](
@@ -207,6 +243,32 @@ def test_client_requests_through_the_session(session, loaded, image):
     assert client.rest_png(reply) == expected
     with pytest.raises(RuntimeError, match="not an upscaling"):
         client.rest_png({"error": "scale must be greater than 1 (1 is not an upscaling)"})
+
+
+def test_client_writes_only_where_it_may(image, tmp_path, monkeypatch, capsys):
+    client = _load_client()
+    monkeypatch.setattr(client, "predict_rest", lambda *args, **kwargs: b"upscaled PNG")
+    source = tmp_path / "in.png"
+    source.write_bytes(tf.io.encode_png(image[0]).numpy())
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"my picture")
+    (tmp_path / "notes.txt").write_text("not an image")
+    before = _tree(tmp_path)
+    for args, words in (([f"--output={mine}"], "already exists"),
+                        ([f"--output={source}", "--overwrite"], "is the input image"),
+                        ([f"--output={tmp_path}", "--overwrite"], "is a folder"),
+                        ([f"--image={tmp_path / 'notes.txt'}", f"--output={tmp_path / 'n.png'}"],
+                         "is not a PNG or JPEG file")):
+        assert client.main([f"--image={source}", "--scale=2", *args]) == 1
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and words in lines[0], lines
+    with pytest.raises(SystemExit, match="2"):
+        client.main([f"--image={source}", "--scale=x", f"--output={tmp_path / 'o.png'}"])
+    assert capsys.readouterr().err == "error: argument --scale: invalid float value: 'x'\n"
+    assert _tree(tmp_path) == before
+    assert client.main([f"--image={source}", "--scale=2", f"--output={mine}", "--overwrite"]) == 0
+    assert mine.read_bytes() == b"upscaled PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "mine.png", "notes.txt"]
 
 
 @pytest.mark.parametrize("scale,words", [
@@ -240,7 +302,7 @@ def test_bad_images_are_invalid_argument(loaded):
     with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or infinite"):
         loaded.signatures["upscale_float"](image=tf.fill([1, 4, 4, 3], np.nan),
                                            scale=tf.constant(2.0))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="must be a PNG or JPEG file"):
         loaded.signatures["upscale_encoded"](image_bytes=tf.constant(b"not an image"),
                                              scale=tf.constant(2.0))
 
@@ -275,24 +337,224 @@ def test_export_refuses_to_replace_and_leaves_nothing_on_failure(tiny_model, tmp
 
 
 @pytest.mark.parametrize("args,words", [
-    (["saved_model", "--weights=missing.weights.h5"], "error: weights file not found"),
+    (["saved_model", "--weights=missing.weights.h5"], "export: weights file not found"),
     (["tflite", "--weights=missing.keras", "--scale=2", "--images=.", "--output=m.tflite",
-      "--input_size=12"], "error: --input_size must be HEIGHTxWIDTH"),
+      "--input_size=12"], "export: --input_size must be HEIGHTxWIDTH"),
+    (["tflite", "--weights=missing.keras", "--scale=2", "--images=.", "--output=m.tflite",
+      "--quantize=bogus"], "export: flag --quantize=bogus: value should be one of"),
 ])
 def test_cli_errors_are_one_line(tmp_path, args, words):
     target = tmp_path / "out"
     if args[0] == "saved_model":
         args = args + [f"--output_dir={target}"]
     result = _run([sys.executable, "-m", "asdn_tf.export", *args])
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith(words)
+    _one_line_error(result, words)
     assert not target.exists() and not (ROOT / "m.tflite").exists()
 
 
 def test_import_defines_no_flags():
     from absl import flags
     assert "quantize" not in flags.FLAGS and "output_dir" not in flags.FLAGS
+
+
+def test_uint8_rounds_halves_away_from_zero(loaded, image):
+    """As MATLAB and evaluate.to_uint8 round, not half to even."""
+    halves = (np.arange(256, dtype=np.float32) + np.float32(0.5)) / np.float32(255)
+    assert np.any(halves * np.float32(255) % 1 == 0.5)  # some products are exact halves
+    np.testing.assert_array_equal(export._to_uint8(tf.constant(halves)).numpy(),
+                                  evaluate.to_uint8(halves))
+    pixels = image.astype(np.float32) / 255.0
+    as_float = loaded.signatures["upscale_float"](image=tf.constant(pixels),
+                                                  scale=tf.constant(2.5))["image"].numpy()
+    as_uint8 = loaded.signatures["serving_default"](image=tf.constant(image),
+                                                    scale=tf.constant(2.5))["image"].numpy()
+    np.testing.assert_array_equal(as_uint8, evaluate.to_uint8(as_float))
+
+
+# ---------------------------------------------------------------------------------------------
+# What an export may write over
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tiny_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "asdn.weights.h5"
+    tiny_model.save_weights(path)
+    return path
+
+
+def _saved_model_command(tiny_weights, output_dir, *flags, cwd=ROOT):
+    return _run([sys.executable, "-m", "asdn_tf.export", "saved_model",
+                 f"--output_dir={output_dir}", f"--weights={tiny_weights}", "--preset=tiny",
+                 f"--max_output_pixels={MAX_OUTPUT_PIXELS}", *flags], cwd=cwd)
+
+
+def test_overwrite_replaces_an_earlier_saved_model(tiny_model, saved_model_dir, tmp_path):
+    earlier = tmp_path / "asdn" / "1"
+    shutil.copytree(saved_model_dir, earlier)
+    (earlier / "variables" / "variables.index").write_bytes(b"an older version")
+    export.export_saved_model(tiny_model, earlier, max_output_pixels=MAX_OUTPUT_PIXELS,
+                              overwrite=True)
+    assert set(_tree(earlier)) == set(_tree(saved_model_dir))
+    assert (earlier / "variables" / "variables.index").read_bytes() == (
+        saved_model_dir / "variables" / "variables.index").read_bytes()
+    assert [p.name for p in earlier.parent.iterdir()] == ["1"]
+
+
+@pytest.mark.parametrize("layout", ["user files", "a SavedModel and a user file",
+                                    "a user file in variables/", "a user file in assets/",
+                                    "a file", "a symbolic link"])
+def test_overwrite_refuses_what_is_not_a_saved_model(tiny_model, saved_model_dir, tmp_path,
+                                                     layout):
+    target = tmp_path / "out"
+    if layout == "user files":
+        _user_files(target)
+    elif layout == "a file":
+        target.write_text("my thesis")
+    elif layout == "a symbolic link":
+        _user_files(tmp_path / "mine")
+        target.symlink_to(tmp_path / "mine")
+    else:
+        shutil.copytree(saved_model_dir, target)
+        inside = {"a user file in variables/": "variables", "a user file in assets/": "assets"}
+        (target / inside.get(layout, "") / "mine.txt").write_text("x")
+    before = _tree(tmp_path)
+    with pytest.raises((FileExistsError, ValueError), match="refusing to replace"):
+        export.export_saved_model(tiny_model, target, overwrite=True)
+    assert _tree(tmp_path) == before
+
+
+def test_cli_overwrite_leaves_a_folder_of_user_files_alone(tiny_weights, tmp_path):
+    before = _user_files(tmp_path / "photos")
+    result = _saved_model_command(tiny_weights, tmp_path / "photos", "--overwrite")
+    _one_line_error(result, "export: refusing to replace")
+    assert "holiday.jpg" in result.stderr and _tree(tmp_path / "photos") == before
+
+
+@pytest.mark.parametrize("where", [".", "..", "working folder"])
+def test_cli_never_writes_over_the_working_folder_or_one_holding_it(tiny_weights, tmp_path,
+                                                                    where):
+    working = tmp_path / "work"
+    before = _user_files(working)
+    output_dir = working if where == "working folder" else where
+    result = _saved_model_command(tiny_weights, output_dir, "--overwrite", cwd=working)
+    _one_line_error(result, "export: refusing to write an export at")
+    assert _tree(working) == before and sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+
+
+def test_home_and_root_are_never_outputs(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    before = _user_files(home)
+    monkeypatch.setenv("HOME", str(home))  # Path.home(), so a broken check spoils no real home
+    for path, words in ((home, "the home folder"), (pathlib.Path("/"), "the working folder")):
+        for kind in ("saved_model", "tflite"):
+            with pytest.raises(ValueError, match=f"refusing to write an export at .*{words}"):
+                export.check_output(path, kind, overwrite=True)
+    assert _tree(home) == before
+
+
+def test_tflite_overwrite_replaces_only_a_tflite_file(fsdn, set5, tmp_path):
+    earlier = tmp_path / "earlier.tflite"
+    earlier.write_bytes(bytes(4) + b"TFL3" + bytes(8))
+    export.check_output(earlier, "tflite", overwrite=True)
+    not_a_model = tmp_path / "notes.tflite"
+    not_a_model.write_text("not a model")
+    before = _user_files(tmp_path / "folder")
+    for path, words in ((not_a_model, "not a TFLite model"), (tmp_path / "folder", "a folder")):
+        with pytest.raises(FileExistsError, match=words):
+            export.check_output(path, "tflite", overwrite=True)
+    weights = tmp_path / "fsdn.weights.h5"
+    fsdn.save_weights(weights)
+    result = _run([sys.executable, "-m", "asdn_tf.export", "tflite", f"--weights={weights}",
+                   "--preset=tiny", "--scale=2", f"--images={set5}",
+                   f"--output={tmp_path / 'folder'}", "--overwrite"])
+    _one_line_error(result, "export: refusing to replace")
+    assert _tree(tmp_path / "folder") == before and not_a_model.read_text() == "not a model"
+
+
+def test_full_disk_is_one_line_and_leaves_nothing(tiny_model, tmp_path, monkeypatch):
+    def full_disk(module, path, signatures):
+        pathlib.Path(path, "variables").mkdir(parents=True)
+        pathlib.Path(path, "saved_model.pb").write_bytes(b"half")
+        raise tf.errors.ResourceExhaustedError(
+            None, None, f"{path}/variables/variables.data-00000-of-00001; No space left on "
+            "device\n\t[[{{node SaveV2}}]]")
+
+    monkeypatch.setattr(tf.saved_model, "save", full_disk)
+    with pytest.raises(OSError, match=r"^cannot write .*models/asdn/1: .*No space left on "
+                                      r"device$"):
+        export.export_saved_model(tiny_model, tmp_path / "models" / "asdn" / "1")
+
+    def no_space(path):
+        path.write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    with pytest.raises(OSError, match=r"^cannot write .*m\.tflite: No space left on device$"):
+        export._write_atomically(tmp_path / "lite" / "m.tflite", no_space, "tflite", False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_full_disk_is_one_line(tiny_weights, tmp_path):
+    script = ("import sys, tensorflow as tf\n"
+              "from asdn_tf import export\n"
+              "def full_disk(*args, **kwargs):\n"
+              "    raise tf.errors.ResourceExhaustedError(None, None, 'No space left on device')\n"
+              "tf.saved_model.save = full_disk\n"
+              "sys.argv = ['export', *sys.argv[1:]]\n"
+              "export.run()\n")
+    result = _run([sys.executable, "-c", script, "saved_model",
+                   f"--output_dir={tmp_path / 'asdn' / '1'}", f"--weights={tiny_weights}",
+                   "--preset=tiny"])
+    _one_line_error(result, "export: cannot write")
+    assert "No space left on device" in result.stderr and list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def unwritable_folder(tmp_path):
+    """A folder no file can be created in: read-only for a user; sysfs for root, whom
+    permissions do not stop."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    for candidate in (folder, pathlib.Path("/sys")):
+        try:
+            fileio.check_writable(candidate)
+        except OSError:
+            yield candidate
+            break
+    else:
+        pytest.skip("no folder here refuses to be written")
+    folder.chmod(0o755)
+
+
+def test_unwritable_folder_is_reported_before_any_work(unwritable_folder, tmp_path):
+    """The weights are missing too: the folder is what the command reports, as it checks the
+    output before it loads anything."""
+    result = _run([sys.executable, "-m", "asdn_tf.export", "saved_model",
+                   f"--output_dir={unwritable_folder / 'asdn_export'}",
+                   f"--weights={tmp_path / 'missing.weights.h5'}"])
+    _one_line_error(result, f"export: cannot write to folder {unwritable_folder}")
+    result = _run([sys.executable, "-m", "asdn_tf.export", "tflite",
+                   f"--output={unwritable_folder / 'm.tflite'}", "--scale=2",
+                   f"--weights={tmp_path / 'missing.weights.h5'}", f"--images={tmp_path}"])
+    _one_line_error(result, f"export: cannot write to folder {unwritable_folder}")
+
+
+def test_runs_from_a_folder_holding_a_clone_named_asdn_tf(tmp_path):
+    """From there `asdn_tf` is the clone (a namespace package: python -m puts the working
+    folder first on sys.path), and a top-level folder of the clone named like a module of the
+    package, as export/ was, is found before that module."""
+    try:
+        importlib.metadata.distribution("asdn_tf")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("asdn_tf is not installed (pip install -e .)")
+    (tmp_path / "asdn_tf").symlink_to(ROOT, target_is_directory=True)
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-m", "asdn_tf.export", "saved_model",
+                             "--output_dir=out", "--weights=missing.weights.h5"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                            env={**environment, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    _one_line_error(result, "export: weights file not found")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["asdn_tf"]
 
 
 # ---------------------------------------------------------------------------------------------
