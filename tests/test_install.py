@@ -136,6 +136,8 @@ def test_wheel_holds_weights_flagfiles_and_serving_client(plain_env, source, tmp
     """)
     version = _run([python, "-c", script], work).stdout.split()[-1]
     assert version == _source_version(source)
+    assert _run([bin_dir / "asdn-upscale", "--version"], work).stdout.split() == [
+        "asdn-upscale", version]
     photo = work / "photo.png"
     _run([python, "-c", "import numpy as np; from PIL import Image; "
           f"Image.fromarray(np.full((24, 20, 3), 128, np.uint8)).save({str(photo)!r})"], work)
