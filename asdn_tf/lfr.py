@@ -11,17 +11,24 @@ Example:
 """
 
 import math
+import re
 
 DEFAULT_LEVELS = 11
 DEFAULT_MAX_SCALE = 32.0
 # (L-1)(r-1) is computed in floating point: 1.1 gives 1.0000000000000009, 1.3 gives
 # 3.0000000000000004. Snapping by this much puts such values back on the level grid.
 _SNAP = 1e-6
+# A scale written as text: a plain decimal number (Python's float also takes "1_5", "١٫٥" and
+# "nan", which a user never means as a scale).
+DECIMAL = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
 
 
 def check_scale(scale, max_scale=DEFAULT_MAX_SCALE, name="scale"):
-    """Returns `scale` as a float, or raises ValueError naming the accepted range."""
+    """Returns `scale` as a float, or raises ValueError naming the accepted range; text must be
+    a plain decimal number."""
     try:
+        if isinstance(scale, str) and not DECIMAL.fullmatch(scale):
+            raise ValueError(scale)
         value = float(scale)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number in (1, {max_scale:g}], got {scale!r}") from None

@@ -77,3 +77,14 @@ def test_level_and_weight_rejects_scales_above_two():
 def test_output_size_rounds_half_up():
     assert lfr.output_size(10, 15, 1.5) == (15, 23)
     assert lfr.output_size(7, 9, 3.3) == (23, 30)
+
+
+@pytest.mark.parametrize("text", ["1_5", "nan", "inf", "0x2", "\u0661.\u0665", "2,5", ""])
+def test_scale_text_must_be_a_plain_decimal(text):
+    with pytest.raises(ValueError, match="must be a number in"):
+        lfr.check_scale(text)
+
+
+@pytest.mark.parametrize("text,value", [("2", 2.0), (" 3.3 ", 3.3), ("1.5e0", 1.5), (".5e1", 5.0)])
+def test_plain_decimal_scale_text_is_read(text, value):
+    assert lfr.check_scale(text) == value
