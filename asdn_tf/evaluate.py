@@ -312,14 +312,15 @@ def describe_degradation(name):
 
 def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, output_json=None,
         output_csv=None, save_images=None, plot_path=None, progress=None,
-        degradation="bicubic", announce=None):
+        degradation="bicubic", announce=None, model_name=None):
     """What the command does; returns the report. Raises ValueError / OSError on bad input.
 
     `method` is "bicubic", "asdn", or a list of them ("bicubic,asdn" on the command line);
     `degradation` one name of `degradation.EVALUATION` or a list. Every method is measured
     under every degradation; the report is one table, or with bicubic and asdn together the
     README's side-by-side comparison (one per degradation). `announce(text)` is told what will
-    be measured before the work starts.
+    be measured before the work starts. `model_name` picks a bundled model ("default",
+    "photo") for asdn instead of `weights`.
     """
     degradations = ([degradation] if isinstance(degradation, str)
                     else list(dict.fromkeys(degradation)))
@@ -335,8 +336,12 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
                              f"got {name!r}")
     if not methods:
         raise ValueError(f"--method is empty: name one or more of {', '.join(METHODS)}")
-    if (weights or preset) and "asdn" not in methods:
-        raise ValueError("--weights and --preset need --method=asdn")
+    if (weights or preset or model_name) and "asdn" not in methods:
+        raise ValueError("--weights, --preset and --model need --method=asdn")
+    if weights and model_name:
+        raise ValueError("give --model (a bundled model) or --weights (a file), not both")
+    if model_name:
+        pretrained.bundled_weights(model_name)
     if preset and not weights:
         raise ValueError("--preset needs --weights (the bundled weights know their preset)")
     if not data_dir:
@@ -348,7 +353,7 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
     model = None
     if "asdn" in methods:
         model = (pretrained.load_model(weights, preset) if weights
-                 else pretrained.load_pretrained())
+                 else pretrained.load_pretrained(model_name or "default"))
     count = sum(len(images) for images in loaded.values()) * len(scales)
     if announce:
         announce(f"measuring {count * len(methods) * len(degradations)} SR images "
@@ -388,7 +393,8 @@ def main(argv):
                     options.scales, options.method, options.weights, options.preset,
                     options.output_json, options.output_csv, options.save_images, options.plot,
                     TextProgress(), options.degradation,
-                    lambda text: print(f"evaluate: {text}", file=sys.stderr, flush=True))
+                    lambda text: print(f"evaluate: {text}", file=sys.stderr, flush=True),
+                    options.model)
     except (ValueError, OSError) as error:
         sys.exit(f"evaluate: {error}")
     print(table)
@@ -405,6 +411,8 @@ if __name__ == "__main__":
     flags.DEFINE_string("weights", None, "asdn: .weights.h5 or .keras file (default: the "
                         "weights bundled in the package).")
     flags.DEFINE_string("preset", None, "asdn: model preset for --weights without a sidecar.")
+    flags.DEFINE_string("model", None, "asdn: a bundled model, default or photo, instead of "
+                        "--weights (default: the default model).")
     flags.DEFINE_string("output_json", None, "Write {\"results\": [...]} (with per-image scores).")
     flags.DEFINE_string("output_csv", None, "Write the results as CSV.")
     flags.DEFINE_string("save_images", None, "Folder for the SR images (PNG).")

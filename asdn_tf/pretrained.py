@@ -20,7 +20,15 @@ import threading
 
 from asdn_tf import config as config_lib
 
-PACKAGE_WEIGHTS = pathlib.Path(__file__).parent / "weights" / "default.weights.h5"
+WEIGHTS_FOLDER = pathlib.Path(__file__).parent / "weights"
+PACKAGE_WEIGHTS = WEIGHTS_FOLDER / "default.weights.h5"
+# The models bundled in the package, by name: "default" is trained on the benchmark's bicubic
+# (the literature's protocol), "photo" on a random mix of resizing kernels, blur, noise and JPEG
+# (real photographs; ../README.md compares them).
+BUNDLED = ("default", "photo")
+# What `asdn-upscale` and `asdn_tf.upscale` use when no model is named; the benchmark commands
+# (evaluate, export) use "default".
+UPSCALE_MODEL = "default"
 
 # Inference precisions: the Keras dtype policy each builds the network under. bfloat16 keeps
 # the weights in float32 and computes in bfloat16: on CPUs with AMX (Sapphire Rapids and later)
@@ -192,25 +200,34 @@ def _load_weights(model, path, preset):
             from None
 
 
-def load_pretrained(precision="float32"):
-    """The model with the default weights bundled inside the package, computing in
-    `precision` ("float32" or "bfloat16", see PRECISIONS)."""
-    if not PACKAGE_WEIGHTS.exists():
+def bundled_weights(name="default"):
+    """The path of the bundled model `name` (one of BUNDLED); raises ValueError naming them."""
+    if name not in BUNDLED:
+        raise ValueError(f"unknown model {name!r}; the bundled models are {', '.join(BUNDLED)}")
+    return PACKAGE_WEIGHTS if name == "default" else WEIGHTS_FOLDER / f"{name}.weights.h5"
+
+
+def load_pretrained(name="default", precision="float32"):
+    """The bundled model `name` ("default": the benchmark's; "photo": for real photographs),
+    computing in `precision` ("float32" or "bfloat16", see PRECISIONS)."""
+    path = bundled_weights(name)
+    if not path.exists():
         raise FileNotFoundError(
-            f"no default weights are bundled in this install ({PACKAGE_WEIGHTS}); "
+            f"no {name} weights are bundled in this install ({path}); "
             "pass a model or --weights")
-    return load_model(PACKAGE_WEIGHTS, precision=precision)
+    return load_model(path, precision=precision)
 
 
-def shared_pretrained(precision="float32"):
-    """The bundled model, loaded once per process and precision: what `asdn_tf.upscale` and
-    `asdn_tf.upscale_file` use when given no model, so that later calls neither reload the
-    weights nor trace the network again. Do not train or change it; `load_pretrained` gives a
-    model of your own."""
-    key = (PACKAGE_WEIGHTS, check_precision(precision))
+def shared_pretrained(precision="float32", name=None):
+    """The bundled model `name` (by default UPSCALE_MODEL), loaded once per process and
+    precision: what `asdn_tf.upscale` and `asdn_tf.upscale_file` use when given no model, so
+    that later calls neither reload the weights nor trace the network again. Do not train or
+    change it; `load_pretrained` gives a model of your own."""
+    name = name or UPSCALE_MODEL
+    key = (bundled_weights(name), check_precision(precision))
     with _SHARED_LOCK:
         if key not in _SHARED:
-            _SHARED[key] = load_pretrained(precision)
+            _SHARED[key] = load_pretrained(name, precision)
         return _SHARED[key]
 
 

@@ -290,15 +290,17 @@ def _file_id(path):
     return status.st_dev, status.st_ino
 
 
-def load_model(weights=None, preset=None, precision="float32"):
-    """The model for the command: `weights` (with `preset`), or the bundled default, computing
-    in `precision`."""
+def load_model(weights=None, preset=None, precision="float32", name=None):
+    """The model for the command: `weights` (with `preset`), or the bundled model `name` (by
+    default `pretrained.UPSCALE_MODEL`), computing in `precision`."""
     from asdn_tf.model import ASDN  # imports TensorFlow
     if weights is None:
         if preset is not None:
             raise ValueError("--preset only applies to --weights; give both, or neither for the "
                              "bundled weights")
-        return pretrained.shared_pretrained(precision)
+        return pretrained.shared_pretrained(precision, name)
+    if name is not None:
+        raise ValueError("give --model (a bundled model) or --weights (a file), not both")
     model = pretrained.load_model(weights, preset, precision=precision)
     if not isinstance(model, ASDN):
         raise ValueError(f"{weights} is not an ASDN model ({type(model).__name__}); upscaling "
@@ -341,6 +343,9 @@ def define_flags(flag_values=flags.FLAGS):
     define("integer", "height", None, "The output height; the width keeps the aspect ratio.")
     define("string", "weights", None,
            "A .weights.h5 or .keras file; by default the weights bundled with the package.")
+    define("string", "model", None,
+           f"A bundled model: {', '.join(pretrained.BUNDLED)}; by default "
+           f"{pretrained.UPSCALE_MODEL}.")
     define("string", "preset", None,
            f"The preset --weights were trained with, one of {sorted(config.PRESETS)}; by "
            "default their JSON sidecar's config, else 'default'.")
@@ -480,7 +485,7 @@ def execute(values, arguments=()):
     written, megapixels = 0, 0.0
     if jobs and not (failed and values.fail_fast):
         try:
-            model = load_model(values.weights, values.preset, values.precision)
+            model = load_model(values.weights, values.preset, values.precision, values.model)
         except _USER_ERRORS as error:
             _say(error)
             return 1

@@ -76,6 +76,9 @@ def bad_data(tmp_path_factory):
     ({"data_dir": None}, "ASDN_DATASETS"),
     ({"sets": []}, "--sets is empty"),
     ({"weights": "w.weights.h5"}, "--method=asdn"),
+    ({"model_name": "photo"}, "--method=asdn"),
+    ({"method": "asdn", "model_name": "sharp"}, "unknown model 'sharp'; the bundled models are"),
+    ({"method": "asdn", "model_name": "photo", "weights": "w.weights.h5"}, "not both"),
     ({"method": "asdn", "preset": "tiny"}, "--preset needs --weights"),
     ({"method": "asdn", "weights": "missing.weights.h5"}, "not found"),
 ])
