@@ -2,7 +2,8 @@
 
 Every update draws one LFR level, trains the trunk and that level's branch only (L1 loss,
 Adam, the learning rate halved on a schedule), and the loss is divided by the number of
-replicas. Restarting the same command resumes from the latest checkpoint in --output_dir.
+replicas. Restarting the same command resumes from the newest checkpoint in --output_dir that
+can be restored; `--restart` starts again from step 0 and moves the earlier run's files aside.
 FSDN (`--model=fsdn --scale=S`) fine-tunes a fixed-scale network, usually from ASDN weights
 (`--init_from`).
 
@@ -10,8 +11,10 @@ The flags mirror `ModelConfig`, `DataConfig` and `TrainConfig` (asdn_tf/config.p
 picks the base model config and any model flag given explicitly overrides it.
 """
 
+import contextlib
 import csv
 import dataclasses
+import gc
 import io
 import json
 import math
@@ -29,7 +32,16 @@ from asdn_tf import config as config_lib
 from asdn_tf import data as data_lib
 from asdn_tf import cli, evaluate, fileio
 from asdn_tf.model import build_fsdn, build_model, init_from_asdn
-from asdn_tf.pretrained import dtype_policy, load_model, read_sidecar, sidecar_path
+from asdn_tf.pretrained import (BUNDLED, WEIGHTS_FOLDER, bundled_weights, dtype_policy,
+                                load_model, read_sidecar, sidecar_path)
+
+# What TF's checkpoint writer leaves when it is killed: the shard folder of an unfinished save
+# and the temporary of the `checkpoint` state file (tf.io's atomic write).
+_CHECKPOINT_LEFTOVER = re.compile(r"ckpt-\d+_temp|checkpoint\.tmp[0-9a-f]{32}")
+_CHECKPOINT_INDEX = re.compile(r"ckpt-(\d+)\.index")
+# Files a run writes in --output_dir; --restart moves them aside.
+_RUN_FILES = ("checkpoints", "state.json", "validation.csv", "best.weights.h5", "best.json",
+              "final.weights.h5", "final.json", "logs")
 
 
 class _ExpectedRetracing(logging.logging.Filter):
@@ -128,6 +140,261 @@ def _atomic_write_text(path, text):
         temporary.write_text(text)
 
 
+def _missing_folders(folder):
+    """`folder` and those of its parents that do not exist yet, outermost first."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing[::-1]
+
+
+@contextlib.contextmanager
+def _output_folder(output_dir):
+    """Creates `output_dir`; when the block fails before a checkpoint, weights or state were
+    written (TensorBoard logs aside), removes the folders it created, and only those."""
+    created = _missing_folders(output_dir)
+    _check_writable(output_dir)
+    try:
+        yield
+    except BaseException:
+        wrote = any(path.is_file() and path.relative_to(output_dir).parts[0] != "logs"
+                    for path in output_dir.rglob("*"))
+        if created and not wrote:
+            fileio.remove(created[0])
+        raise
+
+
+def _aside(folder, name):
+    """A path `folder/name-<time>` that does not exist yet."""
+    stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, count = folder / stem, 1
+    while path.exists():
+        count += 1
+        path = folder / f"{stem}-{count}"
+    return path
+
+
+def set_aside(path):
+    """Renames a file that cannot be read to `NAME.bad-<time>` beside it; returns the new path."""
+    target = _aside(path.parent, f"{path.name}.bad")
+    path.rename(target)
+    return target
+
+
+def sweep_leftovers(output_dir):
+    """Removes what killed writes left in a run folder and its checkpoints: `fileio`'s
+    temporaries and TF's checkpoint writer's (`ckpt-N_temp/`, `checkpoint.tmp<hex>`), nothing
+    else; returns how many."""
+    checkpoints = output_dir / "checkpoints"
+    count = fileio.sweep_temporaries(output_dir) + fileio.sweep_temporaries(checkpoints)
+    if checkpoints.is_dir():
+        for entry in checkpoints.iterdir():
+            if _CHECKPOINT_LEFTOVER.fullmatch(entry.name):
+                fileio.remove(entry)
+                count += 1
+    return count
+
+
+def set_aside_run(output_dir):
+    """Moves the files an earlier run wrote in `output_dir` into `output_dir/previous-<time>/`
+    (--restart); returns that folder, or None when there was nothing to move."""
+    present = [output_dir / name for name in _RUN_FILES if (output_dir / name).exists()]
+    if not present:
+        return None
+    folder = _aside(output_dir, "previous")
+    folder.mkdir()
+    for path in present:
+        path.rename(folder / path.name)
+    return folder
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow():
+    """Hides TF's Python warnings, which repeat in several lines what this module says in one."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _recorded_steps(folder):
+    """The steps TF's `checkpoint` state file lists: a set, empty when there is no file, None
+    when the file cannot be read."""
+    if not (folder / "checkpoint").exists():
+        return set()
+    try:
+        with _quiet_tensorflow():
+            state = tf.train.get_checkpoint_state(str(folder))
+    except (ValueError, tf.errors.OpError):  # UnicodeDecodeError for binary garbage
+        return None
+    if state is None or not state.model_checkpoint_path:
+        return None
+    steps = set()
+    for path in (state.model_checkpoint_path, *state.all_model_checkpoint_paths):
+        match = re.fullmatch(r"ckpt-(\d+)", pathlib.Path(path).name)
+        if not match:
+            return None
+        steps.add(int(match[1]))
+    return steps
+
+
+def _checkpoint_files(folder, step):
+    return sorted(path for path in folder.glob(f"ckpt-{step}.*")
+                  if path.name == f"ckpt-{step}.index"
+                  or path.name.startswith(f"ckpt-{step}.data-"))
+
+
+# TF's words for a damaged checkpoint → ours.
+_DAMAGE = (("Checksum does not match", "its data fails the checksum"),
+           ("Read less bytes than requested", "a file is truncated"),
+           ("Failed to find any matching files", "its index file is missing"),
+           ("No such file or directory", "a data file is missing"),
+           ("not an sstable", "its index file is corrupt"),
+           ("block checksum mismatch", "its index file is corrupt"))
+# TF's words for a checkpoint of another network or optimizer.
+_OTHER_MODEL = ("incompatible tensor", "Unresolved object in checkpoint",
+                "does not equal original dtype", "not found in checkpoint")
+
+
+def _why(error):
+    text = str(error)
+    for words, reason in _DAMAGE:
+        if words in text:
+            return reason
+    if any(words in text for words in _OTHER_MODEL):
+        return ("it was written for another network or optimizer (other model flags or "
+                "--mixed_precision?)")
+    text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text.strip())
+    return (text.splitlines() or [type(error).__name__])[0][:120]
+
+
+def _restore(checkpoint, step_variable, folder, step):
+    """Restores `folder/ckpt-<step>` into `checkpoint`'s objects; None when every object was
+    matched and the step reads back, else why not."""
+    try:
+        checkpoint.restore(str(folder / f"ckpt-{step}")).assert_consumed()
+        reason = None
+    except Exception as error:  # TF raises OpError, IndexError, ValueError or AssertionError.
+        reason = _why(error)
+    if reason is not None:
+        with _quiet_tensorflow():
+            gc.collect()  # a failed restore's remains warn when collected, at exit if not now
+        return reason
+    if int(step_variable) != step:
+        return f"it holds step {int(step_variable)}"
+    return None
+
+
+def restore_newest(checkpoint, step_variable, folder):
+    """Restores the newest checkpoint in `folder` that can be restored; returns its step, or
+    None when there is none to restore.
+
+    Every `ckpt-N.index` on disk and every step the `checkpoint` state file lists is tried,
+    newest first. A failed restore may have set some variables; the next one sets all of them.
+    The newest one, if it is newer than all the state file records and cannot be restored, is
+    the leftover of a killed write and is removed; others that cannot be restored are moved
+    into `folder/damaged-<time>/` with one warning, as is an unreadable state file, which is
+    then written again from the files on disk.
+
+    Raises:
+        TrainingError: checkpoints exist and none can be restored; nothing was changed.
+    """
+    if not folder.is_dir():
+        return None
+    # Created now, the counter is restored at once; otherwise a failed restore leaves it a
+    # pending restoration that warns in several lines when the process exits.
+    checkpoint.save_counter
+    recorded = _recorded_steps(folder)
+    on_disk = {int(match[1]) for match in map(_CHECKPOINT_INDEX.fullmatch,
+                                               (path.name for path in folder.iterdir())) if match}
+    candidates = sorted(on_disk | (recorded or set()), reverse=True)
+    interrupted, damaged, restored = None, [], None
+    for step in candidates:
+        reason = _restore(checkpoint, step_variable, folder, step)
+        if reason is None:
+            restored = step
+            break
+        if step == candidates[0] and recorded is not None and step > max(recorded, default=0):
+            interrupted = step
+        else:
+            damaged.append((step, reason))
+    if restored is None and damaged:
+        listed = "; ".join(f"ckpt-{step}: {reason}" for step, reason in damaged)
+        raise TrainingError(f"no checkpoint in {folder} can be restored ({listed}); nothing was "
+                            "changed: rerun with --restart to move the run's files aside and "
+                            "start from step 0, or use another --output_dir")
+    if interrupted is not None:
+        for path in _checkpoint_files(folder, interrupted):
+            path.unlink()
+        logging.info("removed ckpt-%d, a checkpoint whose writing was interrupted", interrupted)
+    if damaged or recorded is None:
+        aside = _aside(folder, "damaged")
+        aside.mkdir()
+        for step, _ in damaged:
+            for path in _checkpoint_files(folder, step):
+                path.rename(aside / path.name)
+        if recorded is None and (folder / "checkpoint").exists():
+            (folder / "checkpoint").rename(aside / "checkpoint")
+        problems = [f"ckpt-{step} cannot be restored ({reason})" for step, reason in damaged]
+        if recorded is None:
+            problems.append("the state file `checkpoint` is unreadable")
+        logging.warning("%s: %s; moved to %s; %s", folder, ", ".join(problems), aside,
+                        "starting from step 0" if restored is None
+                        else f"resuming from ckpt-{restored}")
+    kept = sorted(step for step in on_disk if _checkpoint_files(folder, step))
+    if restored is not None and (recorded != set(kept) or max(kept) != restored):
+        _write_checkpoint_state(folder, kept)
+    return restored
+
+
+def _write_checkpoint_state(folder, steps):
+    """Writes TF's `checkpoint` state file listing `folder/ckpt-<step>` for `steps` (increasing),
+    as CheckpointManager does: it keeps the newest keep_checkpoints of them and deletes the
+    others as it saves."""
+    times = [(folder / f"ckpt-{step}.index").stat().st_mtime for step in steps]
+    _atomic_write_text(folder / "checkpoint", "".join(
+        [f'model_checkpoint_path: "ckpt-{steps[-1]}"\n']
+        + [f'all_model_checkpoint_paths: "ckpt-{step}"\n' for step in steps]
+        + [f"all_model_checkpoint_timestamps: {when!r}\n" for when in times]
+        # The manager only deletes checkpoints newer than this.
+        + [f"last_preserved_timestamp: {min(times) - 1!r}\n"]))
+
+
+def load_state(output_dir):
+    """The run's state.json as a dict ({} before the first checkpoint). A file that cannot be
+    read is set aside with one warning and its best PSNR taken from best.json, so that the
+    best weights are only replaced by better ones."""
+    path = output_dir / "state.json"
+    if not path.exists():
+        return {}
+    try:
+        state = json.loads(path.read_text())
+        numbers = [state.get(key, 0.0) for key in ("seconds", "best_psnr")]
+        if (all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers)
+                and isinstance(state.get("latest_validation", {}), dict)):
+            return state
+    except (ValueError, AttributeError):  # not JSON, or JSON but not an object
+        pass
+    aside = set_aside(path)
+    state = {}
+    best = output_dir / "best.weights.h5"
+    try:
+        psnr = read_sidecar(best).get("validation_psnr") if best.exists() else None
+    except ValueError:
+        psnr = None
+    if psnr:
+        state["best_psnr"] = float(np.mean(list(psnr.values())))
+    logging.warning("%s is unreadable; moved to %s; the best PSNR so far is %s", path, aside,
+                    f"{state['best_psnr']:.2f} dB (from best.json)" if state
+                    else "unknown: the next validation writes best.weights.h5")
+    return state
+
+
 def save_weights(network, path, sidecar):
     """Writes `path` (.weights.h5) and its JSON sidecar through temporary files and renames."""
     with fileio.atomic_path(path) as temporary:
@@ -155,12 +422,8 @@ def record_validation(path, step, psnr_by_scale):
     Rows from `step` on are dropped first (a resumed run repeats them), and the columns are the
     union of the scales seen, so the curve survives resumes and changed validation scales.
     """
-    rows, columns = [], []
-    if path.exists():
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            columns = [name for name in reader.fieldnames or () if name != "step"]
-            rows = [row for row in reader if int(row["step"]) < step]
+    columns, rows = read_validation_curve(path)
+    rows = [row for row in rows if int(row["step"]) < step]
     row = {"step": step}
     for scale, value in psnr_by_scale.items():
         name = f"x{scale:g}"
@@ -172,6 +435,34 @@ def record_validation(path, step, psnr_by_scale):
     writer.writeheader()
     writer.writerows([*rows, row])
     _atomic_write_text(path, out.getvalue())
+
+
+def read_validation_curve(path):
+    """(scale columns, rows) of the CSV `record_validation` writes; ([], []) when there is none.
+    A file that is not such a curve is set aside as `validation.csv.bad-<time>` with one
+    warning, and the curve starts again."""
+    if not path.exists():
+        return [], []
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            names = reader.fieldnames or []
+        if names[:1] != ["step"] or len(set(names)) != len(names):
+            raise ValueError("no step column")
+        for row in rows:
+            if None in row or None in row.values():
+                raise ValueError("a row does not fit the header")
+            int(row["step"])
+            for name, value in row.items():
+                if name != "step" and value:
+                    float(value)
+    except (ValueError, csv.Error):  # UnicodeDecodeError is a ValueError
+        aside = set_aside(path)
+        logging.warning("%s is not a validation curve; moved to %s; the curve starts again",
+                        path, aside)
+        return [], []
+    return names[1:], rows
 
 
 def validate(network, images, scales):
@@ -199,30 +490,69 @@ def _format_eta(seconds):
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def train(model_config, data_config, train_config, output_dir, model="asdn", scale=None,
-          init_from=None, strategy="default", jit_compile="auto", mixed_precision="none",
-          preset_name=None):
-    """Trains (or resumes) and returns the path of the final weights.
+def resolve_init_from(value):
+    """The weights file --init_from names: a bundled model by name (pretrained.BUNDLED, e.g.
+    "default"), or a path; a relative path not found from the working directory is looked up
+    from the folder that holds the package (the repository root, or site-packages), so
+    `asdn_tf/weights/...` works from anywhere.
 
     Raises:
-        TrainingError, ValueError, FileNotFoundError: bad settings or data, stated in one line.
+        TrainingError: no such file.
+    """
+    if value in BUNDLED:
+        path = bundled_weights(value)
+        if not path.is_file():
+            raise TrainingError(f"--init_from={value}: no {value} weights are bundled in this "
+                                f"install ({path})")
+        return path
+    path = pathlib.Path(value)
+    beside_package = WEIGHTS_FOLDER.parent.parent / path
+    if not path.is_file() and not path.is_absolute() and beside_package.is_file():
+        return beside_package
+    if not path.is_file():
+        raise TrainingError(f"--init_from weights not found: {value} (looked in "
+                            f"{pathlib.Path.cwd()}; a bundled model is named by one of "
+                            f"{', '.join(BUNDLED)})")
+    return path
+
+
+def _check_validation_dir(folder):
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise TrainingError(
+            f"--validation_dir {folder} does not exist: make {folder.resolve()} and put the HR "
+            "images of a benchmark set in it (Set5, Set14, ...: data/README.md says where each "
+            "comes from), or pass --validate_every=0")
+
+
+def train(model_config, data_config, train_config, output_dir, model="asdn", scale=None,
+          init_from=None, strategy="default", jit_compile="auto", mixed_precision="none",
+          preset_name=None, restart=False):
+    """Trains (or resumes) and returns the path of the final weights.
+
+    Resumes from the newest checkpoint in `output_dir` that can be restored (`restore_newest`);
+    `restart` first moves the earlier run's files into `output_dir/previous-<time>/`.
+
+    Raises:
+        TrainingError, ValueError, FileNotFoundError: bad settings or data, or checkpoints
+            none of which can be restored, stated in one line.
     """
     output_dir = pathlib.Path(output_dir)
-    _check_writable(output_dir)
     if not any(isinstance(f, _ExpectedRetracing) for f in tf.get_logger().filters):
         tf.get_logger().addFilter(_ExpectedRetracing())
     if model == "fsdn" and (scale is None or scale < 2):
         raise TrainingError("--model=fsdn needs --scale, an integer >= 2")
     if model not in ("asdn", "fsdn"):
         raise TrainingError(f"--model must be asdn or fsdn, got {model!r}")
-    if init_from and not pathlib.Path(init_from).is_file():
-        raise TrainingError(f"--init_from weights not found: {init_from}")
+    init_from = resolve_init_from(init_from) if init_from else None
     use_jit = resolve_jit(jit_compile)
     if mixed_precision not in ("none", "float16", "bfloat16"):
         raise TrainingError(f"--mixed_precision must be none, float16 or bfloat16, "
                             f"got {mixed_precision!r}")
-    validation_images = (evaluate.load_set(train_config.validation_dir)
-                         if train_config.validate_every and train_config.validation_dir else [])
+    validation_images = []
+    if train_config.validate_every and train_config.validation_dir:
+        _check_validation_dir(train_config.validation_dir)
+        validation_images = evaluate.load_set(train_config.validation_dir)
     keras.utils.set_random_seed(train_config.seed)
     dataset = data_lib.training_dataset(data_config, model_config.num_levels,
                                         seed=train_config.seed,
@@ -242,102 +572,127 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
         trainer.compile(optimizer=optimizer)
         optimizer.build(network.trainable_variables)
     checkpoint = tf.train.Checkpoint(network=network, optimizer=optimizer)
-    manager = tf.train.CheckpointManager(checkpoint, str(output_dir / "checkpoints"),
-                                         max_to_keep=train_config.keep_checkpoints)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("resumed from %s at step %d", manager.latest_checkpoint,
-                     int(optimizer.iterations))
-    elif init_from:
-        _warm_start(network, init_from, model_config, model)
-    best_path = output_dir / "best.weights.h5"
-    state_path = output_dir / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    best_psnr = state.get("best_psnr", -math.inf)
-    writer = tf.summary.create_file_writer(str(output_dir / "logs"))
-    step_functions = {}
+    checkpoints = output_dir / "checkpoints"
+    with _output_folder(output_dir):
+        if restart:
+            previous = set_aside_run(output_dir)
+            logging.warning("--restart: %s; starting from step 0",
+                            f"moved the earlier run's files to {previous}" if previous
+                            else f"{output_dir} holds no earlier run")
+        resumed = restore_newest(checkpoint, optimizer.iterations, checkpoints)
+        swept = sweep_leftovers(output_dir)
+        if swept:
+            logging.info("removed %d temporary files of interrupted writes in %s", swept,
+                         output_dir)
+        manager = tf.train.CheckpointManager(checkpoint, str(checkpoints),
+                                             max_to_keep=train_config.keep_checkpoints)
+        if resumed is not None:
+            logging.info("resumed from %s at step %d", manager.latest_checkpoint, resumed)
+        elif init_from:
+            _warm_start(network, init_from, model_config, model)
+        best_path = output_dir / "best.weights.h5"
+        state_path = output_dir / "state.json"
+        state = load_state(output_dir)
+        read_validation_curve(output_dir / "validation.csv")  # sets a bad one aside now, not later
+        best_psnr = state.get("best_psnr", -math.inf)
+        writer = tf.summary.create_file_writer(str(output_dir / "logs"))
+        step_functions = {}
 
-    def step_function(level):
-        if level not in step_functions:
-            def replica_step(batch):
-                return trainer.train_step(batch, level)
+        def step_function(level):
+            if level not in step_functions:
+                def replica_step(batch):
+                    return trainer.train_step(batch, level)
 
-            def distributed_step(batch):
-                losses = distribution.run(replica_step, args=(batch,))
-                return distribution.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
+                def distributed_step(batch):
+                    losses = distribution.run(replica_step, args=(batch,))
+                    return distribution.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
 
-            step_functions[level] = tf.function(distributed_step, jit_compile=use_jit)
-        return step_functions[level]
+                step_functions[level] = tf.function(distributed_step, jit_compile=use_jit)
+            return step_functions[level]
 
-    def sidecar(extra):
-        return {"model": model, "scale": scale, "preset": preset_name,
-                "model_config": model_config.to_dict(),
-                "data_config": dataclasses.asdict(data_config),
-                "train_config": dataclasses.asdict(train_config),
-                "steps": int(optimizer.iterations),
-                "training_seconds": round(state.get("seconds", 0.0), 1), **extra}
+        def sidecar(extra):
+            return {"model": model, "scale": scale, "preset": preset_name,
+                    "model_config": model_config.to_dict(),
+                    "data_config": dataclasses.asdict(data_config),
+                    "train_config": dataclasses.asdict(train_config),
+                    "steps": int(optimizer.iterations),
+                    "training_seconds": round(state.get("seconds", 0.0), 1), **extra}
 
-    def save_checkpoint():
-        try:
-            manager.save(checkpoint_number=int(optimizer.iterations))
-            state["seconds"] = state.get("seconds", 0.0) + (time.time() - session_start[0])
-            session_start[0] = time.time()
-            state["best_psnr"] = best_psnr
-            _atomic_write_text(state_path, json.dumps(state, indent=2) + "\n")
-        except (OSError, tf.errors.OpError) as error:
-            raise TrainingError(f"cannot write a checkpoint in {output_dir}: "
-                                f"{getattr(error, 'message', error)}; the previous checkpoints "
-                                "are intact") from None
+        def newest_checkpoint():
+            if not manager.latest_checkpoint:
+                return "no checkpoint had been written yet"
+            return f"the newest checkpoint, {manager.latest_checkpoint}, is intact"
 
-    # FSDN is measured at its own scale only.
-    validation_scales = train_config.validation_scales if model == "asdn" else (float(scale),)
-    session_start = [time.time()]
-    first_step = int(optimizer.iterations)
-    total = train_config.steps
-    iterator = iter(distribution.experimental_distribute_dataset(dataset))
-    started = time.time()
-    while int(optimizer.iterations) < total:
-        batch = next(iterator)
-        level = None
-        if model == "asdn":
-            level = int(distribution.experimental_local_results(batch.pop("level"))[0][0])
-        loss = step_function(level)(batch)
-        step = int(optimizer.iterations)
-        loss_value = float(loss)
-        if not math.isfinite(loss_value):
-            raise TrainingError(f"loss became {loss_value} at step {step}; stopped without "
-                                f"saving, the last good checkpoint is in {output_dir}/checkpoints")
-        if step % train_config.log_every == 0 or step == total:
-            with writer.as_default(step=step):
-                tf.summary.scalar("loss", loss_value)
-                tf.summary.scalar("learning_rate", float(schedule(step)))
-            rate = (step - first_step) / max(time.time() - started, 1e-9)
-            _progress(step, total, loss_value, float(schedule(step)), rate)
-        if validation_images and (step % train_config.validate_every == 0 or step == total):
-            latest_validation = validate(network, validation_images, validation_scales)
-            mean_psnr = float(np.mean(list(latest_validation.values())))
-            with writer.as_default(step=step):
-                for s, value in latest_validation.items():
-                    tf.summary.scalar(f"validation/psnr_x{s:g}", value)
-                tf.summary.image("samples", _sample_images(network, validation_images,
-                                                           validation_scales[0]), max_outputs=3)
-            logging.info("step %d validation PSNR %s", step,
-                         ", ".join(f"x{s:g} {v:.2f}" for s, v in latest_validation.items()))
-            state["latest_validation"] = {f"{s:g}": v for s, v in latest_validation.items()}
-            record_validation(output_dir / "validation.csv", step, latest_validation)
-            if mean_psnr > best_psnr:
-                best_psnr = mean_psnr
-                save_weights(network, best_path,
-                             sidecar({"validation_psnr": state["latest_validation"]}))
-        if step % train_config.checkpoint_every == 0 or step == total:
-            save_checkpoint()
-    writer.flush()
-    final_path = output_dir / "final.weights.h5"
-    save_weights(network, final_path, sidecar({"validation_psnr": state.get("latest_validation",
-                                                                             {})}))
-    sys.stderr.write("\n")
-    logging.info("done: %s (%d steps)", final_path, int(optimizer.iterations))
-    return final_path
+        def save_checkpoint():
+            step = int(optimizer.iterations)
+            try:
+                manager.save(checkpoint_number=step)
+                state["seconds"] = (state.get("seconds", 0.0)
+                                    + time.time() - session_start[0])
+                session_start[0] = time.time()
+                state["best_psnr"] = best_psnr
+                _atomic_write_text(state_path, json.dumps(state, indent=2) + "\n")
+            except (OSError, tf.errors.OpError) as error:
+                latest = manager.latest_checkpoint
+                if not latest or pathlib.Path(latest).name != f"ckpt-{step}":  # half-written
+                    for path in [*_checkpoint_files(checkpoints, step),
+                                 checkpoints / f"ckpt-{step}_temp"]:
+                        fileio.remove(path)
+                raise TrainingError(f"cannot write a checkpoint in {output_dir}: "
+                                    f"{getattr(error, 'message', error)}; {newest_checkpoint()}") \
+                    from None
+
+        # FSDN is measured at its own scale only.
+        validation_scales = (train_config.validation_scales if model == "asdn"
+                             else (float(scale),))
+        session_start = [time.time()]
+        first_step = int(optimizer.iterations)
+        total = train_config.steps
+        iterator = iter(distribution.experimental_distribute_dataset(dataset))
+        started = time.time()
+        while int(optimizer.iterations) < total:
+            batch = next(iterator)
+            level = None
+            if model == "asdn":
+                level = int(distribution.experimental_local_results(batch.pop("level"))[0][0])
+            loss = step_function(level)(batch)
+            step = int(optimizer.iterations)
+            loss_value = float(loss)
+            if not math.isfinite(loss_value):
+                raise TrainingError(f"loss became {loss_value} at step {step}; stopped without "
+                                    f"saving; {newest_checkpoint()}")
+            if step % train_config.log_every == 0 or step == total:
+                with writer.as_default(step=step):
+                    tf.summary.scalar("loss", loss_value)
+                    tf.summary.scalar("learning_rate", float(schedule(step)))
+                rate = (step - first_step) / max(time.time() - started, 1e-9)
+                _progress(step, total, loss_value, float(schedule(step)), rate)
+            if validation_images and (step % train_config.validate_every == 0 or step == total):
+                latest_validation = validate(network, validation_images, validation_scales)
+                mean_psnr = float(np.mean(list(latest_validation.values())))
+                with writer.as_default(step=step):
+                    for s, value in latest_validation.items():
+                        tf.summary.scalar(f"validation/psnr_x{s:g}", value)
+                    tf.summary.image("samples", _sample_images(
+                        network, validation_images, validation_scales[0]), max_outputs=3)
+                logging.info("step %d validation PSNR %s", step, ", ".join(
+                    f"x{s:g} {v:.2f}" for s, v in latest_validation.items()))
+                state["latest_validation"] = {f"{s:g}": v
+                                              for s, v in latest_validation.items()}
+                record_validation(output_dir / "validation.csv", step, latest_validation)
+                if mean_psnr > best_psnr:
+                    best_psnr = mean_psnr
+                    save_weights(network, best_path,
+                                 sidecar({"validation_psnr": state["latest_validation"]}))
+            if step % train_config.checkpoint_every == 0 or step == total:
+                save_checkpoint()
+        writer.flush()
+        final_path = output_dir / "final.weights.h5"
+        save_weights(network, final_path,
+                     sidecar({"validation_psnr": state.get("latest_validation", {})}))
+        sys.stderr.write("\n")
+        logging.info("done: %s (%d steps)", final_path, int(optimizer.iterations))
+        return final_path
 
 
 def _warm_start(network, init_from, model_config, model):
@@ -397,7 +752,14 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_enum("model", "asdn", ["asdn", "fsdn"],
                       "Any-scale ASDN or fixed-scale FSDN.", **fv)
     flags.DEFINE_integer("scale", None, "FSDN's fixed integer scale.", **fv)
-    flags.DEFINE_string("init_from", None, "Warm-start weights (FSDN from ASDN).", **fv)
+    flags.DEFINE_string("init_from", None,
+                        "Warm-start weights (FSDN from ASDN): a .weights.h5 file, or the name "
+                        f"of a model bundled in the package ({', '.join(BUNDLED)}).", **fv)
+    flags.DEFINE_bool("restart", False,
+                      "Start from step 0: the files of an earlier run in --output_dir "
+                      "(checkpoints, state, curve, weights, logs) move to previous-<time>/ "
+                      "there. Without it a run resumes, or stops when no checkpoint can be "
+                      "restored.", **fv)
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker", "tpu"],
                       "tf.distribute strategy.", **fv)
     flags.DEFINE_enum("mixed_precision", "none", ["none", "float16", "bfloat16"],
@@ -444,7 +806,7 @@ def run_from_flags(values):
         raise TrainingError("--sources is empty: give image folders, globs or tfds:div2k")
     return train(model_config, data_config, train_config, values.output_dir, values.model,
                  values.scale, values.init_from, values.strategy, values.jit_compile,
-                 values.mixed_precision, values.preset)
+                 values.mixed_precision, values.preset, values.restart)
 
 
 def main(argv):
