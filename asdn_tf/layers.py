@@ -17,6 +17,10 @@ def _conv(filters, kernel_size, activation=None, name=None):
     return layers.Conv2D(filters, kernel_size, padding="same", activation=activation, name=name)
 
 
+def _concatenate(tensors):
+    return ops.concatenate(tensors, axis=-1) if len(tensors) > 1 else tensors[0]
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ChannelAttention(layers.Layer):
     """Channel attention (RCAN): average pool, squeeze, excite, rescale the channels.
@@ -41,8 +45,10 @@ class ChannelAttention(layers.Layer):
         self.squeeze.build((None, channels))
         self.excite.build((None, max(channels // self.reduction, 1)))
 
-    def call(self, inputs):
-        pooled = ops.mean(inputs, axis=(1, 2))
+    def call(self, inputs, means=None):
+        """Args: inputs N×H×W×C; means: optional N×C (or 1×C) channel means pooled instead of
+        the inputs' own (tiled inference passes the whole image's)."""
+        pooled = ops.mean(inputs, axis=(1, 2)) if means is None else ops.cast(means, inputs.dtype)
         weights = self.excite(self.squeeze(pooled))
         return inputs * weights[:, None, None, :]
 
@@ -119,6 +125,9 @@ class IntraDenseBlock(layers.Layer):
 class DenseAttentionBlock(layers.Layer):
     """Dense attention block: an intra dense block followed by channel attention.
 
+    The trunk runs the two halves, `pre_attention` and `attend`, as separate calls (tiled
+    inference pauses between them to pool the whole image), so a variant overrides those.
+
     Args:
         features: int, output channels.
         growth: int, growth of the intra dense block.
@@ -144,9 +153,17 @@ class DenseAttentionBlock(layers.Layer):
             self.ca = ChannelAttention(self.ca_reduction, name="ca")
             self.ca.build((*input_shape[:-1], self.features))
 
-    def call(self, inputs):
-        outputs = self.idb(inputs)
-        return self.ca(outputs) if self.ca is not None else outputs
+    def call(self, inputs, means=None):
+        return self.attend(self.pre_attention(inputs), means)
+
+    def pre_attention(self, inputs):
+        """The block's output before its channel attention: what the attention pools."""
+        return self.idb(inputs)
+
+    def attend(self, outputs, means=None):
+        """`pre_attention`'s outputs rescaled by the channel attention, which pools `means`
+        (N×C) instead of the outputs' own when given."""
+        return outputs if self.ca is None else self.ca(outputs, means=means)
 
     def get_config(self):
         return {**super().get_config(), "features": self.features, "growth": self.growth,
@@ -191,12 +208,31 @@ class FeatureMappingBranch(layers.Layer):
             block.build((*spatial, self.features * (index + 1)))
             self.blocks.append(block)
 
-    def call(self, inputs):
+    def call(self, inputs, channel_means=None):
+        """Args: inputs N×H×W×3; channel_means: optional B×N×C (N may be 1), the means block b's
+        channel attention pools instead of its own output's (tiled inference passes the whole
+        image's)."""
+        state = self.start(inputs)
+        for index in range(self.num_blocks):
+            state = self.resume(state, None if channel_means is None else channel_means[index])
+        return state
+
+    # The pass is cut at every channel attention, so that tiled inference can bring all regions
+    # to the same attention and hand each the means over the whole image.
+    def start(self, inputs):
+        """Runs up to the first channel attention. Returns the paused state: a list of tensors
+        whose last is the output that attention pools."""
         outputs = [self.head(inputs)]
-        for block in self.blocks:
-            outputs.append(block(ops.concatenate(outputs, axis=-1) if len(outputs) > 1
-                                 else outputs[0]))
-        return ops.concatenate(outputs, axis=-1)
+        return [*outputs, self.blocks[0].pre_attention(outputs[0])]
+
+    def resume(self, state, means=None):
+        """Runs the paused attention (pooling `means` N×C, or its input's own when None) and on
+        to the next: returns the next paused state, or after the last block the trunk's output."""
+        *outputs, before = state
+        outputs.append(self.blocks[len(outputs) - 1].attend(before, means))
+        if len(outputs) > self.num_blocks:
+            return _concatenate(outputs)
+        return [*outputs, self.blocks[len(outputs) - 1].pre_attention(_concatenate(outputs))]
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.output_channels)
@@ -271,7 +307,8 @@ class BicubicUpsample(layers.Layer):
     """
 
     def __init__(self, scale=2, **kwargs):
-        super().__init__(trainable=False, **kwargs)
+        # Its kernel is fixed; a config's "trainable" (get_config writes it) is overridden.
+        super().__init__(**{**kwargs, "trainable": False})
         self.scale = scale
 
     def build(self, input_shape):

@@ -70,13 +70,20 @@ class ASDN(keras.Model):
             branch.build([features_shape, input_shape])
         self.built = True
 
-    def call(self, inputs, scale=None, level=None):
-        """Args: inputs x_up; scale in (1, 2] (number or tensor) or level (int or tensor)."""
+    def call(self, inputs, scale=None, level=None, channel_means=None):
+        """Args: inputs x_up; scale in (1, 2] (number or tensor) or level (int or tensor);
+        channel_means: optional B×N×C means for the trunk's channel attention (tiled inference
+        passes the whole image's; see `FeatureMappingBranch.call`)."""
         if (scale is None) == (level is None):
             raise ValueError("ASDN takes exactly one of `scale` (in (1, 2]) or `level`")
-        features = self.trunk(inputs)
+        features = self.trunk(inputs, channel_means=channel_means)
         if level is not None:
             return self.reconstruct(features, inputs, level)
+        return self.blend(features, inputs, scale)
+
+    def blend(self, features, inputs, scale):
+        """The output for `scale` from the trunk's `features`: branches i and i - 1 blended
+        with weight w (lfr.level_and_weight); a number on a level runs one branch."""
         if isinstance(scale, (int, float)):
             upper, weight = lfr.level_and_weight(scale, self.num_levels)
         else:

@@ -9,12 +9,22 @@ whole number.
 
 The network is convolutional with a receptive radius of 1 + B·D pixels (a 3×3 head, then B
 blocks of D chained 3×3 convolutions), so an overlap of that radius gives every kept pixel the
-neighbourhood it has in one pass. The one image-wide quantity is the channel attention's mean
-over the image: a first pass over the regions measures it, and the output pass uses those
-image-wide means instead of each region's own. Tiled and untiled outputs then agree to well under
-a grey level; with each region's own attention they differ by a few.
+neighbourhood it has in one pass. The one image-wide quantity is each block's channel attention,
+which pools the mean over the image of that block's output, and that output depends on the
+earlier blocks' attention. So the regions go through the trunk together, one block at a time
+(`FeatureMappingBranch.start` and `resume` pause a pass at every attention): the mean over all
+regions' kept parts is handed to every region, which then goes on to the next block. Each
+region's features are computed once, and the result equals the untiled pass up to rounding.
 
-Peak memory is one region's activations plus the step's input and output images.
+The paused regions keep their features (the trunk's output channels per pixel). When those,
+with the step's images, would exceed MEMORY_BUDGET, the regions run in groups that fit, each
+group's attention pooling the group instead of the image, only to measure the image-wide means;
+a second pass then runs every region with those means. Tiled and untiled outputs then differ by
+well under a grey level, for twice the work.
+
+Besides the pre-upsampling, this module only schedules regions: the network's computation is
+all the model's own (`FeatureMappingBranch.start` and `resume`, `ASDN.blend`, and `ASDN.call`
+with `channel_means`).
 
 Example:
     >>> rgb = upscale_tiled(model, pixels, 4.0, (2048, 2048), tile=512)
@@ -25,16 +35,17 @@ import weakref
 
 import numpy as np
 import tensorflow as tf
-from keras import ops
 
 from asdn_tf import lfr
 from asdn_tf.imresize import resize_matrix
-from asdn_tf.model import level_and_weight_ops
 
 DEFAULT_TILE = 512
 # An untiled pass of the default preset over 1024×1024 output pixels peaks near 2.5 GB.
 AUTO_TILE_PIXELS = 1024 * 1024
 MIN_TILE = 8
+# Bytes a step holds besides one region's activations: its input and output images, and the
+# features of the regions paused at an attention (652 per pixel: float32 default preset).
+MEMORY_BUDGET = 1 << 30
 
 
 def receptive_radius(model_config):
@@ -80,7 +91,8 @@ def upscale_tiled(model, rgb, scale, size, tile=None, overlap=None, progress=Non
         tile: int, side of the kept part of each region, in pixels of the network's input
             (0: the whole image as one region); None chooses per step, as `choose_tile`.
         overlap: int, context around each region; by default `receptive_radius`.
-        progress: optional callable(done, total), called after each region pass.
+        progress: optional callable(done, total): called once per region of each step, or
+            twice where the regions pool the image (the attention rounds, then the output).
 
     Returns:
         float32 h×w×3 numpy array in [0, 1].
@@ -149,69 +161,141 @@ def _upscale_step(model, image, step, size, regions, tick):
     def region_inputs(context):
         i0, i1, row_weights = rows[context[:2]]
         j0, j1, col_weights = cols[context[2:]]
-        return image[i0:i1, j0:j1], row_weights, col_weights
+        return (tf.constant(image[i0:i1, j0:j1]), tf.constant(row_weights),
+                tf.constant(col_weights))
 
-    def crop(kept, context):
-        return (kept[0] - context[0], kept[1] - context[0], kept[2] - context[2],
-                kept[3] - context[2])
-
-    passes = _passes(model)
-    attention = None
-    if model.model_config.channel_attention and len(regions) > 1:
-        sums = 0.0
-        for kept, context in regions:
-            sums = sums + passes.block_sums(*region_inputs(context), crop(kept, context)).numpy()
-            tick()
-        attention = passes.attention(tf.constant(sums / (size[0] * size[1]), tf.float32))
     output = np.empty((*size, 3), np.float32)
-    for kept, context in regions:
-        inputs = region_inputs(context)
-        result = (passes.local(*inputs, step) if attention is None
-                  else passes.image_wide(*inputs, step, attention))
-        top, bottom, left, right = crop(kept, context)
+
+    def keep(result, kept, context):
+        top, bottom, left, right = _crop(kept, context)
         output[kept[0]:kept[1], kept[2]:kept[3]] = result[top:bottom, left:right]
         tick()
+
+    passes = _passes(model)
+    if not model.model_config.channel_attention or len(regions) == 1:
+        for kept, context in regions:
+            keep(passes.run("local", *region_inputs(context), step), kept, context)
+        return output
+    groups = _groups(regions, _feature_bytes(model), MEMORY_BUDGET - image.nbytes - output.nbytes)
+    sums = 0.0
+    for group in groups:
+        inputs = [(*region_inputs(context), _crop(kept, context)) for kept, context in group]
+        paused, group_sums = _attention_rounds(passes, model.model_config.num_blocks, inputs,
+                                               tick)
+        sums = sums + group_sums
+        if len(groups) > 1:
+            paused = None  # measured only: frees the group before the next is made
+    means = tf.cast(sums / (size[0] * size[1]), tf.float32)[:, None]
+    if len(groups) == 1:
+        # Every block already pooled the whole image: finish each region's pass.
+        for index, (kept, context) in enumerate(regions):
+            x_up, state = paused[index]
+            paused[index] = None
+            keep(passes.run("finish", state, means[-1], x_up, step), kept, context)
+        return output
+    for kept, context in regions:
+        keep(passes.run("image_wide", *region_inputs(context), step, means), kept, context)
     return output
 
 
+def _attention_rounds(passes, num_blocks, inputs, tick):
+    """Brings every region (patch, rows, cols, crop) to its last channel attention, one block at
+    a time: each block's attention pools the mean over these regions' kept parts.
+
+    Returns each region's (x_up, paused state) and the kept sums of every block's output before
+    its attention (B×C, float64). `tick` is called once per region, spread over the rounds.
+    """
+    paused, sums, steps = [], [], 0
+    pixels = sum((bottom - top) * (right - left) for *_, (top, bottom, left, right) in inputs)
+    for index in range(num_blocks):
+        total = 0.0
+        for region, (patch, rows, cols, crop) in enumerate(inputs):
+            crop = tf.constant(crop, tf.int32)
+            if index == 0:
+                x_up, state, kept_sum = passes.run("start", patch, rows, cols, crop)
+                paused.append((x_up, state))
+            else:
+                x_up, state = paused[region]
+                paused[region] = None  # frees the state it replaces before the next is made
+                state, kept_sum = passes.run("resume", state, means, crop)
+                paused[region] = x_up, state
+            total = total + kept_sum
+            steps += 1
+            if steps % num_blocks == 0:
+                tick()
+        sums.append(total)
+        means = tf.cast(total / pixels, tf.float32)[None]
+    return paused, tf.stack(sums)
+
+
+def _groups(regions, bytes_per_pixel, budget):
+    """`regions` in runs whose kept features fit in `budget` bytes (at least one region each)."""
+    groups, used = [[]], 0
+    for region in regions:
+        top, bottom, left, right = region[1]
+        cost = (bottom - top) * (right - left) * bytes_per_pixel
+        if groups[-1] and used + cost > budget:
+            groups.append([])
+            used = 0
+        groups[-1].append(region)
+        used += cost
+    return groups
+
+
+def _feature_bytes(model):
+    """Bytes per pixel a paused region keeps: the trunk's output channels, and x_up."""
+    itemsize = tf.as_dtype(model.trunk.compute_dtype).size
+    return model.trunk.output_channels * itemsize + 3 * 4
+
+
+def _crop(kept, context):
+    """`kept` in the coordinates of its `context` box."""
+    return (kept[0] - context[0], kept[1] - context[0], kept[2] - context[2],
+            kept[3] - context[2])
+
+
 class _Passes:
-    """The traced region passes for one model (one trace each, for every region size)."""
+    """The traced region passes for one model: `passes.run("start", ...)` calls `_start`, traced
+    once per structure of its arguments (a paused state's length) and then for every size."""
 
     def __init__(self, model):
         self.model = model
-        patch = [tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([None, None], tf.float32),
-                 tf.TensorSpec([None, None], tf.float32)]
-        scale = tf.TensorSpec([], tf.float64)
-        blocks = model.model_config.num_blocks
-        weights = tf.TensorSpec([blocks, model.model_config.features], tf.float32)
-        self.local = tf.function(self._local, input_signature=[*patch, scale], autograph=False)
-        self.image_wide = tf.function(self._image_wide, input_signature=[*patch, scale, weights],
-                                      autograph=False)
-        self.block_sums = tf.function(self._block_sums,
-                                      input_signature=[*patch, tf.TensorSpec([4], tf.int32)],
-                                      autograph=False)
-        self.attention = tf.function(self._attention,
-                                     input_signature=[tf.TensorSpec(weights.shape, tf.float32)],
-                                     autograph=False)
+        self._traced = {}
+
+    def run(self, name, *args):
+        specs = tf.nest.map_structure(lambda t: tf.TensorSpec([None] * t.shape.rank, t.dtype),
+                                      args)
+        key = (name, *tf.nest.flatten(specs))
+        if key not in self._traced:
+            self._traced[key] = tf.function(getattr(self, "_" + name), input_signature=specs,
+                                            autograph=False)
+        return self._traced[key](*args)
 
     def _local(self, patch, rows, cols, scale):
+        return _clip(self.model(_pre_upsample(patch, rows, cols), scale=scale))
+
+    def _image_wide(self, patch, rows, cols, scale, means):
+        return _clip(self.model(_pre_upsample(patch, rows, cols), scale=scale,
+                                channel_means=means))
+
+    def _start(self, patch, rows, cols, crop):
         x_up = _pre_upsample(patch, rows, cols)
-        return _clip(self.model(x_up, scale=scale))
+        state = self.model.trunk.start(x_up)
+        return x_up, state, _kept_sum(state[-1], crop)
 
-    def _image_wide(self, patch, rows, cols, scale, attention):
-        x_up = _pre_upsample(patch, rows, cols)
-        features, _ = _trunk(self.model, x_up, attention)
-        return _clip(_blend(self.model, features, x_up, scale))
+    def _resume(self, state, means, crop):
+        state = self.model.trunk.resume(state, means)
+        return state, _kept_sum(state[-1], crop)
 
-    def _block_sums(self, patch, rows, cols, crop):
-        _, before = _trunk(self.model, _pre_upsample(patch, rows, cols))
-        return tf.stack([tf.reduce_sum(tf.cast(dense[0, crop[0]:crop[1], crop[2]:crop[3]],
-                                               tf.float64), axis=(0, 1)) for dense in before])
+    def _finish(self, state, means, x_up, scale):
+        return _clip(self.model.blend(self.model.trunk.resume(state, means), x_up, scale))
 
-    def _attention(self, means):
-        """`ChannelAttention.call`'s weights for image-wide means (B×C) of the block outputs."""
-        return tf.stack([tf.cast(block.ca.excite(block.ca.squeeze(means[index][None]))[0],
-                                 tf.float32) for index, block in enumerate(self.model.trunk.blocks)])
+
+def _kept_sum(output, crop):
+    """Per-channel sum of `output`'s kept part (crop: top, bottom, left, right), as float64 for
+    adding up the regions; a region's own sum is as exact in float32 as the untiled mean."""
+    kept = tf.cast(output[0, crop[0]:crop[1], crop[2]:crop[3]], tf.float32)
+    return tf.cast(tf.reduce_sum(kept, axis=(0, 1)), tf.float64)
 
 
 _PASSES = weakref.WeakKeyDictionary()
@@ -231,26 +315,3 @@ def _pre_upsample(patch, rows, cols):
 
 def _clip(output):
     return tf.clip_by_value(tf.cast(output, tf.float32), 0.0, 1.0)[0]
-
-
-# `_trunk` and `_blend` follow `FeatureMappingBranch.call` and `ASDN.call`, with the channel
-# attention's weights passed in; the tiled-versus-untiled test fails if they drift apart.
-def _trunk(model, x_up, attention=None):
-    """The trunk's features, and each block's output before its channel attention."""
-    trunk = model.trunk
-    outputs, before = [trunk.head(x_up)], []
-    for index, block in enumerate(trunk.blocks):
-        dense = block.idb(ops.concatenate(outputs, axis=-1) if len(outputs) > 1 else outputs[0])
-        before.append(dense)
-        if block.ca is not None:
-            dense = (block.ca(dense) if attention is None
-                     else dense * ops.cast(attention[index], dense.dtype))
-        outputs.append(dense)
-    return ops.concatenate(outputs, axis=-1), before
-
-
-def _blend(model, features, x_up, scale):
-    upper, weight = level_and_weight_ops(scale, model.num_levels)
-    upper_output = model.reconstruct(features, x_up, upper)
-    lower_output = model.reconstruct(features, x_up, upper - 1)
-    return upper_output + ops.cast(weight, upper_output.dtype) * (lower_output - upper_output)

@@ -2,6 +2,7 @@
 
     python -m bench.upscale_tiled                          # 512² at ×2, ×3.3, ×4; 2048² at ×4
     python -m bench.upscale_tiled --cases=2048x4 --json=bench.json
+    python -m bench.upscale_tiled --compare=256x4.5,128x4.5 --compare_tile=0,288 --repeats=2
 
 A case "SIDExSCALE" upscales a random SIDE×SIDE RGB PNG by SCALE, as the command does (PNG in
 and out, tiles chosen automatically: outputs above 1 M pixels are tiled). Each case runs in a
@@ -9,9 +10,16 @@ fresh child process so its peak RSS (`ru_maxrss`, the TensorFlow runtime include
 the child first upscales a 48×48 image the same way, so tracing is not timed. The model is the
 bundled default weights when present, else the default preset with random weights (same cost);
 the table and the JSON say which.
+
+`--compare` times the same image tiled and untiled in this process instead (`asdn_tf.upscale`,
+numpy in and out, after a traced warm-up; the two ways alternate `--repeats` times and each
+keeps its fastest run): the tiled way uses `--compare_tile` (per case; 0 chooses automatically).
+It prints both times (wall and CPU), their ratios, the largest difference in grey levels and
+the load average before and after.
 """
 
 import json
+import os
 import pathlib
 import resource
 import subprocess
@@ -86,6 +94,36 @@ def measure_case(case, tile=None):
             "peak_rss_mib": round(peak), "weights": weights}
 
 
+def compare_case(case, tile=None, repeats=1):
+    """Times one case untiled and tiled (`tile`, None: automatic) in this process, alternating
+    the two `repeats` times (so that a change of load hits both); keeps each one's fastest run."""
+    side, scale = _parse_case(case)
+    model, weights = _model()
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (side, side, 3), np.uint8)
+    warm_up = rng.integers(0, 256, (48, 48, 3), np.uint8)
+    asdn_tf.upscale(warm_up, scale, model=model, tile=0)
+    asdn_tf.upscale(warm_up, scale, model=model, tile=32)
+    load_before = os.getloadavg()
+    best, outputs = {}, {}
+    for _ in range(repeats):
+        for way, way_tile in (("untiled", 0), ("tiled", tile)):
+            cpu_start, start = _cpu_seconds(), time.perf_counter()
+            outputs[way] = asdn_tf.upscale(image, scale, model=model, tile=way_tile)
+            run = (time.perf_counter() - start, _cpu_seconds() - cpu_start)
+            best[way] = min(best.get(way, run), run)
+    load_after = os.getloadavg()
+    (untiled_s, untiled_cpu), (tiled_s, tiled_cpu) = best["untiled"], best["tiled"]
+    return {"case": case, "output": list(outputs["tiled"].shape[:2]), "tile": tile,
+            "untiled_seconds": round(untiled_s, 2), "tiled_seconds": round(tiled_s, 2),
+            "ratio": round(tiled_s / untiled_s, 3),
+            "untiled_cpu_seconds": round(untiled_cpu, 1), "tiled_cpu_seconds": round(tiled_cpu, 1),
+            "cpu_ratio": round(tiled_cpu / untiled_cpu, 3),
+            "max_grey_difference": int(np.abs(outputs["tiled"].astype(int)
+                                              - outputs["untiled"]).max()),
+            "load_average": [round(v, 2) for v in load_before + load_after], "weights": weights}
+
+
 def run_case_in_child(case, tile=None):
     """Runs one case in a fresh Python process (its own peak RSS); returns its row."""
     command = [sys.executable, "-m", "bench.upscale_tiled", f"--child={case}"]
@@ -115,6 +153,13 @@ def main(argv):
     if values.child:
         print(json.dumps(measure_case(values.child, values.tile)))
         return
+    if values.compare:
+        tiles = values.compare_tile or [0] * len(values.compare)
+        if len(tiles) != len(values.compare):
+            raise app.UsageError("--compare_tile needs one tile per --compare case")
+        for case, tile in zip(values.compare, tiles):
+            print(json.dumps(compare_case(case, int(tile) or None, values.repeats)), flush=True)
+        return
     rows = []
     for case in values.cases:
         _parse_case(case)
@@ -129,5 +174,9 @@ if __name__ == "__main__":
     flags.DEFINE_list("cases", list(DEFAULT_CASES), "SIDExSCALE cases, e.g. 512x3.3,2048x4.")
     flags.DEFINE_integer("tile", None, "Region side; by default the command's automatic choice.")
     flags.DEFINE_string("json", None, "Also write the rows to this JSON file.")
+    flags.DEFINE_list("compare", None, "Cases to time tiled against untiled, in this process.")
+    flags.DEFINE_list("compare_tile", None, "Per --compare case: the tiled way's tile (0: "
+                      "automatic).")
+    flags.DEFINE_integer("repeats", 1, "--compare: runs of each way; the best is kept.")
     flags.DEFINE_string("child", None, "Internal: run this one case and print its JSON row.")
     app.run(main)

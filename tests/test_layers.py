@@ -1,11 +1,14 @@
 """keras-hub style checks for every layer: output shape, config round trip, .keras reload."""
 
+import inspect
+
 import keras
 import numpy as np
 import pytest
 
 from asdn_tf import layers as asdn_layers
 
+# (class, constructor kwargs, input shape (a list of shapes for several inputs), output shape)
 LAYERS = [
     (asdn_layers.ChannelAttention, {"reduction": 4}, (2, 6, 7, 16), (2, 6, 7, 16)),
     (asdn_layers.SpatialAttention, {"features": 4}, (2, 6, 7, 3), (2, 6, 7, 3)),
@@ -17,49 +20,49 @@ LAYERS = [
                                        "channel_attention": False}, (1, 5, 5, 8), (1, 5, 5, 8)),
     (asdn_layers.FeatureMappingBranch, {"num_blocks": 3, "features": 8, "growth": 4,
                                         "num_layers": 2}, (2, 6, 7, 3), (2, 6, 7, 32)),
+    (asdn_layers.ReconstructionBranch, {"sa_features": 4}, [(2, 5, 6, 24), (2, 5, 6, 3)],
+     (2, 5, 6, 3)),
+    (asdn_layers.ReconstructionBranch, {"spatial_attention": False, "global_skip": False},
+     [(1, 4, 4, 8), (1, 4, 4, 3)], (1, 4, 4, 3)),
+    (asdn_layers.BicubicUpsample, {"scale": 3}, (2, 5, 6, 3), (2, 15, 18, 3)),
 ]
 
 
-def _model_around(layer, input_shape):
-    inputs = keras.Input(input_shape[1:])
-    return keras.Model(inputs, layer(inputs))
-
-
-@pytest.mark.parametrize("cls,kwargs,input_shape,output_shape", LAYERS)
-def test_output_shape(cls, kwargs, input_shape, output_shape):
-    out = cls(**kwargs)(np.random.rand(*input_shape).astype("float32"))
-    assert tuple(out.shape) == output_shape
-
-
-@pytest.mark.parametrize("cls,kwargs,input_shape,output_shape", LAYERS)
-def test_config_round_trip(cls, kwargs, input_shape, output_shape):
+def run_layer_test(tmp_path, cls, kwargs, input_shape, output_shape, seed=0):
+    """What keras-hub's `run_layer_test` checks: the output shape, a `get_config` round trip,
+    and equal outputs after a `.keras` save and reload of a model around the layer."""
+    several = isinstance(input_shape, list)
+    shapes = input_shape if several else [input_shape]
+    rng = np.random.default_rng(seed)
+    data = [rng.random(shape, dtype=np.float32) for shape in shapes]
     layer = cls(**kwargs, name="probe")
+    output = layer(data if several else data[0])
+    assert tuple(output.shape) == output_shape
+
     clone = cls.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
 
-
-@pytest.mark.parametrize("cls,kwargs,input_shape,output_shape", LAYERS)
-def test_keras_save_and_reload(tmp_path, cls, kwargs, input_shape, output_shape):
-    model = _model_around(cls(**kwargs), input_shape)
-    x = np.random.rand(*input_shape).astype("float32")
+    inputs = [keras.Input(shape[1:]) for shape in shapes]
+    model = keras.Model(inputs, cls(**kwargs)(inputs if several else inputs[0]))
     model.save(tmp_path / "layer.keras")
     reloaded = keras.saving.load_model(tmp_path / "layer.keras")
-    np.testing.assert_allclose(reloaded(x), model(x), atol=1e-6)
+    np.testing.assert_allclose(reloaded(data), model(data), atol=1e-6)
 
 
-def test_reconstruction_branch_round_trip(tmp_path):
-    features = keras.Input((None, None, 24))
-    skip = keras.Input((None, None, 3))
-    branch = asdn_layers.ReconstructionBranch(sa_features=4)
-    model = keras.Model([features, skip], branch([features, skip]))
-    f = np.random.rand(2, 5, 6, 24).astype("float32")
-    s = np.random.rand(2, 5, 6, 3).astype("float32")
-    assert tuple(model([f, s]).shape) == (2, 5, 6, 3)
-    model.save(tmp_path / "irb.keras")
-    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "irb.keras")([f, s]),
-                               model([f, s]), atol=1e-6)
-    assert asdn_layers.ReconstructionBranch.from_config(branch.get_config()).get_config() == \
-        branch.get_config()
+def _table_id(row):
+    return row.__name__ if inspect.isclass(row) else None
+
+
+@pytest.mark.parametrize("cls,kwargs,input_shape,output_shape", LAYERS, ids=_table_id)
+def test_layer(tmp_path, cls, kwargs, input_shape, output_shape):
+    run_layer_test(tmp_path, cls, kwargs, input_shape, output_shape)
+
+
+def test_every_layer_is_in_the_table():
+    defined = {cls for _, cls in inspect.getmembers(asdn_layers, inspect.isclass)
+               if issubclass(cls, keras.layers.Layer) and cls.__module__ == asdn_layers.__name__}
+    missing = sorted(cls.__name__ for cls in defined - {row[0] for row in LAYERS})
+    assert not missing, f"layers without a row in LAYERS: {missing}"
 
 
 def test_branch_switches():
@@ -77,3 +80,36 @@ def test_channel_attention_uses_average_pooling():
     out = layer(x)
     weights = layer.excite(layer.squeeze(x.mean(axis=(1, 2))))
     np.testing.assert_allclose(out, x * np.asarray(weights)[:, None, None, :], atol=1e-6)
+
+
+def test_channel_attention_pools_the_means_it_is_given():
+    layer = asdn_layers.ChannelAttention(reduction=2)
+    x = np.random.rand(2, 4, 4, 4).astype("float32")
+    np.testing.assert_allclose(layer(x, means=x.mean(axis=(1, 2))), layer(x), atol=1e-6)
+    other = np.random.rand(1, 4).astype("float32")
+    weights = np.asarray(layer.excite(layer.squeeze(other)))
+    np.testing.assert_allclose(layer(x, means=other), x * weights[:, None, None, :], atol=1e-6)
+
+
+def test_dense_attention_block_is_its_two_halves():
+    block = asdn_layers.DenseAttentionBlock(8, 4, 2, ca_reduction=4)
+    x = np.random.rand(1, 5, 6, 16).astype("float32")
+    output = block(x)
+    before = block.pre_attention(x)
+    np.testing.assert_allclose(before, block.idb(x), atol=1e-6)
+    np.testing.assert_allclose(output, block.attend(before), atol=1e-6)
+    np.testing.assert_allclose(output, block.ca(before), atol=1e-6)
+
+
+def test_trunk_stages_pause_at_every_attention():
+    trunk = asdn_layers.FeatureMappingBranch(num_blocks=3, features=8, growth=4, num_layers=2)
+    x = np.random.rand(1, 6, 7, 3).astype("float32")
+    expected = trunk(x)
+    state, means = trunk.start(x), []
+    for _ in range(trunk.num_blocks):
+        means.append(np.asarray(state[-1]).mean(axis=(1, 2)))
+        state = trunk.resume(state, means[-1])
+    np.testing.assert_allclose(state, expected, atol=1e-6)
+    np.testing.assert_allclose(trunk(x, channel_means=np.stack(means)), expected, atol=1e-6)
+    shifted = [m + 0.5 for m in means]
+    assert np.abs(trunk(x, channel_means=np.stack(shifted)) - expected).max() > 1e-3

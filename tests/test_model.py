@@ -1,10 +1,11 @@
+import h5py
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import asdn_tf
-from asdn_tf import config, lfr
+from asdn_tf import config, lfr, pretrained
 from asdn_tf.model import flops_per_pixel
 
 
@@ -99,6 +100,63 @@ def test_ablation_switches(switch):
     full = asdn_tf.build_model("tiny")
     assert model.count_params() < full.count_params() or switch == "global_skip"
     assert tuple(model(_x(), scale=1.5).shape) == (1, 9, 11, 3)
+    x = _x()
+    if switch == "channel_attention":
+        assert all(block.ca is None for block in model.trunk.blocks)
+        block_input = model.trunk.head(x)
+        np.testing.assert_allclose(model.trunk.blocks[0](block_input),
+                                   model.trunk.blocks[0].idb(block_input), atol=1e-6)
+    elif switch == "spatial_attention":
+        assert all(branch.sa is None for branch in model.branches)
+        features = model.trunk(x)
+        np.testing.assert_allclose(model(x, level=4), model.branches[4].to_rgb(features) + x,
+                                   atol=1e-6)
+    else:
+        # The same weights with and without the skip: the outputs differ by exactly x_up.
+        model.set_weights(full.get_weights())
+        for scale in (1.27, 1.5, 2.0):
+            np.testing.assert_allclose(model(x, scale=scale) + x, full(x, scale=scale),
+                                       atol=1e-6)
+
+
+def test_blend_is_the_call_after_the_trunk(tiny_model):
+    x = _x()
+    features = tiny_model.trunk(x)
+    for scale in (1.05, 1.3, 1.95, tf.constant(1.27, tf.float64)):
+        np.testing.assert_allclose(tiny_model.blend(features, x, scale),
+                                   tiny_model(x, scale=scale), atol=1e-6)
+
+
+def test_channel_means_reach_every_block(tiny_model):
+    x = _x()
+    state, means = tiny_model.trunk.start(x), []
+    for _ in range(tiny_model.model_config.num_blocks):
+        means.append(np.asarray(state[-1]).mean(axis=(1, 2)))
+        state = tiny_model.trunk.resume(state)
+    own = np.stack(means)
+    np.testing.assert_allclose(tiny_model(x, scale=1.4, channel_means=own),
+                               tiny_model(x, scale=1.4), atol=1e-6)
+    for block in range(len(means)):
+        other = own.copy()
+        other[block] += 1.0
+        assert np.abs(tiny_model(x, scale=1.4, channel_means=other)
+                      - tiny_model(x, scale=1.4)).max() > 1e-4
+
+
+def test_bundled_weights_load_unchanged():
+    # Outputs recorded before the trunk was cut into stages (commit 02c0dbe): the layer names and
+    # weights layout of the bundled file still fit, and the forward pass is the same.
+    model = asdn_tf.load_pretrained()
+    with h5py.File(pretrained.PACKAGE_WEIGHTS, "r") as file:
+        stored = []
+        file.visititems(lambda _, item: stored.append(item.shape)
+                        if isinstance(item, h5py.Dataset) else None)
+    assert sorted(stored) == sorted(tuple(w.shape) for w in model.weights)
+    x = np.random.default_rng(0).random((1, 12, 16, 3), dtype=np.float32)
+    y = np.asarray(model(x, scale=1.37))
+    assert y.mean() == pytest.approx(0.5163584, abs=1e-6)
+    np.testing.assert_allclose(y[0, 5, 7], [0.603983, 0.8748445, 0.5440726], atol=1e-5)
+    np.testing.assert_allclose(y[0, 11, 15], [0.24023955, 0.21362889, 0.7171132], atol=1e-5)
 
 
 @pytest.mark.parametrize("levels", [5, 9, 17])

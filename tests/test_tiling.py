@@ -1,0 +1,125 @@
+"""Tiled upscaling schedules the model's own code: tiled and untiled agree for any variant."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import asdn_tf
+from asdn_tf import inference, layers, tiling
+from asdn_tf.model import ASDN
+
+
+def _image(shape=(40, 56, 3), seed=2):
+    return np.random.default_rng(seed).random(shape, dtype=np.float32)
+
+
+def _untiled(model, image, scale):
+    return inference.upscale_tensor(model, image[None], scale)[0].numpy()
+
+
+def _tiny(**switches):
+    tf.keras.utils.set_random_seed(0)
+    return asdn_tf.build_model(asdn_tf.ModelConfig(**{**asdn_tf.preset("tiny").to_dict(),
+                                                      **switches}))
+
+
+# Variants of the computation, swapped into a built model (same weights, other code).
+class ResidualAttention(layers.ChannelAttention):
+    def call(self, inputs, *args, **kwargs):
+        return inputs + super().call(inputs, *args, **kwargs)
+
+
+class SquaredAttention(layers.ChannelAttention):
+    def call(self, inputs, *args, **kwargs):
+        return super().call(super().call(inputs, *args, **kwargs), *args, **kwargs)
+
+
+class ShiftedDenseBlock(layers.IntraDenseBlock):
+    def call(self, inputs):
+        return super().call(inputs) - 0.2
+
+
+class HalvedAttentionBlock(layers.DenseAttentionBlock):
+    def attend(self, outputs, means=None):
+        return 0.5 * super().attend(outputs, means)
+
+
+class InvertedBlend(ASDN):
+    def blend(self, features, inputs, scale):
+        return 1.0 - super().blend(features, inputs, scale)
+
+
+def _swap(layer, cls):
+    layer.__class__ = cls
+
+
+VARIANTS = {
+    "residual channel attention": lambda m: [_swap(b.ca, ResidualAttention)
+                                             for b in m.trunk.blocks],
+    "attention applied twice": lambda m: [_swap(b.ca, SquaredAttention) for b in m.trunk.blocks],
+    "shifted intra dense block": lambda m: [_swap(b.idb, ShiftedDenseBlock)
+                                            for b in m.trunk.blocks],
+    "halved attended output": lambda m: [_swap(b, HalvedAttentionBlock) for b in m.trunk.blocks],
+    "inverted blend": lambda m: _swap(m, InvertedBlend),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_tiled_follows_a_changed_layer(variant):
+    model = _tiny()
+    image = _image()
+    before = _untiled(model, image, 2.0)
+    VARIANTS[variant](model)
+    untiled = _untiled(model, image, 2.0)
+    assert np.abs(untiled - before).max() > 0.02  # the variant does change the output
+    tiled = tiling.upscale_tiled(model, image, 2.0, untiled.shape[:2], tile=24)
+    np.testing.assert_allclose(tiled, untiled, atol=1 / 255)
+
+
+@pytest.mark.parametrize("scale,tile", [(2.0, 24), (3.3, 40), (1.5, 16)])
+def test_tiles_that_keep_their_features_equal_one_pass(tiny_model, scale, tile):
+    image = _image()
+    untiled = _untiled(tiny_model, image, scale)
+    calls = []
+    tiled = tiling.upscale_tiled(tiny_model, image, scale, untiled.shape[:2], tile=tile,
+                                 progress=lambda *call: calls.append(call))
+    np.testing.assert_allclose(tiled, untiled, atol=2e-5)
+    assert [done for done, _ in calls] == list(range(1, calls[0][1] + 1))
+
+
+def test_over_the_feature_budget_groups_measure_then_every_region_runs_again(monkeypatch,
+                                                                            tiny_model):
+    images = (40 * 56 + 80 * 112) * 3 * 4
+    monkeypatch.setattr(tiling, "MEMORY_BUDGET", images + 300_000)
+    regions = tiling._regions((80, 112), 24, tiling.receptive_radius(tiny_model.model_config))
+    groups = tiling._groups(regions, tiling._feature_bytes(tiny_model), 300_000)
+    assert 1 < len(groups) < len(regions) and sum(groups, []) == regions
+    image = _image()
+    untiled = _untiled(tiny_model, image, 2.0)
+    calls = []
+    tiled = tiling.upscale_tiled(tiny_model, image, 2.0, (80, 112), tile=24,
+                                 progress=lambda *call: calls.append(call))
+    # While measuring, each group's attention pools only that group: the image-wide means are
+    # estimates, which the tiny model's one-unit attention barely feels.
+    assert np.abs(tiled - untiled).max() < 0.5 / 255
+    assert calls[-1] == (2 * len(regions), 2 * len(regions))
+
+
+def test_without_channel_attention_each_region_runs_once():
+    model = _tiny(channel_attention=False)
+    image = _image()
+    untiled = _untiled(model, image, 2.0)
+    calls = []
+    tiled = tiling.upscale_tiled(model, image, 2.0, (80, 112), tile=24,
+                                 progress=lambda *call: calls.append(call))
+    np.testing.assert_allclose(tiled, untiled, atol=2e-5)
+    assert calls[-1] == (20, 20)
+
+
+def test_bfloat16_tiles_keep_bfloat16_features(tiny_model):
+    model = asdn_tf.pretrained.with_precision(tiny_model, "bfloat16")
+    assert tiling._feature_bytes(model) == 24 * 2 + 12
+    image = _image()
+    untiled = _untiled(model, image, 2.0)
+    tiled = tiling.upscale_tiled(model, image, 2.0, (80, 112), tile=24)
+    assert np.abs(tiled - untiled).max() < 2 / 255
