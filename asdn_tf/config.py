@@ -79,6 +79,9 @@ class PhotoDegradation:
         noise_sigma: tuple of float, (low, high) noise sigma in grey levels of 255.
         jpeg_probability: float, chance of JPEG compression (after 8-bit quantisation).
         jpeg_quality: tuple of float, (low, high) JPEG quality.
+        recursion_probability: float, chance that an update trains the first ×r step of a ×1.5r
+            or ×2r recursion: LR decimated by 1.5r or 2r, the target the HR brought down by 1.5
+            or 2 (asdn_tf/data.py).
     """
 
     clean_probability: float = 0.3
@@ -89,6 +92,7 @@ class PhotoDegradation:
     noise_sigma: tuple = (0.5, 4.0)
     jpeg_probability: float = 0.6
     jpeg_quality: tuple = (40.0, 95.0)
+    recursion_probability: float = 0.4
 
 
 # The named LR makers of `DataConfig.degradation`; None is the benchmark's exact bicubic.

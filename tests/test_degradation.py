@@ -85,12 +85,29 @@ def test_the_photo_mix_draws_every_kind_of_damage():
 def test_photo_batches_line_up_with_their_targets(t91_subset):
     settings = config.DataConfig(sources=(str(t91_subset),), patch_size=10, batch_size=2,
                                  degradation="photo")
-    batch = next(iter(data.training_dataset(settings, seed=1)))
-    level = int(batch["level"][0])
-    side = data.hr_patch_size(10, level)
-    assert batch["x_up"].shape == batch["hr"].shape == (2, side, side, 3)
-    # x_up still follows its HR: a damaged copy, not another patch.
-    assert float(tf.reduce_mean(tf.abs(batch["x_up"] - batch["hr"]))) < 0.15
+    iterator = iter(data.training_dataset(settings, seed=1))
+    for _ in range(6):
+        batch = next(iterator)
+        level = int(batch["level"][0])
+        # LR sides 10, or 6 and 5 for the first step of a ×1.5r or ×2r recursion.
+        sides = {data.hr_patch_size(lr_side, level) for lr_side in (10, 6, 5)}
+        assert batch["x_up"].shape == batch["hr"].shape
+        assert batch["x_up"].shape[0] == 2 and batch["x_up"].shape[1] in sides
+        # x_up still follows its HR: a damaged copy, not another patch.
+        assert float(tf.reduce_mean(tf.abs(batch["x_up"] - batch["hr"]))) < 0.15
+
+
+def test_a_recursion_pair_targets_the_clean_image_of_its_first_step():
+    hr = tf.cast(tf.round(_hr(2, 96) * 255.0), tf.uint8)
+    photo = config.PhotoDegradation(clean_probability=1.0, recursion_probability=1.0)
+    x_up, target = data.degrade(hr, tf.constant(10), 48, photo=photo, seed=[3, 4])
+    side = x_up.shape[1]
+    factor = {48: 2.0, 64: 1.5}[side]  # ×2 step, LR side 24 or 32
+    region = tf.cast(hr, tf.float32) / 255.0
+    np.testing.assert_allclose(target, imresize(region, scale=1 / factor, size=(side, side)),
+                               atol=1e-6)
+    lr = degradation.quantize(imresize(region, scale=1 / (2 * factor), size=(side // 2,) * 2))
+    np.testing.assert_allclose(x_up, imresize(lr, scale=2.0, size=(side, side)), atol=1e-5)
 
 
 def test_fsdn_batches_take_the_photo_mix(t91_subset):
