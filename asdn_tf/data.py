@@ -133,11 +133,39 @@ def degrade(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, photo=
     else:
         scale = 1.0 + tf.cast(level, tf.float64) / (num_levels - 1)
         size = tf.cast(tf.math.floor(patch_size * scale + 0.5), tf.int32)
+    if photo is not None:
+        return _photo_pair(hr_patches, scale, patch_size, photo, seed)
     hr = hr_patches[:, :size, :size, :]
     hr = tf.cast(hr, tf.float32) / 255.0 if hr.dtype == tf.uint8 else tf.cast(hr, tf.float32)
     lr = make_lr(hr, (patch_size, patch_size), scale, photo, seed)
     x_up = imresize(lr, scale=scale, size=(size, size))
     return x_up, hr
+
+
+def _photo_pair(hr_patches, scale, patch_size, photo, seed):
+    """(x_up, target) of one update at step scale r under the photo degradation.
+
+    With `photo.recursion_probability` the pair is the first step of a recursion instead: the LR
+    is made from the HR by r·k (k = 1.5 or 2: the ×3 and ×4 recursions start with a ×2 step on
+    an LR decimated by 3 or 4) and the target is the HR brought down by k with the exact
+    bicubic, the clean image that step should produce. Without it a resizing kernel without
+    antialiasing decimated by 4 aliases more than any single step trains on.
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
+    recursion = tf.random.stateless_uniform([], seeds[0]) < photo.recursion_probability
+    factor = tf.where(recursion, tf.gather(tf.constant([1.5, 2.0], tf.float64),
+                                           tf.random.stateless_uniform([], seeds[1], 0, 2,
+                                                                       tf.int32)), 1.0)
+    scale = tf.cast(scale, tf.float64)
+    lr_side = tf.cast(tf.math.floor(patch_size / factor), tf.int32)
+    side = tf.cast(tf.math.floor(tf.cast(lr_side, tf.float64) * scale + 0.5), tf.int32)
+    region = tf.cast(tf.math.floor(tf.cast(lr_side, tf.float64) * scale * factor + 0.5), tf.int32)
+    hr = hr_patches[:, :region, :region, :]
+    hr = tf.cast(hr, tf.float32) / 255.0 if hr.dtype == tf.uint8 else tf.cast(hr, tf.float32)
+    target = tf.cond(recursion, lambda: imresize(hr, scale=1.0 / factor, size=(side, side)),
+                     lambda: hr)
+    lr = degradation_lib.random_lr(hr, (lr_side, lr_side), scale * factor, photo, seeds[2])
+    return imresize(lr, scale=scale, size=(side, side)), target
 
 
 def make_lr(hr, size, scale, photo=None, seed=None):
