@@ -29,7 +29,7 @@ from absl import app, flags
 
 from asdn_tf import cli, degradation as degradation_lib, fileio, image_io, lfr, metrics, pretrained
 from asdn_tf.imresize import imresize
-from asdn_tf.inference import upscale_tensor
+from asdn_tf.inference import compiled_upscaler
 
 METHODS = ("bicubic", "asdn")
 CSV_FIELDS = ("set", "scale", "method", "psnr", "ssim", "images", "shave")
@@ -116,7 +116,9 @@ def super_resolve(lr, scale, size, method, model=None):
         return imresize(pixels, scale=scale, size=size).numpy()
     rgb = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
     if hasattr(model, "branches"):
-        output = upscale_tensor(model, rgb[None], scale, size=size)[0].numpy()
+        # One graph for every image, size and scale (as float32, as `asdn_tf.upscale` takes
+        # it): nothing is traced per image.
+        output = compiled_upscaler(model)(rgb[None], float(scale), size)[0].numpy()
     else:  # FSDN: a fixed-scale network on the LR image.
         if float(scale) != model.scale:
             raise ValueError(f"these are FSDN weights for ×{model.scale} only; measure them "
@@ -137,7 +139,7 @@ def measure(hr, scale, method, model=None, degradation="bicubic"):
 
 
 def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progress=None,
-             degradation="bicubic"):
+             degradation="bicubic", precision="auto"):
     """Mean PSNR / SSIM per set and scale.
 
     Args:
@@ -150,10 +152,12 @@ def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progr
         progress: optional callable(done, total, label), called after every image.
         degradation: how the LR is made: "bicubic" (the protocol) or another name in
             `degradation.EVALUATION`.
+        precision: of the bundled model when `model` is None ("auto", "float32", "bfloat16").
 
     Returns:
         A list of dicts {"set", "scale", "method", "degradation", "psnr", "ssim", "images",
-        "shave", "per_image": [{"image", "psnr", "ssim"}]}, scale by scale, set by set.
+        "shave", "per_image": [{"image", "psnr", "ssim"}]}, scale by scale, set by set; asdn's
+        also say the "precision" the model computed in.
 
     Raises:
         ValueError: a bad method or scale, or an image too small for the scale (named).
@@ -164,7 +168,7 @@ def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progr
     scales = parse_scales(scales)
     degradation_lib.check_name(degradation)
     if method == "asdn" and model is None:
-        model = pretrained.load_pretrained()
+        model = pretrained.load_pretrained(precision=precision)
     total = sum(len(images) for images in sets.values()) * len(scales)
     done = 0
     results = []
@@ -196,6 +200,8 @@ def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progr
                             "degradation": degradation, "psnr": round(float(psnr), 4), "ssim": round(float(ssim), 5),
                             "images": len(images), "shave": shave(scale),
                             "per_image": per_image})
+            if method == "asdn":
+                results[-1]["precision"] = pretrained.precision_of(model)
     return results
 
 
@@ -312,7 +318,7 @@ def describe_degradation(name):
 
 def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, output_json=None,
         output_csv=None, save_images=None, plot_path=None, progress=None,
-        degradation="bicubic", announce=None, model_name=None):
+        degradation="bicubic", announce=None, model_name=None, precision="auto"):
     """What the command does; returns the report. Raises ValueError / OSError on bad input.
 
     `method` is "bicubic", "asdn", or a list of them ("bicubic,asdn" on the command line);
@@ -320,7 +326,8 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
     under every degradation; the report is one table, or with bicubic and asdn together the
     README's side-by-side comparison (one per degradation). `announce(text)` is told what will
     be measured before the work starts. `model_name` picks a bundled model ("default",
-    "photo") for asdn instead of `weights`.
+    "photo") for asdn instead of `weights`; asdn computes in `precision` ("auto", "float32",
+    "bfloat16"), which the report states.
     """
     degradations = ([degradation] if isinstance(degradation, str)
                     else list(dict.fromkeys(degradation)))
@@ -344,6 +351,7 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
         pretrained.bundled_weights(model_name)
     if preset and not weights:
         raise ValueError("--preset needs --weights (the bundled weights know their preset)")
+    pretrained.check_precision(precision)
     if not data_dir:
         raise ValueError("pass --data_dir (a folder with one folder per set) or set ASDN_DATASETS")
     if not sets:
@@ -352,8 +360,11 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
     loaded = load_sets(data_dir, sets)
     model = None
     if "asdn" in methods:
-        model = (pretrained.load_model(weights, preset) if weights
-                 else pretrained.load_pretrained(model_name or "default"))
+        model = (pretrained.load_model(weights, preset, precision=precision) if weights
+                 else pretrained.load_pretrained(model_name or "default", precision))
+        if announce and precision == "auto":
+            announce(f"precision auto -> {pretrained.precision_of(model)} "
+                     f"({pretrained.auto_precision()[1]})")
     count = sum(len(images) for images in loaded.values()) * len(scales)
     if announce:
         announce(f"measuring {count * len(methods) * len(degradations)} SR images "
@@ -381,6 +392,8 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
     else:
         report = ("\n".join(describe_degradation(name) for name in degradations) + "\n"
                   + format_table(results))
+    if model is not None:
+        report += f"\nprecision: {pretrained.describe_precision(model, precision)}"
     return f"{report}\n({images} SR images measured in {seconds:.1f} s)"
 
 
@@ -394,7 +407,7 @@ def main(argv):
                     options.output_json, options.output_csv, options.save_images, options.plot,
                     TextProgress(), options.degradation,
                     lambda text: print(f"evaluate: {text}", file=sys.stderr, flush=True),
-                    options.model)
+                    options.model, options.precision)
     except (ValueError, OSError) as error:
         sys.exit(f"evaluate: {error}")
     print(table)
@@ -417,6 +430,10 @@ if __name__ == "__main__":
     flags.DEFINE_string("output_csv", None, "Write the results as CSV.")
     flags.DEFINE_string("save_images", None, "Folder for the SR images (PNG).")
     flags.DEFINE_string("plot", None, "PNG path for a PSNR-versus-scale plot.")
+    flags.DEFINE_enum("precision", "auto", list(pretrained.PRECISION_CHOICES),
+                      "asdn: compute precision; auto is bfloat16 where the hardware runs it "
+                      "fast (AMX, AVX512_BF16, GPUs of compute capability 8.0+), else float32. "
+                      "The report states it; the README's table is float32.")
     flags.DEFINE_list("degradation", ["bicubic"], "How LR images are made: bicubic (the "
                       "literature's protocol), bicubic_noaa, jpeg75, blur_noise, or several.")
     app.run(main, flags_parser=cli.one_line_flags_parser("evaluate"))

@@ -2,7 +2,9 @@
 
 `upscale_tensor` is graph friendly (the scale may be a tensor; the recursion is a
 `tf.while_loop`), so the same code runs eagerly, in a `tf.function` and inside a SavedModel.
-`upscale` is the numpy entry point for users.
+`compiled_upscaler` is that function traced once per model: every image size, scale and
+recursion depth runs the same graph, so a folder of photographs of many sizes pays the tracing
+once. `upscale` is the numpy entry point for users.
 
 Example:
     >>> model = asdn_tf.build_model("tiny")
@@ -91,7 +93,9 @@ _COMPILED = weakref.WeakKeyDictionary()
 
 
 def compiled_upscaler(model, max_scale=lfr.DEFAULT_MAX_SCALE):
-    """A `tf.function` of `upscale_tensor` for `model`, traced once for every size and scale."""
+    """`upscale_tensor` for `model` as a `tf.function`(images N×H×W×3 float32, scale float32,
+    size (height, width) int32), kept per model: its height, width and scale are dynamic, so it
+    is traced once for every size, scale and number of recursion steps."""
     key = (max_scale,)
     cache = _COMPILED.setdefault(model, {})
     if key not in cache:
@@ -141,7 +145,7 @@ def _check_size(size, height, width):
 
 
 def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_SCALE,
-            tile=None, tile_overlap=None, progress=None):
+            tile=None, tile_overlap=None, progress=None, precision="auto"):
     """Upscales one image (numpy) by any scale in (1, max_scale], or to an explicit size.
 
     Args:
@@ -149,13 +153,15 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
             uint16 or float in [0, 1].
         scale: the factor; without it, the largest of the size ratios.
         model: an `ASDN`; by default the bundled pretrained model, loaded once per process
-            (`pretrained.shared_pretrained`).
+            (`pretrained.shared_pretrained`). It computes in its own precision.
         size: optional (height, width) of the output.
         max_scale: the largest accepted scale.
         tile: run the network on regions of this side (`asdn_tf.tiling`); 0 never tiles; None
             tiles the recursion steps whose output is above `tiling.AUTO_TILE_PIXELS` pixels.
         tile_overlap: context around each region; by default the model's receptive radius.
         progress: optional callable(done, total), called after each network pass.
+        precision: of the bundled model, when `model` is None: "auto" (bfloat16 where the
+            hardware runs it fast, `pretrained.auto_precision`), "float32" or "bfloat16".
 
     Returns:
         uint8 array (uint16 for uint16 input) of the same layout as `image`.
@@ -176,9 +182,10 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
         size = lfr.output_size(height, width, scale)
     tiled = tiling.choose_tile(size, tile) > 0
     tile_overlap = tiling.check_overlap(tile_overlap)
+    pretrained.check_precision(precision)
     pixels = _to_float(image)
     if model is None:
-        model = pretrained.shared_pretrained()
+        model = pretrained.shared_pretrained(precision)
     pixels = pixels.reshape(height, width, -1)
     channels = pixels.shape[2]
     rgb = np.repeat(pixels, 3, axis=2) if channels == 1 else pixels[..., :3]

@@ -44,26 +44,29 @@ def sample_set():
     return [(sample_image_path(), sample_image())]
 
 
-def demo_model(weights=None, preset=None):
+def demo_model(weights=None, preset=None, precision="auto"):
     """(model, label): the ASDN from `weights`, else the bundled weights, else an untrained one.
 
     Args:
         weights: optional `.weights.h5` or `.keras` path.
         preset: the config of `weights` when it has no sidecar, or of the untrained fallback
             (default "default").
+        precision: "auto" (bfloat16 where the hardware runs it fast), "float32" or "bfloat16".
 
     The fallback, for an install without bundled weights, is announced in a printed line and
     in the label, so no figure passes it off as trained.
     """
     if weights:
-        return pretrained.load_model(weights, preset), f"ASDN ({pathlib.Path(weights).name})"
+        return (pretrained.load_model(weights, preset, precision=precision),
+                f"ASDN ({pathlib.Path(weights).name})")
     try:
-        return pretrained.load_pretrained(), "ASDN"
+        return pretrained.load_pretrained(precision=precision), "ASDN"
     except FileNotFoundError as error:
         preset = preset or "default"
         print(f"{error}.\nShowing an UNTRAINED {preset!r} ASDN instead: its outputs are "
               "bicubic plus the noise of random weights, not super-resolution.")
-        return build_model(preset), f"ASDN (untrained {preset})"
+        return (pretrained.with_precision(build_model(preset), precision),
+                f"ASDN (untrained {preset})")
 
 
 def bicubic(image, scale, size):

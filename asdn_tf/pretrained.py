@@ -3,16 +3,20 @@
 A weights file may have a JSON sidecar (`NAME.json` beside `NAME.weights.h5`) whose
 "model_config" says how to build the network; otherwise a preset must be named.
 
+Every loader computes in precision "auto" unless told otherwise: bfloat16 where the hardware
+runs it fast, float32 elsewhere (`resolve_precision`).
+
 Keras is imported when a network is built, not with this module: the upscale command reads
-PRECISIONS and checks sidecars before it needs TensorFlow.
+PRECISION_CHOICES and checks sidecars before it needs TensorFlow.
 
 Example:
     >>> model = load_model("runs/cpu/best.weights.h5")   # sidecar gives the config
     >>> model = load_pretrained()                         # the weights inside the package
-    >>> model = load_pretrained(precision="bfloat16")     # ~2.4x faster on CPUs with AMX
+    >>> model = load_pretrained(precision="float32")      # the benchmark tables' precision
 """
 
 import contextlib
+import functools
 import json
 import os
 import pathlib
@@ -31,9 +35,19 @@ BUNDLED = ("default", "photo")
 UPSCALE_MODEL = "default"
 
 # Inference precisions: the Keras dtype policy each builds the network under. bfloat16 keeps
-# the weights in float32 and computes in bfloat16: on CPUs with AMX (Sapphire Rapids and later)
-# it runs ~2.4x faster than float32 for -0.03 dB on Set5; on CPUs without it, it is slower.
+# the weights in float32 and computes in bfloat16, for -0.03 dB on Set5: on CPUs with AMX
+# (Intel Sapphire Rapids and later) it runs ~2.4x faster than float32, with AVX512_BF16 (AMD
+# Zen 4 and later, Intel Cooper Lake) ~1.7x (an AMD EPYC, Zen 5); on CPUs with neither it is
+# slower.
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+# What a loader accepts: "auto" is one of PRECISIONS, chosen for this machine.
+PRECISION_CHOICES = ("auto", *PRECISIONS)
+# Sets what "auto" resolves to (float32 or bfloat16), over the hardware's answer.
+AUTO_PRECISION_ENV = "ASDN_AUTO_PRECISION"
+# bfloat16 units on NVIDIA GPUs: Ampere (compute capability 8.0) and later.
+GPU_BFLOAT16_CAPABILITY = (8, 0)
+# /proc/cpuinfo flags of CPU instructions that compute bfloat16 products, and how to say them.
+CPU_BFLOAT16_FLAGS = {"amx_bf16": "AMX", "avx512_bf16": "AVX512_BF16"}
 
 _SHARED = {}
 _SHARED_LOCK = threading.Lock()
@@ -52,10 +66,91 @@ def dtype_policy(name):
 
 
 def check_precision(precision):
-    """Returns `precision` if it is one of PRECISIONS; raises ValueError otherwise."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    """Returns `precision` if it is one of PRECISION_CHOICES; raises ValueError otherwise."""
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, "
+                         f"got {precision!r}")
     return precision
+
+
+def resolve_precision(precision="auto"):
+    """The precision a model is built in: `precision` itself, or for "auto" the one
+    `auto_precision` picks for this machine. Raises ValueError for an unknown name."""
+    if check_precision(precision) == "auto":
+        return auto_precision()[0]
+    return precision
+
+
+def auto_precision():
+    """(precision, reason): "bfloat16" where the hardware runs it fast, else "float32".
+
+    The network runs on the first GPU when TensorFlow sees one: bfloat16 if its compute
+    capability is at least 8.0. Without a GPU, bfloat16 on CPUs with bfloat16 instructions
+    (/proc/cpuinfo flags amx_bf16 or avx512_bf16); elsewhere (older x86, ARM, macOS) bfloat16 is
+    emulated and slower than float32. The environment variable ASDN_AUTO_PRECISION (float32 or
+    bfloat16) overrides both.
+
+    Raises:
+        ValueError: ASDN_AUTO_PRECISION holds another value.
+    """
+    override = os.environ.get(AUTO_PRECISION_ENV)
+    if override:
+        if override not in PRECISIONS:
+            raise ValueError(f"{AUTO_PRECISION_ENV} must be one of {', '.join(PRECISIONS)}, "
+                             f"got {override!r}")
+        return override, AUTO_PRECISION_ENV
+    return _hardware_precision()
+
+
+@functools.cache
+def _hardware_precision():
+    gpu = _gpu_capability()
+    if gpu is not None:
+        name, capability = gpu
+        fast = capability is not None and capability >= GPU_BFLOAT16_CAPABILITY
+        described = "unknown" if capability is None else ".".join(map(str, capability))
+        return ("bfloat16" if fast else "float32"), f"GPU {name}, compute capability {described}"
+    flags = _cpu_flags()
+    for flag, name in CPU_BFLOAT16_FLAGS.items():
+        if flag in flags:
+            return "bfloat16", name
+    return "float32", "no bfloat16 instructions on this CPU"
+
+
+def describe_precision(model, requested="auto"):
+    """How `model` computes, for a report: "float32", or "bfloat16 (auto: AMX)" when the
+    precision was `requested` as "auto"."""
+    used = precision_of(model)
+    return f"{used} (auto: {auto_precision()[1]})" if requested == "auto" else used
+
+
+def precision_of(model):
+    """The name in PRECISIONS of the policy `model` computes under ("float32", "bfloat16")."""
+    policy = model.dtype_policy.name
+    return next((name for name, value in PRECISIONS.items() if value == policy), policy)
+
+
+def _gpu_capability():
+    """(name, compute capability or None) of the first GPU TensorFlow sees, or None."""
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    details = tf.config.experimental.get_device_details(gpus[0])
+    capability = details.get("compute_capability")
+    return details.get("device_name", gpus[0].name), (tuple(capability) if capability else None)
+
+
+def _cpu_flags():
+    """The CPU feature flags of /proc/cpuinfo (empty where there is none: macOS, Windows)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
 
 
 def sidecar_path(weights_path):
@@ -120,7 +215,7 @@ def _json_type(value):
     return names.get(type(value), type(value).__name__)
 
 
-def load_model(weights, preset=None, fsdn_scale=None, precision="float32"):
+def load_model(weights, preset=None, fsdn_scale=None, precision="auto"):
     """Builds the network and loads `weights` (`.weights.h5` or `.keras`).
 
     Args:
@@ -128,7 +223,8 @@ def load_model(weights, preset=None, fsdn_scale=None, precision="float32"):
         preset: preset name or ModelConfig; by default the sidecar's config, else "default".
         fsdn_scale: int, expect an FSDN of this scale. Without it an FSDN is built when the
             sidecar says {"model": "fsdn", "scale": S} (as training writes), else an ASDN.
-        precision: "float32", or "bfloat16" to compute in bfloat16 (see PRECISIONS).
+        precision: "auto" (bfloat16 where the hardware runs it fast, see `auto_precision`),
+            "float32" or "bfloat16" (see PRECISIONS).
 
     A `.keras` file is loaded with `safe_mode=True`: one that would run code (a saved lambda) is
     refused rather than executed.
@@ -141,7 +237,7 @@ def load_model(weights, preset=None, fsdn_scale=None, precision="float32"):
     import keras
 
     from asdn_tf.model import FSDN, build_fsdn, build_model
-    check_precision(precision)
+    precision = resolve_precision(precision)
     path = pathlib.Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
@@ -161,7 +257,9 @@ def load_model(weights, preset=None, fsdn_scale=None, precision="float32"):
         if preset is None:
             preset = (config_lib.ModelConfig.from_dict(sidecar["model_config"])
                       if "model_config" in sidecar else "default")
-        model = build_fsdn(preset, scale) if scale else build_model(preset)
+        # Built in its precision at once: the weights stay float32 under a mixed policy.
+        with dtype_policy(PRECISIONS[precision]):
+            model = build_fsdn(preset, scale) if scale else build_model(preset)
         _load_weights(model, path, preset)
     if fsdn_scale:
         if not isinstance(model, FSDN):
@@ -172,9 +270,10 @@ def load_model(weights, preset=None, fsdn_scale=None, precision="float32"):
 
 
 def with_precision(model, precision):
-    """`model` itself for "float32"; else the same network and weights computing in `precision`."""
+    """`model` itself if it computes in `precision` already; else the same network and weights
+    computing in `precision` ("auto" as `resolve_precision`)."""
     from asdn_tf.model import FSDN, build_fsdn, build_model
-    policy = PRECISIONS[check_precision(precision)]
+    policy = PRECISIONS[resolve_precision(precision)]
     if model.dtype_policy.name == policy:
         return model
     with dtype_policy(policy):
@@ -207,9 +306,9 @@ def bundled_weights(name="default"):
     return PACKAGE_WEIGHTS if name == "default" else WEIGHTS_FOLDER / f"{name}.weights.h5"
 
 
-def load_pretrained(name="default", precision="float32"):
+def load_pretrained(name="default", precision="auto"):
     """The bundled model `name` ("default": the benchmark's; "photo": for real photographs),
-    computing in `precision` ("float32" or "bfloat16", see PRECISIONS)."""
+    computing in `precision` ("auto", "float32" or "bfloat16", as `load_model`)."""
     path = bundled_weights(name)
     if not path.exists():
         raise FileNotFoundError(
@@ -218,13 +317,15 @@ def load_pretrained(name="default", precision="float32"):
     return load_model(path, precision=precision)
 
 
-def shared_pretrained(precision="float32", name=None):
+def shared_pretrained(precision="auto", name=None):
     """The bundled model `name` (by default UPSCALE_MODEL), loaded once per process and
-    precision: what `asdn_tf.upscale` and `asdn_tf.upscale_file` use when given no model, so
-    that later calls neither reload the weights nor trace the network again. Do not train or
-    change it; `load_pretrained` gives a model of your own."""
+    precision ("auto" is the precision it resolves to): what `asdn_tf.upscale` and
+    `asdn_tf.upscale_file` use when given no model, so that later calls neither reload the
+    weights nor trace the network again. Do not train or change it; `load_pretrained` gives a
+    model of your own."""
     name = name or UPSCALE_MODEL
-    key = (bundled_weights(name), check_precision(precision))
+    precision = resolve_precision(precision)
+    key = (bundled_weights(name), precision)
     with _SHARED_LOCK:
         if key not in _SHARED:
             _SHARED[key] = load_pretrained(name, precision)

@@ -144,7 +144,7 @@ def _output_name(name, image_format):
 def upscale_file(source, destination, scale=None, *, size=None, width=None, height=None,
                  model=None, tile=None, tile_overlap=None, image_format=None,
                  quality=DEFAULT_QUALITY, overwrite=False, max_pixels=DEFAULT_MAX_PIXELS,
-                 max_scale=lfr.DEFAULT_MAX_SCALE, progress=None):
+                 max_scale=lfr.DEFAULT_MAX_SCALE, progress=None, precision="auto"):
     """Upscales the image file `source` into `destination`; every check comes before the work.
 
     The request is checked against the size in the image's header before the pixels are
@@ -159,7 +159,7 @@ def upscale_file(source, destination, scale=None, *, size=None, width=None, heig
         destination: a file name, or an existing folder (the output keeps the source's name).
         scale, size, width, height: exactly one, as `target_size`.
         model: an `ASDN`; by default the weights bundled with the package, loaded once per
-            process.
+            process and precision.
         tile, tile_overlap: as `asdn_tf.upscale` (by default large outputs are tiled).
         image_format: "png", "jpeg", "bmp", "webp" or "tiff" to override the extension.
         quality: JPEG and WebP quality, 1–100.
@@ -167,6 +167,8 @@ def upscale_file(source, destination, scale=None, *, size=None, width=None, heig
         max_pixels: refuse outputs of more pixels than this.
         max_scale: the largest accepted scale.
         progress: optional callable(done, total), called after each network pass.
+        precision: of the bundled model, when `model` is None: "auto" (bfloat16 where the
+            hardware runs it fast), "float32" or "bfloat16".
 
     Returns:
         The path written.
@@ -178,11 +180,12 @@ def upscale_file(source, destination, scale=None, *, size=None, width=None, heig
     request = {"scale": scale, "size": size, "width": width, "height": height,
                "max_scale": max_scale, "max_pixels": max_pixels}
     output = {"image_format": image_format, "overwrite": overwrite, "quality": quality}
+    pretrained.check_precision(precision)
     destination = output_path(source, destination, image_format)
     header = _check_file(source, destination, request)
     image_io.check_output(destination, header.alpha, **output)
     return _upscale_checked(source, destination, request, output, model, tile, tile_overlap,
-                            progress)
+                            progress, precision)
 
 
 def _check_file(source, destination, request):
@@ -197,7 +200,8 @@ def _check_file(source, destination, request):
     return header
 
 
-def _upscale_checked(source, destination, request, output, model, tile, tile_overlap, progress):
+def _upscale_checked(source, destination, request, output, model, tile, tile_overlap, progress,
+                     precision="auto"):
     """Decodes, upscales and writes a file that `_check_file` passed."""
     from asdn_tf import inference  # imports TensorFlow
     pixels, profile = image_io.read_image_and_profile(source)
@@ -206,7 +210,8 @@ def _upscale_checked(source, destination, request, output, model, tile, tile_ove
     image_io.check_output(destination, image_io.has_alpha(pixels), **output)
     result = inference.upscale(pixels, scale, model=model, size=size,
                                max_scale=request["max_scale"], tile=tile,
-                               tile_overlap=tile_overlap, progress=progress)
+                               tile_overlap=tile_overlap, progress=progress,
+                               precision=precision)
     return image_io.write_image(destination, result, output["image_format"], profile,
                                 output["quality"], output["overwrite"])
 
@@ -290,22 +295,33 @@ def _file_id(path):
     return status.st_dev, status.st_ino
 
 
-def load_model(weights=None, preset=None, precision="float32", name=None):
+def load_model(weights=None, preset=None, precision="auto", name=None):
     """The model for the command: `weights` (with `preset`), or the bundled model `name` (by
-    default `pretrained.UPSCALE_MODEL`), computing in `precision`."""
+    default `pretrained.UPSCALE_MODEL`), computing in `precision`. What "auto" chose is said
+    on stderr, once per process."""
+    global _precision_said
     from asdn_tf.model import ASDN  # imports TensorFlow
     if weights is None:
         if preset is not None:
             raise ValueError("--preset only applies to --weights; give both, or neither for the "
                              "bundled weights")
-        return pretrained.shared_pretrained(precision, name)
-    if name is not None:
-        raise ValueError("give --model (a bundled model) or --weights (a file), not both")
-    model = pretrained.load_model(weights, preset, precision=precision)
-    if not isinstance(model, ASDN):
-        raise ValueError(f"{weights} is not an ASDN model ({type(model).__name__}); upscaling "
-                         "by any scale needs one")
+        model = pretrained.shared_pretrained(precision, name)
+    else:
+        if name is not None:
+            raise ValueError("give --model (a bundled model) or --weights (a file), not both")
+        model = pretrained.load_model(weights, preset, precision=precision)
+        if not isinstance(model, ASDN):
+            raise ValueError(f"{weights} is not an ASDN model ({type(model).__name__}); "
+                             "upscaling by any scale needs one")
+    if precision == "auto" and not _precision_said:
+        _precision_said = True
+        used, reason = pretrained.precision_of(model), pretrained.auto_precision()[1]
+        print(f"upscale: precision auto -> {used} ({reason})", file=sys.stderr)
     return model
+
+
+# Whether the precision "auto" chose was said in this process.
+_precision_said = False
 
 
 class _PlainIntegerParser(flags.IntegerParser):
@@ -350,9 +366,10 @@ def define_flags(flag_values=flags.FLAGS):
            f"The preset --weights were trained with, one of {sorted(config.PRESETS)}; by "
            "default their JSON sidecar's config, else 'default'.")
     defined.append(flags.DEFINE_enum(
-        "precision", "float32", list(pretrained.PRECISIONS),
-        "Compute precision: bfloat16 runs about 2.4x faster on CPUs with AMX (Intel Sapphire "
-        "Rapids and later) for -0.03 dB on Set5, and slower on other CPUs.",
+        "precision", "auto", list(pretrained.PRECISION_CHOICES),
+        "Compute precision. auto: bfloat16 where the hardware computes it (CPUs with AMX or "
+        "AVX512_BF16, GPUs of compute capability 8.0 and above), which runs 1.7-2.4x faster "
+        "there for -0.03 dB on Set5; float32 elsewhere, where bfloat16 is slower.",
         flag_values=flag_values))
     # asdn_tf.tiling's AUTO_TILE_PIXELS and DEFAULT_TILE, written out: it imports TensorFlow,
     # which --help does not wait for (test_upscale_usability checks they agree).

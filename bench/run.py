@@ -3,6 +3,7 @@
     python -m bench.run --quick                                  # a few minutes, small sizes
     python -m bench.run --output_json=runs/bench/run.json        # the README figures
     python -m bench.run --sections=tiled --tiled_cases=2048x4    # one section
+    python -m bench.run --sections=defaults                      # what a new user meets
 
 Each section prints a table as it finishes; the JSON of everything goes to stdout at the end,
 or to --output_json. Timings are medians of repeated calls after a warm-up, all in this one
@@ -26,6 +27,11 @@ stops itself if its RSS passes --max_rss_gib rather than wake the kernel's OOM k
                (bench/imresize_speed.py).
   tiled        time and peak RSS of a tiled upscale in a child process (bench/upscale_tiled.py).
   jit          XLA (jit_compile) on and off for the network pass and a training step.
+  defaults     what a user meets with the defaults (precision auto, the bundled model): the
+               README quick start as a fresh process (its upscale and its wall time, Python
+               start included); the first call, a call on a new size (traces and time) and the
+               steady state, in a fresh process; output megapixels/s at 512²; and the README's
+               evaluate command (Set5 + Set14, 14 scales, bicubic and asdn) as a fresh process.
 """
 
 import contextlib
@@ -37,9 +43,11 @@ import math
 import os
 import pathlib
 import platform
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -51,7 +59,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from asdn_tf import data as data_lib
-from asdn_tf import evaluate, lfr, pretrained
+from asdn_tf import evaluate, lfr, notebook, pretrained
 from asdn_tf.config import DataConfig, TrainConfig
 from asdn_tf.imresize import imresize
 from asdn_tf.inference import upscale_tensor
@@ -61,11 +69,19 @@ from asdn_tf.train import Trainer, learning_rate_schedule
 from bench import export_latency, imresize_speed, op_profile, upscale_tiled
 
 SECTIONS = ("matmul", "inference", "profile", "saved_model", "training", "imresize", "tiled",
-            "jit")
+            "jit", "defaults")
 SCALES = (2.0, 3.3)
 POLICIES = ("float32", "mixed_bfloat16")
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
 TRAINING_SOURCES = tuple(str(export_latency.DATASETS / name) for name in ("T91", "BSD200"))
+# The README's results table: `python -m asdn_tf.evaluate` on these sets and scales.
+README_SETS = ("Set5", "Set14")
+README_SCALES = ("1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8", "1.9", "2", "2.5", "3",
+                 "4", "8")
+# The issue's targets for what a user meets first (the defaults section).
+QUICKSTART_UPSCALE_S = 6.0
+QUICKSTART_WALL_S = 10.0
+EVALUATE_S = 100.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +106,10 @@ class Settings:
     tiled_cases: tuple
     jit_size: int
     jit_steps: int
+    quickstart_scale: float
+    first_call_sizes: tuple
+    evaluate_sets: tuple
+    evaluate_scales: tuple
 
 
 FULL = Settings(
@@ -104,7 +124,10 @@ FULL = Settings(
     # The bundled weights train in bfloat16 (configs/cpu.txt); float32 paper steps take minutes.
     train_policies={"default": POLICIES, "paper": ("mixed_bfloat16",)},
     imresize_shape=(1356, 2040), imresize_runs=15, tiled_cases=("2048x4",),
-    jit_size=512, jit_steps=5)
+    jit_size=512, jit_steps=5,
+    # The README quick start (512×600 → 1280×1500) and evaluate command.
+    quickstart_scale=2.5, first_call_sizes=((128, 128), (144, 120)),
+    evaluate_sets=README_SETS, evaluate_scales=README_SCALES)
 
 QUICK = Settings(
     matmul_sides=(512,), runs=2, sizes=(64,),
@@ -114,7 +137,9 @@ QUICK = Settings(
     train_steps={"default": 2, "paper": 1}, train_rounds=1,
     train_policies={"default": POLICIES, "paper": ("mixed_bfloat16",)},
     imresize_shape=(136, 204), imresize_runs=2, tiled_cases=("260x4",),
-    jit_size=64, jit_steps=2)
+    jit_size=64, jit_steps=2,
+    quickstart_scale=1.2, first_call_sizes=((32, 32), (36, 30)),
+    evaluate_sets=("Set5",), evaluate_scales=("2", "3"))
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -188,6 +213,8 @@ def machine():
                             text=True, cwd=REPOSITORY).stdout.strip()
     return {"cpu": _cpuinfo("model name") or platform.processor() or "unknown",
             "cores": os.cpu_count(), "amx_bf16": "amx_bf16" in _cpuinfo("flags").split(),
+            "avx512_bf16": "avx512_bf16" in _cpuinfo("flags").split(),
+            "auto_precision": "{} ({})".format(*pretrained.auto_precision()),
             "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
             "tensorflow": tf.__version__, "keras": keras.__version__,
             "python": platform.python_version(), "commit": commit}
@@ -393,6 +420,108 @@ def measure_tiled(cases):
     return [upscale_tiled.run_case_in_child(case) for case in cases]
 
 
+# Runs in a fresh process: the first call there pays the tracing, as a user's first call does.
+_FIRST_CALLS = """
+import json, statistics, sys, time
+import numpy as np
+from asdn_tf import inference, pretrained
+sizes, scale = json.loads(sys.argv[1])
+model = pretrained.shared_pretrained()
+upscaler = inference.compiled_upscaler(model)
+rng = np.random.default_rng(0)
+
+def call(height, width):
+    image = rng.integers(0, 256, (height, width, 3), np.uint8)
+    start = time.perf_counter()
+    inference.upscale(image, scale, model=model)
+    return time.perf_counter() - start
+
+rows = {"precision": pretrained.precision_of(model)}
+for label, size in (("first", sizes[0]), ("new_size", sizes[1])):
+    rows[label] = {"size": size, "seconds": call(*size),
+                   "traces": upscaler.experimental_get_tracing_count()}
+rows["steady"] = {"size": sizes[1], "seconds": statistics.median(call(*sizes[1])
+                                                                  for _ in range(3)),
+                  "traces": upscaler.experimental_get_tracing_count()}
+print(json.dumps(rows))
+"""
+
+
+def _child(args, timeout=1800):
+    """(completed process, wall seconds) of `python ARGS` in a fresh process at the repository."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, *args], cwd=REPOSITORY, capture_output=True,
+                          text=True, timeout=timeout)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise RuntimeError(f"python {' '.join(args[:2])} failed: {done.stderr.strip()[-500:]}")
+    return done, seconds
+
+
+def measure_defaults(settings):
+    """What a user meets with the defaults: the quick start, first calls, speed, evaluate."""
+    result = {"auto_precision": "{} ({})".format(*pretrained.auto_precision())}
+    with tempfile.TemporaryDirectory(prefix="bench_defaults_") as folder:
+        done, wall = _child(["-m", "asdn_tf.upscale", f"--scale={settings.quickstart_scale:g}",
+                             f"--output={folder}/quickstart.png", "--overwrite",
+                             f"--input={notebook.sample_image_path()}"])
+        width, height, seconds = re.search(r"\((\d+)x(\d+), ([\d.]+) s\)", done.stdout).groups()
+        result["quickstart"] = {
+            "scale": settings.quickstart_scale, "output": [int(height), int(width)],
+            "upscale_s": float(seconds), "wall_s": round(wall, 2),
+            "said": [line for line in done.stderr.splitlines() if line.startswith("upscale:")]}
+        done, _ = _child(["-c", _FIRST_CALLS, json.dumps([settings.first_call_sizes, 2.0])])
+        result["first_calls"] = json.loads(done.stdout.strip().splitlines()[-1])
+        done, wall = _child(["-m", "asdn_tf.evaluate", f"--data_dir={export_latency.DATASETS}",
+                             f"--sets={','.join(settings.evaluate_sets)}",
+                             f"--scales={','.join(settings.evaluate_scales)}",
+                             "--method=bicubic,asdn", f"--output_json={folder}/evaluate.json"])
+        images, seconds = re.search(r"\((\d+) SR images measured in ([\d.]+) s\)",
+                                    done.stdout).groups()
+        result["evaluate"] = {
+            "sets": list(settings.evaluate_sets), "scales": list(settings.evaluate_scales),
+            "images": int(images), "measured_s": float(seconds), "wall_s": round(wall, 2),
+            "precision": next(line.split(": ", 1)[1] for line in done.stdout.splitlines()
+                              if line.startswith("precision: "))}
+    size = settings.sizes[-1]
+    call, _ = op_profile.upscale_call(pretrained.shared_pretrained(), size, 2.0)
+    seconds, _ = timed(call, settings.runs)
+    result["speed"] = {"output": size, "scale": 2.0, "median_ms": round(seconds * 1e3, 1),
+                       "output_megapixels_per_s": round(size * size / seconds / 1e6, 3)}
+    return result
+
+
+def defaults_rows(result):
+    """[(figure, value, target or "", met or None)] of the defaults section."""
+    quick, calls, speed, measured = (result[key] for key in ("quickstart", "first_calls",
+                                                              "speed", "evaluate"))
+    output = "×".join(map(str, quick["output"][::-1]))
+    first, new, steady = calls["first"], calls["new_size"], calls["steady"]
+
+    def size(row):
+        return "×".join(map(str, row["size"]))
+
+    return [
+        ("precision auto", result["auto_precision"], "", None),
+        (f"quick start ×{quick['scale']:g} → {output}: upscale", f"{quick['upscale_s']:.1f} s",
+         f"≤ {QUICKSTART_UPSCALE_S:g} s", quick["upscale_s"] <= QUICKSTART_UPSCALE_S),
+        ("quick start: wall, Python start included", f"{quick['wall_s']:.1f} s",
+         f"≤ {QUICKSTART_WALL_S:g} s", quick["wall_s"] <= QUICKSTART_WALL_S),
+        (f"output MP/s, ×2 to {speed['output']}², {calls['precision']}",
+         f"{speed['output_megapixels_per_s']}", "", None),
+        (f"first call ×2, {size(first)}", f"{first['seconds']:.2f} s, {first['traces']} trace",
+         "", None),
+        (f"second call, new size {size(new)}",
+         f"{new['seconds']:.2f} s, {new['traces'] - first['traces']} new traces",
+         "no new trace", new["traces"] == first["traces"]),
+        (f"steady state, {size(steady)}", f"{steady['seconds']:.2f} s", "", None),
+        (f"evaluate {'+'.join(measured['sets'])}, {len(measured['scales'])} scales, "
+         f"bicubic+asdn ({measured['precision']})",
+         f"{measured['measured_s']:.1f} s ({measured['wall_s']:.1f} s wall)",
+         f"≤ {EVALUATE_S:g} s", measured["measured_s"] <= EVALUATE_S),
+    ]
+
+
 def measure_jit(settings):
     """Median ms with jit_compile off and on: the network pass, and a training step."""
     rows = []
@@ -489,6 +618,10 @@ def format_section(name, result):
                       [[r["case"], "×".join(map(str, r["output"])), r["tile"] or "-",
                         r["seconds"], r.get("cpu_seconds", "-"), r["output_megapixels_per_s"],
                         r["peak_rss_mib"]] for r in result])
+    if name == "defaults":
+        return _table(["figure", "value", "target", "met"],
+                      [[figure, value, target, "" if met is None else ("yes" if met else "NO")]
+                       for figure, value, target, met in defaults_rows(result)])
     if name == "jit":
         return _table(["what", "policy", "jit_compile", "ms"],
                       [[r["what"], r["policy"], r["jit_compile"], r["median_ms"]]
@@ -522,6 +655,10 @@ def targets(results):
                 ratio = row["median_ms"] / reference[row["scale"]]
                 rows.append((f"imresize ≤ 2× tf.image.resize: {row['scale']}", f"{ratio:.2f}×",
                              ratio <= 2))
+    defaults = results.get("defaults")
+    if defaults and "error" not in defaults:
+        rows += [(f"{figure} {target}", value, met)
+                 for figure, value, target, met in defaults_rows(defaults) if met is not None]
     for row in results.get("tiled") or []:
         if isinstance(row, dict) and row.get("case") == "2048x4":
             rows.append(("tiled 2048² ×4 peak RSS < 3 GiB", f"{row['peak_rss_mib']} MiB",
@@ -564,6 +701,8 @@ def run(settings, sections, weights=None, tiled_cases=None, echo=print, save=Non
                 result = measure_tiled(tiled_cases or settings.tiled_cases)
             elif section == "jit":
                 result = measure_jit(settings)
+            elif section == "defaults":
+                result = measure_defaults(settings)
             else:
                 raise ValueError(f"unknown section {section!r}")
             table = format_section(section, result)

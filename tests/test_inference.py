@@ -120,6 +120,7 @@ def test_the_scale_is_checked_before_the_pixels(tiny_model):
 
 def test_the_default_model_is_loaded_once(monkeypatch, tmp_path, tiny_model):
     """Without `model=`, the bundled model is loaded and traced on the first call only."""
+    monkeypatch.setenv(pretrained.AUTO_PRECISION_ENV, "float32")
     weights = tmp_path / "default.weights.h5"
     tiny_model.save_weights(weights)
     pretrained.sidecar_path(weights).write_text(
@@ -137,6 +138,29 @@ def test_the_default_model_is_loaded_once(monkeypatch, tmp_path, tiny_model):
     model = pretrained.shared_pretrained()
     assert inference.compiled_upscaler(model).experimental_get_tracing_count() == 1
     np.testing.assert_array_equal(first, asdn_tf.upscale(image, 2, model=tiny_model))
-    # Each precision is a model of its own, kept as well.
+    # Each precision is a model of its own, kept as well; "auto" is the one it resolves to.
+    assert pretrained.shared_pretrained("float32") is model
     assert pretrained.shared_pretrained("bfloat16") is pretrained.shared_pretrained("bfloat16")
     assert pretrained.shared_pretrained("bfloat16") is not model and len(loads) == 2
+    monkeypatch.setenv(pretrained.AUTO_PRECISION_ENV, "bfloat16")
+    assert pretrained.shared_pretrained() is pretrained.shared_pretrained("bfloat16")
+    assert asdn_tf.upscale(image, 2).shape == (24, 32, 3) and len(loads) == 2
+
+
+def test_one_trace_serves_every_size_scale_and_recursion_depth():
+    """A folder of photographs of many sizes, at any scales, pays the tracing once."""
+    model = asdn_tf.build_model("tiny")
+    rng = np.random.default_rng(9)
+    for (h, w), scale in [((9, 7), 2.0), ((12, 5), 2.0), ((16, 16), 2.0), ((7, 9), 1.27),
+                          ((10, 6), 3.3), ((5, 6), 8.0), ((6, 5), 1.5)]:
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        assert asdn_tf.upscale(image, scale, model=model).shape[:2] == lfr.output_size(h, w, scale)
+    assert inference.compiled_upscaler(model).experimental_get_tracing_count() == 1
+
+
+def test_the_compiled_upscaler_is_upscale_tensor(tiny_model):
+    x = np.random.default_rng(10).random((1, 11, 9, 3)).astype(np.float32)
+    compiled = inference.compiled_upscaler(tiny_model)
+    for scale, size in ((1.3, (14, 12)), (2.8, (31, 25)), (5.7, (63, 51))):
+        np.testing.assert_allclose(compiled(x, scale, size), upscale_tensor(tiny_model, x, scale),
+                                   atol=1e-5)

@@ -42,10 +42,10 @@ def quick_model(monkeypatch, tiny_model, weights):
     """
     load = upscale_lib.load_model
 
-    def quick(path=None, preset=None, precision="float32"):
-        if (path, preset, precision) == (str(weights), "tiny", "float32"):
+    def quick(path=None, preset=None, precision="auto", name=None):
+        if (path, preset, name) == (str(weights), "tiny", None) and precision != "bfloat16":
             return tiny_model
-        return load(path, preset, precision)
+        return load(path, preset, precision, name)
 
     monkeypatch.setattr(upscale_lib, "load_model", quick)
 
@@ -76,7 +76,8 @@ def _files(folder):
 def test_cli_writes_the_same_image_as_the_python_api(capsys, tmp_path, weights, tiny_model):
     source = _save(tmp_path / "in.png")
     status, out, err = _cli(capsys, "--input", source, "--output", tmp_path / "out.png",
-                            "--scale=3.3", f"--weights={weights}", "--preset=tiny")
+                            "--scale=3.3", f"--weights={weights}", "--preset=tiny",
+                            "--precision=float32")
     assert (status, err) == (0, "")
     assert re.search(r"upscaled 1 of 1 files in [\d.]+ s, [\d.]+ output megapixels/s", out)
     written = image_io.read_image(tmp_path / "out.png")
@@ -118,6 +119,28 @@ def test_cli_bfloat16_precision_is_close_to_float32(capsys, tmp_path, weights, t
     assert 0 < np.abs(untiled - exact).max()  # it did compute in bfloat16
     for output in (untiled, tiled):
         assert 10 * np.log10(255 ** 2 / np.mean((output - exact) ** 2)) > 40
+
+
+def test_cli_says_what_auto_precision_chose_once(capsys, monkeypatch, tmp_path, weights):
+    monkeypatch.setattr(upscale_lib, "_precision_said", False)
+    monkeypatch.setenv(pretrained.AUTO_PRECISION_ENV, "bfloat16")
+    source = _save(tmp_path / "in.png")
+    args = ["--input", source, "--scale=2", f"--weights={weights}", "--preset=tiny"]
+    status, _, err = _cli(capsys, *args, "--output", tmp_path / "a.png")
+    assert (status, err) == (0, "upscale: precision auto -> bfloat16 (ASDN_AUTO_PRECISION)\n")
+    status, _, err = _cli(capsys, *args, "--output", tmp_path / "b.png")
+    assert (status, err) == (0, "")  # once per process
+    np.testing.assert_array_equal(image_io.read_image(tmp_path / "a.png"),
+                                  image_io.read_image(tmp_path / "b.png"))
+    status, _, err = _cli(capsys, *args, "--output", tmp_path / "c.png", "--precision=float32")
+    assert (status, err) == (0, "")
+    first, exact = (image_io.read_image(tmp_path / name) for name in ("a.png", "c.png"))
+    assert np.any(first != exact)
+    monkeypatch.setenv(pretrained.AUTO_PRECISION_ENV, "fp8")
+    status, _, err = _cli(capsys, *args, "--output", tmp_path / "d.png")
+    assert (status, err) == (1, "upscale: ASDN_AUTO_PRECISION must be one of float32, bfloat16, "
+                                "got 'fp8'\n")
+    assert not (tmp_path / "d.png").exists()
 
 
 @pytest.mark.parametrize("flag,expected", [("--size=80x50", (50, 80)), ("--width=64", (48, 64)),
