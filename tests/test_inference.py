@@ -127,6 +127,7 @@ def test_the_default_model_is_loaded_once(monkeypatch, tmp_path, tiny_model):
         json.dumps({"model_config": tiny_model.model_config.to_dict()}))
     monkeypatch.setattr(pretrained, "PACKAGE_WEIGHTS", weights)
     loads = []
+    monkeypatch.setattr(pretrained, "UPSCALE_MODEL", "default")
     load = pretrained.load_model
     monkeypatch.setattr(pretrained, "load_model",
                         lambda *args, **kwargs: loads.append(args) or load(*args, **kwargs))

@@ -3,6 +3,7 @@
 import json
 
 import keras
+import numpy as np
 import pytest
 
 import asdn_tf
@@ -106,3 +107,17 @@ def test_keras_files_load_in_safe_mode(monkeypatch, tmp_path, tiny_model):
     path.write_bytes(b"")
     assert pretrained.load_model(path, precision="float32") is tiny_model
     assert calls == [{"safe_mode": True}]
+
+
+def test_the_photo_model_is_bundled_and_upscales_by_default():
+    photo = pretrained.load_pretrained("photo")
+    sidecar = pretrained.read_sidecar(pretrained.bundled_weights("photo"))
+    assert sidecar["data_config"]["degradation"] == "photo" and sidecar["steps"] > 0
+    assert photo.model_config == pretrained.load_pretrained("default").model_config
+    assert pretrained.UPSCALE_MODEL == "photo"
+    shared = pretrained.shared_pretrained("float32")
+    for mine, theirs in zip(shared.get_weights(), photo.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    with pytest.raises(ValueError, match="unknown model 'sharp'; the bundled models are "
+                       "default, photo"):
+        pretrained.load_pretrained("sharp")

@@ -291,6 +291,7 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, bad_inputs, weights, q
 
 def test_without_weights_the_bundled_ones_are_required(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(pretrained, "PACKAGE_WEIGHTS", tmp_path / "default.weights.h5")
+    monkeypatch.setattr(pretrained, "UPSCALE_MODEL", "default")
     source = _save(tmp_path / "in.png")
     status, _, err = _cli(capsys, f"--input={source}", f"--output={tmp_path}/o.png", "--scale=2")
     assert status == 1
