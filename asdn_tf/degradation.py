@@ -69,13 +69,24 @@ def gaussian_blur(images, sigma, radius):
     stacked = tf.transpose(images, [1, 2, 0, 3])
     stacked = tf.reshape(stacked, [1, shape[1], shape[2], count * channels])
     kernel = tf.repeat(taps, channels, axis=0)  # [N·C, 2r + 1], image-major as the channels
-    padded = tf.pad(stacked, [[0, 0], [radius, radius], [radius, radius], [0, 0]], "REFLECT")
+    padded = _reflect(_reflect(stacked, radius, axis=1), radius, axis=2)
     vertical = tf.transpose(kernel)[:, None, :, None]
     horizontal = tf.transpose(kernel)[None, :, :, None]
     blurred = tf.nn.depthwise_conv2d(padded, vertical, [1, 1, 1, 1], "VALID")
     blurred = tf.nn.depthwise_conv2d(blurred, horizontal, [1, 1, 1, 1], "VALID")
     blurred = tf.reshape(blurred, [shape[1], shape[2], count, channels])
     return tf.transpose(blurred, [2, 0, 1, 3])
+
+
+def _reflect(images, radius, axis):
+    """Pads `axis` by `radius` on both sides, mirrored without repeating the edge, as
+    `tf.pad(..., "REFLECT")` does, but for any size: patches smaller than the radius reflect
+    again (`np.pad(mode="reflect")`)."""
+    size = tf.shape(images)[axis]
+    period = tf.maximum(2 * (size - 1), 1)
+    index = tf.math.floormod(tf.range(-radius, size + radius), period)
+    index = tf.minimum(tf.where(index >= size, period - index, index), size - 1)
+    return tf.gather(images, index, axis=axis)
 
 
 def quantize(images):

@@ -26,6 +26,9 @@ def test_blur_gives_each_image_its_own_sigma():
     images = _hr(3, 20)
     blurred = degradation.gaussian_blur(images, [0.0, 0.7, 1.5], radius=5).numpy()
     np.testing.assert_allclose(blurred[0], images[0], atol=1e-6)
+    small = _hr(2, 3)  # smaller than the radius: reflected again, as np.pad does
+    np.testing.assert_allclose(degradation.gaussian_blur(small, [1.0, 1.0], radius=5)[1],
+                               _reference_blur(small[1].numpy(), 1.0, 5), atol=1e-5)
     for index, sigma in ((1, 0.7), (2, 1.5)):
         np.testing.assert_allclose(blurred[index], _reference_blur(images[index].numpy(), sigma,
                                                                    5), atol=1e-5)
