@@ -193,12 +193,27 @@ def level_sampler(num_levels, weights=(), seed=0):
     return draws.map(draw)
 
 
-def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_scale=None):
+def _each_replica(stream, replicas):
+    """`stream` with each element repeated `replicas` times, in a row."""
+    return stream.map(lambda value: tf.repeat(value[None], replicas, axis=0)).unbatch()
+
+
+def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_scale=None,
+                     input_context=None):
     """Infinite dataset of training batches; HR patches are float32 in [0, 1].
 
     ASDN batches are {"x_up", "hr", "level"} ({"hr", "level"} with `degrade_in_step`); "level"
-    holds the batch's level once per patch so the batch splits across replicas. With an integer
-    `fixed_scale` (FSDN) batches are {"lr", "hr"}: p×p LR and (p·s)×(p·s) HR patches.
+    holds the batch's level once per patch. With an integer `fixed_scale` (FSDN) batches are
+    {"lr", "hr"}: p×p LR and (p·s)×(p·s) HR patches.
+
+    With a `tf.distribute.InputContext` (`distribute_datasets_from_function`), this pipeline
+    yields the per-replica batches of its own replicas, in replica order, one after the other:
+    the global batch of `data_config.batch_size` patches is the one a single process makes from
+    the same seed, cut in equal parts, so any number of workers trains on the same patches at
+    the same levels (the step is traced per level: every replica must agree on it). Each
+    pipeline crops and degrades only its own part. The photo degradation of an update draws
+    from one seed on every replica, since its draws may set the patch size, which must agree
+    too; so its per-patch draws repeat from one replica's part of the batch to the next.
     """
     if fixed_scale is None:
         crop = hr_patch_size(data_config.patch_size, num_levels - 1, num_levels)
@@ -206,14 +221,31 @@ def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_s
         crop = data_config.patch_size * fixed_scale
     images = image_dataset(data_config, crop)
     photo = config_lib.DEGRADATIONS[data_config.degradation]
+    pipelines, pipeline, replicas = 1, 0, 1
+    if input_context is not None:
+        pipelines = input_context.num_input_pipelines
+        pipeline = input_context.input_pipeline_id
+        replicas = input_context.num_replicas_in_sync
+    local_replicas = replicas // pipelines
+    batch_size = data_config.batch_size // replicas
+    share = batch_size * local_replicas  # patches of each global batch this pipeline makes
     # Every random choice is stateless, drawn from seeded streams, so that a seed gives the same
     # batches in any process (stateful ops in a parallel map are drawn in thread order).
     patch_seeds = tf.data.Dataset.random(seed=seed + 2).batch(2)
-    patches = (tf.data.Dataset.zip(images.repeat().shuffle(256, seed=seed), patch_seeds)
-               .map(lambda image, patch_seed: random_patch(image, crop, patch_seed),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-               .batch(data_config.batch_size, drop_remainder=True))
-    seeds = tf.data.Dataset.random(seed=seed + 1).batch(2)  # the photo degradation's draws
+    patches = tf.data.Dataset.zip(images.repeat().shuffle(256, seed=seed), patch_seeds)
+    if pipelines > 1:
+        # The filter hides that the stream is endless; told, a distributed iterator skips the
+        # check that every worker still has data (an all-reduce per update).
+        patches = (patches.enumerate()
+                   .filter(lambda index, _: index % data_config.batch_size // share == pipeline)
+                   .map(lambda _, image_and_seed: image_and_seed)
+                   .apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)))
+    patches = (patches.map(lambda image, patch_seed: random_patch(image, crop, patch_seed),
+                           num_parallel_calls=tf.data.AUTOTUNE)
+               .batch(batch_size, drop_remainder=True))
+    # Drawn alike in every pipeline, one for all the replicas of an update: the photo
+    # degradation's seed and the level.
+    seeds = _each_replica(tf.data.Dataset.random(seed=seed + 1).batch(2), local_replicas)
     if fixed_scale is not None:
         def make_fixed(batch, batch_seed):
             hr = tf.cast(batch, tf.float32) / 255.0
@@ -223,10 +255,11 @@ def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_s
         return (tf.data.Dataset.zip(patches, seeds)
                 .map(make_fixed, num_parallel_calls=tf.data.AUTOTUNE)
                 .prefetch(tf.data.AUTOTUNE))
-    levels = level_sampler(num_levels, data_config.level_weights, seed)
+    levels = _each_replica(level_sampler(num_levels, data_config.level_weights, seed),
+                           local_replicas)
 
     def make(batch, level, batch_seed):
-        levels_per_patch = tf.fill([data_config.batch_size], level)
+        levels_per_patch = tf.fill([batch_size], level)
         if data_config.degrade_in_step:
             return {"hr": batch, "level": levels_per_patch}
         x_up, hr = degrade(batch, level, data_config.patch_size, num_levels, photo, batch_seed)

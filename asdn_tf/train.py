@@ -4,6 +4,8 @@ Every update draws one LFR level, trains the trunk and that level's branch only 
 Adam, the learning rate halved on a schedule), and the loss is divided by the number of
 replicas. Restarting the same command resumes from the newest checkpoint in --output_dir that
 can be restored; `--restart` starts again from step 0 and moves the earlier run's files aside.
+With `--strategy=multiworker` the same command runs on every machine, each with its own
+TF_CONFIG: the chief alone writes --output_dir and the others follow its checkpoints.
 FSDN (`--model=fsdn --scale=S`) fine-tunes a fixed-scale network, usually from ASDN weights
 (`--init_from`).
 
@@ -18,9 +20,11 @@ import gc
 import io
 import json
 import math
+import os
 import pathlib
 import re
 import sys
+import tempfile
 import time
 
 import keras
@@ -65,12 +69,15 @@ class Trainer(keras.Model):
     Args:
         network: the `ASDN` or `FSDN` being trained.
         patch_size: int, LR patch side (used when degradation runs in the step).
+        clip_norm: float, clip the global norm of each update's gradient to this (0: no
+            clipping).
     """
 
-    def __init__(self, network, patch_size=48, **kwargs):
+    def __init__(self, network, patch_size=48, clip_norm=0.0, **kwargs):
         super().__init__(**kwargs)
         self.network = network
         self.patch_size = patch_size
+        self.clip_norm = clip_norm
         self.is_fsdn = not hasattr(network, "branches")
 
     def call(self, inputs, level=None):
@@ -97,24 +104,141 @@ class Trainer(keras.Model):
             loss = tf.reduce_mean(tf.abs(target - prediction))
             scaled = self.optimizer.scale_loss(loss / replicas)
         gradients = tape.gradient(scaled, variables)
+        if self.clip_norm:
+            gradients = self._clip(gradients, replicas)
         self.optimizer.apply(gradients, variables)
         return loss
 
+    def _clip(self, gradients, replicas):
+        """Clips by the norm of the whole batch's gradient. (Keras's `global_clipnorm` clips
+        each replica's share before the optimizer sums them: a different update.) With several
+        replicas the sum is made here, and each replica hands the optimizer 1/replicas of it."""
+        if replicas > 1:
+            gradients = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, gradients)
+        # float16 gradients are still multiplied by the loss scale, which the optimizer divides.
+        limit = self.clip_norm * getattr(self.optimizer, "dynamic_scale", 1.0)
+        gradients, _ = tf.clip_by_global_norm(gradients, limit)
+        return [gradient / replicas for gradient in gradients]
+
 
 def make_strategy(name):
-    """tf.distribute strategy by name: default, mirrored, multiworker or tpu."""
+    """tf.distribute strategy by name: default, mirrored, multiworker or tpu.
+
+    multiworker reads the cluster from TF_CONFIG, must be made before any other TensorFlow
+    work in the process, and returns once every worker of the cluster has started.
+    """
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        task = _check_tf_config()
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except (tf.errors.OpError, RuntimeError, ValueError) as error:
+            raise TrainingError(f"cannot start {task} of TF_CONFIG's cluster: "
+                                f"{_first_line(error)}") from None
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise TrainingError(f"--strategy must be default, mirrored, multiworker or tpu, got {name!r}")
+
+
+_TF_CONFIG_HELP = ('(JSON, e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                   '"task": {"type": "worker", "index": 0}}; README: Training on several '
+                   'machines)')
+
+
+def _check_tf_config():
+    """Names this process's task in TF_CONFIG ("worker 1"); raises TrainingError when TF_CONFIG
+    is missing or does not describe a cluster of chief and workers that holds the task."""
+    text = os.environ.get("TF_CONFIG", "")
+    if not text.strip():
+        raise TrainingError(f"--strategy=multiworker needs TF_CONFIG set on each worker "
+                            f"{_TF_CONFIG_HELP}")
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise TrainingError(f"TF_CONFIG is not JSON ({error}) {_TF_CONFIG_HELP}") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise TrainingError(f"TF_CONFIG needs a cluster and a task {_TF_CONFIG_HELP}")
+    jobs = {job: cluster.get(job) for job in ("chief", "worker") if job in cluster}
+    others = sorted(set(cluster) - set(jobs))
+    if others or not jobs or not all(isinstance(hosts, list) and hosts and all(
+            isinstance(host, str) and ":" in host for host in hosts) for hosts in jobs.values()):
+        raise TrainingError(f"TF_CONFIG's cluster must list host:port addresses under "
+                            f"\"worker\" (and optionally one \"chief\"), got {cluster!r}")
+    kind, index = task.get("type"), task.get("index", 0)
+    if kind not in jobs or not isinstance(index, int) or not 0 <= index < len(jobs[kind]):
+        raise TrainingError(f"TF_CONFIG's task {task!r} is not in its cluster {cluster!r}")
+    return f"{kind} {index}"
+
+
+def _first_line(error):
+    text = str(getattr(error, "message", None) or error).strip()
+    return (text.splitlines() or [type(error).__name__])[0][:200]
+
+
+def _worker_count(distribution):
+    """How many processes train together: several with multiworker, else one."""
+    resolver = getattr(distribution, "cluster_resolver", None)
+    if not isinstance(distribution, tf.distribute.MultiWorkerMirroredStrategy) or not resolver:
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return len(spec.get("chief", ())) + len(spec.get("worker", ()))
+
+
+def broadcast_from_chief(distribution, variables):
+    """Gives every worker the chief's values of `variables` in one all-reduce: only the chief
+    restores checkpoints and warm-starts (the run folder may be on its disk alone)."""
+
+    groups = {}  # an all-reduce packs its tensors together: one per dtype
+    for variable in variables:
+        groups.setdefault(variable.dtype, []).append(variable)
+
+    def chief_values():
+        context = tf.distribute.get_replica_context()
+        chief = tf.equal(context.replica_id_in_sync_group, 0)
+        return [context.all_reduce(tf.distribute.ReduceOp.SUM, [
+            tf.where(chief, variable, tf.zeros_like(variable)) for variable in group])
+            for group in groups.values()]
+
+    @tf.function
+    def broadcast():
+        values = distribution.experimental_local_results(distribution.run(chief_values))[0]
+        for group, group_values in zip(groups.values(), values):
+            for variable, value in zip(group, group_values):
+                variable.assign(value)
+
+    broadcast()
+
+
+# TF's errors when a peer of a collective op stopped: its connection closed, or the
+# coordination service missed its heartbeats.
+_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+                tf.errors.DeadlineExceededError)
+_PEER_REASONS = (("stopped sending heartbeats", "its heartbeats stopped"),
+                 ("Connection reset by peer", "its connection was reset"),
+                 ("Connection refused", "it refused the connection"),
+                 ("Socket closed", "its connection closed"))
+
+
+def _lost_worker(error, own_task, resume_from):
+    """The one line for a collective op that failed because another worker stopped."""
+    text = str(error)
+    tasks = [f"{kind} {index}" for kind, index in
+             re.findall(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)", text)]
+    who = next((task for task in tasks if task != own_task), "another worker")
+    reason = next((words for key, words in _PEER_REASONS if key in text),
+                  _first_line(error).removeprefix("Collective ops is aborted by: "))
+    return TrainingError(f"{who} of the cluster stopped or cannot be reached ({reason}); "
+                         f"{own_task} stops too: start the same command on every worker "
+                         f"again to resume from {resume_from}")
 
 
 def resolve_jit(value):
@@ -285,8 +409,8 @@ def _restore(checkpoint, step_variable, folder, step):
         with _quiet_tensorflow():
             gc.collect()  # a failed restore's remains warn when collected, at exit if not now
         return reason
-    if int(step_variable) != step:
-        return f"it holds step {int(step_variable)}"
+    if int(step_variable.numpy()) != step:
+        return f"it holds step {int(step_variable.numpy())}"
     return None
 
 
@@ -528,10 +652,19 @@ def _check_validation_dir(folder):
 def train(model_config, data_config, train_config, output_dir, model="asdn", scale=None,
           init_from=None, strategy="default", jit_compile="auto", mixed_precision="none",
           preset_name=None, restart=False):
-    """Trains (or resumes) and returns the path of the final weights.
+    """Trains (or resumes) and returns the path of the final weights (None on a worker that
+    is not the chief).
 
     Resumes from the newest checkpoint in `output_dir` that can be restored (`restore_newest`);
     `restart` first moves the earlier run's files into `output_dir/previous-<time>/`.
+
+    With several workers (`strategy="multiworker"`), `data_config.batch_size` is the global
+    batch, split evenly over the replicas, each of which makes its own part of it. Only the
+    chief touches `output_dir`: it restores, validates and writes checkpoints, state, curve,
+    weights and logs, and sends the others its weights and optimizer state at the start; the
+    others save their checkpoint copies (TF's multi-worker rule: every worker saves) into
+    temporary folders that they remove at once. When a worker stops, the others stop with a
+    TrainingError once TF's collective ops or coordination service notice.
 
     Raises:
         TrainingError, ValueError, FileNotFoundError: bad settings or data, or checkpoints
@@ -544,58 +677,69 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
         raise TrainingError("--model=fsdn needs --scale, an integer >= 2")
     if model not in ("asdn", "fsdn"):
         raise TrainingError(f"--model must be asdn or fsdn, got {model!r}")
-    init_from = resolve_init_from(init_from) if init_from else None
-    use_jit = resolve_jit(jit_compile)
     if mixed_precision not in ("none", "float16", "bfloat16"):
         raise TrainingError(f"--mixed_precision must be none, float16 or bfloat16, "
                             f"got {mixed_precision!r}")
+    distribution = make_strategy(strategy)
+    workers = _worker_count(distribution)
+    chief = distribution.extended.should_checkpoint
+    task = (f"{distribution.cluster_resolver.task_type} {distribution.cluster_resolver.task_id}"
+            if workers > 1 else "this process")
+    replicas = distribution.num_replicas_in_sync
+    if data_config.batch_size % replicas:
+        raise TrainingError(f"--batch_size={data_config.batch_size} is the global batch: it must "
+                            f"split evenly over the {replicas} replicas training together")
+    init_from = resolve_init_from(init_from) if init_from and chief else None
+    use_jit = resolve_jit(jit_compile)
     validation_images = []
-    if train_config.validate_every and train_config.validation_dir:
+    if chief and train_config.validate_every and train_config.validation_dir:
         _check_validation_dir(train_config.validation_dir)
         validation_images = evaluate.load_set(train_config.validation_dir)
     keras.utils.set_random_seed(train_config.seed)
-    dataset = data_lib.training_dataset(data_config, model_config.num_levels,
-                                        seed=train_config.seed,
-                                        fixed_scale=scale if model == "fsdn" else None)
-    distribution = make_strategy(strategy)
+    batches = distribution.distribute_datasets_from_function(
+        lambda input_context: data_lib.training_dataset(
+            data_config, model_config.num_levels, seed=train_config.seed,
+            fixed_scale=scale if model == "fsdn" else None, input_context=input_context))
     policy = "float32" if mixed_precision == "none" else f"mixed_{mixed_precision}"
     with distribution.scope():
         with dtype_policy(policy):  # the network keeps it; later builds in the process do not
             network = (build_fsdn(model_config, scale) if model == "fsdn"
                        else build_model(model_config))
         schedule = learning_rate_schedule(train_config)
-        optimizer = keras.optimizers.Adam(schedule,
-                                          global_clipnorm=train_config.clip_norm or None)
+        optimizer = keras.optimizers.Adam(schedule)
         if mixed_precision == "float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        trainer = Trainer(network, data_config.patch_size)
+        trainer = Trainer(network, data_config.patch_size, train_config.clip_norm)
         trainer.compile(optimizer=optimizer)
         optimizer.build(network.trainable_variables)
     checkpoint = tf.train.Checkpoint(network=network, optimizer=optimizer)
     checkpoints = output_dir / "checkpoints"
-    with _output_folder(output_dir):
-        if restart:
-            previous = set_aside_run(output_dir)
-            logging.warning("--restart: %s; starting from step 0",
-                            f"moved the earlier run's files to {previous}" if previous
-                            else f"{output_dir} holds no earlier run")
-        resumed = restore_newest(checkpoint, optimizer.iterations, checkpoints)
-        swept = sweep_leftovers(output_dir)
-        if swept:
-            logging.info("removed %d temporary files of interrupted writes in %s", swept,
-                         output_dir)
-        manager = tf.train.CheckpointManager(checkpoint, str(checkpoints),
-                                             max_to_keep=train_config.keep_checkpoints)
-        if resumed is not None:
-            logging.info("resumed from %s at step %d", manager.latest_checkpoint, resumed)
-        elif init_from:
-            _warm_start(network, init_from, model_config, model)
+    with _output_folder(output_dir) if chief else contextlib.nullcontext():
+        manager, state, resumed = None, {}, None
+        if chief:
+            if restart:
+                previous = set_aside_run(output_dir)
+                logging.warning("--restart: %s; starting from step 0",
+                                f"moved the earlier run's files to {previous}" if previous
+                                else f"{output_dir} holds no earlier run")
+            resumed = restore_newest(checkpoint, optimizer.iterations, checkpoints)
+            swept = sweep_leftovers(output_dir)
+            if swept:
+                logging.info("removed %d temporary files of interrupted writes in %s", swept,
+                             output_dir)
+            manager = tf.train.CheckpointManager(checkpoint, str(checkpoints),
+                                                 max_to_keep=train_config.keep_checkpoints)
+            if resumed is not None:
+                logging.info("resumed from %s at step %d", manager.latest_checkpoint, resumed)
+            elif init_from:
+                _warm_start(network, init_from, model_config, model)
+            state = load_state(output_dir)
+            read_validation_curve(output_dir / "validation.csv")  # sets a bad one aside now
         best_path = output_dir / "best.weights.h5"
         state_path = output_dir / "state.json"
-        state = load_state(output_dir)
-        read_validation_curve(output_dir / "validation.csv")  # sets a bad one aside now, not later
         best_psnr = state.get("best_psnr", -math.inf)
-        writer = tf.summary.create_file_writer(str(output_dir / "logs"))
+        writer = (tf.summary.create_file_writer(str(output_dir / "logs")) if chief
+                  else tf.summary.create_noop_writer())
         step_functions = {}
 
         def step_function(level):
@@ -615,16 +759,31 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
                     "model_config": model_config.to_dict(),
                     "data_config": dataclasses.asdict(data_config),
                     "train_config": dataclasses.asdict(train_config),
-                    "steps": int(optimizer.iterations),
+                    "steps": int(optimizer.iterations.numpy()),
                     "training_seconds": round(state.get("seconds", 0.0), 1), **extra}
 
         def newest_checkpoint():
+            if not chief:
+                return "the chief's newest checkpoint"
             if not manager.latest_checkpoint:
                 return "no checkpoint had been written yet"
             return f"the newest checkpoint, {manager.latest_checkpoint}, is intact"
 
         def save_checkpoint():
-            step = int(optimizer.iterations)
+            step = int(optimizer.iterations.numpy())
+            if not chief:
+                # Every worker saves (TF's multi-worker rule: a save may take part in collective
+                # ops); the others' copies go to a temporary folder, removed at once.
+                folder = tempfile.mkdtemp(prefix="asdn-train-")
+                try:
+                    tf.train.CheckpointManager(checkpoint, folder, max_to_keep=1).save(
+                        checkpoint_number=step)
+                except (OSError, tf.errors.OpError) as error:
+                    raise TrainingError(f"{task} cannot write its checkpoint copy in {folder}: "
+                                        f"{_first_line(error)}") from None
+                finally:
+                    fileio.remove(folder)
+                return
             try:
                 manager.save(checkpoint_number=step)
                 state["seconds"] = (state.get("seconds", 0.0)
@@ -646,18 +805,35 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
         validation_scales = (train_config.validation_scales if model == "asdn"
                              else (float(scale),))
         session_start = [time.time()]
-        first_step = int(optimizer.iterations)
         total = train_config.steps
-        iterator = iter(distribution.experimental_distribute_dataset(dataset))
+
+        def collective(function, *args):
+            """Runs `function`, which runs collective ops: another worker's failure there
+            becomes one line."""
+            try:
+                return function(*args)
+            except _PEER_ERRORS as error:
+                if workers == 1:
+                    raise
+                raise _lost_worker(error, task, "the chief's newest checkpoint" if not chief
+                                   else manager.latest_checkpoint or "step 0") from None
+
+        if workers > 1:
+            collective(broadcast_from_chief, distribution,
+                       [*network.variables, *optimizer.variables])
+            if not chief:
+                logging.info("%s starts at step %d, the chief's", task,
+                             int(optimizer.iterations.numpy()))
+        first_step = int(optimizer.iterations.numpy())
+        iterator = iter(batches)
         started = time.time()
-        while int(optimizer.iterations) < total:
-            batch = next(iterator)
+        while int(optimizer.iterations.numpy()) < total:
+            batch = collective(next, iterator)
             level = None
             if model == "asdn":
                 level = int(distribution.experimental_local_results(batch.pop("level"))[0][0])
-            loss = step_function(level)(batch)
-            step = int(optimizer.iterations)
-            loss_value = float(loss)
+            loss_value = collective(lambda: float(step_function(level)(batch)))
+            step = int(optimizer.iterations.numpy())
             if not math.isfinite(loss_value):
                 raise TrainingError(f"loss became {loss_value} at step {step}; stopped without "
                                     f"saving; {newest_checkpoint()}")
@@ -667,6 +843,7 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
                     tf.summary.scalar("learning_rate", float(schedule(step)))
                 rate = (step - first_step) / max(time.time() - started, 1e-9)
                 _progress(step, total, loss_value, float(schedule(step)), rate)
+            # Only the chief validates, with no collective op: the others wait in the next update.
             if validation_images and (step % train_config.validate_every == 0 or step == total):
                 latest_validation = validate(network, validation_images, validation_scales)
                 mean_psnr = float(np.mean(list(latest_validation.values())))
@@ -687,11 +864,15 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
             if step % train_config.checkpoint_every == 0 or step == total:
                 save_checkpoint()
         writer.flush()
+        sys.stderr.write("\n")
+        if not chief:
+            logging.info("done: %s (%d steps); the chief writes the weights", task,
+                         int(optimizer.iterations.numpy()))
+            return None
         final_path = output_dir / "final.weights.h5"
         save_weights(network, final_path,
                      sidecar({"validation_psnr": state.get("latest_validation", {})}))
-        sys.stderr.write("\n")
-        logging.info("done: %s (%d steps)", final_path, int(optimizer.iterations))
+        logging.info("done: %s (%d steps)", final_path, int(optimizer.iterations.numpy()))
         return final_path
 
 
