@@ -17,10 +17,6 @@ def _conv(filters, kernel_size, activation=None, name=None):
     return layers.Conv2D(filters, kernel_size, padding="same", activation=activation, name=name)
 
 
-def _concatenate(tensors):
-    return ops.concatenate(tensors, axis=-1) if len(tensors) > 1 else tensors[0]
-
-
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ChannelAttention(layers.Layer):
     """Channel attention (RCAN): average pool, squeeze, excite, rescale the channels.
@@ -220,19 +216,20 @@ class FeatureMappingBranch(layers.Layer):
     # The pass is cut at every channel attention, so that tiled inference can bring all regions
     # to the same attention and hand each the means over the whole image.
     def start(self, inputs):
-        """Runs up to the first channel attention. Returns the paused state: a list of tensors
-        whose last is the output that attention pools."""
-        outputs = [self.head(inputs)]
-        return [*outputs, self.blocks[0].pre_attention(outputs[0])]
+        """Runs up to the first channel attention. Returns the paused state [H0, ..., H_b
+        concatenated (block b's input), block b's output before its attention]."""
+        features = self.head(inputs)
+        return [features, self.blocks[0].pre_attention(features)]
 
     def resume(self, state, means=None):
         """Runs the paused attention (pooling `means` N×C, or its input's own when None) and on
         to the next: returns the next paused state, or after the last block the trunk's output."""
-        *outputs, before = state
-        outputs.append(self.blocks[len(outputs) - 1].attend(before, means))
-        if len(outputs) > self.num_blocks:
-            return _concatenate(outputs)
-        return [*outputs, self.blocks[len(outputs) - 1].pre_attention(_concatenate(outputs))]
+        features, before = state
+        index = features.shape[-1] // self.features - 1
+        features = ops.concatenate([features, self.blocks[index].attend(before, means)], axis=-1)
+        if index + 1 == self.num_blocks:
+            return features
+        return [features, self.blocks[index + 1].pre_attention(features)]
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.output_channels)

@@ -17,10 +17,10 @@ regions' kept parts is handed to every region, which then goes on to the next bl
 region's features are computed once, and the result equals the untiled pass up to rounding.
 
 The paused regions keep their features (the trunk's output channels per pixel). When those,
-with the step's images, would exceed MEMORY_BUDGET, the regions run in groups that fit, each
-group's attention pooling the group instead of the image, only to measure the image-wide means;
-a second pass then runs every region with those means. Tiled and untiled outputs then differ by
-well under a grey level, for twice the work.
+with the step's images, would exceed MEMORY_BUDGET, each region instead runs alone, its
+attention pooling its own kept part, only to measure the image-wide means; a second pass then
+runs every region with those means. Tiled and untiled outputs then differ by well under a grey
+level (the means barely move the attention), for twice the work.
 
 Besides the pre-upsampling, this module only schedules regions: the network's computation is
 all the model's own (`FeatureMappingBranch.start` and `resume`, `ASDN.blend`, and `ASDN.call`
@@ -176,43 +176,39 @@ def _upscale_step(model, image, step, size, regions, tick):
         for kept, context in regions:
             keep(passes.run("local", *region_inputs(context), step), kept, context)
         return output
-    groups = _groups(regions, _feature_bytes(model), MEMORY_BUDGET - image.nbytes - output.nbytes)
-    sums = 0.0
-    for group in groups:
-        inputs = [(*region_inputs(context), _crop(kept, context)) for kept, context in group]
-        paused, group_sums = _attention_rounds(passes, model.model_config.num_blocks, inputs,
-                                               tick)
-        sums = sums + group_sums
-        if len(groups) > 1:
-            paused = None  # measured only: frees the group before the next is made
-    means = tf.cast(sums / (size[0] * size[1]), tf.float32)[:, None]
-    if len(groups) == 1:
+    pixels = sum((bottom - top) * (right - left) for _, (top, bottom, left, right) in regions)
+    if pixels * _feature_bytes(model) + image.nbytes + output.nbytes <= MEMORY_BUDGET:
+        paused, sums = _attention_rounds(passes, regions, region_inputs, tick)
+        means = tf.cast(sums / (size[0] * size[1]), tf.float32)[:, None]
         # Every block already pooled the whole image: finish each region's pass.
         for index, (kept, context) in enumerate(regions):
             x_up, state = paused[index]
             paused[index] = None
             keep(passes.run("finish", state, means[-1], x_up, step), kept, context)
         return output
+    sums = sum(_attention_rounds(passes, [region], region_inputs, tick)[1] for region in regions)
+    means = tf.cast(sums / (size[0] * size[1]), tf.float32)[:, None]
     for kept, context in regions:
         keep(passes.run("image_wide", *region_inputs(context), step, means), kept, context)
     return output
 
 
-def _attention_rounds(passes, num_blocks, inputs, tick):
-    """Brings every region (patch, rows, cols, crop) to its last channel attention, one block at
-    a time: each block's attention pools the mean over these regions' kept parts.
+def _attention_rounds(passes, regions, region_inputs, tick):
+    """Brings every region to its last channel attention, one block at a time: each block's
+    attention pools the mean over these regions' kept parts.
 
     Returns each region's (x_up, paused state) and the kept sums of every block's output before
     its attention (B×C, float64). `tick` is called once per region, spread over the rounds.
     """
+    num_blocks = passes.model.model_config.num_blocks
+    crops = [tf.constant(_crop(kept, context), tf.int32) for kept, context in regions]
+    pixels = sum((kept[1] - kept[0]) * (kept[3] - kept[2]) for kept, _ in regions)
     paused, sums, steps = [], [], 0
-    pixels = sum((bottom - top) * (right - left) for *_, (top, bottom, left, right) in inputs)
     for index in range(num_blocks):
         total = 0.0
-        for region, (patch, rows, cols, crop) in enumerate(inputs):
-            crop = tf.constant(crop, tf.int32)
+        for region, ((_, context), crop) in enumerate(zip(regions, crops)):
             if index == 0:
-                x_up, state, kept_sum = passes.run("start", patch, rows, cols, crop)
+                x_up, state, kept_sum = passes.run("start", *region_inputs(context), crop)
                 paused.append((x_up, state))
             else:
                 x_up, state = paused[region]
@@ -226,20 +222,6 @@ def _attention_rounds(passes, num_blocks, inputs, tick):
         sums.append(total)
         means = tf.cast(total / pixels, tf.float32)[None]
     return paused, tf.stack(sums)
-
-
-def _groups(regions, bytes_per_pixel, budget):
-    """`regions` in runs whose kept features fit in `budget` bytes (at least one region each)."""
-    groups, used = [[]], 0
-    for region in regions:
-        top, bottom, left, right = region[1]
-        cost = (bottom - top) * (right - left) * bytes_per_pixel
-        if groups[-1] and used + cost > budget:
-            groups.append([])
-            used = 0
-        groups[-1].append(region)
-        used += cost
-    return groups
 
 
 def _feature_bytes(model):
@@ -256,15 +238,14 @@ def _crop(kept, context):
 
 class _Passes:
     """The traced region passes for one model: `passes.run("start", ...)` calls `_start`, traced
-    once per structure of its arguments (a paused state's length) and then for every size."""
+    once per kind of arguments (a paused state's channels) and then for every size."""
 
     def __init__(self, model):
         self.model = model
         self._traced = {}
 
     def run(self, name, *args):
-        specs = tf.nest.map_structure(lambda t: tf.TensorSpec([None] * t.shape.rank, t.dtype),
-                                      args)
+        specs = tf.nest.map_structure(_any_size, args)
         key = (name, *tf.nest.flatten(specs))
         if key not in self._traced:
             self._traced[key] = tf.function(getattr(self, "_" + name), input_signature=specs,
@@ -289,6 +270,14 @@ class _Passes:
 
     def _finish(self, state, means, x_up, scale):
         return _clip(self.model.blend(self.model.trunk.resume(state, means), x_up, scale))
+
+
+def _any_size(tensor):
+    """`tensor`'s TensorSpec with every size unknown but an image's channels (its last axis)."""
+    shape = [None] * tensor.shape.rank
+    if tensor.shape.rank >= 3:
+        shape[-1] = tensor.shape[-1]
+    return tf.TensorSpec(shape, tensor.dtype)
 
 
 def _kept_sum(output, crop):

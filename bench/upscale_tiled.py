@@ -8,8 +8,8 @@ A case "SIDExSCALE" upscales a random SIDE×SIDE RGB PNG by SCALE, as the comman
 and out, tiles chosen automatically: outputs above 1 M pixels are tiled). Each case runs in a
 fresh child process so its peak RSS (`ru_maxrss`, the TensorFlow runtime included) is its own;
 the child first upscales a 48×48 image the same way, so tracing is not timed. The model is the
-bundled default weights when present, else the default preset with random weights (same cost);
-the table and the JSON say which.
+bundled default weights in float32 when present, else the default preset with random weights
+(same cost); the table and the JSON say which.
 
 `--compare` times the same image tiled and untiled in this process instead (`asdn_tf.upscale`,
 numpy in and out, after a traced warm-up; the two ways alternate `--repeats` times and each
@@ -43,8 +43,9 @@ def _parse_case(case):
 
 
 def _model():
+    # float32: the same work on every CPU (load_pretrained's "auto" picks bfloat16 where fast).
     if pretrained.PACKAGE_WEIGHTS.exists():
-        return pretrained.load_pretrained(), "bundled default weights"
+        return pretrained.load_pretrained(precision="float32"), "bundled default weights"
     return asdn_tf.build_model("default"), "default preset, random weights (none bundled yet)"
 
 

@@ -146,7 +146,7 @@ def test_channel_means_reach_every_block(tiny_model):
 def test_bundled_weights_load_unchanged():
     # Outputs recorded before the trunk was cut into stages (commit 02c0dbe): the layer names and
     # weights layout of the bundled file still fit, and the forward pass is the same.
-    model = asdn_tf.load_pretrained()
+    model = asdn_tf.load_pretrained(precision="float32")
     with h5py.File(pretrained.PACKAGE_WEIGHTS, "r") as file:
         stored = []
         file.visititems(lambda _, item: stored.append(item.shape)
@@ -173,14 +173,15 @@ def test_keras_round_trip(tmp_path, tiny_model):
     reloaded = keras.saving.load_model(tmp_path / "m.keras")
     assert reloaded.model_config == tiny_model.model_config
     np.testing.assert_array_equal(reloaded(x, scale=1.37), tiny_model(x, scale=1.37))
-    np.testing.assert_array_equal(asdn_tf.load_model(tmp_path / "m.keras")(x, scale=1.6),
-                                  tiny_model(x, scale=1.6))
+    reloaded = asdn_tf.load_model(tmp_path / "m.keras", precision="float32")
+    np.testing.assert_array_equal(reloaded(x, scale=1.6), tiny_model(x, scale=1.6))
 
 
 def test_weights_h5_round_trip(tmp_path, tiny_model):
     x = _x()
     tiny_model.save_weights(tmp_path / "m.weights.h5")
-    reloaded = asdn_tf.load_model(tmp_path / "m.weights.h5", preset="tiny")
+    reloaded = asdn_tf.load_model(tmp_path / "m.weights.h5", preset="tiny",
+                                  precision="float32")
     np.testing.assert_array_equal(reloaded(x, scale=1.83), tiny_model(x, scale=1.83))
 
 
