@@ -27,7 +27,8 @@ import time
 import numpy as np
 from absl import app, flags
 
-from asdn_tf import cli, degradation as degradation_lib, fileio, image_io, lfr, metrics, pretrained
+from asdn_tf import cli, degradation as degradation_lib, fileio, image_io, lfr, metrics
+from asdn_tf import pretrained, progress
 from asdn_tf.imresize import imresize
 from asdn_tf.inference import compiled_upscaler
 
@@ -290,25 +291,6 @@ def plot(path, results):
     write_atomically(path, lambda stream: figure.savefig(stream, format="png"))
 
 
-class TextProgress:
-    """A one-line progress bar on a terminal's stderr (silent when stderr is not a terminal)."""
-
-    def __init__(self, stream=sys.stderr, width=30):
-        self.stream = stream
-        self.width = width
-        self.active = stream.isatty()
-
-    def __call__(self, done, total, label):
-        if not self.active:
-            return
-        filled = self.width * done // total
-        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
-                          f"{label[:40]:<40}")
-        if done == total:
-            self.stream.write("\n")
-        self.stream.flush()
-
-
 def describe_degradation(name):
     """The line above a table that says how its LR images were made."""
     if name == "bicubic":
@@ -405,11 +387,13 @@ def main(argv):
         table = run(options.data_dir or os.environ.get("ASDN_DATASETS"), options.sets,
                     options.scales, options.method, options.weights, options.preset,
                     options.output_json, options.output_csv, options.save_images, options.plot,
-                    TextProgress(), options.degradation,
+                    progress.bar("evaluate"), options.degradation,
                     lambda text: print(f"evaluate: {text}", file=sys.stderr, flush=True),
                     options.model, options.precision)
     except (ValueError, OSError) as error:
+        progress.clear()
         sys.exit(f"evaluate: {error}")
+    progress.clear()
     print(table)
 
 

@@ -31,7 +31,7 @@ import warnings
 
 from absl import app, flags
 
-from asdn_tf import cli, config, image_io, lfr, pretrained
+from asdn_tf import cli, config, image_io, lfr, pretrained, progress
 
 # A 4096×2160 frame at ×4.
 DEFAULT_MAX_PIXELS = 4096 * 2160 * 16
@@ -534,19 +534,19 @@ def _run(jobs, total, model, request, output, tiles, fail_fast):
         began = time.perf_counter()
         try:
             path = _upscale_checked(source, destination, request, output, model, **tiles,
-                                    progress=_progress_bar(f"[{index}/{total}] {source.name}"))
+                                    progress=progress.bar(f"[{index}/{total}] {source.name}"))
         except KeyboardInterrupt:
-            _clear()
+            progress.clear()
             print(f"upscale: interrupted at {source}; {written} written", file=sys.stderr)
             raise
         except (*_USER_ERRORS, tf.errors.ResourceExhaustedError) as error:
-            _clear()
+            progress.clear()
             _say(error, source)
             failed += 1
             if fail_fast:
                 break
             continue
-        _clear()
+        progress.clear()
         height, width = image_io.read_header(path)[:2]
         megapixels += width * height / 1e6
         written += 1
@@ -569,24 +569,6 @@ def _warnings_as_lines():
         warnings.showwarning = one_line
         warnings.simplefilter("always", image_io.FirstFrameWarning)
         yield
-
-
-def _progress_bar(label):
-    """A callback drawing `label ████···· 3/8` on stderr if it is a terminal; None otherwise."""
-    if not sys.stderr.isatty():
-        return None
-
-    def draw(done, total):
-        filled = 24 * done // total
-        sys.stderr.write(f"\r{label} {'█' * filled}{'·' * (24 - filled)} {done}/{total}\033[K")
-        sys.stderr.flush()
-    return draw
-
-
-def _clear():
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\033[K")
-        sys.stderr.flush()
 
 
 def run_cli(argv):

@@ -209,3 +209,19 @@ def test_other_degradations_are_named_in_the_table(datasets_dir, tmp_path):
     assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1] == (
         "evaluate: unknown degradation 'sharpen'; choose one of bicubic, bicubic_noaa, "
         "jpeg75, blur_noise")
+
+
+def test_commands_share_one_progress_bar(monkeypatch):
+    import io
+    from asdn_tf import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert progress.bar("x", io.StringIO()) is None  # not a terminal: no bar
+    stream = Terminal()
+    progress.bar("evaluate", stream)(3, 8, "Set5 ×2 bird.png")
+    assert stream.getvalue() == "\revaluate █████████··············· 3/8 Set5 ×2 bird.png\033[K"
+    import asdn_tf.upscale_lib as upscale_lib
+    assert upscale_lib.progress is progress and evaluate.progress is progress
