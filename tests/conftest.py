@@ -7,6 +7,11 @@ import shutil
 
 import pytest
 
+# precision="auto" picks bfloat16 on CPUs with bfloat16 instructions; the tests compare outputs
+# exactly across paths, so they pin it to float32 (child processes inherit it). The tests of
+# the choice itself (test_precision.py) unset it.
+os.environ.setdefault("ASDN_AUTO_PRECISION", "float32")
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATASETS = pathlib.Path(os.environ.get("ASDN_DATASETS", ROOT.parent / "shared" / "datasets"))
 TESTVECTORS = ROOT / "tests" / "testvectors"
