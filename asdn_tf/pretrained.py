@@ -37,10 +37,10 @@ BUNDLED = ("default", "photo")
 UPSCALE_MODEL = "photo"
 
 # Inference precisions: the Keras dtype policy each builds the network under. bfloat16 keeps
-# the weights in float32 and computes in bfloat16, for -0.03 dB on Set5: on CPUs with AMX
-# (Intel Sapphire Rapids and later) it runs ~2.4x faster than float32, with AVX512_BF16 (AMD
-# Zen 4 and later, Intel Cooper Lake) ~1.7x (an AMD EPYC, Zen 5); on CPUs with neither it is
-# slower.
+# the weights in float32 and computes in bfloat16, for -0.02 dB on Set5 at x2 (-0.13 at x1.1):
+# on CPUs with AMX (Intel Sapphire Rapids and later) it runs ~2.4x faster than float32, with
+# AVX512_BF16 alone (AMD Zen 4 and later, Intel Cooper Lake) ~1.5x in CPU time (measured on an
+# AMD EPYC); on CPUs with neither it is slower.
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 # What a loader accepts: "auto" is one of PRECISIONS, chosen for this machine.
 PRECISION_CHOICES = ("auto", *PRECISIONS)
@@ -106,6 +106,7 @@ def auto_precision():
 
 @functools.cache
 def _hardware_precision():
+    """`auto_precision` from the hardware alone (it does not change while the process runs)."""
     gpu = _gpu_capability()
     if gpu is not None:
         name, capability = gpu
