@@ -11,6 +11,7 @@ the command line (`run_from_flags`, whose one-line errors `main` prints), and tw
 run as commands.
 """
 
+import logging
 import json
 import os
 import pathlib
@@ -345,3 +346,10 @@ def test_the_command_says_one_line_and_no_traceback(run, data, tmp_path):
         line.startswith("train:") for line in lines) == 1, stopped.stderr[-3000:]
     assert not any("WARNING:tensorflow" in line for line in lines), stopped.stderr[-3000:]
     assert _files(run) == before
+
+
+@pytest.fixture(autouse=True)
+def _info_lines_are_captured(caplog):
+    """The resume lines are INFO records of absl's logger, whose level an earlier test in the
+    session may have raised (absl's --verbosity); caplog sees them only at INFO."""
+    caplog.set_level(logging.INFO, logger="absl")
