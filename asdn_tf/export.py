@@ -803,10 +803,10 @@ def _saved_model_command(flag_values):
     output_dir = pathlib.Path(flag_values.output_dir)
     check_output(output_dir, "saved_model", flag_values.overwrite)
     if flag_values.weights:
-        model = load_model(flag_values.weights, flag_values.preset)
+        model = load_model(flag_values.weights, flag_values.preset, precision="float32")
         source = flag_values.weights
     else:
-        model = load_pretrained()
+        model = load_pretrained(precision="float32")
         source = "the bundled default weights"
     export_saved_model(model, output_dir, flag_values.max_scale, flag_values.max_output_pixels,
                        flag_values.overwrite)
@@ -829,7 +829,8 @@ def _tflite_command(flag_values):
     output = pathlib.Path(flag_values.output)
     check_output(output, "tflite", flag_values.overwrite)
     images = verification_images(flag_values.images, input_size)
-    fsdn = load_model(flag_values.weights, flag_values.preset, fsdn_scale=flag_values.scale)
+    fsdn = load_model(flag_values.weights, flag_values.preset, fsdn_scale=flag_values.scale,
+                      precision="float32")
     content = convert_tflite(fsdn, flag_values.quantize, input_size, flag_values.images,
                              flag_values.calibration_patches)
     result = verify_tflite(content, fsdn, images, flag_values.quantize, flag_values.num_threads)
