@@ -19,7 +19,7 @@ from absl import logging
 
 from asdn_tf import config as config_lib
 from asdn_tf import degradation as degradation_lib
-from asdn_tf import image_io, lfr
+from asdn_tf import image_io, lfr, pixels
 from asdn_tf.imresize import imresize
 
 TFDS_PREFIX = "tfds:"
@@ -33,10 +33,8 @@ def hr_patch_size(patch_size, level, num_levels=lfr.DEFAULT_LEVELS):
 def _load_rgb(path):
     array = image_io.read_image(path)
     if array.dtype == np.uint16:
-        array = (array.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=2)
-    return np.ascontiguousarray(array[..., :3])
+        array = pixels.uint16_to_uint8(array)
+    return np.ascontiguousarray(pixels.to_rgb(array))
 
 
 def load_folder_images(sources, min_size, strict=False):
@@ -131,12 +129,11 @@ def degrade(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, photo=
         scale = lfr.level_scales(num_levels)[level]
         size = hr_patch_size(patch_size, level, num_levels)
     else:
-        scale = 1.0 + tf.cast(level, tf.float64) / (num_levels - 1)
-        size = tf.cast(tf.math.floor(patch_size * scale + 0.5), tf.int32)
+        scale = lfr.level_scale_ops(level, num_levels)
+        size = lfr.output_size_ops(patch_size, patch_size, scale)[0]
     if photo is not None:
         return _photo_pair(hr_patches, scale, patch_size, photo, seed)
-    hr = hr_patches[:, :size, :size, :]
-    hr = tf.cast(hr, tf.float32) / 255.0 if hr.dtype == tf.uint8 else tf.cast(hr, tf.float32)
+    hr = pixels.to_float_ops(hr_patches[:, :size, :size, :])
     lr = make_lr(hr, (patch_size, patch_size), scale, photo, seed)
     x_up = imresize(lr, scale=scale, size=(size, size))
     return x_up, hr
@@ -158,10 +155,11 @@ def _photo_pair(hr_patches, scale, patch_size, photo, seed):
                                                                        tf.int32)), 1.0)
     scale = tf.cast(scale, tf.float64)
     lr_side = tf.cast(tf.math.floor(patch_size / factor), tf.int32)
-    side = tf.cast(tf.math.floor(tf.cast(lr_side, tf.float64) * scale + 0.5), tf.int32)
-    region = tf.cast(tf.math.floor(tf.cast(lr_side, tf.float64) * scale * factor + 0.5), tf.int32)
-    hr = hr_patches[:, :region, :region, :]
-    hr = tf.cast(hr, tf.float32) / 255.0 if hr.dtype == tf.uint8 else tf.cast(hr, tf.float32)
+    side = lfr.output_size_ops(lr_side, lr_side, scale)[0]
+    # The HR region is the step's unrounded output side brought up by `factor`.
+    unrounded = tf.cast(lr_side, tf.float64) * scale
+    region = lfr.output_size_ops(unrounded, unrounded, factor)[0]
+    hr = pixels.to_float_ops(hr_patches[:, :region, :region, :])
     target = tf.cond(recursion, lambda: imresize(hr, scale=1.0 / factor, size=(side, side)),
                      lambda: hr)
     lr = degradation_lib.random_lr(hr, (lr_side, lr_side), scale * factor, photo, seeds[2])
@@ -248,7 +246,7 @@ def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_s
     seeds = _each_replica(tf.data.Dataset.random(seed=seed + 1).batch(2), local_replicas)
     if fixed_scale is not None:
         def make_fixed(batch, batch_seed):
-            hr = tf.cast(batch, tf.float32) / 255.0
+            hr = pixels.to_float_ops(batch)
             lr = make_lr(hr, (data_config.patch_size,) * 2, float(fixed_scale), photo,
                          batch_seed)
             return {"lr": lr, "hr": hr}

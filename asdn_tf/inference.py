@@ -18,13 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from asdn_tf import lfr, pretrained, tiling
+from asdn_tf import pixels as pixels_lib
 from asdn_tf.imresize import imresize
-
-_SNAP = 1e-9
-
-
-def _round(value):
-    return tf.cast(tf.math.floor(value + 0.5), tf.int32)
 
 
 def _checked_scale(scale, max_scale):
@@ -64,22 +59,15 @@ def upscale_tensor(model, images, scale, size=None, max_scale=lfr.DEFAULT_MAX_SC
         lfr.check_scale(scale, max_scale)
     images = tf.convert_to_tensor(images, tf.float32)
     scale = _checked_scale(tf.cast(scale, tf.float64), max_scale)
-    in_h = tf.cast(tf.shape(images)[1], tf.float64)
-    in_w = tf.cast(tf.shape(images)[2], tf.float64)
+    in_h, in_w = tf.shape(images)[1], tf.shape(images)[2]
     if size is None:
-        out_h, out_w = _round(in_h * scale), _round(in_w * scale)
-    else:
-        out_h, out_w = tf.cast(size[0], tf.int32), tf.cast(size[1], tf.int32)
-    steps = tf.maximum(tf.cast(tf.math.ceil(tf.math.log(scale) / np.log(2.0) - _SNAP), tf.int32), 1)
-    last_step = scale / tf.pow(tf.constant(2.0, tf.float64), tf.cast(steps - 1, tf.float64))
+        size = lfr.output_size_ops(in_h, in_w, scale)
+    size = tf.cast(size[0], tf.int32), tf.cast(size[1], tf.int32)
+    steps = lfr.num_steps_ops(scale)
 
     def body(step, image):
-        is_last = tf.equal(step, steps - 1)
-        step_scale = tf.where(is_last, last_step, tf.constant(2.0, tf.float64))
-        reached = tf.pow(tf.constant(2.0, tf.float64), tf.cast(step + 1, tf.float64))
-        target_h = tf.where(is_last, out_h, _round(in_h * reached))
-        target_w = tf.where(is_last, out_w, _round(in_w * reached))
-        x_up = imresize(image, scale=step_scale, size=(target_h, target_w))
+        step_scale, target = lfr.step_size_ops(scale, step, in_h, in_w, size)
+        x_up = imresize(image, scale=step_scale, size=target)
         output = tf.cast(model(x_up, scale=step_scale), tf.float32)
         return step + 1, tf.clip_by_value(output, 0.0, 1.0)
 
@@ -121,17 +109,6 @@ def _check_layout(image):
     if image.dtype not in (np.uint8, np.uint16) and not np.issubdtype(image.dtype, np.floating):
         raise ValueError(f"image dtype must be uint8, uint16 or float in [0, 1], "
                          f"got {image.dtype}")
-
-
-def _to_float(image):
-    """The pixels of a checked array as float32 in [0, 1]."""
-    if image.dtype == np.uint8:
-        return image.astype(np.float32) / 255.0
-    if image.dtype == np.uint16:
-        return image.astype(np.float32) / 65535.0
-    if not np.all(np.isfinite(image)):
-        raise ValueError("image has NaN or infinite values")
-    return np.clip(image.astype(np.float32), 0.0, 1.0)
 
 
 def _check_size(size, height, width):
@@ -183,12 +160,12 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
     tiled = tiling.choose_tile(size, tile) > 0
     tile_overlap = tiling.check_overlap(tile_overlap)
     pretrained.check_precision(precision)
-    pixels = _to_float(image)
+    pixels = pixels_lib.to_float(image)
     if model is None:
         model = pretrained.shared_pretrained(precision)
     pixels = pixels.reshape(height, width, -1)
     channels = pixels.shape[2]
-    rgb = np.repeat(pixels, 3, axis=2) if channels == 1 else pixels[..., :3]
+    rgb = pixels_lib.to_rgb(pixels)
     if tiled:
         output = tiling.upscale_tiled(model, rgb, scale, size, tile, tile_overlap, progress)
     else:
@@ -204,12 +181,4 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
     output = np.asarray(output)
     if image.ndim == 2:
         output = output[..., 0]
-    return _quantize(output, 65535 if image.dtype == np.uint16 else 255)
-
-
-def _quantize(output, peak):
-    """round(output · peak) as uint8 or uint16, a band of rows at a time to bound memory."""
-    result = np.empty(output.shape, np.uint16 if peak == 65535 else np.uint8)
-    for top in range(0, output.shape[0], 256):
-        result[top:top + 256] = np.round(output[top:top + 256] * peak)
-    return result
+    return pixels_lib.from_float(output, np.uint16 if image.dtype == np.uint16 else np.uint8)

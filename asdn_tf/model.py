@@ -19,16 +19,6 @@ from asdn_tf import lfr
 from asdn_tf.layers import BicubicUpsample, FeatureMappingBranch, ReconstructionBranch
 
 
-def level_and_weight_ops(scale, num_levels=lfr.DEFAULT_LEVELS):
-    """`lfr.level_and_weight` for a scale tensor: returns (i int32, w float32) tensors."""
-    x = (num_levels - 1) * (ops.cast(scale, "float64") - 1.0)
-    level = ops.clip(ops.ceil(x - 1e-6), 1, num_levels - 1)
-    weight = ops.clip(level - x, 0.0, 1.0)
-    # A float32 scale on a level (1.3 → 1.29999995) leaves w ≈ 5e-7: snap it, as lfr does.
-    weight = ops.where(weight < 1e-6, 0.0, weight)
-    return ops.cast(level, "int32"), ops.cast(weight, "float32")
-
-
 @keras.saving.register_keras_serializable(package="asdn_tf")
 class ASDN(keras.Model):
     """Arbitrary Scale Deep Network (Shen, Wang and Zhang, arXiv 2010.02414).
@@ -87,7 +77,7 @@ class ASDN(keras.Model):
         if isinstance(scale, (int, float)):
             upper, weight = lfr.level_and_weight(scale, self.num_levels)
         else:
-            upper, weight = level_and_weight_ops(scale, self.num_levels)
+            upper, weight = lfr.level_and_weight_ops(scale, self.num_levels)
         upper_output = self.reconstruct(features, inputs, upper)
         if isinstance(weight, float) and weight == 0.0:
             return upper_output

@@ -102,9 +102,7 @@ def upscale_tiled(model, rgb, scale, size, tile=None, overlap=None, progress=Non
         overlap = receptive_radius(model.model_config)
     scale = float(np.float32(scale))
     height, width = rgb.shape[:2]
-    plan = lfr.recursion_plan(scale, max_scale=math.inf)
-    sizes = [lfr.output_size(height, width, 2.0 ** (index + 1)) for index in range(len(plan) - 1)]
-    sizes.append(tuple(int(v) for v in size))
+    plan, sizes = zip(*lfr.step_sizes(height, width, scale, size, max_scale=math.inf))
     region_lists = [_regions(step_size, choose_tile(step_size, tile) or max(step_size), overlap)
                     for step_size in sizes]
     global_attention = model.model_config.channel_attention

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from asdn_tf import lfr
-from asdn_tf.model import level_and_weight_ops
+from asdn_tf.lfr import level_and_weight_ops
 
 LEVEL_VECTORS = [(1.27, 3, 0.3), (1.05, 1, 0.5), (1.1, 1, 0.0), (1.3, 3, 0.0), (1.95, 10, 0.5),
                  (2.0, 10, 0.0), (1.0001, 1, 0.999)]
@@ -45,6 +45,36 @@ def test_ops_agree_with_python_on_a_grid():
 @pytest.mark.parametrize("scale,plan", PLANS)
 def test_recursion_plan_vectors(scale, plan):
     assert lfr.recursion_plan(scale) == pytest.approx(plan, abs=1e-12)
+    assert int(lfr.num_steps_ops(np.float64(scale))) == len(plan)
+
+
+@pytest.mark.parametrize("scale,plan", PLANS)
+def test_step_size_ops_match_step_sizes(scale, plan):
+    for height, width in [(10, 7), (13, 29), (1, 3)]:
+        expected = lfr.step_sizes(height, width, scale)
+        assert [step for step, _ in expected] == pytest.approx(plan, abs=1e-12)
+        final = expected[-1][1]
+        for index, (step, size) in enumerate(expected):
+            tensor_step, tensor_size = lfr.step_size_ops(np.float64(scale), np.int32(index),
+                                                         height, width, final)
+            assert float(tensor_step) == pytest.approx(step, abs=1e-12)
+            assert tuple(int(side) for side in tensor_size) == size
+
+
+def test_step_sizes_vectors():
+    # ../shared/docs/ASDN.md §4: intermediate sizes are round(h · product of the steps so far).
+    assert lfr.step_sizes(10, 10, 5.7) == [(2.0, (20, 20)), (2.0, (40, 40)), (1.425, (57, 57))]
+    assert lfr.step_sizes(5, 3, 3.3) == [(2.0, (10, 6)), (1.65, (17, 10))]
+    assert lfr.step_sizes(5, 3, 3.3, size=(18, 11))[-1] == (1.65, (18, 11))
+
+
+def test_plan_steps_off_a_power_of_two_by_less_than_the_snap_are_two():
+    for scale in (2.0000002, 4 * (1 + 1e-8), float(np.float32(2.0000002))):
+        plan = lfr.recursion_plan(scale)
+        assert all(step == 2.0 for step in plan)
+        assert int(lfr.num_steps_ops(np.float64(scale))) == len(plan)
+        step, _ = lfr.step_size_ops(np.float64(scale), len(plan) - 1, 4, 4, (9, 9))
+        assert float(step) == 2.0
 
 
 def test_recursion_plan_reaches_the_scale():
@@ -77,6 +107,22 @@ def test_level_and_weight_rejects_scales_above_two():
 def test_output_size_rounds_half_up():
     assert lfr.output_size(10, 15, 1.5) == (15, 23)
     assert lfr.output_size(7, 9, 3.3) == (23, 30)
+    for dtype in ("int32", "float64"):
+        sizes = lfr.output_size_ops(np.int32(10), np.int64(15), 1.5, dtype=dtype)
+        assert [float(side) for side in sizes] == [15, 23]
+    assert [int(side) for side in lfr.output_size_ops(7, 9, np.float64(3.3))] == [23, 30]
+
+
+def test_output_size_ops_keep_a_python_scale_in_float64():
+    # Rounded to float32 this scale is 2.5, and 3 × 2.5 would round up to 8.
+    scale = 2.5 - 1e-9
+    assert lfr.output_size(3, 3, scale) == (7, 7)
+    assert [int(side) for side in lfr.output_size_ops(3, 3, scale)] == [7, 7]
+
+
+def test_level_scale_ops_match_level_scales():
+    scales = lfr.level_scales()
+    assert [float(lfr.level_scale_ops(np.int32(level))) for level in range(11)] == scales
 
 
 @pytest.mark.parametrize("text", ["1_5", "nan", "inf", "0x2", "\u0661.\u0665", "2,5", ""])
