@@ -31,6 +31,7 @@ from asdn_tf import cli, degradation as degradation_lib, fileio, image_io, lfr, 
 from asdn_tf import pretrained, progress
 from asdn_tf.imresize import imresize
 from asdn_tf.inference import compiled_upscaler
+from asdn_tf.pixels import to_float, to_rgb, to_uint8
 
 METHODS = ("bicubic", "asdn")
 CSV_FIELDS = ("set", "scale", "method", "psnr", "ssim", "images", "shave")
@@ -78,11 +79,6 @@ def shave(scale):
     return math.ceil(scale - 1e-9)
 
 
-def to_uint8(image):
-    """Float [0, 1] → uint8 with MATLAB's rounding (halves away from zero), as a saved PNG."""
-    return np.floor(np.clip(np.asarray(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
 def degrade(hr, scale, degradation="bicubic"):
     """(HR cropped to a multiple of an integer scale, LR uint8 of ceil(H/s) × ceil(W/s)).
 
@@ -112,10 +108,10 @@ def super_resolve(lr, scale, size, method, model=None):
 
     A gray image goes through the model as R = G = B and comes back as the mean of the three.
     """
-    pixels = lr.astype(np.float32) / 255.0
+    pixels = to_float(lr)
     if method == "bicubic":
         return imresize(pixels, scale=scale, size=size).numpy()
-    rgb = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
+    rgb = to_rgb(pixels)
     if hasattr(model, "branches"):
         # One graph for every image, size and scale (as float32, as `asdn_tf.upscale` takes
         # it): nothing is traced per image.

@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from asdn_tf import cli, fileio, lfr
+from asdn_tf import cli, fileio, lfr, metrics, pixels
 from asdn_tf import config as config_lib
 from asdn_tf.image_io import list_images, read_image
 from asdn_tf.inference import upscale_tensor
@@ -138,7 +138,7 @@ def _servable(model, max_scale, max_output_pixels):
 
     def upscale_uint8(image, scale):
         image = _checked_batch(image, scale, max_scale, max_output_pixels)
-        return {"image": _to_uint8(upscale(tf.cast(image, tf.float32) / 255.0, scale))}
+        return {"image": pixels.to_uint8_ops(upscale(pixels.to_float_ops(image), scale))}
 
     def upscale_float(image, scale):
         image = _checked_batch(image, scale, max_scale, max_output_pixels)
@@ -151,8 +151,8 @@ def _servable(model, max_scale, max_output_pixels):
 
     def upscale_encoded(image_bytes, scale):
         image = _checked_decode(image_bytes, scale, max_scale, max_output_pixels)
-        output = upscale(tf.cast(image, tf.float32)[None] / 255.0, scale)
-        return {"png_bytes": tf.io.encode_png(_to_uint8(output)[0])}
+        output = upscale(pixels.to_float_ops(image[None]), scale)
+        return {"png_bytes": tf.io.encode_png(pixels.to_uint8_ops(output)[0])}
 
     scale_spec = tf.TensorSpec([], tf.float32, name="scale")
     module.upscale_uint8 = tf.function(
@@ -207,22 +207,21 @@ def _check_output_size(checks, batch, height, width, scale, max_output_pixels):
 
     def output_size():
         # float64: a header may claim 2^32 pixels a side, whose square overflows int64.
-        size = tf.math.floor(tf.cast(tf.stack([height, width]), tf.float64)
-                             * tf.cast(scale, tf.float64) + 0.5)
+        size = lfr.output_size_ops(height, width, scale, dtype="float64")
         return size, tf.cast(batch, tf.float64) * size[0] * size[1]
 
     def pixels_message():
-        size, pixels = output_size()
+        size, count = output_size()
         return tf.strings.format(
             "output of {} image(s) of {}x{} is {} pixels, over the limit of "
             f"{max_output_pixels} (max_output_pixels); use a smaller scale, image or batch",
-            (batch, tf.cast(size[0], tf.int64), tf.cast(size[1], tf.int64), pixels))
+            (batch, tf.cast(size[0], tf.int64), tf.cast(size[1], tf.int64), count))
 
     _check(checks, "check_output_pixels", lambda: output_size()[1] <= float(max_output_pixels),
            pixels_message)
 
     def grows(value):
-        size = tf.math.floor(tf.cast(tf.stack([height, width]), tf.float64) * value + 0.5)
+        size = tf.stack(lfr.output_size_ops(height, width, value, dtype="float64"))
         return tf.reduce_any(size > tf.cast(tf.stack([height, width]), tf.float64))
 
     def too_small_message():
@@ -378,11 +377,6 @@ def _upright(image, orientation):
     ]
     index = tf.where((orientation >= 1) & (orientation <= 8), orientation - 1, 0)
     return tf.switch_case(tf.cast(index, tf.int32), branches)
-
-
-def _to_uint8(images):
-    """Halves round away from zero, as MATLAB and `asdn_tf.evaluate.to_uint8` round."""
-    return tf.cast(tf.math.floor(tf.clip_by_value(images, 0.0, 1.0) * 255.0 + 0.5), tf.uint8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -555,9 +549,10 @@ def verify_tflite(model, fsdn, images, quantize=None, num_threads=None):
         latencies.append(time.perf_counter() - start)
         output = interpreter.get_tensor(output_index)
         expected = np.asarray(fsdn(batch))
-        difference = output.astype(np.float64) - expected
-        max_abs = max(max_abs, float(np.max(np.abs(difference))))
-        worst_psnr = min(worst_psnr, _psnr(difference))
+        max_abs = max(max_abs, float(np.max(np.abs(output.astype(np.float64) - expected))))
+        worst_psnr = min(worst_psnr, metrics.psnr(output[0] * metrics.PEAK,
+                                                  expected[0] * metrics.PEAK, crop_border=0,
+                                                  test_y_channel=False))
     result = {"max_abs": max_abs, "psnr": worst_psnr,
               "latency_ms": 1e3 * float(np.median(latencies)), "images": len(latencies)}
     if quantize is not None:
@@ -574,20 +569,7 @@ def _rgb_images(images):
     paths = list_images(images) if isinstance(images, (str, os.PathLike)) else list(images)
     if not paths:
         raise ValueError(f"no images found in {images}")
-    arrays = []
-    for path in paths:
-        image = read_image(path)
-        peak = 65535.0 if image.dtype == np.uint16 else 255.0
-        image = image.astype(np.float32) / peak
-        if image.ndim == 2:
-            image = image[..., None]
-        arrays.append(np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[..., :3])
-    return arrays
-
-
-def _psnr(difference):
-    mse = float(np.mean(np.square(difference)))
-    return float("inf") if mse == 0.0 else float(10.0 * np.log10(1.0 / mse))
+    return [pixels.to_float_rgb(read_image(path)) for path in paths]
 
 
 def _check_input_size(input_size):

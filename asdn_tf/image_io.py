@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from asdn_tf import fileio
+from asdn_tf import pixels as pixels_lib
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP",
@@ -313,7 +314,7 @@ def _encode(stream, pixels, found, icc_profile, quality):
         stream.write(_with_icc_profile(png, icc_profile) if icc_profile else png)
         return
     if pixels.dtype == np.uint16:
-        pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        pixels = pixels_lib.uint16_to_uint8(pixels)
     options = {}
     if icc_profile:
         options["icc_profile"] = icc_profile

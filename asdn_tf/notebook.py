@@ -11,9 +11,7 @@ Example:
 
 import pathlib
 
-import numpy as np
-
-from asdn_tf import image_io, pretrained
+from asdn_tf import image_io, pixels, pretrained
 from asdn_tf.imresize import imresize
 from asdn_tf.model import build_model
 
@@ -71,9 +69,8 @@ def demo_model(weights=None, preset=None, precision="auto"):
 
 def bicubic(image, scale, size):
     """uint8 H×W×C upscaled by `scale` to `size` (height, width) with the MATLAB bicubic."""
-    pixels = np.asarray(image, np.float32) / 255.0
-    output = imresize(pixels, scale=scale, size=size).numpy()
-    return np.round(np.clip(output, 0.0, 1.0) * 255.0).astype(np.uint8)
+    output = imresize(pixels.to_float(image), scale=scale, size=size).numpy()
+    return pixels.to_uint8(output)
 
 
 def comparison_figure(image, scale, upscaled, zoom=None):
