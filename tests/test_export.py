@@ -6,6 +6,7 @@ requests to the SavedModel are in test_export_bombs.py.
 """
 
 import base64
+import dataclasses
 import errno
 import hashlib
 import importlib.metadata
@@ -25,7 +26,7 @@ import tensorflow as tf
 from PIL import Image
 
 import asdn_tf
-from asdn_tf import evaluate, export, fileio
+from asdn_tf import config, export, fileio, pixels
 from asdn_tf.image_io import read_image
 from asdn_tf.inference import upscale_tensor
 
@@ -44,7 +45,7 @@ def _load_client():
 def _reference_uint8(model, image, scale):
     """The in-process model on a uint8 batch, quantised as the signature does."""
     output = upscale_tensor(model, image.astype(np.float32) / 255.0, scale)
-    return evaluate.to_uint8(output)
+    return pixels.to_uint8(output)
 
 
 def _run(args, cwd=ROOT, **environment):
@@ -358,17 +359,39 @@ def test_import_defines_no_flags():
 
 
 def test_uint8_rounds_halves_away_from_zero(loaded, image):
-    """As MATLAB and evaluate.to_uint8 round, not half to even."""
-    halves = (np.arange(256, dtype=np.float32) + np.float32(0.5)) / np.float32(255)
-    assert np.any(halves * np.float32(255) % 1 == 0.5)  # some products are exact halves
-    np.testing.assert_array_equal(export._to_uint8(tf.constant(halves)).numpy(),
-                                  evaluate.to_uint8(halves))
-    pixels = image.astype(np.float32) / 255.0
-    as_float = loaded.signatures["upscale_float"](image=tf.constant(pixels),
+    """As MATLAB and the benchmark round (`pixels.to_uint8`), not half to even."""
+    as_float = loaded.signatures["upscale_float"](image=tf.constant(pixels.to_float(image)),
                                                   scale=tf.constant(2.5))["image"].numpy()
     as_uint8 = loaded.signatures["serving_default"](image=tf.constant(image),
                                                     scale=tf.constant(2.5))["image"].numpy()
-    np.testing.assert_array_equal(as_uint8, evaluate.to_uint8(as_float))
+    np.testing.assert_array_equal(as_uint8, pixels.to_uint8(as_float))
+
+
+def _constant_model(values):
+    """A tiny ASDN whose every output pixel is `values` (RGB, float32): each branch's 1×1 conv
+    to RGB has zero weights and these biases, and there is no attention or skip after it."""
+    model = asdn_tf.build_model(dataclasses.replace(config.preset("tiny"),
+                                                    spatial_attention=False, global_skip=False))
+    model.set_weights([np.zeros_like(weight) for weight in model.get_weights()])
+    for branch in model.branches:
+        branch.to_rgb.bias.assign(values)
+    return model
+
+
+def test_cli_and_saved_model_give_the_same_bytes_on_exact_halves(tmp_path):
+    """`asdn_tf.upscale` (what the command line runs) and the SavedModel quantise an output
+    whose values times 255 are exactly 0.5, 2.5 and 4.5 to 1, 3 and 5 (half to even: 0, 2, 4)."""
+    values = np.float32([0.5, 2.5, 4.5]) / np.float32(255)
+    assert np.all(values * np.float32(255) % 1 == 0.5)
+    model = _constant_model(values)
+    image = np.full((6, 5, 3), 77, np.uint8)
+    on_cli = asdn_tf.upscale(image, 2.5, model=model, tile=0)
+    loaded = tf.saved_model.load(str(export.export_saved_model(model, tmp_path / "constant")))
+    served = loaded.signatures["serving_default"](image=tf.constant(image[None]),
+                                                  scale=tf.constant(2.5))["image"].numpy()[0]
+    assert on_cli.dtype == served.dtype == np.uint8
+    np.testing.assert_array_equal(on_cli, served)
+    np.testing.assert_array_equal(on_cli, np.broadcast_to(np.uint8([1, 3, 5]), (15, 13, 3)))
 
 
 # ---------------------------------------------------------------------------------------------
