@@ -349,9 +349,10 @@ class Checkpoints:
             return "the chief's newest checkpoint"
         return self.manager.latest_checkpoint or "step 0"
 
-    def save(self, state, seconds):
-        """Saves a checkpoint of the current step and then `state`, its `seconds` added
-        (the chief); a worker's throwaway copy (the others)."""
+    def save(self, state, elapsed):
+        """Saves a checkpoint of the current step and then `state`, with `elapsed()` (the
+        seconds since the last save) added to its training time (the chief); a worker's
+        throwaway copy (the others)."""
         import tensorflow as tf
         step = int(self.step_variable.numpy())
         if not self.chief:
@@ -359,7 +360,7 @@ class Checkpoints:
             return
         try:
             self.manager.save(checkpoint_number=step)
-            state.seconds += seconds
+            state.seconds += elapsed()
             save_state(self.output_dir, state)
         except (OSError, tf.errors.OpError) as error:
             latest = self.manager.latest_checkpoint

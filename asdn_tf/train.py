@@ -196,11 +196,15 @@ class _Session:
             if self.images and (step % config.validate_every == 0 or step == total):
                 self._validate(step)
             if step % config.checkpoint_every == 0 or step == total:
-                now = time.time()
-                self.checkpoints.save(self.state, now - self.clock)
-                self.clock = now
+                self.checkpoints.save(self.state, self._elapsed)
         self.writer.flush()
         sys.stderr.write("\n")
+
+    def _elapsed(self):
+        """Seconds since the last call, or since the start."""
+        now = time.time()
+        seconds, self.clock = now - self.clock, now
+        return seconds
 
     def _update(self, iterator):
         """One update; its loss, or TrainingError when that is not finite."""
@@ -410,6 +414,15 @@ def _trainer_for_backend():
         raise TrainingError(f"training needs Keras's TensorFlow backend, not {backend}: "
                             "set KERAS_BACKEND=tensorflow")
     return train
+
+
+def __getattr__(name):
+    """The step's names, which bench/run.py imports from here: loaded with TensorFlow on first
+    use (PEP 562). Remove once bench/run.py imports them from asdn_tf.train_step."""
+    if name in ("Trainer", "learning_rate_schedule"):
+        from asdn_tf import train_step
+        return getattr(train_step, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv):
