@@ -247,17 +247,20 @@ def define_config_flags(cls, flag_values=flags.FLAGS):
     """Defines one flag per field of the config dataclass `cls`, named after it, with its
     default, typed by its annotation (`int`, `float`, `bool`, `str`; `tuple[T, ...]` is a
     comma-separated list of T) and helped by its entry in the docstring's Args."""
-    helps = docstring_args(cls.__doc__)
+    helps = _docstring_args(cls.__doc__)
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         if field.name not in helps:
             raise TypeError(f"{cls.__name__}.{field.name} has no entry in the docstring's Args")
-        if _item_type(hints[field.name]):
+        kind = hints[field.name]
+        if _item_type(kind) in _ITEM_WORDS:
             flags.DEFINE_list(field.name, [str(value) for value in field.default],
                               helps[field.name], flag_values=flag_values)
+        elif kind in _FLAG_DEFINERS:
+            _FLAG_DEFINERS[kind](field.name, field.default, helps[field.name],
+                                 flag_values=flag_values)
         else:
-            _FLAG_DEFINERS[hints[field.name]](field.name, field.default, helps[field.name],
-                                              flag_values=flag_values)
+            raise TypeError(f"{cls.__name__}.{field.name}: no flag type for {kind}")
 
 
 def config_from_flags(cls, flag_values, base=None):
@@ -298,7 +301,7 @@ def _list_value(name, item_type, items):
     return tuple(values)
 
 
-def docstring_args(docstring):
+def _docstring_args(docstring):
     """{name: description} of the Args section of a Google-style docstring, whatever its
     indentation: an entry is `name: text` at the section's first indentation, continued by
     the more indented lines below it; the section ends at a line indented no deeper than
