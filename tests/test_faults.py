@@ -43,7 +43,7 @@ import signal
 
 from tensorflow.python.ops import gen_io_ops
 
-from asdn_tf import evaluate, fileio, train
+from asdn_tf import evaluate, fileio, run_folder, train
 
 POINT, _, NTH = os.environ.get("FAULT", "").partition(":")
 left = [int(NTH or 1)]
@@ -89,7 +89,7 @@ def write_or_die(path, text):
         temporary.write_text(text)
 
 
-train._atomic_write_text = write_or_die
+run_folder._atomic_write_text = write_or_die
 train.run()
 '''
 

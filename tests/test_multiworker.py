@@ -29,7 +29,7 @@ from absl import flags
 
 import asdn_tf
 from asdn_tf import data as data_lib
-from asdn_tf import train
+from asdn_tf import train, train_step
 from asdn_tf.config import DataConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -264,4 +264,4 @@ def test_pipelines_cut_the_batches_of_one_process_in_equal_parts(data, pipelines
 def test_tf_config_mistakes_are_one_line(monkeypatch, tf_config, message):
     monkeypatch.setenv("TF_CONFIG", tf_config)
     with pytest.raises(train.TrainingError, match=message):
-        train.make_strategy("multiworker")
+        train_step.make_strategy("multiworker")

@@ -1,3 +1,4 @@
+import dataclasses
 import glob
 import json
 import pathlib
@@ -13,9 +14,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 
 import asdn_tf
-from asdn_tf import fileio, train
+from asdn_tf import config, fileio, run_folder, train, train_step
 from asdn_tf.config import DataConfig, ModelConfig, TrainConfig, preset
 from asdn_tf.pretrained import PACKAGE_WEIGHTS
 
@@ -102,13 +104,13 @@ def test_sigkill_during_training_resumes_cleanly(tmp_path, t91_subset):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, t91_subset, monkeypatch):
-    real_step = train.Trainer.train_step
+    real_step = train_step.Trainer.train_step
 
     def poisoned(self, batch, level=None):
         loss = real_step(self, batch, level)
         return tf.where(self.optimizer.iterations >= 3, tf.constant(np.nan), loss)
 
-    monkeypatch.setattr(train.Trainer, "train_step", poisoned)
+    monkeypatch.setattr(train_step.Trainer, "train_step", poisoned)
     with pytest.raises(train.TrainingError,
                        match="loss became nan at step 3; .*newest checkpoint.*ckpt-2, is intact"):
         _run(t91_subset, tmp_path, 10)
@@ -176,12 +178,12 @@ def test_mixed_precision_trains_and_leaves_the_global_policy(tmp_path, t91_subse
 
 def test_validation_curve_survives_resumes_and_new_scales(tmp_path):
     path = tmp_path / "validation.csv"
-    train.record_validation(path, 500, {2.0: 30.0, 3.0: 28.0})
-    train.record_validation(path, 1000, {2.0: 31.0, 3.0: 29.0})
-    train.record_validation(path, 1500, {2.0: 32.0, 3.0: 30.0})
+    run_folder.record_validation(path, 500, {2.0: 30.0, 3.0: 28.0})
+    run_folder.record_validation(path, 1000, {2.0: 31.0, 3.0: 29.0})
+    run_folder.record_validation(path, 1500, {2.0: 32.0, 3.0: 30.0})
     # Killed after step 1500's validation, resumed from the step-1000 checkpoint: 1500 is redone.
-    train.record_validation(path, 1500, {2.0: 32.5, 3.0: 30.5})
-    train.record_validation(path, 2000, {2.0: 33.0, 1.5: 36.0})
+    run_folder.record_validation(path, 1500, {2.0: 32.5, 3.0: 30.5})
+    run_folder.record_validation(path, 2000, {2.0: 33.0, 1.5: 36.0})
     assert path.read_text().splitlines() == [
         "step,x2,x3,x1.5", "500,30.0000,28.0000,", "1000,31.0000,29.0000,",
         "1500,32.5000,30.5000,", "2000,33.0000,,36.0000"]
@@ -193,7 +195,7 @@ def test_validation_curve_survives_resumes_and_new_scales(tmp_path):
 def test_a_bad_validation_curve_is_set_aside_not_fatal(tmp_path, text, caplog):
     path = tmp_path / "validation.csv"
     path.write_bytes(text.encode("latin-1"))
-    train.record_validation(path, 1000, {2.0: 31.0})
+    run_folder.record_validation(path, 1000, {2.0: 31.0})
     assert path.read_text().splitlines() == ["step,x2", "1000,31.0000"]
     [aside] = tmp_path.glob("validation.csv.bad-*")
     assert aside.read_bytes() == text.encode("latin-1")
@@ -220,7 +222,6 @@ def test_fsdn_trains_from_asdn_weights(tmp_path, t91_subset):
 
 
 def _parsed(args):
-    from absl import flags
     values = flags.FlagValues()
     train.define_flags(values)
     values(["train", *args])
@@ -281,7 +282,7 @@ def test_mirrored_strategy_matches_one_device(tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import asdn_tf
-        from asdn_tf.train import Trainer
+        from asdn_tf.train_step import Trainer
         rng = np.random.default_rng(0)
         batch = {"x_up": rng.random((4, 10, 10, 3), dtype=np.float32),
                  "hr": rng.random((4, 10, 10, 3), dtype=np.float32)}
@@ -315,10 +316,10 @@ def test_mirrored_strategy_matches_one_device(tmp_path):
 
 
 def test_learning_rate_schedules():
-    every = train.learning_rate_schedule(TrainConfig(learning_rate=4e-4, decay_every=100))
+    every = train_step.learning_rate_schedule(TrainConfig(learning_rate=4e-4, decay_every=100))
     assert [float(every(step)) for step in (0, 99, 100, 199, 200)] == pytest.approx(
         [4e-4, 4e-4, 2e-4, 2e-4, 1e-4])
-    milestones = train.learning_rate_schedule(
+    milestones = train_step.learning_rate_schedule(
         TrainConfig(learning_rate=4e-4, decay_every=100, lr_milestones=(10, 15), decay_factor=0.25))
     assert [float(milestones(step)) for step in (0, 9, 10, 14, 15, 1000)] == pytest.approx(
         [4e-4, 4e-4, 1e-4, 1e-4, 2.5e-5, 2.5e-5])
@@ -332,6 +333,91 @@ def test_flags_mirror_the_configs():
     assert data_config.sources == ("a", "b") and train_config.steps == 7
     assert train_config.validation_scales == (2.0, 1.5)
     assert train_config.lr_milestones == (5, 9)
+
+
+def test_flags_are_typed_by_the_annotations_and_helped_by_the_docstring_at_any_indent():
+    @dataclasses.dataclass(frozen=True)
+    class Example:
+        """An example.
+
+          Args:
+            count: int, how many
+                of them.
+            ratios: tuple of float,
+              the ratios.
+            names: tuple of str, names.
+            on: bool, whether.
+          Not an argument: the section ended above.
+        """
+
+        count: int = 2
+        ratios: tuple[float, ...] = (1.5,)
+        names: tuple[str, ...] = ()
+        on: bool = True
+
+    values = flags.FlagValues()
+    config.define_config_flags(Example, values)
+    assert values["count"].help == "int, how many of them."
+    assert values["ratios"].help == "tuple of float, the ratios."
+    assert values["on"].help == "bool, whether."
+    values(["train", "--count=3", "--ratios=2,2.5", "--names=a,b", "--noon"])
+    assert config.config_from_flags(Example, values) == Example(3, (2.0, 2.5), ("a", "b"), False)
+    values.unparse_flags()
+    values(["train", "--names=c"])  # with a base, only the flags given replace its fields
+    assert config.config_from_flags(Example, values, base=Example(count=7, ratios=(4.0,))) \
+        == Example(7, (4.0,), ("c",), True)
+    values.unparse_flags()
+    values(["train", "--ratios=2,x"])
+    with pytest.raises(ValueError, match="--ratios takes numbers, got 'x'"):
+        config.config_from_flags(Example, values)
+
+
+def test_a_field_without_help_is_refused():
+    @dataclasses.dataclass(frozen=True)
+    class Undocumented:
+        """A forgotten field.
+
+        Args:
+            documented: int, here.
+        """
+
+        documented: int = 1
+        forgotten: int = 2
+
+    with pytest.raises(TypeError, match="Undocumented.forgotten has no entry"):
+        config.define_config_flags(Undocumented, flags.FlagValues())
+
+
+def test_the_flags_and_a_flagfile_need_no_tensorflow():
+    """The command parses its flags, and a notebook reads the configs, before TensorFlow loads
+    (a JAX trainer must not start it)."""
+    script = textwrap.dedent(f"""
+        import sys
+        from absl import flags
+        from asdn_tf import train
+        train.define_flags()
+        flags.FLAGS(["train", "--flagfile={os.path.join(ROOT, 'configs', 'cpu.txt')}"])
+        print(train.configs_from_flags(flags.FLAGS)[2].validation_scales)
+        print(sorted(name for name in ("tensorflow", "keras") if name in sys.modules))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[:2] == ["(2.0, 3.0, 4.0)", "[]"]
+
+
+def test_the_weights_sidecar_is_what_loading_reads(tmp_path):
+    sidecar = run_folder.WeightsSidecar(
+        model="fsdn", scale=2, preset="tiny", model_config=preset("tiny"),
+        data_config=DataConfig(sources=("a",)), train_config=TrainConfig(steps=3), steps=3,
+        training_seconds=1.5, validation_psnr={"2": 30.0})
+    run_folder.save_weights(asdn_tf.build_fsdn("tiny", 2), tmp_path / "w.weights.h5", sidecar)
+    written = json.loads((tmp_path / "w.json").read_text())
+    assert list(written) == ["model", "scale", "preset", "model_config", "data_config",
+                             "train_config", "steps", "training_seconds", "validation_psnr"]
+    assert written["data_config"]["sources"] == ["a"] and written["train_config"]["steps"] == 3
+    model = asdn_tf.load_model(tmp_path / "w.weights.h5", precision="float32")
+    assert isinstance(model, asdn_tf.FSDN) and model.model_config == preset("tiny")
 
 
 FLAGFILES = sorted(glob.glob(os.path.join(ROOT, "configs", "*.txt")))
