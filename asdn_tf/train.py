@@ -985,9 +985,12 @@ def run_from_flags(values):
     model_config, data_config, train_config = configs_from_flags(values)
     if not data_config.sources:
         raise TrainingError("--sources is empty: give image folders, globs or tfds:div2k")
-    return train(model_config, data_config, train_config, values.output_dir, values.model,
-                 values.scale, values.init_from, values.strategy, values.jit_compile,
-                 values.mixed_precision, values.preset, values.restart)
+    trainer = train
+    if keras.backend.backend() == "jax":  # the same recipe without TensorFlow
+        from asdn_tf.train_jax import train as trainer
+    return trainer(model_config, data_config, train_config, values.output_dir, values.model,
+                   values.scale, values.init_from, values.strategy, values.jit_compile,
+                   values.mixed_precision, values.preset, values.restart)
 
 
 def main(argv):
