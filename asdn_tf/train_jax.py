@@ -325,6 +325,24 @@ def _record_validation(path, step, psnr_by_scale):
     _write_text(path, out.getvalue())
 
 
+def _load_run_state(path):
+    """state.json as a dict ({} before the first checkpoint); one that cannot be read is
+    renamed `state.json.bad-<time>` with one warning (the best PSNR so far is then unknown)."""
+    if not path.exists():
+        return {}
+    try:
+        state = json.loads(path.read_text())
+        if isinstance(state, dict):
+            return state
+    except ValueError:
+        pass
+    aside = path.with_name(time.strftime(f"{path.name}.bad-%Y%m%d-%H%M%S"))
+    path.rename(aside)
+    logging.warning("%s is unreadable; moved to %s; the next validation writes best.weights.h5",
+                    path, aside)
+    return {}
+
+
 def save_weights(network, path, sidecar):
     """Writes `path` (.weights.h5) and its JSON sidecar through temporary files and renames."""
     with fileio.atomic_path(path) as temporary:
@@ -396,7 +414,7 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
             _init_weights(network, init_from, model_config)
     state = initial_state(network, optimizer)
     state_path = output_dir / "state.json"
-    run_state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    run_state = _load_run_state(state_path)
     best_psnr = run_state.get("best_psnr", -math.inf)
     validation_scales = train_config.validation_scales
     updates = {}
