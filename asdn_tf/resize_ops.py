@@ -85,8 +85,9 @@ def imresize(images, scale=None, size=None, antialias=True):
     if not keras.backend.is_float_dtype(dtype):
         raise ValueError(f"imresize takes float images, got {dtype}")
     images = ops.cast(images, "float32")
-    if len(images.shape) not in (3, 4):
-        raise ValueError(f"imresize takes H×W×C or N×H×W×C images, got rank {len(images.shape)}")
+    rank = len(images.shape)
+    if rank not in (3, 4):
+        raise ValueError(f"imresize takes H×W×C or N×H×W×C images, got rank {rank}")
     in_h, in_w = (int(side) for side in images.shape[-3:-1])
     scale_h, scale_w = (scale, scale) if isinstance(scale, (int, float)) else (scale or (None,) * 2)
     if size is None:

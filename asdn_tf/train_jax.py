@@ -36,7 +36,6 @@ import numpy as np
 from absl import logging
 from keras import ops
 
-from asdn_tf import config as config_lib
 from asdn_tf import fileio, folder_data, image_io, lfr, metrics, resize_ops
 from asdn_tf.model import build_model
 from asdn_tf.pretrained import (BUNDLED, bundled_weights, dtype_policy, load_model, read_sidecar,

@@ -41,7 +41,8 @@ errors = {{}}
 for key, source, scale in {CASES!r}:
     resize = jax.jit(lambda image: resize_ops.imresize(image, scale=scale))
     out = np.asarray(resize(vectors[source]))
-    errors[key] = float(np.abs(out - vectors[key]).max()) if out.shape == vectors[key].shape else 1.0
+    same_shape = out.shape == vectors[key].shape
+    errors[key] = float(np.abs(out - vectors[key]).max()) if same_shape else 1.0
 print(keras.backend.backend(), json.dumps(errors))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

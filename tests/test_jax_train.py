@@ -138,14 +138,19 @@ def image_folder(tmp_path_factory):
     return folder
 
 
-TRAIN_SCRIPT = BLOCK_TENSORFLOW + """
+# Every update at ×2: one program to compile, not one per level drawn.
+ONE_LEVEL = (0.0,) * 10 + (1.0,)
+# Trains into each (folder, steps) of its arguments after the image folder.
+TRAIN_SCRIPT = BLOCK_TENSORFLOW + f"""
 import sys
 from asdn_tf import config, train_jax
-data_config = config.DataConfig(sources=(sys.argv[1],), patch_size=8, batch_size=2)
-train_config = config.TrainConfig(steps=int(sys.argv[3]), checkpoint_every=1,
-                                  validate_every=0, log_every=1)
-train_jax.train(config.preset("tiny"), data_config, train_config, sys.argv[2],
-                preset_name="tiny")
+data_config = config.DataConfig(sources=(sys.argv[1],), patch_size=8, batch_size=2,
+                                level_weights={ONE_LEVEL})
+for output_dir, steps in zip(sys.argv[2::2], sys.argv[3::2]):
+    train_config = config.TrainConfig(steps=int(steps), checkpoint_every=1, validate_every=0,
+                                      log_every=1)
+    train_jax.train(config.preset("tiny"), data_config, train_config, output_dir,
+                    preset_name="tiny")
 assert not [name for name in sys.modules if name.startswith("tensorflow")]
 """
 
@@ -155,12 +160,12 @@ def test_resumes_at_the_right_step(tmp_path, image_folder):
     resumes at step 2 and ends where 4 updates in one go end. The first run and the
     uninterrupted one run with TensorFlow made unimportable."""
     interrupted, whole = tmp_path / "interrupted", tmp_path / "whole"
-    run_jax(TRAIN_SCRIPT, image_folder, interrupted, 2)
-    run_jax(TRAIN_SCRIPT, image_folder, whole, 4)
+    run_jax(TRAIN_SCRIPT, image_folder, interrupted, 2, whole, 4)
     (interrupted / "checkpoints" / "ckpt-3.npz").write_bytes(b"killed while writing")
     flagfile = tmp_path / "flags.txt"
     flagfile.write_text(f"--sources={image_folder}\n--patch_size=8\n--batch_size=2\n"
                         f"--steps=4\n--checkpoint_every=1\n--validate_every=0\n--log_every=1\n"
+                        f"--level_weights={','.join(map(str, ONE_LEVEL))}\n"
                         f"--preset=tiny\n--output_dir={interrupted}\n")
     result = run_jax("from asdn_tf.train import run; run()", f"--flagfile={flagfile}")
     assert "resumed from" in result.stderr and "ckpt-2.npz at step 2" in result.stderr
@@ -207,7 +212,7 @@ def test_data_parallel_matches_one_device(tmp_path):
     assert float(difference) <= 1e-5
 
 
-def test_refuses_what_needs_tensorflow(tmp_path):
+def test_imports_without_tensorflow_and_refuses_what_needs_it():
     result = subprocess.run(
         [sys.executable, "-c", BLOCK_TENSORFLOW + textwrap.dedent("""
         from asdn_tf import config, train_jax
