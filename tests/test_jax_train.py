@@ -217,7 +217,8 @@ def test_imports_without_tensorflow_and_refuses_what_needs_it():
         [sys.executable, "-c", BLOCK_TENSORFLOW + textwrap.dedent("""
         from asdn_tf import config, train_jax
         for data in [config.DataConfig(sources=("tfds:div2k",)),
-                     config.DataConfig(sources=("x",), degradation="photo")]:
+                     config.DataConfig(sources=("x",), degradation="photo"),
+                     config.DataConfig(sources=("x",), degrade_in_step=True)]:
             try:
                 train_jax.train(config.preset("tiny"), data, config.TrainConfig(), "unused")
             except ValueError as error:  # train.main prints these as one line
@@ -228,6 +229,7 @@ def test_imports_without_tensorflow_and_refuses_what_needs_it():
     lines = result.stdout.strip().splitlines()
     assert "tfds:div2k needs TensorFlow" in lines[0]
     assert "--degradation=photo needs TensorFlow" in lines[1]
+    assert "--degrade_in_step is the tf.data pipeline's" in lines[2]
 
 
 @pytest.mark.parametrize("scale", [2.0, 3.0, 1.5])
