@@ -10,73 +10,14 @@ Example:
     >>> batch = next(iter(dataset))     # {"x_up", "hr", "level"}
 """
 
-import concurrent.futures
-import os
-
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from asdn_tf import config as config_lib
 from asdn_tf import degradation as degradation_lib
-from asdn_tf import image_io, lfr, pixels
+from asdn_tf import lfr, pixels
+from asdn_tf.folder_data import TFDS_PREFIX, hr_patch_size, load_folder_images
 from asdn_tf.imresize import imresize
-
-TFDS_PREFIX = "tfds:"
-
-
-def hr_patch_size(patch_size, level, num_levels=lfr.DEFAULT_LEVELS):
-    """HR side matching a `patch_size` LR patch at level `level`: round(p · r_l)."""
-    return lfr.output_size(patch_size, patch_size, lfr.level_scales(num_levels)[level])[0]
-
-
-def _load_rgb(path):
-    array = image_io.read_image(path)
-    if array.dtype == np.uint16:
-        array = pixels.uint16_to_uint8(array)
-    return np.ascontiguousarray(pixels.to_rgb(array))
-
-
-def load_folder_images(sources, min_size, strict=False):
-    """Decodes every image under `sources` (folders or globs) into RGB uint8 arrays.
-
-    Images smaller than `min_size` are dropped with one warning that counts them; unreadable
-    files are dropped with a warning naming each (an error when `strict`).
-
-    Raises:
-        FileNotFoundError: a source does not exist.
-        ValueError: a source holds no images, or (strict) an image is unreadable, or no image
-            is large enough.
-    """
-    paths = []
-    for source in sources:
-        found = image_io.list_images(source)
-        if not found:
-            raise ValueError(f"no images found in {source}")
-        paths.extend(found)
-    images, small = [], 0
-    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        futures = [pool.submit(_load_rgb, path) for path in paths]
-        for path, future in zip(paths, futures):
-            try:
-                image = future.result()
-            except ValueError as error:
-                if strict:
-                    raise
-                logging.warning("skipping %s", error)
-                continue
-            if min(image.shape[:2]) < min_size:
-                small += 1
-                continue
-            images.append(image)
-    if small:
-        logging.warning("skipped %d of %d images smaller than the %d-pixel HR patch", small,
-                        len(paths), min_size)
-    if not images:
-        raise ValueError(f"no usable training images in {', '.join(map(str, sources))} "
-                         f"(need at least {min_size}×{min_size} pixels)")
-    return images
-
 
 def _tfds_images(name, data_dir):
     import tensorflow_datasets as tfds

@@ -26,7 +26,7 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from asdn_tf import cli, run_folder
+from asdn_tf import cli, pixels, run_folder
 from asdn_tf import config as config_lib
 from asdn_tf.pretrained import (BUNDLED, WEIGHTS_FOLDER, bundled_weights, dtype_policy,
                                 load_model, read_sidecar)
@@ -294,8 +294,8 @@ def _sample_images(network, images, scale, count=3, crop=96):
         hr, lr = evaluate.degrade(hr, scale)
         strip = [evaluate.super_resolve(lr.reshape(*lr.shape[:2], -1), scale, hr.shape[:2],
                                         method, network) for method in ("bicubic", "asdn")]
-        strip.append(hr.reshape(*hr.shape[:2], -1).astype(np.float32) / 255.0)
-        strip = [np.repeat(part, 3, axis=2) if part.shape[2] == 1 else part for part in strip]
+        strip.append(pixels.to_float(hr))
+        strip = [pixels.to_rgb(part) for part in strip]
         samples.append(np.concatenate(strip, axis=1))
     return np.clip(np.stack(samples), 0.0, 1.0)
 
@@ -407,12 +407,15 @@ def run_from_flags(values):
 
 def _trainer_for_backend():
     """The `train` function for Keras's backend (KERAS_BACKEND): this module's for TensorFlow,
-    the only one so far."""
+    `asdn_tf.train_jax`'s (the same recipe, no TensorFlow needed) for JAX."""
     import keras
     backend = keras.backend.backend()
+    if backend == "jax":
+        from asdn_tf import train_jax
+        return train_jax.train
     if backend != "tensorflow":
-        raise TrainingError(f"training needs Keras's TensorFlow backend, not {backend}: "
-                            "set KERAS_BACKEND=tensorflow")
+        raise TrainingError(f"training runs on Keras's TensorFlow or JAX backend, not {backend}: "
+                            "set KERAS_BACKEND=tensorflow or jax")
     return train
 
 

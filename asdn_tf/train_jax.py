@@ -1,0 +1,470 @@
+"""Training under Keras's JAX backend, without TensorFlow:
+
+    KERAS_BACKEND=jax python -m asdn_tf.train --flagfile=configs/cpu.txt
+
+The recipe of `asdn_tf.train`: every update draws one LFR level and trains the trunk and that
+level's branch only (L1 loss, Adam with the same learning-rate schedule and gradient clipping);
+the other branches' weights and Adam moments stay as they are (the optimizer's update is
+masked). Each level's update is one `jax.jit` program: its input size round(p · r_l) differs
+from level to level, so one program for all levels would need padded inputs.
+
+Batches come from image folders through `asdn_tf.folder_data` (numpy and PIL), decided by the
+seed and the step, so a resumed run reads the batches it would have read. Checkpoints are
+`checkpoints/ckpt-<step>.npz` in the run folder (weights, Adam state, step; written atomically);
+the same command resumes from the newest one that loads. Validation follows the evaluation
+protocol (bicubic LR quantised to 8 bits, the ×2 recursion above 2, Y-PSNR with the border
+shaved: `asdn_tf.metrics`). `best`/`final.weights.h5` and their sidecars are those the
+TensorFlow trainer writes, and load in TensorFlow (`asdn_tf.pretrained.load_model`).
+
+`--strategy=mirrored` trains data-parallel over all local devices
+(`keras.distribution.DataParallel`): the global batch is split over them and each update is
+the one a single device makes from the same batch.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import pathlib
+import sys
+import time
+
+import jax
+import keras
+import numpy as np
+from absl import logging
+from keras import ops
+
+from asdn_tf import fileio, folder_data, image_io, lfr, metrics, pixels, resize_ops
+from asdn_tf.model import build_model
+from asdn_tf.pretrained import (BUNDLED, bundled_weights, dtype_policy, load_model, read_sidecar,
+                                sidecar_path)
+
+_CHECKPOINTS = "checkpoints"
+# Files a run writes in its folder; --restart moves them aside (as asdn_tf.train does).
+_RUN_FILES = (_CHECKPOINTS, "state.json", "validation.csv", "best.weights.h5", "best.json",
+              "final.weights.h5", "final.json")
+
+
+class TrainingError(ValueError):
+    """A failure a user can act on; `asdn_tf.train.main` prints a ValueError as one line."""
+
+
+def schedule(train_config):
+    """The learning rate per optimizer iteration, as `asdn_tf.train.learning_rate_schedule`
+    gives it: multiplied by decay_factor from each of lr_milestones on, or every decay_every
+    updates."""
+    rate, factor = train_config.learning_rate, train_config.decay_factor
+    if train_config.lr_milestones:
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            [m - 1 for m in train_config.lr_milestones],
+            [rate * factor ** k for k in range(len(train_config.lr_milestones) + 1)])
+    return keras.optimizers.schedules.ExponentialDecay(rate, train_config.decay_every, factor,
+                                                       staircase=True)
+
+
+def make_update(network, optimizer, level, clip_norm=0.0):
+    """The jitted update of one level: (state, x_up, hr) → (loss, state).
+
+    `state` is (trainable, non_trainable, optimizer) value lists (`initial_state`); only the
+    trunk's and branch `level`'s weights and Adam moments change (and Adam's step counter).
+    The loss is the mean L1 over the whole batch; with `clip_norm` the gradient is clipped by
+    its global norm first.
+    """
+    trainable = network.trainable_variables
+    selected = {id(v) for v in (network.trunk.trainable_variables
+                                + network.branches[level].trainable_variables)}
+    keep = [id(v) in selected for v in trainable]
+    owner = {}
+    for index, (momentum, velocity) in enumerate(zip(optimizer._momentums,
+                                                     optimizer._velocities)):
+        owner[id(momentum)] = owner[id(velocity)] = index
+    optimizer_keep = [keep[owner[id(v)]] if id(v) in owner else True
+                      for v in optimizer.variables]
+
+    def loss_function(trainable_values, non_trainable_values, x_up, hr):
+        prediction, non_trainable_values = network.stateless_call(
+            trainable_values, non_trainable_values, x_up, level=level)
+        loss = ops.mean(ops.abs(hr - ops.cast(prediction, "float32")))
+        return loss, non_trainable_values
+
+    def update(state, x_up, hr):
+        trainable_values, non_trainable_values, optimizer_values = state
+        (loss, non_trainable_values), gradients = jax.value_and_grad(
+            loss_function, has_aux=True)(trainable_values, non_trainable_values, x_up, hr)
+        if clip_norm:
+            norm = ops.sqrt(sum(ops.sum(ops.square(g)) for g, k in zip(gradients, keep) if k))
+            factor = clip_norm / ops.maximum(norm, clip_norm)
+            gradients = [g * factor for g in gradients]
+        new_trainable, new_optimizer = optimizer.stateless_apply(optimizer_values, gradients,
+                                                                 trainable_values)
+        new_trainable = [new if k else old
+                         for new, old, k in zip(new_trainable, trainable_values, keep)]
+        new_optimizer = [new if k else old
+                         for new, old, k in zip(new_optimizer, optimizer_values, optimizer_keep)]
+        return loss, (new_trainable, non_trainable_values, new_optimizer)
+
+    return jax.jit(update, donate_argnums=0)
+
+
+def build(model_config, train_config, mixed_precision="none"):
+    """(network, optimizer), both built; under the current Keras distribution, if any."""
+    if mixed_precision not in ("none", "bfloat16"):
+        raise TrainingError(f"--mixed_precision={mixed_precision} is not supported under JAX "
+                            "(float16 needs loss scaling): use none or bfloat16")
+    policy = "float32" if mixed_precision == "none" else "mixed_bfloat16"
+    with dtype_policy(policy):
+        network = build_model(model_config)
+    optimizer = keras.optimizers.Adam(schedule(train_config))
+    optimizer.build(network.trainable_variables)
+    return network, optimizer
+
+
+def initial_state(network, optimizer):
+    """The (trainable, non_trainable, optimizer) values `make_update` takes."""
+    return ([v.value for v in network.trainable_variables],
+            [v.value for v in network.non_trainable_variables],
+            [v.value for v in optimizer.variables])
+
+
+def assign_state(network, optimizer, state):
+    """Writes `state` back into the Keras variables (before saving or validating)."""
+    trainable, non_trainable, optimizer_values = state
+    for variables, values in ((network.trainable_variables, trainable),
+                              (network.non_trainable_variables, non_trainable),
+                              (optimizer.variables, optimizer_values)):
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+
+
+def set_distribution(strategy):
+    """Sets the Keras distribution for --strategy: "default" (one device) or "mirrored"
+    (`DataParallel` over every local device); returns how many devices share a batch."""
+    if strategy == "default":
+        keras.distribution.set_distribution(None)
+        return 1
+    if strategy == "mirrored":
+        devices = keras.distribution.list_devices()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        return len(devices)
+    raise TrainingError(f"--strategy={strategy} is not supported under JAX: use default or "
+                        "mirrored (data-parallel over all local devices)")
+
+
+def distribute_batch(arrays):
+    """Arrays placed as the current Keras distribution lays out a batch (unchanged without)."""
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return arrays
+    return [jax.device_put(array, distribution.get_data_layout(array.shape).backend_layout)
+            for array in arrays]
+
+
+# ---- checkpoints ------------------------------------------------------------------------
+
+def save_checkpoint(folder, step, state, keep):
+    """Writes `folder/ckpt-<step>.npz` atomically and removes all but the newest `keep`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"step": np.int64(step)}
+    for prefix, values in zip("tno", state):
+        arrays.update({f"{prefix}{i}": np.asarray(value) for i, value in enumerate(values)})
+    with fileio.atomic_path(folder / f"ckpt-{step}.npz") as temporary:
+        with open(temporary, "wb") as file:
+            np.savez(file, **arrays)
+    for old in checkpoint_steps(folder)[:-keep]:
+        (folder / f"ckpt-{old}.npz").unlink()
+
+
+def checkpoint_steps(folder):
+    """The steps of the checkpoints in `folder`, oldest first."""
+    if not folder.is_dir():
+        return []
+    return sorted(int(path.stem[5:]) for path in folder.glob("ckpt-*.npz")
+                  if path.stem[5:].isdigit())
+
+
+def restore_newest(folder, state):
+    """(step, state) from the newest checkpoint in `folder` that loads and fits `state`'s
+    shapes; (None, state) without one. Checkpoints that do not load are named in a warning
+    and moved to `folder/damaged-<time>/`.
+
+    Raises:
+        TrainingError: checkpoints exist and none fits.
+    """
+    damaged = []
+    for step in reversed(checkpoint_steps(folder)):
+        path = folder / f"ckpt-{step}.npz"
+        try:
+            with np.load(path) as arrays:
+                restored = tuple([arrays[f"{prefix}{i}"] for i in range(len(values))]
+                                 for prefix, values in zip("tno", state))
+                stored_step = int(arrays["step"])
+        except (OSError, ValueError, KeyError, EOFError) as error:
+            damaged.append((path, str(error).splitlines()[0] if str(error) else "unreadable"))
+            continue
+        if stored_step != step or any(
+                a.shape != tuple(b.shape) for group, values in zip(restored, state)
+                for a, b in zip(group, values)):
+            raise TrainingError(f"{path} was written for another network or optimizer (other "
+                                "model flags?): rerun with --restart, or use another "
+                                "--output_dir")
+        if damaged:
+            aside = folder / time.strftime("damaged-%Y%m%d-%H%M%S")
+            aside.mkdir(exist_ok=True)
+            for bad, _ in damaged:
+                bad.rename(aside / bad.name)
+            logging.warning("%s; moved to %s; resuming from ckpt-%d",
+                            "; ".join(f"{p.name} cannot be read ({why})" for p, why in damaged),
+                            aside, step)
+        return step, restored
+    if damaged:
+        raise TrainingError(f"no checkpoint in {folder} can be restored ("
+                            + "; ".join(f"{p.name}: {why}" for p, why in damaged)
+                            + "): rerun with --restart, or use another --output_dir")
+    return None, state
+
+
+# ---- validation -------------------------------------------------------------------------
+
+def load_validation_set(folder):
+    """[(name, uint8 H×W or H×W×3)] of the images in `folder` (8-bit, as the protocol needs)."""
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise TrainingError(f"--validation_dir {folder} does not exist: put the HR images of a "
+                            "benchmark set in it (data/README.md), or pass --validate_every=0")
+    images = []
+    for path in image_io.list_images(folder):
+        image = image_io.read_image(path)
+        if image.dtype != np.uint8:
+            raise TrainingError(f"{path} is not 8-bit; the benchmark protocol measures 8-bit "
+                                "images")
+        images.append((path.name, image[..., :3] if image.ndim == 3 else image))
+    if not images:
+        raise TrainingError(f"no images in --validation_dir {folder}")
+    return images
+
+
+def upscale(network, image, scale, size):
+    """float32 N×H×W×3 → N×size×3 through `lfr.recursion_plan` passes, as
+    `asdn_tf.inference.upscale_tensor` does: the steps before the last reach round(h · 2^k)."""
+    for step, target in lfr.step_sizes(*image.shape[1:3], scale, size):
+        x_up = resize_ops.imresize(image, scale=step, size=target)
+        image = ops.clip(ops.cast(network(x_up, scale=step), "float32"), 0.0, 1.0)
+    return ops.convert_to_numpy(image)
+
+
+def measure_psnr(network, hr, scale):
+    """Y-PSNR of one uint8 HR image at `scale` under the evaluation protocol
+    (`asdn_tf.evaluate.measure`): HR cropped to a multiple of an integer scale, LR the exact
+    bicubic quantised to 8 bits, gray images through the network as R = G = B, the border of
+    ceil(scale) pixels shaved."""
+    if float(scale).is_integer():
+        factor = int(scale)
+        hr = hr[:hr.shape[0] - hr.shape[0] % factor, :hr.shape[1] - hr.shape[1] % factor]
+    height, width = hr.shape[:2]
+    image = pixels.to_float(hr.reshape(height, width, -1))[None]
+    size = (math.ceil(height / scale - 1e-9), math.ceil(width / scale - 1e-9))
+    lr = pixels.to_uint8(resize_ops.imresize(image, scale=1.0 / scale, size=size))
+    rgb = np.repeat(lr, 3, axis=3) if lr.shape[3] == 1 else lr
+    sr = upscale(network, pixels.to_float(rgb), scale, (height, width))[0]
+    sr = sr.mean(axis=2, keepdims=True) if lr.shape[3] == 1 else sr
+    return metrics.psnr(pixels.to_uint8(sr).reshape(hr.shape), hr,
+                        crop_border=math.ceil(scale - 1e-9))
+
+
+def validate(network, images, scales):
+    """Mean Y-PSNR per scale over `images` ([(name, uint8 image)])."""
+    return {float(scale): float(np.mean([measure_psnr(network, hr, float(scale))
+                                         for _, hr in images])) for scale in scales}
+
+
+# ---- the run folder ---------------------------------------------------------------------
+
+def _write_text(path, text):
+    with fileio.atomic_path(path) as temporary:
+        temporary.write_text(text)
+
+
+def _set_aside_run(output_dir):
+    present = [output_dir / name for name in _RUN_FILES if (output_dir / name).exists()]
+    if not present:
+        return None
+    folder = output_dir / time.strftime("previous-%Y%m%d-%H%M%S")
+    folder.mkdir()
+    for path in present:
+        path.rename(folder / path.name)
+    return folder
+
+
+def _record_validation(path, step, psnr_by_scale):
+    """Adds `step`'s row to the validation curve CSV (rows from `step` on dropped first: a
+    resumed run repeats them)."""
+    rows, columns = [], []
+    if path.exists():
+        with path.open(newline="") as file:
+            reader = csv.DictReader(file)
+            rows = [row for row in reader if int(row["step"]) < step]
+            columns = list(reader.fieldnames or ["step"])[1:]
+    row = {"step": step, **{f"x{s:g}": f"{v:.4f}" for s, v in psnr_by_scale.items()}}
+    columns += [name for name in row if name != "step" and name not in columns]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, ["step", *columns], restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows([*rows, row])
+    _write_text(path, out.getvalue())
+
+
+def _load_run_state(path):
+    """state.json as a dict ({} before the first checkpoint); one that cannot be read is
+    renamed `state.json.bad-<time>` with one warning (the best PSNR so far is then unknown)."""
+    if not path.exists():
+        return {}
+    try:
+        state = json.loads(path.read_text())
+        if isinstance(state, dict):
+            return state
+    except ValueError:
+        pass
+    aside = path.with_name(time.strftime(f"{path.name}.bad-%Y%m%d-%H%M%S"))
+    path.rename(aside)
+    logging.warning("%s is unreadable; moved to %s; the next validation writes best.weights.h5",
+                    path, aside)
+    return {}
+
+
+def save_weights(network, path, sidecar):
+    """Writes `path` (.weights.h5) and its JSON sidecar through temporary files and renames."""
+    with fileio.atomic_path(path) as temporary:
+        network.save_weights(temporary)
+    _write_text(sidecar_path(path), json.dumps(sidecar, indent=2, default=str) + "\n")
+
+
+def _init_weights(network, init_from, model_config):
+    path = bundled_weights(init_from) if init_from in BUNDLED else pathlib.Path(init_from)
+    if not path.is_file():
+        raise TrainingError(f"--init_from weights not found: {init_from}")
+    # precision="float32" decides without asking TensorFlow for a GPU.
+    source = load_model(path, preset=None if read_sidecar(path) else model_config,
+                        precision="float32")
+    network.set_weights(source.get_weights())
+    logging.info("initialised from %s", path)
+
+
+def train(model_config, data_config, train_config, output_dir, model="asdn", scale=None,
+          init_from=None, strategy="default", jit_compile="auto", mixed_precision="none",
+          preset_name=None, restart=False):
+    """`asdn_tf.train.train` under the JAX backend; returns the path of the final weights.
+
+    `jit_compile` is accepted for the same call and ignored: every update is compiled.
+
+    Raises:
+        TrainingError: a setting this trainer cannot run, or checkpoints that cannot be
+            restored, in one line. ValueError, FileNotFoundError: bad data.
+    """
+    if keras.backend.backend() != "jax":
+        raise TrainingError(f"asdn_tf.train_jax needs KERAS_BACKEND=jax, not "
+                            f"{keras.backend.backend()}")
+    if model != "asdn":
+        raise TrainingError(f"--model={model} trains under TensorFlow only; unset KERAS_BACKEND")
+    if data_config.degradation != "bicubic":
+        raise TrainingError(f"--degradation={data_config.degradation} needs TensorFlow (JPEG, "
+                            "blur); under JAX only bicubic")
+    if data_config.degrade_in_step:
+        raise TrainingError("--degrade_in_step is the tf.data pipeline's: under JAX the folder "
+                            "loader makes LR and x_up; drop it")
+    folder_data.check_sources(data_config.sources)
+    devices = set_distribution(strategy)
+    if data_config.batch_size % devices:
+        raise TrainingError(f"--batch_size={data_config.batch_size} is the global batch: it "
+                            f"must split evenly over the {devices} devices")
+    output_dir = pathlib.Path(output_dir)
+    validation_images = []
+    if train_config.validate_every and train_config.validation_dir:
+        validation_images = load_validation_set(train_config.validation_dir)
+    crop = folder_data.hr_patch_size(data_config.patch_size, model_config.num_levels - 1,
+                                     model_config.num_levels)
+    images = folder_data.load_folder_images(data_config.sources, crop, data_config.strict)
+    keras.utils.set_random_seed(train_config.seed)
+    network, optimizer = build(model_config, train_config, mixed_precision)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    fileio.check_writable(output_dir)
+    if restart:
+        previous = _set_aside_run(output_dir)
+        logging.warning("--restart: %s; starting from step 0",
+                        f"moved the earlier run's files to {previous}" if previous
+                        else f"{output_dir} holds no earlier run")
+    checkpoints = output_dir / _CHECKPOINTS
+    fileio.sweep_temporaries(output_dir)
+    fileio.sweep_temporaries(checkpoints)
+    step, state = restore_newest(checkpoints, initial_state(network, optimizer))
+    if step is not None:
+        logging.info("resumed from %s at step %d", checkpoints / f"ckpt-{step}.npz", step)
+        assign_state(network, optimizer, state)
+    else:
+        step = 0
+        if init_from:
+            _init_weights(network, init_from, model_config)
+    state = initial_state(network, optimizer)
+    state_path = output_dir / "state.json"
+    run_state = _load_run_state(state_path)
+    best_psnr = run_state.get("best_psnr", -math.inf)
+    validation_scales = train_config.validation_scales
+    updates = {}
+    started = session_start = time.time()
+    first_step = step
+
+    def sidecar(extra):
+        return {"model": model, "scale": scale, "preset": preset_name,
+                "model_config": model_config.to_dict(),
+                "data_config": dataclasses.asdict(data_config),
+                "train_config": dataclasses.asdict(train_config), "steps": step,
+                "training_seconds": round(run_state.get("seconds", 0.0), 1),
+                "backend": f"jax {jax.__version__} ({jax.devices()[0].platform}, "
+                           f"{devices} device{'s' * (devices > 1)})", **extra}
+
+    batches = folder_data.training_batches(images, data_config, step, model_config.num_levels,
+                                           train_config.seed)
+    total = train_config.steps
+    rates = schedule(train_config)
+    while step < total:
+        batch = next(batches)
+        level = int(batch["level"][0])
+        if level not in updates:
+            updates[level] = make_update(network, optimizer, level, train_config.clip_norm)
+        loss, state = updates[level](state, *distribute_batch([batch["x_up"], batch["hr"]]))
+        step += 1
+        loss = float(loss)
+        if not math.isfinite(loss):
+            raise TrainingError(f"loss became {loss} at step {step}; stopped without saving")
+        if step % train_config.log_every == 0 or step == total:
+            rate = (step - first_step) / max(time.time() - started, 1e-9)
+            sys.stderr.write(f"{step}/{total} loss {loss:.4f} lr {float(rates(step)):.2e} "
+                             f"{rate:.2f} steps/s\n")
+        validating = validation_images and (step % train_config.validate_every == 0
+                                             or step == total)
+        saving = step % train_config.checkpoint_every == 0 or step == total
+        if validating or saving:
+            assign_state(network, optimizer, state)
+        if validating:
+            latest = validate(network, validation_images, validation_scales)
+            logging.info("step %d validation PSNR %s", step,
+                         ", ".join(f"x{s:g} {v:.2f}" for s, v in latest.items()))
+            run_state["latest_validation"] = {f"{s:g}": v for s, v in latest.items()}
+            _record_validation(output_dir / "validation.csv", step, latest)
+            if float(np.mean(list(latest.values()))) > best_psnr:
+                best_psnr = float(np.mean(list(latest.values())))
+                save_weights(network, output_dir / "best.weights.h5",
+                             sidecar({"validation_psnr": run_state["latest_validation"]}))
+        if saving:
+            save_checkpoint(checkpoints, step, state, train_config.keep_checkpoints)
+            run_state["seconds"] = run_state.get("seconds", 0.0) + time.time() - session_start
+            session_start = time.time()
+            run_state["best_psnr"] = best_psnr
+            _write_text(state_path, json.dumps(run_state, indent=2) + "\n")
+    assign_state(network, optimizer, state)
+    final_path = output_dir / "final.weights.h5"
+    save_weights(network, final_path,
+                 sidecar({"validation_psnr": run_state.get("latest_validation", {})}))
+    logging.info("done: %s (%d steps)", final_path, step)
+    return final_path

@@ -1,0 +1,243 @@
+"""JAX training (asdn_tf.train_jax): the same update as the TensorFlow trainer, weights that
+TensorFlow loads, resuming, data parallelism, and no TensorFlow import. Each JAX part runs in
+a child process with KERAS_BACKEND=jax; this process is the TensorFlow side."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from asdn_tf import config as config_lib
+from asdn_tf import folder_data
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PATCH = 8
+# A larger rate than the paper's: a branch that moved when it should not would move by about
+# the rate, far beyond the tolerance.
+TRAIN_CONFIG = config_lib.TrainConfig(learning_rate=1e-3, clip_norm=0.05)
+LEVELS = (3, 7)
+# Raises on `import tensorflow` in the child: what a machine without TensorFlow does.
+BLOCK_TENSORFLOW = """
+import sys
+class _NoTensorFlow:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "tensorflow_datasets"):
+            raise ImportError(f"{name} is blocked")
+sys.meta_path.insert(0, _NoTensorFlow())
+"""
+
+
+def run_jax(script, *args, devices=1):
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+    if devices > 1:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
+                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def batch(level, seed):
+    """(x_up, hr) of two random patches at `level`."""
+    size = folder_data.hr_patch_size(PATCH, level)
+    patches = np.random.default_rng(seed).integers(0, 256, (2, size, size, 3), np.uint8)
+    return folder_data.degrade(patches, level, PATCH)
+
+
+@pytest.fixture(scope="module")
+def jax_steps(tmp_path_factory):
+    """From tiny weights: two updates (levels 3 and 7) under JAX; returns the folder with the
+    initial weights, the batches and what JAX wrote."""
+    import keras
+    from asdn_tf.model import build_model
+    folder = tmp_path_factory.mktemp("jax_steps")
+    keras.utils.set_random_seed(0)
+    build_model("tiny").save_weights(folder / "init.weights.h5")
+    arrays = {}
+    for index, level in enumerate(LEVELS):
+        arrays[f"x_up{index}"], arrays[f"hr{index}"] = batch(level, index)
+    arrays["probe"] = np.random.default_rng(9).random((1, 12, 12, 3), np.float32)
+    np.savez(folder / "batches.npz", **arrays)
+    run_jax(f"""
+        import sys
+        import numpy as np
+        from asdn_tf import config, train_jax
+        folder = sys.argv[1]
+        train_config = config.TrainConfig(learning_rate={TRAIN_CONFIG.learning_rate},
+                                          clip_norm={TRAIN_CONFIG.clip_norm})
+        network, optimizer = train_jax.build(config.preset("tiny"), train_config)
+        network.load_weights(folder + "/init.weights.h5")
+        state = train_jax.initial_state(network, optimizer)
+        arrays = np.load(folder + "/batches.npz")
+        losses = []
+        for index, level in enumerate({LEVELS}):
+            update = train_jax.make_update(network, optimizer, level, train_config.clip_norm)
+            loss, state = update(state, arrays[f"x_up{{index}}"], arrays[f"hr{{index}}"])
+            losses.append(float(loss))
+        train_jax.assign_state(network, optimizer, state)
+        network.save_weights(folder + "/jax.weights.h5")
+        output = np.asarray(network(arrays["probe"], scale=1.5))
+        np.savez(folder + "/jax.npz", losses=losses, output=output,
+                 *[np.asarray(w) for w in network.get_weights()])
+    """, folder)
+    return folder
+
+
+def test_one_update_matches_tensorflow(jax_steps):
+    import keras
+    from asdn_tf import train as train_lib
+    from asdn_tf.model import build_model
+    network = build_model("tiny")
+    network.load_weights(jax_steps / "init.weights.h5")
+    optimizer = keras.optimizers.Adam(train_lib.learning_rate_schedule(TRAIN_CONFIG))
+    trainer = train_lib.Trainer(network, PATCH, TRAIN_CONFIG.clip_norm)
+    trainer.compile(optimizer=optimizer)
+    optimizer.build(network.trainable_variables)
+    arrays = np.load(jax_steps / "batches.npz")
+    losses = [float(trainer.train_step({"x_up": arrays[f"x_up{index}"],
+                                        "hr": arrays[f"hr{index}"]}, level))
+              for index, level in enumerate(LEVELS)]
+    jax = np.load(jax_steps / "jax.npz")
+    np.testing.assert_allclose(jax["losses"], losses, rtol=1e-5)
+    weights = network.get_weights()
+    initial = build_model("tiny")
+    initial.load_weights(jax_steps / "init.weights.h5")
+    moved = differences = 0.0
+    for index, (tf_weight, start) in enumerate(zip(weights, initial.get_weights())):
+        differences = max(differences, np.abs(jax[f"arr_{index}"] - tf_weight).max())
+        moved = max(moved, np.abs(tf_weight - start).max())
+    assert differences <= 1e-5 < moved
+    # Branches other than the two trained stay as they were under both backends.
+    for level in (0, 10):
+        for variable in network.branches[level].trainable_variables:
+            index = next(i for i, v in enumerate(network.weights) if v is variable)
+            np.testing.assert_array_equal(jax[f"arr_{index}"], initial.get_weights()[index])
+
+
+def test_weights_written_under_jax_load_in_tensorflow(jax_steps):
+    from asdn_tf.pretrained import load_model
+    model = load_model(jax_steps / "jax.weights.h5", preset="tiny", precision="float32")
+    probe = np.load(jax_steps / "batches.npz")["probe"]
+    output = np.asarray(model(probe, scale=1.5))
+    np.testing.assert_allclose(output, np.load(jax_steps / "jax.npz")["output"], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        pixels = rng.integers(0, 256, (40, 48, 3), np.uint8)
+        Image.fromarray(pixels).save(folder / f"{index}.png")
+    return folder
+
+
+# Every update at ×2: one program to compile, not one per level drawn.
+ONE_LEVEL = (0.0,) * 10 + (1.0,)
+# Trains into each (folder, steps) of its arguments after the image folder.
+TRAIN_SCRIPT = BLOCK_TENSORFLOW + f"""
+import sys
+from asdn_tf import config, train_jax
+data_config = config.DataConfig(sources=(sys.argv[1],), patch_size=8, batch_size=2,
+                                level_weights={ONE_LEVEL})
+for output_dir, steps in zip(sys.argv[2::2], sys.argv[3::2]):
+    train_config = config.TrainConfig(steps=int(steps), checkpoint_every=1, validate_every=0,
+                                      log_every=1)
+    train_jax.train(config.preset("tiny"), data_config, train_config, output_dir,
+                    preset_name="tiny")
+assert not [name for name in sys.modules if name.startswith("tensorflow")]
+"""
+
+
+def test_resumes_at_the_right_step(tmp_path, image_folder):
+    """2 updates, then the same command for 4 with a damaged newer checkpoint beside: it
+    resumes at step 2 and ends where 4 updates in one go end. The first run and the
+    uninterrupted one run with TensorFlow made unimportable."""
+    interrupted, whole = tmp_path / "interrupted", tmp_path / "whole"
+    run_jax(TRAIN_SCRIPT, image_folder, interrupted, 2, whole, 4)
+    (interrupted / "checkpoints" / "ckpt-3.npz").write_bytes(b"killed while writing")
+    flagfile = tmp_path / "flags.txt"
+    flagfile.write_text(f"--sources={image_folder}\n--patch_size=8\n--batch_size=2\n"
+                        f"--steps=4\n--checkpoint_every=1\n--validate_every=0\n--log_every=1\n"
+                        f"--level_weights={','.join(map(str, ONE_LEVEL))}\n"
+                        f"--preset=tiny\n--output_dir={interrupted}\n")
+    result = run_jax("from asdn_tf.train import run; run()", f"--flagfile={flagfile}")
+    assert "resumed from" in result.stderr and "ckpt-2.npz at step 2" in result.stderr
+    assert "ckpt-3.npz cannot be read" in result.stderr
+    assert json.loads((interrupted / "final.json").read_text())["steps"] == 4
+    from asdn_tf.pretrained import load_model
+    for resumed, straight in zip(load_model(interrupted / "final.weights.h5",
+                                            precision="float32").get_weights(),
+                                 load_model(whole / "final.weights.h5",
+                                            precision="float32").get_weights()):
+        np.testing.assert_array_equal(resumed, straight)
+
+
+def test_data_parallel_matches_one_device(tmp_path):
+    """--strategy=mirrored: DataParallel over two (forced) CPU devices gives the update one
+    device gives on the same global batch."""
+    level = 5
+    np.savez(tmp_path / "batch.npz", *batch(level, 0), *batch(level, 1))
+    result = run_jax(f"""
+        import sys
+        import jax, keras
+        import numpy as np
+        from asdn_tf import config, train_jax
+        arrays = np.load(sys.argv[1])
+        x_up = np.concatenate([arrays["arr_0"], arrays["arr_2"]])
+        hr = np.concatenate([arrays["arr_1"], arrays["arr_3"]])
+        results = []
+        for strategy in ("default", "mirrored"):
+            devices = train_jax.set_distribution(strategy)
+            keras.utils.set_random_seed(0)
+            network, optimizer = train_jax.build(config.preset("tiny"), config.TrainConfig())
+            update = train_jax.make_update(network, optimizer, {level})
+            loss, state = update(train_jax.initial_state(network, optimizer),
+                                 *train_jax.distribute_batch([x_up, hr]))
+            results.append((devices, float(loss), [np.asarray(w) for w in state[0]]))
+        (one, loss_one, weights_one), (two, loss_two, weights_two) = results
+        print(one, two, loss_one, loss_two,
+              max(np.abs(a - b).max() for a, b in zip(weights_one, weights_two)))
+    """, tmp_path / "batch.npz", devices=2)
+    one, two, loss_one, loss_two, difference = result.stdout.split()[-5:]
+    assert (one, two) == ("1", "2")
+    # The two devices sum their halves in another order: float32 rounding only.
+    assert abs(float(loss_one) - float(loss_two)) <= 1e-5 * float(loss_one)
+    assert float(difference) <= 1e-5
+
+
+def test_imports_without_tensorflow_and_refuses_what_needs_it():
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_TENSORFLOW + textwrap.dedent("""
+        from asdn_tf import config, train_jax
+        for data in [config.DataConfig(sources=("tfds:div2k",)),
+                     config.DataConfig(sources=("x",), degradation="photo"),
+                     config.DataConfig(sources=("x",), degrade_in_step=True)]:
+            try:
+                train_jax.train(config.preset("tiny"), data, config.TrainConfig(), "unused")
+            except ValueError as error:  # train.main prints these as one line
+                print(error)
+        """)], capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert "tfds:div2k needs TensorFlow" in lines[0]
+    assert "--degradation=photo needs TensorFlow" in lines[1]
+    assert "--degrade_in_step is the tf.data pipeline's" in lines[2]
+
+
+@pytest.mark.parametrize("scale", [2.0, 3.0, 1.5])
+def test_validation_follows_the_evaluation_protocol(tiny_model, datasets_dir, scale):
+    """train_jax's validation (keras.ops and numpy) measures what asdn_tf.evaluate measures,
+    a gray image and the ×2 recursion included."""
+    from asdn_tf import evaluate, train_jax
+    rgb = evaluate.load_set(datasets_dir / "Set5")[0][1][:70, :61]
+    for hr in (rgb, rgb[..., 1]):
+        expected = evaluate.measure(hr, scale, "asdn", tiny_model)[0]
+        assert train_jax.measure_psnr(tiny_model, hr, scale) == pytest.approx(expected, abs=1e-3)
