@@ -43,7 +43,9 @@ class ASDN(keras.Model):
     """
 
     def __init__(self, model_config=None, **kwargs):
-        super().__init__(**kwargs)
+        # x_up reaches the branches' global skip as given (float32), not in the compute dtype:
+        # see `ReconstructionBranch`. The trunk casts its own input.
+        super().__init__(**{**kwargs, "autocast": False})
         if model_config is None:
             model_config = config_lib.ModelConfig()
         elif isinstance(model_config, dict):
