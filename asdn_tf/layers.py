@@ -273,7 +273,10 @@ class ReconstructionBranch(layers.Layer):
 
     def call(self, inputs):
         features, skip = inputs
-        outputs = self.to_rgb(features)
+        return self.finish(self.to_rgb(features), skip)
+
+    def finish(self, outputs, skip):
+        """The branch after its 1×1 convolution (`to_rgb`'s `outputs`): attention and skip."""
         if self.sa is not None:
             outputs = self.sa(outputs)
         return ops.cast(outputs, skip.dtype) + skip if self.global_skip else outputs
