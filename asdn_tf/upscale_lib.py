@@ -369,7 +369,7 @@ def define_flags(flag_values=flags.FLAGS):
         "precision", "auto", list(pretrained.PRECISION_CHOICES),
         "Compute precision. auto: bfloat16 where the hardware computes it (CPUs with AMX or "
         "AVX512_BF16, GPUs of compute capability 8.0 and above), which runs 1.5-2.4x faster "
-        "there for -0.02 dB on Set5 at x2; float32 elsewhere, where bfloat16 is slower.",
+        "there for under 0.01 dB on Set5; float32 elsewhere, where bfloat16 is slower.",
         flag_values=flag_values))
     # asdn_tf.tiling's AUTO_TILE_PIXELS and DEFAULT_TILE, written out: it imports TensorFlow,
     # which --help does not wait for (test_upscale_usability checks they agree).

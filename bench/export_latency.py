@@ -58,9 +58,12 @@ DATASETS = pathlib.Path(os.environ.get(
 
 
 def load_asdn():
-    """(model, description): the bundled weights, or the default preset with random weights."""
+    """(model, description): the bundled weights, or the default preset with random weights.
+
+    float32, as the export is built: "auto" would compare a bfloat16 model with it."""
     if pretrained.PACKAGE_WEIGHTS.exists():
-        return pretrained.load_pretrained(), f"bundled weights {pretrained.PACKAGE_WEIGHTS.name}"
+        return (pretrained.load_pretrained(precision="float32"),
+                f"bundled weights {pretrained.PACKAGE_WEIGHTS.name}")
     keras.utils.set_random_seed(0)
     return asdn_tf.build_model("default"), "preset 'default' with random weights (none bundled)"
 

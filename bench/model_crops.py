@@ -37,8 +37,9 @@ def main(argv):
     outputs = {"bicubic": np.asarray(imresize(image.astype(np.float32) / 255.0,
                                               scale=_SCALE.value, size=size))}
     for name in _MODELS.value:
-        outputs[name] = asdn_tf.upscale(image, _SCALE.value,
-                                        model=pretrained.load_pretrained(name)) / 255.0
+        # float32: the published crops do not depend on the machine that made them.
+        model = pretrained.load_pretrained(name, precision="float32")
+        outputs[name] = asdn_tf.upscale(image, _SCALE.value, model=model) / 255.0
     top, left, height, width = map(int, _BOX.value)
     tiles = []
     for label, output in outputs.items():

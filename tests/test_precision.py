@@ -98,3 +98,16 @@ def test_evaluate_states_the_precision(hardware, datasets_dir, tmp_path, tiny_mo
     rows = evaluate.evaluate({"Set5": evaluate.load_set(datasets_dir / "Set5")[:1]}, [2], "asdn",
                              pretrained.with_precision(tiny_model, "bfloat16"))
     assert rows[0]["precision"] == "bfloat16"
+
+
+def test_bfloat16_adds_the_skip_and_blends_in_float32(tiny_model):
+    # With every branch's residual zeroed the output is x_up itself: bit for bit only if the
+    # skip and the blend stay float32 (bfloat16 would round x_up to 8 bits).
+    model = pretrained.with_precision(tiny_model, "bfloat16")
+    for branch in model.branches:
+        branch.to_rgb.set_weights([np.zeros_like(value) for value in branch.to_rgb.get_weights()])
+    x = np.random.default_rng(0).random((1, 9, 8, 3)).astype(np.float32)
+    for call in ({"scale": 1.5}, {"scale": 2.0}, {"level": 3}):
+        output = model(x, **call)
+        assert output.dtype == "float32"
+        np.testing.assert_array_equal(output, x)
