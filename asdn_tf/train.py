@@ -419,15 +419,6 @@ def _trainer_for_backend():
     return train
 
 
-def __getattr__(name):
-    """The step's names, which bench/run.py imports from here: loaded with TensorFlow on first
-    use (PEP 562). Remove once bench/run.py imports them from asdn_tf.train_step."""
-    if name in ("Trainer", "learning_rate_schedule"):
-        from asdn_tf import train_step
-        return getattr(train_step, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def main(argv):
     if len(argv) > 1:
         sys.exit(f"train: unexpected arguments {argv[1:]}")

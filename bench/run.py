@@ -70,7 +70,7 @@ from asdn_tf.imresize import imresize
 from asdn_tf.inference import upscale_tensor
 from asdn_tf.model import build_model, flops_per_pixel
 from asdn_tf.pretrained import dtype_policy
-from asdn_tf.train import Trainer, learning_rate_schedule
+from asdn_tf.train_step import compile_trainer, per_level_steps, pop_level
 from bench import export_latency, imresize_speed, op_profile, upscale_tiled
 
 SECTIONS = ("matmul", "inference", "profile", "saved_model", "training", "imresize", "tiled",
@@ -173,9 +173,8 @@ def timed(call, runs, warmups=1):
 
 def network_pixels(side, scale, size):
     """Output pixels of every network pass when a side² image is upscaled to size²."""
-    plan = lfr.recursion_plan(scale)
-    sides = [lfr.output_size(side, side, 2.0 ** (step + 1))[0] for step in range(len(plan) - 1)]
-    return sum(value * value for value in [*sides, size])
+    return sum(height * width for _, (height, width) in lfr.step_sizes(side, side, scale,
+                                                                        (size, size)))
 
 
 def build(preset, policy, weights=None):
@@ -349,26 +348,15 @@ def _trainer(preset, policy, patch_size, jit=False):
     with dtype_policy(policy):
         keras.utils.set_random_seed(0)
         network = build_model(preset)
-        optimizer = keras.optimizers.Adam(learning_rate_schedule(TrainConfig()))
-        trainer = Trainer(network, patch_size)
-        trainer.compile(optimizer=optimizer)
-        optimizer.build(network.trainable_variables)
-    functions = {}
-
-    def step_function(level):
-        if level not in functions:
-            functions[level] = tf.function(functools.partial(trainer.train_step, level=level),
-                                           jit_compile=jit)
-        return functions[level]
-
-    return network, step_function
+        trainer = compile_trainer(network, TrainConfig(), patch_size)
+    return network, per_level_steps(trainer, jit_compile=jit)
 
 
 def _train_steps(step_function, batches):
     """Runs one update per batch as `train`'s loop does: level from the batch, loss to host."""
     for batch in batches:
         batch = dict(batch)
-        level = int(batch.pop("level")[0])
+        level = pop_level(batch)
         loss = float(step_function(level)(batch))
         if not math.isfinite(loss):
             raise RuntimeError(f"training loss became {loss}")
