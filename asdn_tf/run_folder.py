@@ -2,7 +2,8 @@
 
     OUTPUT_DIR/
       checkpoints/        ckpt-<step>.index and .data-*, TF's `checkpoint` state file; the
-                          newest keep_checkpoints of them (`Checkpoints`)
+                          newest keep_checkpoints of them (`Checkpoints`); under JAX
+                          ckpt-<step>.npz instead (`asdn_tf.train_jax`)
         damaged-<time>/   checkpoints that could not be restored, set aside
       state.json          `RunState`: training time and best PSNR, as of the newest checkpoint
       validation.csv      the validation curve: step, then mean Y-PSNR per scale (x2, x1.5, ...)
@@ -98,6 +99,8 @@ class WeightsSidecar:
         steps: int, updates made.
         training_seconds: float, training time up to the newest checkpoint.
         validation_psnr: dict of str to float, the last validation's PSNR per scale ("2").
+        backend: str or None, what trained them when it was not TensorFlow, e.g.
+            "jax 0.4.30 (gpu, 8 devices)" (`asdn_tf.train_jax`); left out of the JSON when None.
     """
 
     model: str
@@ -109,9 +112,13 @@ class WeightsSidecar:
     steps: int
     training_seconds: float
     validation_psnr: dict[str, float]
+    backend: str | None = None
 
     def to_json(self):
-        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+        values = dataclasses.asdict(self)
+        if self.backend is None:  # TensorFlow's sidecars keep the keys they had before JAX's
+            del values["backend"]
+        return json.dumps(values, indent=2) + "\n"
 
 
 def mean_psnr(psnr_by_scale):
@@ -178,10 +185,17 @@ def set_aside(path):
     return target
 
 
+def damaged_folder(checkpoints):
+    """Creates `checkpoints/damaged-<time>/`, for checkpoints that cannot be restored."""
+    folder = _aside(checkpoints, "damaged")
+    folder.mkdir()
+    return folder
+
+
 def sweep_leftovers(output_dir):
     """Removes what killed writes left in a run folder and its checkpoints: `fileio`'s
     temporaries and TF's checkpoint writer's (`ckpt-N_temp/`, `checkpoint.tmp<hex>`), nothing
-    else; returns how many."""
+    else; logs how many."""
     checkpoints = output_dir / CHECKPOINTS
     count = fileio.sweep_temporaries(output_dir) + fileio.sweep_temporaries(checkpoints)
     if checkpoints.is_dir():
@@ -189,19 +203,24 @@ def sweep_leftovers(output_dir):
             if _CHECKPOINT_LEFTOVER.fullmatch(entry.name):
                 fileio.remove(entry)
                 count += 1
-    return count
+    if count:
+        logging.info("removed %d temporary files of interrupted writes in %s", count, output_dir)
 
 
 def set_aside_run(output_dir):
     """Moves the files an earlier run wrote in `output_dir` into `output_dir/previous-<time>/`
-    (--restart); returns that folder, or None when there was nothing to move."""
+    (--restart) and says so in a warning; returns that folder, or None when there was nothing
+    to move."""
     present = [output_dir / name for name in RUN_FILES if (output_dir / name).exists()]
-    if not present:
-        return None
-    folder = _aside(output_dir, "previous")
-    folder.mkdir()
-    for path in present:
-        path.rename(folder / path.name)
+    folder = None
+    if present:
+        folder = _aside(output_dir, "previous")
+        folder.mkdir()
+        for path in present:
+            path.rename(folder / path.name)
+    logging.warning("--restart: %s; starting from step 0",
+                    f"moved the earlier run's files to {folder}" if folder
+                    else f"{output_dir} holds no earlier run")
     return folder
 
 
@@ -324,10 +343,7 @@ class Checkpoints:
         keeping them; returns its step, or None when there is none (the chief only)."""
         import tensorflow as tf
         step = restore_newest(self.checkpoint, self.step_variable, self.folder)
-        swept = sweep_leftovers(self.output_dir)
-        if swept:
-            logging.info("removed %d temporary files of interrupted writes in %s", swept,
-                         self.output_dir)
+        sweep_leftovers(self.output_dir)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.folder),
                                                   max_to_keep=self.keep,
                                                   checkpoint_name=CHECKPOINT_NAME)
@@ -525,8 +541,7 @@ def _restore_first(checkpoint, step_variable, folder, candidates, recorded):
 def _set_aside_damaged(folder, damaged, state_unreadable, restored):
     """Moves the `damaged` checkpoints, and the state file if unreadable, into
     `folder/damaged-<time>/` with one warning."""
-    aside = _aside(folder, "damaged")
-    aside.mkdir()
+    aside = damaged_folder(folder)
     for step, _ in damaged:
         for path in _checkpoint_files(folder, step):
             path.rename(aside / path.name)

@@ -168,10 +168,7 @@ class _Session:
 
     def _resume(self, restart, init_from):
         if restart:
-            previous = run_folder.set_aside_run(self.output_dir)
-            logging.warning("--restart: %s; starting from step 0",
-                            f"moved the earlier run's files to {previous}" if previous
-                            else f"{self.output_dir} holds no earlier run")
+            run_folder.set_aside_run(self.output_dir)
         if self.checkpoints.restore() is None and init_from:
             _warm_start(self.network, init_from, self.model_config, self.model)
         self.state = run_folder.load_state(self.output_dir)

@@ -13,20 +13,18 @@ seed and the step, so a resumed run reads the batches it would have read. Checkp
 `checkpoints/ckpt-<step>.npz` in the run folder (weights, Adam state, step; written atomically);
 the same command resumes from the newest one that loads. Validation follows the evaluation
 protocol (bicubic LR quantised to 8 bits, the ×2 recursion above 2, Y-PSNR with the border
-shaved: `asdn_tf.metrics`). `best`/`final.weights.h5` and their sidecars are those the
-TensorFlow trainer writes, and load in TensorFlow (`asdn_tf.pretrained.load_model`).
+shaved: `asdn_tf.metrics`). Everything else in the run folder (--restart, state.json,
+validation.csv, `best`/`final.weights.h5` and their sidecars) is `asdn_tf.run_folder`'s, as
+the TensorFlow trainer writes it; the weights load in TensorFlow (`asdn_tf.pretrained`).
 
 `--strategy=mirrored` trains data-parallel over all local devices
 (`keras.distribution.DataParallel`): the global batch is split over them and each update is
 the one a single device makes from the same batch.
 """
 
-import csv
-import dataclasses
-import io
-import json
 import math
 import pathlib
+import re
 import sys
 import time
 
@@ -36,19 +34,13 @@ import numpy as np
 from absl import logging
 from keras import ops
 
-from asdn_tf import fileio, folder_data, image_io, lfr, metrics, pixels, resize_ops
+from asdn_tf import fileio, folder_data, image_io, lfr, metrics, pixels, resize_ops, run_folder
 from asdn_tf.model import build_model
-from asdn_tf.pretrained import (BUNDLED, bundled_weights, dtype_policy, load_model, read_sidecar,
-                                sidecar_path)
+from asdn_tf.pretrained import BUNDLED, bundled_weights, dtype_policy, load_model, read_sidecar
+from asdn_tf.run_folder import TrainingError
 
-_CHECKPOINTS = "checkpoints"
-# Files a run writes in its folder; --restart moves them aside (as asdn_tf.train does).
-_RUN_FILES = (_CHECKPOINTS, "state.json", "validation.csv", "best.weights.h5", "best.json",
-              "final.weights.h5", "final.json")
-
-
-class TrainingError(ValueError):
-    """A failure a user can act on; `asdn_tf.train.main` prints a ValueError as one line."""
+# run_folder's checkpoint names, as numpy archives: TF's checkpoint format needs TensorFlow.
+_CHECKPOINT = re.compile(rf"{run_folder.CHECKPOINT_NAME}-(\d+)\.npz")
 
 
 def schedule(train_config):
@@ -163,25 +155,30 @@ def distribute_batch(arrays):
 
 # ---- checkpoints ------------------------------------------------------------------------
 
+def _checkpoint_path(folder, step):
+    return folder / f"{run_folder.CHECKPOINT_NAME}-{step}.npz"
+
+
 def save_checkpoint(folder, step, state, keep):
     """Writes `folder/ckpt-<step>.npz` atomically and removes all but the newest `keep`."""
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {"step": np.int64(step)}
     for prefix, values in zip("tno", state):
         arrays.update({f"{prefix}{i}": np.asarray(value) for i, value in enumerate(values)})
-    with fileio.atomic_path(folder / f"ckpt-{step}.npz") as temporary:
+    with fileio.atomic_path(_checkpoint_path(folder, step)) as temporary:
         with open(temporary, "wb") as file:
             np.savez(file, **arrays)
     for old in checkpoint_steps(folder)[:-keep]:
-        (folder / f"ckpt-{old}.npz").unlink()
+        _checkpoint_path(folder, old).unlink()
 
 
 def checkpoint_steps(folder):
     """The steps of the checkpoints in `folder`, oldest first."""
     if not folder.is_dir():
         return []
-    return sorted(int(path.stem[5:]) for path in folder.glob("ckpt-*.npz")
-                  if path.stem[5:].isdigit())
+    return sorted(int(match[1]) for match in map(_CHECKPOINT.fullmatch,
+                                                 (path.name for path in folder.iterdir()))
+                  if match)
 
 
 def restore_newest(folder, state):
@@ -194,7 +191,7 @@ def restore_newest(folder, state):
     """
     damaged = []
     for step in reversed(checkpoint_steps(folder)):
-        path = folder / f"ckpt-{step}.npz"
+        path = _checkpoint_path(folder, step)
         try:
             with np.load(path) as arrays:
                 restored = tuple([arrays[f"{prefix}{i}"] for i in range(len(values))]
@@ -210,8 +207,7 @@ def restore_newest(folder, state):
                                 "model flags?): rerun with --restart, or use another "
                                 "--output_dir")
         if damaged:
-            aside = folder / time.strftime("damaged-%Y%m%d-%H%M%S")
-            aside.mkdir(exist_ok=True)
+            aside = run_folder.damaged_folder(folder)
             for bad, _ in damaged:
                 bad.rename(aside / bad.name)
             logging.warning("%s; moved to %s; resuming from ckpt-%d",
@@ -279,66 +275,7 @@ def validate(network, images, scales):
                                          for _, hr in images])) for scale in scales}
 
 
-# ---- the run folder ---------------------------------------------------------------------
-
-def _write_text(path, text):
-    with fileio.atomic_path(path) as temporary:
-        temporary.write_text(text)
-
-
-def _set_aside_run(output_dir):
-    present = [output_dir / name for name in _RUN_FILES if (output_dir / name).exists()]
-    if not present:
-        return None
-    folder = output_dir / time.strftime("previous-%Y%m%d-%H%M%S")
-    folder.mkdir()
-    for path in present:
-        path.rename(folder / path.name)
-    return folder
-
-
-def _record_validation(path, step, psnr_by_scale):
-    """Adds `step`'s row to the validation curve CSV (rows from `step` on dropped first: a
-    resumed run repeats them)."""
-    rows, columns = [], []
-    if path.exists():
-        with path.open(newline="") as file:
-            reader = csv.DictReader(file)
-            rows = [row for row in reader if int(row["step"]) < step]
-            columns = list(reader.fieldnames or ["step"])[1:]
-    row = {"step": step, **{f"x{s:g}": f"{v:.4f}" for s, v in psnr_by_scale.items()}}
-    columns += [name for name in row if name != "step" and name not in columns]
-    out = io.StringIO()
-    writer = csv.DictWriter(out, ["step", *columns], restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows([*rows, row])
-    _write_text(path, out.getvalue())
-
-
-def _load_run_state(path):
-    """state.json as a dict ({} before the first checkpoint); one that cannot be read is
-    renamed `state.json.bad-<time>` with one warning (the best PSNR so far is then unknown)."""
-    if not path.exists():
-        return {}
-    try:
-        state = json.loads(path.read_text())
-        if isinstance(state, dict):
-            return state
-    except ValueError:
-        pass
-    aside = path.with_name(time.strftime(f"{path.name}.bad-%Y%m%d-%H%M%S"))
-    path.rename(aside)
-    logging.warning("%s is unreadable; moved to %s; the next validation writes best.weights.h5",
-                    path, aside)
-    return {}
-
-
-def save_weights(network, path, sidecar):
-    """Writes `path` (.weights.h5) and its JSON sidecar through temporary files and renames."""
-    with fileio.atomic_path(path) as temporary:
-        network.save_weights(temporary)
-    _write_text(sidecar_path(path), json.dumps(sidecar, indent=2, default=str) + "\n")
-
+# ---- training -------------------------------------------------------------------------
 
 def _init_weights(network, init_from, model_config):
     path = bundled_weights(init_from) if init_from in BUNDLED else pathlib.Path(init_from)
@@ -349,6 +286,28 @@ def _init_weights(network, init_from, model_config):
                         precision="float32")
     network.set_weights(source.get_weights())
     logging.info("initialised from %s", path)
+
+
+def _resume(output_dir, restart, network, optimizer, init_from, model_config):
+    """(step, update state, RunState) to go on from in `output_dir`: the newest checkpoint's,
+    or step 0's (with `init_from`'s weights, if given); `restart` first moves an earlier run's
+    files aside."""
+    if restart:
+        run_folder.set_aside_run(output_dir)
+    run_folder.sweep_leftovers(output_dir)
+    checkpoints = output_dir / run_folder.CHECKPOINTS
+    step, state = restore_newest(checkpoints, initial_state(network, optimizer))
+    if step is not None:
+        logging.info("resumed from %s at step %d", _checkpoint_path(checkpoints, step), step)
+        assign_state(network, optimizer, state)
+    else:
+        step = 0
+        if init_from:
+            _init_weights(network, init_from, model_config)
+    run_state = run_folder.load_state(output_dir)
+    # Read now so that a bad curve is set aside at the start, with its warning.
+    run_folder.read_validation_curve(output_dir / run_folder.VALIDATION_CURVE)
+    return step, initial_state(network, optimizer), run_state
 
 
 def train(model_config, data_config, train_config, output_dir, model="asdn", scale=None,
@@ -387,84 +346,61 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
     images = folder_data.load_folder_images(data_config.sources, crop, data_config.strict)
     keras.utils.set_random_seed(train_config.seed)
     network, optimizer = build(model_config, train_config, mixed_precision)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    fileio.check_writable(output_dir)
-    if restart:
-        previous = _set_aside_run(output_dir)
-        logging.warning("--restart: %s; starting from step 0",
-                        f"moved the earlier run's files to {previous}" if previous
-                        else f"{output_dir} holds no earlier run")
-    checkpoints = output_dir / _CHECKPOINTS
-    fileio.sweep_temporaries(output_dir)
-    fileio.sweep_temporaries(checkpoints)
-    step, state = restore_newest(checkpoints, initial_state(network, optimizer))
-    if step is not None:
-        logging.info("resumed from %s at step %d", checkpoints / f"ckpt-{step}.npz", step)
+    backend = (f"jax {jax.__version__} ({jax.devices()[0].platform}, "
+               f"{devices} device{'s' * (devices > 1)})")
+    with run_folder.output_folder(output_dir):
+        step, state, run_state = _resume(output_dir, restart, network, optimizer, init_from,
+                                         model_config)
+
+        def save_weights(name):
+            run_folder.save_weights(network, output_dir / name, run_folder.WeightsSidecar(
+                model=model, scale=scale, preset=preset_name, model_config=model_config,
+                data_config=data_config, train_config=train_config, steps=step,
+                training_seconds=round(run_state.seconds, 1),
+                validation_psnr=run_state.latest_validation, backend=backend))
+
+        updates = {}
+        started = session_start = time.time()
+        first_step, total = step, train_config.steps
+        batches = folder_data.training_batches(images, data_config, step,
+                                               model_config.num_levels, train_config.seed)
+        rates = schedule(train_config)
+        while step < total:
+            batch = next(batches)
+            level = int(batch["level"][0])
+            if level not in updates:
+                updates[level] = make_update(network, optimizer, level, train_config.clip_norm)
+            loss, state = updates[level](state, *distribute_batch([batch["x_up"], batch["hr"]]))
+            step += 1
+            loss = float(loss)
+            if not math.isfinite(loss):
+                raise TrainingError(f"loss became {loss} at step {step}; stopped without saving")
+            if step % train_config.log_every == 0 or step == total:
+                rate = (step - first_step) / max(time.time() - started, 1e-9)
+                sys.stderr.write(f"{step}/{total} loss {loss:.4f} lr {float(rates(step)):.2e} "
+                                 f"{rate:.2f} steps/s\n")
+            validating = validation_images and (step % train_config.validate_every == 0
+                                                 or step == total)
+            saving = step % train_config.checkpoint_every == 0 or step == total
+            if validating or saving:
+                assign_state(network, optimizer, state)
+            if validating:
+                latest = validate(network, validation_images, train_config.validation_scales)
+                logging.info("step %d validation PSNR %s", step,
+                             ", ".join(f"x{s:g} {v:.2f}" for s, v in latest.items()))
+                run_state.latest_validation = {f"{s:g}": v for s, v in latest.items()}
+                run_folder.record_validation(output_dir / run_folder.VALIDATION_CURVE, step,
+                                             latest)
+                if run_folder.mean_psnr(latest) > run_state.best_psnr:
+                    run_state.best_psnr = run_folder.mean_psnr(latest)
+                    save_weights(run_folder.BEST_WEIGHTS)
+            if saving:
+                save_checkpoint(output_dir / run_folder.CHECKPOINTS, step, state,
+                                train_config.keep_checkpoints)
+                run_state.seconds += time.time() - session_start
+                session_start = time.time()
+                run_folder.save_state(output_dir, run_state)
         assign_state(network, optimizer, state)
-    else:
-        step = 0
-        if init_from:
-            _init_weights(network, init_from, model_config)
-    state = initial_state(network, optimizer)
-    state_path = output_dir / "state.json"
-    run_state = _load_run_state(state_path)
-    best_psnr = run_state.get("best_psnr", -math.inf)
-    validation_scales = train_config.validation_scales
-    updates = {}
-    started = session_start = time.time()
-    first_step = step
-
-    def sidecar(extra):
-        return {"model": model, "scale": scale, "preset": preset_name,
-                "model_config": model_config.to_dict(),
-                "data_config": dataclasses.asdict(data_config),
-                "train_config": dataclasses.asdict(train_config), "steps": step,
-                "training_seconds": round(run_state.get("seconds", 0.0), 1),
-                "backend": f"jax {jax.__version__} ({jax.devices()[0].platform}, "
-                           f"{devices} device{'s' * (devices > 1)})", **extra}
-
-    batches = folder_data.training_batches(images, data_config, step, model_config.num_levels,
-                                           train_config.seed)
-    total = train_config.steps
-    rates = schedule(train_config)
-    while step < total:
-        batch = next(batches)
-        level = int(batch["level"][0])
-        if level not in updates:
-            updates[level] = make_update(network, optimizer, level, train_config.clip_norm)
-        loss, state = updates[level](state, *distribute_batch([batch["x_up"], batch["hr"]]))
-        step += 1
-        loss = float(loss)
-        if not math.isfinite(loss):
-            raise TrainingError(f"loss became {loss} at step {step}; stopped without saving")
-        if step % train_config.log_every == 0 or step == total:
-            rate = (step - first_step) / max(time.time() - started, 1e-9)
-            sys.stderr.write(f"{step}/{total} loss {loss:.4f} lr {float(rates(step)):.2e} "
-                             f"{rate:.2f} steps/s\n")
-        validating = validation_images and (step % train_config.validate_every == 0
-                                             or step == total)
-        saving = step % train_config.checkpoint_every == 0 or step == total
-        if validating or saving:
-            assign_state(network, optimizer, state)
-        if validating:
-            latest = validate(network, validation_images, validation_scales)
-            logging.info("step %d validation PSNR %s", step,
-                         ", ".join(f"x{s:g} {v:.2f}" for s, v in latest.items()))
-            run_state["latest_validation"] = {f"{s:g}": v for s, v in latest.items()}
-            _record_validation(output_dir / "validation.csv", step, latest)
-            if float(np.mean(list(latest.values()))) > best_psnr:
-                best_psnr = float(np.mean(list(latest.values())))
-                save_weights(network, output_dir / "best.weights.h5",
-                             sidecar({"validation_psnr": run_state["latest_validation"]}))
-        if saving:
-            save_checkpoint(checkpoints, step, state, train_config.keep_checkpoints)
-            run_state["seconds"] = run_state.get("seconds", 0.0) + time.time() - session_start
-            session_start = time.time()
-            run_state["best_psnr"] = best_psnr
-            _write_text(state_path, json.dumps(run_state, indent=2) + "\n")
-    assign_state(network, optimizer, state)
-    final_path = output_dir / "final.weights.h5"
-    save_weights(network, final_path,
-                 sidecar({"validation_psnr": run_state.get("latest_validation", {})}))
-    logging.info("done: %s (%d steps)", final_path, step)
-    return final_path
+        save_weights(run_folder.FINAL_WEIGHTS)
+    logging.info("done: %s (%d steps)", output_dir / run_folder.FINAL_WEIGHTS, step)
+    return output_dir / run_folder.FINAL_WEIGHTS

@@ -170,7 +170,8 @@ def test_resumes_at_the_right_step(tmp_path, image_folder):
     result = run_jax("from asdn_tf.train import run; run()", f"--flagfile={flagfile}")
     assert "resumed from" in result.stderr and "ckpt-2.npz at step 2" in result.stderr
     assert "ckpt-3.npz cannot be read" in result.stderr
-    assert json.loads((interrupted / "final.json").read_text())["steps"] == 4
+    sidecar = json.loads((interrupted / "final.json").read_text())
+    assert sidecar["steps"] == 4 and sidecar["backend"].startswith("jax ")
     from asdn_tf.pretrained import load_model
     for resumed, straight in zip(load_model(interrupted / "final.weights.h5",
                                             precision="float32").get_weights(),
@@ -221,7 +222,7 @@ def test_imports_without_tensorflow_and_refuses_what_needs_it():
                      config.DataConfig(sources=("x",), degrade_in_step=True)]:
             try:
                 train_jax.train(config.preset("tiny"), data, config.TrainConfig(), "unused")
-            except ValueError as error:  # train.main prints these as one line
+            except (ValueError, train_jax.TrainingError) as error:  # train.main: one line
                 print(error)
         """)], capture_output=True, text=True, cwd=ROOT, timeout=300,
         env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)})
