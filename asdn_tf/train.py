@@ -130,13 +130,13 @@ class _Session:
 
     def __init__(self, configs, model, scale, preset_name, output_dir, distribution, cluster,
                  trainer, use_jit, images):
-        from asdn_tf import train_step
+        from asdn_tf import schedule, train_step
         self.model_config, self.data_config, self.train_config = configs
         self.model, self.scale, self.preset_name = model, scale, preset_name
         self.output_dir, self.distribution, self.cluster = output_dir, distribution, cluster
         self.network, self.optimizer = trainer.network, trainer.optimizer
         self.steps = train_step.per_level_steps(trainer, distribution, use_jit)
-        self.schedule = train_step.learning_rate_schedule(self.train_config)
+        self.schedule = schedule.learning_rate_schedule(self.train_config)
         self.images = images
         # FSDN is measured at its own scale only.
         self.validation_scales = (self.train_config.validation_scales if model == "asdn"

@@ -34,26 +34,15 @@ import numpy as np
 from absl import logging
 from keras import ops
 
-from asdn_tf import fileio, folder_data, image_io, lfr, metrics, pixels, resize_ops, run_folder
+from asdn_tf import (fileio, folder_data, image_io, lfr, metrics, pixels, resize_ops,
+                     run_folder)
 from asdn_tf.model import build_model
 from asdn_tf.pretrained import BUNDLED, bundled_weights, dtype_policy, load_model, read_sidecar
 from asdn_tf.run_folder import TrainingError
+from asdn_tf.schedule import learning_rate_schedule
 
 # run_folder's checkpoint names, as numpy archives: TF's checkpoint format needs TensorFlow.
 _CHECKPOINT = re.compile(rf"{run_folder.CHECKPOINT_NAME}-(\d+)\.npz")
-
-
-def schedule(train_config):
-    """The learning rate per optimizer iteration, as `asdn_tf.train.learning_rate_schedule`
-    gives it: multiplied by decay_factor from each of lr_milestones on, or every decay_every
-    updates."""
-    rate, factor = train_config.learning_rate, train_config.decay_factor
-    if train_config.lr_milestones:
-        return keras.optimizers.schedules.PiecewiseConstantDecay(
-            [m - 1 for m in train_config.lr_milestones],
-            [rate * factor ** k for k in range(len(train_config.lr_milestones) + 1)])
-    return keras.optimizers.schedules.ExponentialDecay(rate, train_config.decay_every, factor,
-                                                       staircase=True)
 
 
 def make_update(network, optimizer, level, clip_norm=0.0):
@@ -108,7 +97,7 @@ def build(model_config, train_config, mixed_precision="none"):
     policy = "float32" if mixed_precision == "none" else "mixed_bfloat16"
     with dtype_policy(policy):
         network = build_model(model_config)
-    optimizer = keras.optimizers.Adam(schedule(train_config))
+    optimizer = keras.optimizers.Adam(learning_rate_schedule(train_config))
     optimizer.build(network.trainable_variables)
     return network, optimizer
 
@@ -364,7 +353,7 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
         first_step, total = step, train_config.steps
         batches = folder_data.training_batches(images, data_config, step,
                                                model_config.num_levels, train_config.seed)
-        rates = schedule(train_config)
+        rates = learning_rate_schedule(train_config)
         while step < total:
             batch = next(batches)
             level = int(batch["level"][0])

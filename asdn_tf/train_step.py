@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from asdn_tf import data as data_lib
 from asdn_tf.run_folder import TrainingError, first_line
+from asdn_tf.schedule import learning_rate_schedule
 
 
 class Trainer(keras.Model):
@@ -82,20 +83,6 @@ class Trainer(keras.Model):
         limit = self.clip_norm * getattr(self.optimizer, "dynamic_scale", 1.0)
         gradients, _ = tf.clip_by_global_norm(gradients, limit)
         return [gradient / replicas for gradient in gradients]
-
-
-def learning_rate_schedule(train_config):
-    """The learning rate per update: multiplied by decay_factor from each of lr_milestones on,
-    or every decay_every updates when there are none."""
-    rate, factor = train_config.learning_rate, train_config.decay_factor
-    milestones = train_config.lr_milestones
-    if not milestones:
-        return keras.optimizers.schedules.ExponentialDecay(rate, train_config.decay_every, factor,
-                                                           staircase=True)
-    # PiecewiseConstantDecay keeps values[k] while step <= boundaries[k]: m - 1 makes the new
-    # rate start at update m, as the staircase above does.
-    return keras.optimizers.schedules.PiecewiseConstantDecay(
-        [m - 1 for m in milestones], [rate * factor ** k for k in range(len(milestones) + 1)])
 
 
 def compile_trainer(network, train_config, patch_size=48, mixed_precision="none"):

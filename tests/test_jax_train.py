@@ -91,11 +91,12 @@ def jax_steps(tmp_path_factory):
 
 def test_one_update_matches_tensorflow(jax_steps):
     import keras
-    from asdn_tf import train as train_lib
+    from asdn_tf import train_step as train_lib
+    from asdn_tf.schedule import learning_rate_schedule
     from asdn_tf.model import build_model
     network = build_model("tiny")
     network.load_weights(jax_steps / "init.weights.h5")
-    optimizer = keras.optimizers.Adam(train_lib.learning_rate_schedule(TRAIN_CONFIG))
+    optimizer = keras.optimizers.Adam(learning_rate_schedule(TRAIN_CONFIG))
     trainer = train_lib.Trainer(network, PATCH, TRAIN_CONFIG.clip_norm)
     trainer.compile(optimizer=optimizer)
     optimizer.build(network.trainable_variables)
@@ -157,8 +158,8 @@ assert not [name for name in sys.modules if name.startswith("tensorflow")]
 
 def test_resumes_at_the_right_step(tmp_path, image_folder):
     """2 updates, then the same command for 4 with a damaged newer checkpoint beside: it
-    resumes at step 2 and ends where 4 updates in one go end. The first run and the
-    uninterrupted one run with TensorFlow made unimportable."""
+    resumes at step 2 and ends where 4 updates in one go end. Every run, the command line's
+    included, runs with TensorFlow made unimportable."""
     interrupted, whole = tmp_path / "interrupted", tmp_path / "whole"
     run_jax(TRAIN_SCRIPT, image_folder, interrupted, 2, whole, 4)
     (interrupted / "checkpoints" / "ckpt-3.npz").write_bytes(b"killed while writing")
@@ -167,7 +168,8 @@ def test_resumes_at_the_right_step(tmp_path, image_folder):
                         f"--steps=4\n--checkpoint_every=1\n--validate_every=0\n--log_every=1\n"
                         f"--level_weights={','.join(map(str, ONE_LEVEL))}\n"
                         f"--preset=tiny\n--output_dir={interrupted}\n")
-    result = run_jax("from asdn_tf.train import run; run()", f"--flagfile={flagfile}")
+    result = run_jax(BLOCK_TENSORFLOW + "from asdn_tf.train import run; run()",
+                     f"--flagfile={flagfile}")
     assert "resumed from" in result.stderr and "ckpt-2.npz at step 2" in result.stderr
     assert "ckpt-3.npz cannot be read" in result.stderr
     sidecar = json.loads((interrupted / "final.json").read_text())

@@ -17,7 +17,7 @@ import tensorflow as tf
 from absl import flags
 
 import asdn_tf
-from asdn_tf import config, fileio, run_folder, train, train_step
+from asdn_tf import config, fileio, run_folder, schedule, train, train_step
 from asdn_tf.config import DataConfig, ModelConfig, TrainConfig, preset
 from asdn_tf.pretrained import PACKAGE_WEIGHTS
 
@@ -316,10 +316,10 @@ def test_mirrored_strategy_matches_one_device(tmp_path):
 
 
 def test_learning_rate_schedules():
-    every = train_step.learning_rate_schedule(TrainConfig(learning_rate=4e-4, decay_every=100))
+    every = schedule.learning_rate_schedule(TrainConfig(learning_rate=4e-4, decay_every=100))
     assert [float(every(step)) for step in (0, 99, 100, 199, 200)] == pytest.approx(
         [4e-4, 4e-4, 2e-4, 2e-4, 1e-4])
-    milestones = train_step.learning_rate_schedule(
+    milestones = schedule.learning_rate_schedule(
         TrainConfig(learning_rate=4e-4, decay_every=100, lr_milestones=(10, 15), decay_factor=0.25))
     assert [float(milestones(step)) for step in (0, 9, 10, 14, 15, 1000)] == pytest.approx(
         [4e-4, 4e-4, 1e-4, 1e-4, 2.5e-5, 2.5e-5])
