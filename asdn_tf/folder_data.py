@@ -14,6 +14,7 @@ Example:
 """
 
 import concurrent.futures
+import functools
 import os
 
 import numpy as np
@@ -115,8 +116,16 @@ def training_batch(images, data_config, step, num_levels=lfr.DEFAULT_LEVELS, see
     level = int(rng.choice(num_levels, p=level_probabilities(num_levels,
                                                             data_config.level_weights)))
     size = hr_patch_size(data_config.patch_size, level, num_levels)
+    patches = random_patches(images, size, data_config.batch_size, rng)
+    x_up, hr = degrade(patches, level, data_config.patch_size, num_levels)
+    return {"x_up": x_up, "hr": hr, "level": np.full(data_config.batch_size, level, np.int32)}
+
+
+def random_patches(images, size, count, rng):
+    """uint8 count×size×size×3: patches cut at random from `images`, each flipped at random
+    and turned by a multiple of 90°, drawn from the numpy Generator `rng`."""
     patches = []
-    for index in rng.integers(len(images), size=data_config.batch_size):
+    for index in rng.integers(len(images), size=count):
         image = images[index]
         top = rng.integers(image.shape[0] - size + 1)
         left = rng.integers(image.shape[1] - size + 1)
@@ -124,8 +133,17 @@ def training_batch(images, data_config, step, num_levels=lfr.DEFAULT_LEVELS, see
         if rng.integers(2):
             patch = patch[:, ::-1]
         patches.append(np.rot90(patch, rng.integers(4)))
-    x_up, hr = degrade(np.stack(patches), level, data_config.patch_size, num_levels)
-    return {"x_up": x_up, "hr": hr, "level": np.full(data_config.batch_size, level, np.int32)}
+    return np.stack(patches)
+
+
+def fixed_scale_batch(images, data_config, step, scale, seed=0):
+    """FSDN's batch of update `step` at the integer `scale`, as `asdn_tf.data`'s fixed_scale
+    batches: {"lr" float32 N×p×p×3, "hr" N×(p·s)×(p·s)×3}, LR = imresize(HR, 1/s)."""
+    patch_size = data_config.patch_size
+    hr = pixels.to_float(random_patches(images, patch_size * scale, data_config.batch_size,
+                                        np.random.default_rng([seed, step])))
+    lr = resize_ops.imresize(hr, scale=1.0 / scale, size=(patch_size, patch_size))
+    return {"lr": ops.convert_to_numpy(lr), "hr": hr}
 
 
 def degrade(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS):
@@ -139,17 +157,22 @@ def degrade(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS):
 
 
 def training_batches(images, data_config, start_step=0, num_levels=lfr.DEFAULT_LEVELS, seed=0,
-                     prefetch=None):
-    """The endless stream `training_batch(step)` for step = start_step, start_step + 1, ...,
-    made ahead by `prefetch` threads (default: the CPU count), in order."""
+                     prefetch=None, fixed_scale=None):
+    """The endless stream `training_batch(step)` (`fixed_scale_batch(step)` with an integer
+    `fixed_scale`) for step = start_step, start_step + 1, ..., made ahead by `prefetch` threads
+    (default: the CPU count), in order."""
     prefetch = prefetch or os.cpu_count() or 2
+    if fixed_scale is None:
+        make = functools.partial(training_batch, images, data_config, num_levels=num_levels,
+                                 seed=seed)
+    else:
+        make = functools.partial(fixed_scale_batch, images, data_config, scale=fixed_scale,
+                                 seed=seed)
     with concurrent.futures.ThreadPoolExecutor(max_workers=prefetch) as pool:
-        pending = [pool.submit(training_batch, images, data_config, step, num_levels, seed)
-                   for step in range(start_step, start_step + prefetch)]
+        pending = [pool.submit(make, step) for step in range(start_step, start_step + prefetch)]
         next_step = start_step + prefetch
         while True:
             batch = pending.pop(0).result()
-            pending.append(pool.submit(training_batch, images, data_config, next_step,
-                                       num_levels, seed))
+            pending.append(pool.submit(make, next_step))
             next_step += 1
             yield batch

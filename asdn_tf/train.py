@@ -55,7 +55,7 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
         TrainingError, ValueError, FileNotFoundError: bad settings or data, or checkpoints
             none of which can be restored, stated in one line.
     """
-    _check_arguments(model, scale, mixed_precision)
+    check_arguments(model, scale, mixed_precision)
     from asdn_tf import train_step  # TensorFlow from here on
     distribution = train_step.make_strategy(strategy)
     cluster = train_step.cluster_of(distribution)
@@ -77,7 +77,7 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
         return session.finish()
 
 
-def _check_arguments(model, scale, mixed_precision):
+def check_arguments(model, scale, mixed_precision):
     if model == "fsdn" and (scale is None or scale < 2):
         raise TrainingError("--model=fsdn needs --scale, an integer >= 2")
     if model not in ("asdn", "fsdn"):
@@ -170,7 +170,7 @@ class _Session:
         if restart:
             run_folder.set_aside_run(self.output_dir)
         if self.checkpoints.restore() is None and init_from:
-            _warm_start(self.network, init_from, self.model_config, self.model)
+            warm_start(self.network, init_from, self.model_config, self.model)
         self.state = run_folder.load_state(self.output_dir)
         # Read now so that a bad curve is set aside at the start, with its warning.
         run_folder.read_validation_curve(self.output_dir / run_folder.VALIDATION_CURVE)
@@ -263,7 +263,9 @@ class _Session:
         return final_path
 
 
-def _warm_start(network, init_from, model_config, model):
+def warm_start(network, init_from, model_config, model):
+    """Initialises `network` from the weights file `init_from`: an FSDN from an ASDN's trunk
+    (`model.init_from_asdn`), anything else weight for weight."""
     # float32, the precision the network's weights are kept in, whatever "auto" picks here.
     source = load_model(init_from, preset=None if read_sidecar(init_from) else model_config,
                         precision="float32")
