@@ -20,6 +20,10 @@ the TensorFlow trainer writes it; the weights load in TensorFlow (`asdn_tf.pretr
 `--strategy=mirrored` trains data-parallel over all local devices
 (`keras.distribution.DataParallel`): the global batch is split over them and each update is
 the one a single device makes from the same batch.
+
+FSDN (`--model=fsdn --scale=S`) trains as under TensorFlow: every weight in every update, on
+batches of p×p LR and (p·S)×(p·S) HR patches (`folder_data.fixed_scale_batch`), from an ASDN's
+trunk with `--init_from`, validated at S alone.
 """
 
 import math
@@ -36,26 +40,32 @@ from keras import ops
 
 from asdn_tf import (fileio, folder_data, image_io, lfr, metrics, pixels, resize_ops,
                      run_folder)
-from asdn_tf.model import build_model
-from asdn_tf.pretrained import BUNDLED, bundled_weights, dtype_policy, load_model, read_sidecar
+from asdn_tf.model import build_fsdn, build_model
+from asdn_tf.pretrained import dtype_policy
 from asdn_tf.run_folder import TrainingError
 from asdn_tf.schedule import learning_rate_schedule
+from asdn_tf.train import check_arguments, resolve_init_from, warm_start
 
 # run_folder's checkpoint names, as numpy archives: TF's checkpoint format needs TensorFlow.
 _CHECKPOINT = re.compile(rf"{run_folder.CHECKPOINT_NAME}-(\d+)\.npz")
 
 
 def make_update(network, optimizer, level, clip_norm=0.0):
-    """The jitted update of one level: (state, x_up, hr) → (loss, state).
+    """The jitted update of one level: (state, inputs, hr) → (loss, state).
 
     `state` is (trainable, non_trainable, optimizer) value lists (`initial_state`); only the
     trunk's and branch `level`'s weights and Adam moments change (and Adam's step counter).
+    An FSDN (`level` None) trains every weight, its inputs the LR patches, not x_up.
     The loss is the mean L1 over the whole batch; with `clip_norm` the gradient is clipped by
     its global norm first.
     """
     trainable = network.trainable_variables
-    selected = {id(v) for v in (network.trunk.trainable_variables
-                                + network.branches[level].trainable_variables)}
+    if level is None:
+        selected, level_argument = {id(v) for v in trainable}, {}
+    else:
+        selected = {id(v) for v in (network.trunk.trainable_variables
+                                    + network.branches[level].trainable_variables)}
+        level_argument = {"level": level}
     keep = [id(v) in selected for v in trainable]
     owner = {}
     for index, (momentum, velocity) in enumerate(zip(optimizer._momentums,
@@ -64,16 +74,16 @@ def make_update(network, optimizer, level, clip_norm=0.0):
     optimizer_keep = [keep[owner[id(v)]] if id(v) in owner else True
                       for v in optimizer.variables]
 
-    def loss_function(trainable_values, non_trainable_values, x_up, hr):
+    def loss_function(trainable_values, non_trainable_values, inputs, hr):
         prediction, non_trainable_values = network.stateless_call(
-            trainable_values, non_trainable_values, x_up, level=level)
+            trainable_values, non_trainable_values, inputs, **level_argument)
         loss = ops.mean(ops.abs(hr - ops.cast(prediction, "float32")))
         return loss, non_trainable_values
 
-    def update(state, x_up, hr):
+    def update(state, inputs, hr):
         trainable_values, non_trainable_values, optimizer_values = state
         (loss, non_trainable_values), gradients = jax.value_and_grad(
-            loss_function, has_aux=True)(trainable_values, non_trainable_values, x_up, hr)
+            loss_function, has_aux=True)(trainable_values, non_trainable_values, inputs, hr)
         if clip_norm:
             norm = ops.sqrt(sum(ops.sum(ops.square(g)) for g, k in zip(gradients, keep) if k))
             factor = clip_norm / ops.maximum(norm, clip_norm)
@@ -89,14 +99,16 @@ def make_update(network, optimizer, level, clip_norm=0.0):
     return jax.jit(update, donate_argnums=0)
 
 
-def build(model_config, train_config, mixed_precision="none"):
-    """(network, optimizer), both built; under the current Keras distribution, if any."""
+def build(model_config, train_config, mixed_precision="none", fixed_scale=None):
+    """(network, optimizer), both built; under the current Keras distribution, if any. The
+    network is an ASDN, or an FSDN for the integer `fixed_scale`."""
     if mixed_precision not in ("none", "bfloat16"):
         raise TrainingError(f"--mixed_precision={mixed_precision} is not supported under JAX "
                             "(float16 needs loss scaling): use none or bfloat16")
     policy = "float32" if mixed_precision == "none" else "mixed_bfloat16"
     with dtype_policy(policy):
-        network = build_model(model_config)
+        network = (build_model(model_config) if fixed_scale is None
+                   else build_fsdn(model_config, fixed_scale))
     optimizer = keras.optimizers.Adam(learning_rate_schedule(train_config))
     optimizer.build(network.trainable_variables)
     return network, optimizer
@@ -232,7 +244,10 @@ def load_validation_set(folder):
 
 def upscale(network, image, scale, size):
     """float32 N×H×W×3 → N×size×3 through `lfr.recursion_plan` passes, as
-    `asdn_tf.inference.upscale_tensor` does: the steps before the last reach round(h · 2^k)."""
+    `asdn_tf.inference.upscale_tensor` does: the steps before the last reach round(h · 2^k).
+    An FSDN takes the LR image itself, at its own scale (`asdn_tf.evaluate.super_resolve`)."""
+    if not hasattr(network, "branches"):
+        return ops.convert_to_numpy(ops.clip(ops.cast(network(image), "float32"), 0.0, 1.0))
     for step, target in lfr.step_sizes(*image.shape[1:3], scale, size):
         x_up = resize_ops.imresize(image, scale=step, size=target)
         image = ops.clip(ops.cast(network(x_up, scale=step), "float32"), 0.0, 1.0)
@@ -266,21 +281,10 @@ def validate(network, images, scales):
 
 # ---- training -------------------------------------------------------------------------
 
-def _init_weights(network, init_from, model_config):
-    path = bundled_weights(init_from) if init_from in BUNDLED else pathlib.Path(init_from)
-    if not path.is_file():
-        raise TrainingError(f"--init_from weights not found: {init_from}")
-    # precision="float32" decides without asking TensorFlow for a GPU.
-    source = load_model(path, preset=None if read_sidecar(path) else model_config,
-                        precision="float32")
-    network.set_weights(source.get_weights())
-    logging.info("initialised from %s", path)
-
-
-def _resume(output_dir, restart, network, optimizer, init_from, model_config):
+def _resume(output_dir, restart, network, optimizer, init_from, model_config, model):
     """(step, update state, RunState) to go on from in `output_dir`: the newest checkpoint's,
-    or step 0's (with `init_from`'s weights, if given); `restart` first moves an earlier run's
-    files aside."""
+    or step 0's (with the weights file `init_from`'s, if given, as `asdn_tf.train` takes them);
+    `restart` first moves an earlier run's files aside."""
     if restart:
         run_folder.set_aside_run(output_dir)
     run_folder.sweep_leftovers(output_dir)
@@ -292,7 +296,7 @@ def _resume(output_dir, restart, network, optimizer, init_from, model_config):
     else:
         step = 0
         if init_from:
-            _init_weights(network, init_from, model_config)
+            warm_start(network, init_from, model_config, model)
     run_state = run_folder.load_state(output_dir)
     # Read now so that a bad curve is set aside at the start, with its warning.
     run_folder.read_validation_curve(output_dir / run_folder.VALIDATION_CURVE)
@@ -313,8 +317,8 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
     if keras.backend.backend() != "jax":
         raise TrainingError(f"asdn_tf.train_jax needs KERAS_BACKEND=jax, not "
                             f"{keras.backend.backend()}")
-    if model != "asdn":
-        raise TrainingError(f"--model={model} trains under TensorFlow only; unset KERAS_BACKEND")
+    check_arguments(model, scale, mixed_precision)
+    fixed_scale = scale if model == "fsdn" else None
     if data_config.degradation != "bicubic":
         raise TrainingError(f"--degradation={data_config.degradation} needs TensorFlow (JPEG, "
                             "blur); under JAX only bicubic")
@@ -327,19 +331,24 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
         raise TrainingError(f"--batch_size={data_config.batch_size} is the global batch: it "
                             f"must split evenly over the {devices} devices")
     output_dir = pathlib.Path(output_dir)
+    # FSDN is measured at its own scale only.
+    validation_scales = (train_config.validation_scales if fixed_scale is None
+                         else (float(fixed_scale),))
     validation_images = []
     if train_config.validate_every and train_config.validation_dir:
         validation_images = load_validation_set(train_config.validation_dir)
-    crop = folder_data.hr_patch_size(data_config.patch_size, model_config.num_levels - 1,
-                                     model_config.num_levels)
+    init_from = resolve_init_from(init_from) if init_from else None
+    crop = (folder_data.hr_patch_size(data_config.patch_size, model_config.num_levels - 1,
+                                      model_config.num_levels) if fixed_scale is None
+            else data_config.patch_size * fixed_scale)
     images = folder_data.load_folder_images(data_config.sources, crop, data_config.strict)
     keras.utils.set_random_seed(train_config.seed)
-    network, optimizer = build(model_config, train_config, mixed_precision)
+    network, optimizer = build(model_config, train_config, mixed_precision, fixed_scale)
     backend = (f"jax {jax.__version__} ({jax.devices()[0].platform}, "
                f"{devices} device{'s' * (devices > 1)})")
     with run_folder.output_folder(output_dir):
         step, state, run_state = _resume(output_dir, restart, network, optimizer, init_from,
-                                         model_config)
+                                         model_config, model)
 
         def save_weights(name):
             run_folder.save_weights(network, output_dir / name, run_folder.WeightsSidecar(
@@ -352,14 +361,16 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
         started = session_start = time.time()
         first_step, total = step, train_config.steps
         batches = folder_data.training_batches(images, data_config, step,
-                                               model_config.num_levels, train_config.seed)
+                                               model_config.num_levels, train_config.seed,
+                                               fixed_scale=fixed_scale)
         rates = learning_rate_schedule(train_config)
         while step < total:
             batch = next(batches)
-            level = int(batch["level"][0])
+            level = None if fixed_scale is not None else int(batch["level"][0])
             if level not in updates:
                 updates[level] = make_update(network, optimizer, level, train_config.clip_norm)
-            loss, state = updates[level](state, *distribute_batch([batch["x_up"], batch["hr"]]))
+            inputs = batch["x_up"] if fixed_scale is None else batch["lr"]
+            loss, state = updates[level](state, *distribute_batch([inputs, batch["hr"]]))
             step += 1
             loss = float(loss)
             if not math.isfinite(loss):
@@ -374,7 +385,7 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
             if validating or saving:
                 assign_state(network, optimizer, state)
             if validating:
-                latest = validate(network, validation_images, train_config.validation_scales)
+                latest = validate(network, validation_images, validation_scales)
                 logging.info("step %d validation PSNR %s", step,
                              ", ".join(f"x{s:g} {v:.2f}" for s, v in latest.items()))
                 run_state.latest_validation = {f"{s:g}": v for s, v in latest.items()}
