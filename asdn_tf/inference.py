@@ -166,6 +166,9 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
     pixels = pixels.reshape(height, width, -1)
     channels = pixels.shape[2]
     rgb = pixels_lib.to_rgb(pixels)
+    dtype = np.uint16 if image.dtype == np.uint16 else np.uint8
+    if tiled and channels == 3:  # pixels straight from the regions: no float copy of it all
+        return tiling.upscale_tiled(model, rgb, scale, size, tile, tile_overlap, progress, dtype)
     if tiled:
         output = tiling.upscale_tiled(model, rgb, scale, size, tile, tile_overlap, progress)
     else:
@@ -181,4 +184,4 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
     output = np.asarray(output)
     if image.ndim == 2:
         output = output[..., 0]
-    return pixels_lib.from_float(output, np.uint16 if image.dtype == np.uint16 else np.uint8)
+    return pixels_lib.from_float(output, dtype)

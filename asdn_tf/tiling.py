@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from asdn_tf import lfr
+from asdn_tf import pixels as pixels_lib
 from asdn_tf.imresize import resize_matrix
 
 DEFAULT_TILE = 512
@@ -80,7 +81,8 @@ def check_overlap(overlap):
     return int(overlap)
 
 
-def upscale_tiled(model, rgb, scale, size, tile=None, overlap=None, progress=None):
+def upscale_tiled(model, rgb, scale, size, tile=None, overlap=None, progress=None,
+                  dtype=np.float32):
     """Upscales one image region by region; the result matches `inference.upscale_tensor`.
 
     Args:
@@ -93,9 +95,12 @@ def upscale_tiled(model, rgb, scale, size, tile=None, overlap=None, progress=Non
         overlap: int, context around each region; by default `receptive_radius`.
         progress: optional callable(done, total): called once per region of each step, or
             twice where the regions pool the image (the attention rounds, then the output).
+        dtype: of the result: float32, or uint8 / uint16 (`pixels.from_float`, applied region
+            by region, so that a float copy of a large output never exists: 8192² × 3 is
+            805 MB in float32 and 201 MB in uint8).
 
     Returns:
-        float32 h×w×3 numpy array in [0, 1].
+        h×w×3 numpy array of `dtype`: float32 in [0, 1], or pixels.
     """
     overlap = check_overlap(overlap)
     if overlap is None:
@@ -117,8 +122,10 @@ def upscale_tiled(model, rgb, scale, size, tile=None, overlap=None, progress=Non
             progress(done, total)
 
     image = np.asarray(rgb, np.float32)
-    for step, step_size, regions in zip(plan, sizes, region_lists):
-        image = _upscale_step(model, image, step, step_size, regions, tick)
+    last = len(plan) - 1
+    for index, (step, step_size, regions) in enumerate(zip(plan, sizes, region_lists)):
+        image = _upscale_step(model, image, step, step_size, regions, tick,
+                              dtype if index == last else np.float32)
     return image
 
 
@@ -150,8 +157,9 @@ def _bands(in_size, out_size, step, spans):
     return bands
 
 
-def _upscale_step(model, image, step, size, regions, tick):
-    """One recursion step: pre-upsampling by `step` to `size`, then the network, by regions."""
+def _upscale_step(model, image, step, size, regions, tick, dtype=np.float32):
+    """One recursion step: pre-upsampling by `step` to `size`, then the network, by regions;
+    the output in `dtype` (`upscale_tiled`)."""
     step = tf.constant(step, tf.float64)
     rows = _bands(image.shape[0], size[0], step, [context[:2] for _, context in regions])
     cols = _bands(image.shape[1], size[1], step, [context[2:] for _, context in regions])
@@ -162,11 +170,13 @@ def _upscale_step(model, image, step, size, regions, tick):
         return (tf.constant(image[i0:i1, j0:j1]), tf.constant(row_weights),
                 tf.constant(col_weights))
 
-    output = np.empty((*size, 3), np.float32)
+    output = np.empty((*size, 3), dtype)
 
     def keep(result, kept, context):
         top, bottom, left, right = _crop(kept, context)
-        output[kept[0]:kept[1], kept[2]:kept[3]] = result[top:bottom, left:right]
+        part = np.asarray(result[top:bottom, left:right])
+        output[kept[0]:kept[1], kept[2]:kept[3]] = (
+            part if output.dtype == np.float32 else pixels_lib.from_float(part, output.dtype))
         tick()
 
     passes = _passes(model)

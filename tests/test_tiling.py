@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import asdn_tf
-from asdn_tf import inference, layers, tiling
+from asdn_tf import inference, layers, pixels, tiling
 from asdn_tf.model import ASDN
 
 
@@ -85,6 +85,17 @@ def test_tiles_that_keep_their_features_equal_one_pass(tiny_model, scale, tile):
                                  progress=lambda *call: calls.append(call))
     np.testing.assert_allclose(tiled, untiled, atol=2e-5)
     assert [done for done, _ in calls] == list(range(1, calls[0][1] + 1))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_pixel_output_is_the_float_output_rounded(tiny_model, dtype):
+    """dtype=uint8/uint16 rounds each region as it is kept: the same pixels as rounding the
+    float result (`pixels.from_float`), without the float copy of the whole output."""
+    image = _image()
+    floats = tiling.upscale_tiled(tiny_model, image, 3.3, (79, 99), tile=40)
+    kept = tiling.upscale_tiled(tiny_model, image, 3.3, (79, 99), tile=40, dtype=dtype)
+    assert kept.dtype == dtype
+    np.testing.assert_array_equal(kept, pixels.from_float(floats, dtype))
 
 
 @pytest.mark.parametrize("fits", [True, False])
