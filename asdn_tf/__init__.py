@@ -40,8 +40,8 @@ _EXPORTS = {
     "build_fsdn": "asdn_tf.model",
     "build_model": "asdn_tf.model",
     "init_from_asdn": "asdn_tf.model",
-    "load_model": "asdn_tf.pretrained",
-    "load_pretrained": "asdn_tf.pretrained",
+    "load_model": "asdn_tf.weights_io",
+    "load_pretrained": "asdn_tf.weights_io",
     "upscale_file": "asdn_tf.upscale_lib",
 }
 

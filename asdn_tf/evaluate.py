@@ -28,7 +28,8 @@ import numpy as np
 from absl import app, flags
 
 from asdn_tf import cli, degradation as degradation_lib, fileio, image_io, lfr, metrics
-from asdn_tf import pretrained, progress
+from asdn_tf import precision as precision_lib
+from asdn_tf import progress, weights_io
 from asdn_tf.imresize import imresize
 from asdn_tf.inference import compiled_upscaler
 
@@ -169,7 +170,7 @@ def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progr
     scales = parse_scales(scales)
     degradation_lib.check_name(degradation)
     if method == "asdn" and model is None:
-        model = pretrained.load_pretrained(precision=precision)
+        model = weights_io.load_pretrained(precision=precision)
     total = sum(len(images) for images in sets.values()) * len(scales)
     done = 0
     results = []
@@ -202,7 +203,7 @@ def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progr
                             "images": len(images), "shave": shave(scale),
                             "per_image": per_image})
             if method == "asdn":
-                results[-1]["precision"] = pretrained.precision_of(model)
+                results[-1]["precision"] = precision_lib.precision_of(model)
     return results
 
 
@@ -330,10 +331,10 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
     if weights and model_name:
         raise ValueError("give --model (a bundled model) or --weights (a file), not both")
     if model_name:
-        pretrained.bundled_weights(model_name)
+        weights_io.bundled_weights(model_name)
     if preset and not weights:
         raise ValueError("--preset needs --weights (the bundled weights know their preset)")
-    pretrained.check_precision(precision)
+    precision_lib.check_precision(precision)
     if not data_dir:
         raise ValueError("pass --data_dir (a folder with one folder per set) or set ASDN_DATASETS")
     if not sets:
@@ -342,11 +343,11 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
     loaded = load_sets(data_dir, sets)
     model = None
     if "asdn" in methods:
-        model = (pretrained.load_model(weights, preset, precision=precision) if weights
-                 else pretrained.load_pretrained(model_name or "default", precision))
+        model = (weights_io.load_model(weights, preset, precision=precision) if weights
+                 else weights_io.load_pretrained(model_name or "default", precision))
         if announce and precision == "auto":
-            announce(f"precision auto -> {pretrained.precision_of(model)} "
-                     f"({pretrained.auto_precision()[1]})")
+            announce(f"precision auto -> {precision_lib.precision_of(model)} "
+                     f"({precision_lib.auto_precision()[1]})")
     count = sum(len(images) for images in loaded.values()) * len(scales)
     if announce:
         announce(f"measuring {count * len(methods) * len(degradations)} SR images "
@@ -375,7 +376,7 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
         report = ("\n".join(describe_degradation(name) for name in degradations) + "\n"
                   + format_table(results))
     if model is not None:
-        report += f"\nprecision: {pretrained.describe_precision(model, precision)}"
+        report += f"\nprecision: {precision_lib.describe_precision(model, precision)}"
     return f"{report}\n({images} SR images measured in {seconds:.1f} s)"
 
 
@@ -414,7 +415,7 @@ if __name__ == "__main__":
     flags.DEFINE_string("output_csv", None, "Write the results as CSV.")
     flags.DEFINE_string("save_images", None, "Folder for the SR images (PNG).")
     flags.DEFINE_string("plot", None, "PNG path for a PSNR-versus-scale plot.")
-    flags.DEFINE_enum("precision", "auto", list(pretrained.PRECISION_CHOICES),
+    flags.DEFINE_enum("precision", "auto", list(precision_lib.PRECISION_CHOICES),
                       "asdn: compute precision; auto is bfloat16 where the hardware runs it "
                       "fast (AMX, AVX512_BF16, GPUs of compute capability 8.0+), else float32. "
                       "The report states it; the README's table is float32.")

@@ -46,7 +46,7 @@ from asdn_tf import config as config_lib
 from asdn_tf.image_io import list_images, read_image
 from asdn_tf.inference import upscale_tensor
 from asdn_tf.model import ASDN, FSDN
-from asdn_tf.pretrained import load_model, load_pretrained
+from asdn_tf.weights_io import load_model, load_pretrained
 
 # The default preset needs about 2.5 KB of activations per output pixel (asdn_tf/tiling.py), so
 # 1024 × 1024 output pixels peak near 2.5 GB; a larger request is refused before anything is

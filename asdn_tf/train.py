@@ -36,8 +36,9 @@ from asdn_tf import config as config_lib
 from asdn_tf import data as data_lib
 from asdn_tf import cli, evaluate, fileio
 from asdn_tf.model import build_fsdn, build_model, init_from_asdn
-from asdn_tf.pretrained import (BUNDLED, WEIGHTS_FOLDER, bundled_weights, dtype_policy,
-                                load_model, read_sidecar, sidecar_path)
+from asdn_tf.precision import dtype_policy
+from asdn_tf.weights_io import (BUNDLED, WEIGHTS_FOLDER, bundled_weights, load_model, read_sidecar,
+                                sidecar_path)
 
 # What TF's checkpoint writer leaves when it is killed: the shard folder of an unfinished save
 # and the temporary of the `checkpoint` state file (tf.io's atomic write).
@@ -615,7 +616,7 @@ def _format_eta(seconds):
 
 
 def resolve_init_from(value):
-    """The weights file --init_from names: a bundled model by name (pretrained.BUNDLED, e.g.
+    """The weights file --init_from names: a bundled model by name (weights_io.BUNDLED, e.g.
     "default"), or a path; a relative path not found from the working directory is looked up
     from the folder that holds the package (the repository root, or site-packages), so
     `asdn_tf/weights/...` works from anywhere.

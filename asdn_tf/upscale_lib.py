@@ -31,7 +31,8 @@ import warnings
 
 from absl import app, flags
 
-from asdn_tf import cli, config, image_io, lfr, pretrained, progress
+from asdn_tf import cli, config, image_io, lfr, progress, weights_io
+from asdn_tf import precision as precision_lib
 
 # A 4096×2160 frame at ×4.
 DEFAULT_MAX_PIXELS = 4096 * 2160 * 16
@@ -180,7 +181,7 @@ def upscale_file(source, destination, scale=None, *, size=None, width=None, heig
     request = {"scale": scale, "size": size, "width": width, "height": height,
                "max_scale": max_scale, "max_pixels": max_pixels}
     output = {"image_format": image_format, "overwrite": overwrite, "quality": quality}
-    pretrained.check_precision(precision)
+    precision_lib.check_precision(precision)
     destination = output_path(source, destination, image_format)
     header = _check_file(source, destination, request)
     image_io.check_output(destination, header.alpha, **output)
@@ -297,7 +298,7 @@ def _file_id(path):
 
 def load_model(weights=None, preset=None, precision="auto", name=None):
     """The model for the command: `weights` (with `preset`), or the bundled model `name` (by
-    default `pretrained.UPSCALE_MODEL`), computing in `precision`. What "auto" chose is said
+    default `weights_io.UPSCALE_MODEL`), computing in `precision`. What "auto" chose is said
     on stderr, once per process."""
     global _precision_said
     from asdn_tf.model import ASDN  # imports TensorFlow
@@ -305,17 +306,17 @@ def load_model(weights=None, preset=None, precision="auto", name=None):
         if preset is not None:
             raise ValueError("--preset only applies to --weights; give both, or neither for the "
                              "bundled weights")
-        model = pretrained.shared_pretrained(precision, name)
+        model = weights_io.shared_pretrained(precision, name)
     else:
         if name is not None:
             raise ValueError("give --model (a bundled model) or --weights (a file), not both")
-        model = pretrained.load_model(weights, preset, precision=precision)
+        model = weights_io.load_model(weights, preset, precision=precision)
         if not isinstance(model, ASDN):
             raise ValueError(f"{weights} is not an ASDN model ({type(model).__name__}); "
                              "upscaling by any scale needs one")
     if precision == "auto" and not _precision_said:
         _precision_said = True
-        used, reason = pretrained.precision_of(model), pretrained.auto_precision()[1]
+        used, reason = precision_lib.precision_of(model), precision_lib.auto_precision()[1]
         print(f"upscale: precision auto -> {used} ({reason})", file=sys.stderr)
     return model
 
@@ -360,13 +361,13 @@ def define_flags(flag_values=flags.FLAGS):
     define("string", "weights", None,
            "A .weights.h5 or .keras file; by default the weights bundled with the package.")
     define("string", "model", None,
-           f"A bundled model: {', '.join(pretrained.BUNDLED)}; by default "
-           f"{pretrained.UPSCALE_MODEL}.")
+           f"A bundled model: {', '.join(weights_io.BUNDLED)}; by default "
+           f"{weights_io.UPSCALE_MODEL}.")
     define("string", "preset", None,
            f"The preset --weights were trained with, one of {sorted(config.PRESETS)}; by "
            "default their JSON sidecar's config, else 'default'.")
     defined.append(flags.DEFINE_enum(
-        "precision", "auto", list(pretrained.PRECISION_CHOICES),
+        "precision", "auto", list(precision_lib.PRECISION_CHOICES),
         "Compute precision. auto: bfloat16 where the hardware computes it (CPUs with AMX or "
         "AVX512_BF16, GPUs of compute capability 8.0 and above), which runs 1.5-2.4x faster "
         "there for -0.02 dB on Set5 at x2; float32 elsewhere, where bfloat16 is slower.",

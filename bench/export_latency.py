@@ -46,7 +46,7 @@ import tensorflow as tf
 from absl import app, flags
 
 import asdn_tf
-from asdn_tf import evaluate, export, pretrained
+from asdn_tf import evaluate, export, weights_io
 from asdn_tf.inference import compiled_upscaler
 
 SCALES = (2.0, 3.3)
@@ -59,8 +59,8 @@ DATASETS = pathlib.Path(os.environ.get(
 
 def load_asdn():
     """(model, description): the bundled weights, or the default preset with random weights."""
-    if pretrained.PACKAGE_WEIGHTS.exists():
-        return pretrained.load_pretrained(), f"bundled weights {pretrained.PACKAGE_WEIGHTS.name}"
+    if weights_io.PACKAGE_WEIGHTS.exists():
+        return weights_io.load_pretrained(), f"bundled weights {weights_io.PACKAGE_WEIGHTS.name}"
     keras.utils.set_random_seed(0)
     return asdn_tf.build_model("default"), "preset 'default' with random weights (none bundled)"
 

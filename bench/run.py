@@ -59,12 +59,13 @@ import tensorflow as tf
 from absl import app, flags
 
 from asdn_tf import data as data_lib
-from asdn_tf import evaluate, lfr, notebook, pretrained
+from asdn_tf import evaluate, lfr, notebook, weights_io
+from asdn_tf import precision as precision_lib
 from asdn_tf.config import DataConfig, TrainConfig
 from asdn_tf.imresize import imresize
 from asdn_tf.inference import upscale_tensor
 from asdn_tf.model import build_model, flops_per_pixel
-from asdn_tf.pretrained import dtype_policy
+from asdn_tf.precision import dtype_policy
 from asdn_tf.train import Trainer, learning_rate_schedule
 from bench import export_latency, imresize_speed, op_profile, upscale_tiled
 
@@ -171,8 +172,8 @@ def build(preset, policy, weights=None):
         model = build_model(preset)
     if preset != "default":
         return model, f"preset {preset!r}, random weights"
-    if weights is None and pretrained.PACKAGE_WEIGHTS.exists():
-        weights = pretrained.PACKAGE_WEIGHTS
+    if weights is None and weights_io.PACKAGE_WEIGHTS.exists():
+        weights = weights_io.PACKAGE_WEIGHTS
     if weights is None:
         return model, "preset 'default', random weights (none bundled)"
     model.load_weights(weights)
@@ -214,7 +215,7 @@ def machine():
     return {"cpu": _cpuinfo("model name") or platform.processor() or "unknown",
             "cores": os.cpu_count(), "amx_bf16": "amx_bf16" in _cpuinfo("flags").split(),
             "avx512_bf16": "avx512_bf16" in _cpuinfo("flags").split(),
-            "auto_precision": "{} ({})".format(*pretrained.auto_precision()),
+            "auto_precision": "{} ({})".format(*precision_lib.auto_precision()),
             "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
             "tensorflow": tf.__version__, "keras": keras.__version__,
             "python": platform.python_version(), "commit": commit}
@@ -424,9 +425,10 @@ def measure_tiled(cases):
 _FIRST_CALLS = """
 import json, statistics, sys, time
 import numpy as np
-from asdn_tf import inference, pretrained
+from asdn_tf import inference, weights_io
+from asdn_tf import precision as precision_lib
 sizes, scale = json.loads(sys.argv[1])
-model = pretrained.shared_pretrained()
+model = weights_io.shared_pretrained()
 upscaler = inference.compiled_upscaler(model)
 rng = np.random.default_rng(0)
 
@@ -436,7 +438,7 @@ def call(height, width):
     inference.upscale(image, scale, model=model)
     return time.perf_counter() - start
 
-rows = {"precision": pretrained.precision_of(model)}
+rows = {"precision": precision_lib.precision_of(model)}
 for label, size in (("first", sizes[0]), ("new_size", sizes[1])):
     rows[label] = {"size": size, "seconds": call(*size),
                    "traces": upscaler.experimental_get_tracing_count()}
@@ -460,7 +462,7 @@ def _child(args, timeout=1800):
 
 def measure_defaults(settings):
     """What a user meets with the defaults: the quick start, first calls, speed, evaluate."""
-    result = {"auto_precision": "{} ({})".format(*pretrained.auto_precision())}
+    result = {"auto_precision": "{} ({})".format(*precision_lib.auto_precision())}
     with tempfile.TemporaryDirectory(prefix="bench_defaults_") as folder:
         done, wall = _child(["-m", "asdn_tf.upscale", f"--scale={settings.quickstart_scale:g}",
                              f"--output={folder}/quickstart.png", "--overwrite",
@@ -484,7 +486,7 @@ def measure_defaults(settings):
             "precision": next(line.split(": ", 1)[1] for line in done.stdout.splitlines()
                               if line.startswith("precision: "))}
     size = settings.sizes[-1]
-    call, _ = op_profile.upscale_call(pretrained.shared_pretrained(), size, 2.0)
+    call, _ = op_profile.upscale_call(weights_io.shared_pretrained(), size, 2.0)
     seconds, _ = timed(call, settings.runs)
     result["speed"] = {"output": size, "scale": 2.0, "median_ms": round(seconds * 1e3, 1),
                        "output_megapixels_per_s": round(size * size / seconds / 1e6, 3)}

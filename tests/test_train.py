@@ -17,7 +17,7 @@ import tensorflow as tf
 import asdn_tf
 from asdn_tf import fileio, train
 from asdn_tf.config import DataConfig, ModelConfig, TrainConfig, preset
-from asdn_tf.pretrained import PACKAGE_WEIGHTS
+from asdn_tf.weights_io import PACKAGE_WEIGHTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

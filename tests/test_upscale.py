@@ -21,7 +21,8 @@ from absl import flags
 from PIL import Image, ImageCms, ImageOps
 
 import asdn_tf
-from asdn_tf import image_io, pretrained, tiling, upscale_lib
+from asdn_tf import image_io, tiling, upscale_lib, weights_io
+from asdn_tf import precision as precision_lib
 from asdn_tf.imresize import imresize
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -123,7 +124,7 @@ def test_cli_bfloat16_precision_is_close_to_float32(capsys, tmp_path, weights, t
 
 def test_cli_says_what_auto_precision_chose_once(capsys, monkeypatch, tmp_path, weights):
     monkeypatch.setattr(upscale_lib, "_precision_said", False)
-    monkeypatch.setenv(pretrained.AUTO_PRECISION_ENV, "bfloat16")
+    monkeypatch.setenv(precision_lib.AUTO_PRECISION_ENV, "bfloat16")
     source = _save(tmp_path / "in.png")
     args = ["--input", source, "--scale=2", f"--weights={weights}", "--preset=tiny"]
     status, _, err = _cli(capsys, *args, "--output", tmp_path / "a.png")
@@ -136,7 +137,7 @@ def test_cli_says_what_auto_precision_chose_once(capsys, monkeypatch, tmp_path, 
     assert (status, err) == (0, "")
     first, exact = (image_io.read_image(tmp_path / name) for name in ("a.png", "c.png"))
     assert np.any(first != exact)
-    monkeypatch.setenv(pretrained.AUTO_PRECISION_ENV, "fp8")
+    monkeypatch.setenv(precision_lib.AUTO_PRECISION_ENV, "fp8")
     status, _, err = _cli(capsys, *args, "--output", tmp_path / "d.png")
     assert (status, err) == (1, "upscale: ASDN_AUTO_PRECISION must be one of float32, bfloat16, "
                                 "got 'fp8'\n")
@@ -290,8 +291,8 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, bad_inputs, weights, q
 
 
 def test_without_weights_the_bundled_ones_are_required(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(pretrained, "PACKAGE_WEIGHTS", tmp_path / "default.weights.h5")
-    monkeypatch.setattr(pretrained, "UPSCALE_MODEL", "default")
+    monkeypatch.setattr(weights_io, "PACKAGE_WEIGHTS", tmp_path / "default.weights.h5")
+    monkeypatch.setattr(weights_io, "UPSCALE_MODEL", "default")
     source = _save(tmp_path / "in.png")
     status, _, err = _cli(capsys, f"--input={source}", f"--output={tmp_path}/o.png", "--scale=2")
     assert status == 1
