@@ -32,7 +32,7 @@ from absl import app, flags
 
 import asdn_tf
 from asdn_tf import image_io, tiling, weights_io
-from asdn_tf.upscale_lib import upscale_file
+from asdn_tf.upscale import upscale_file
 
 DEFAULT_CASES = ("512x2", "512x3.3", "512x4", "2048x4")
 

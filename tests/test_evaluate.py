@@ -223,5 +223,5 @@ def test_commands_share_one_progress_bar(monkeypatch):
     stream = Terminal()
     progress.bar("evaluate", stream)(3, 8, "Set5 ×2 bird.png")
     assert stream.getvalue() == "\revaluate █████████··············· 3/8 Set5 ×2 bird.png\033[K"
-    import asdn_tf.upscale_lib as upscale_lib
-    assert upscale_lib.progress is progress and evaluate.progress is progress
+    from asdn_tf.upscale import progress as upscale_progress
+    assert upscale_progress is progress and evaluate.progress is progress
