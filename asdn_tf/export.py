@@ -734,16 +734,9 @@ def _write_atomically(path, write, kind, overwrite):
                 folder.rmdir()
         if isinstance(error, (OSError, tf.errors.OpError)) and not isinstance(
                 error, FileExistsError):
-            reason = getattr(error, "strerror", None) or _first_line(error)
+            reason = getattr(error, "strerror", None) or cli.first_line(error)
             raise OSError(f"cannot write {path}: {reason}") from None
         raise
-
-
-def _first_line(error):
-    """The first line of an error's message (TF errors carry the op and stack below it)."""
-    text = getattr(error, "message", None) or str(error)
-    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -866,7 +859,7 @@ def main(argv):
     try:
         commands[command](flag_values)
     except (ValueError, OSError) as error:  # FileNotFoundError and FileExistsError included.
-        print(f"export: {_first_line(error)}", file=sys.stderr)
+        print(f"export: {cli.first_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("export: interrupted; nothing written", file=sys.stderr)

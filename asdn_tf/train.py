@@ -139,7 +139,7 @@ def make_strategy(name):
             return tf.distribute.MultiWorkerMirroredStrategy()
         except (tf.errors.OpError, RuntimeError, ValueError) as error:
             raise TrainingError(f"cannot start {task} of TF_CONFIG's cluster: "
-                                f"{_first_line(error)}") from None
+                                f"{cli.first_line(error)}") from None
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)
@@ -178,11 +178,6 @@ def _check_tf_config():
     if kind not in jobs or not isinstance(index, int) or not 0 <= index < len(jobs[kind]):
         raise TrainingError(f"TF_CONFIG's task {task!r} is not in its cluster {cluster!r}")
     return f"{kind} {index}"
-
-
-def _first_line(error):
-    text = str(getattr(error, "message", None) or error).strip()
-    return (text.splitlines() or [type(error).__name__])[0][:200]
 
 
 def _worker_count(distribution):
@@ -236,7 +231,7 @@ def _lost_worker(error, own_task, resume_from):
              re.findall(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)", text)]
     who = next((task for task in tasks if task != own_task), "another worker")
     reason = next((words for key, words in _PEER_REASONS if key in text),
-                  _first_line(error).removeprefix("Collective ops is aborted by: "))
+                  cli.first_line(error).removeprefix("Collective ops is aborted by: "))
     return TrainingError(f"{who} of the cluster stopped or cannot be reached ({reason}); "
                          f"{own_task} stops too: start the same command on every worker "
                          f"again to resume from {resume_from}")
@@ -781,7 +776,7 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
                         checkpoint_number=step)
                 except (OSError, tf.errors.OpError) as error:
                     raise TrainingError(f"{task} cannot write its checkpoint copy in {folder}: "
-                                        f"{_first_line(error)}") from None
+                                        f"{cli.first_line(error)}") from None
                 finally:
                     fileio.remove(folder)
                 return

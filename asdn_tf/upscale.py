@@ -449,7 +449,7 @@ def _say(error, source=None):
     if _out_of_memory(error):
         message = "out of memory; try a smaller --tile"
     else:
-        message = str(getattr(error, "message", None) or error).strip().splitlines()[0]
+        message = cli.first_line(error)
     if source is not None and str(source) not in message:
         message = f"{source}: {message}"
     print(f"upscale: {message}", file=sys.stderr)

@@ -19,6 +19,7 @@ import os
 import pathlib
 import threading
 
+from asdn_tf import cli
 from asdn_tf import config as config_lib
 from asdn_tf import precision as precision_lib
 
@@ -63,7 +64,7 @@ def read_sidecar(weights_path):
     try:
         sidecar = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read the weights sidecar {path}: {_first_line(error)}") \
+        raise ValueError(f"cannot read the weights sidecar {path}: {cli.first_line(error)}") \
             from None
     problem = _sidecar_problem(sidecar)
     if problem:
@@ -90,7 +91,7 @@ def _sidecar_problem(sidecar):
     try:
         config_lib.ModelConfig.from_dict(values)
     except (TypeError, ValueError) as error:
-        return f'has a bad "model_config": {_first_line(error)}'
+        return f'has a bad "model_config": {cli.first_line(error)}'
     return None
 
 
@@ -130,7 +131,7 @@ def load_model(weights, preset=None, fsdn_scale=None, precision="auto"):
         try:
             model = keras.saving.load_model(path, safe_mode=True)
         except Exception as error:  # Keras raises many types for a bad archive.
-            raise ValueError(f"cannot load {path} as a .keras model: {_first_line(error)}") \
+            raise ValueError(f"cannot load {path} as a .keras model: {cli.first_line(error)}") \
                 from None
     else:
         sidecar = read_sidecar(path)
@@ -162,7 +163,7 @@ def _load_weights(model, path, preset):
         stored = _h5_parameters(path)
         if stored is None:
             raise ValueError(f"{path} is not a readable .weights.h5 file: "
-                             f"{_first_line(error)}") from None
+                             f"{cli.first_line(error)}") from None
         label = preset if isinstance(preset, str) else "the given config"
         network = f"an x{model.scale} FSDN of preset" if isinstance(model, FSDN) else "preset"
         raise ValueError(f"weights {path} do not fit {network} {label}: the file holds "
@@ -216,7 +217,3 @@ def _h5_parameters(path):
         return None
     return sum(sizes)
 
-
-def _first_line(error):
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

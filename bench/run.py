@@ -59,7 +59,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from asdn_tf import data as data_lib
-from asdn_tf import evaluate, lfr, notebook, weights_io
+from asdn_tf import cli, evaluate, lfr, notebook, weights_io
 from asdn_tf import precision as precision_lib
 from asdn_tf.config import DataConfig, TrainConfig
 from asdn_tf.imresize import imresize
@@ -557,7 +557,7 @@ def measure_jit(settings):
                     jit_compile=True, autograph=False)(x_up[:, ::2, ::2])
         full_upscale = "compiles"
     except tf.errors.InvalidArgumentError as error:
-        full_upscale = f"does not compile: {error.message.splitlines()[0]}"
+        full_upscale = f"does not compile: {cli.first_line(error)}"
     return {"rows": rows, "upscale_tensor_under_jit": full_upscale}
 
 
