@@ -250,18 +250,9 @@ def format_comparison(results, method="asdn", baseline="bicubic"):
     return "\n".join(lines)
 
 
-def write_atomically(path, write):
-    """Calls write(binary stream) on a temporary file beside `path`, then renames it over `path`,
-    so a failure never leaves a half-written file."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with fileio.atomic_path(path) as temporary, open(temporary, "wb") as stream:
-        write(stream)
-
-
 def write_json(path, results):
     text = json.dumps({"results": results}, indent=1)
-    write_atomically(path, lambda stream: stream.write(text.encode() + b"\n"))
+    fileio.write_atomically(path, text + "\n")
 
 
 def write_csv(path, results):
@@ -269,7 +260,7 @@ def write_csv(path, results):
     writer = csv.DictWriter(text, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(results)
-    write_atomically(path, lambda stream: stream.write(text.getvalue().encode()))
+    fileio.write_atomically(path, text.getvalue())
 
 
 def plot(path, results):
@@ -289,7 +280,9 @@ def plot(path, results):
     axes.grid(True, alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    write_atomically(path, lambda stream: figure.savefig(stream, format="png"))
+    image = io.BytesIO()
+    figure.savefig(image, format="png")
+    fileio.write_atomically(path, image.getvalue())
 
 
 def describe_degradation(name):

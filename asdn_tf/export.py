@@ -108,7 +108,7 @@ def export_saved_model(model, output_dir, max_scale=lfr.DEFAULT_MAX_SCALE,
     def write(path):
         tf.saved_model.save(module, os.fspath(path), signatures=signatures)
 
-    _write_atomically(output_dir, write, "saved_model", overwrite)
+    _write_export(output_dir, write, "saved_model", overwrite)
     return output_dir
 
 
@@ -465,7 +465,7 @@ def export_tflite(fsdn, output, quantize="none", input_size=None, representative
     check_output(output, "tflite", overwrite)
     content = convert_tflite(fsdn, quantize, input_size, representative_images,
                              calibration_patches)
-    _write_atomically(output, lambda path: path.write_bytes(content), "tflite", overwrite)
+    _write_export(output, lambda path: path.write_bytes(content), "tflite", overwrite)
     return output
 
 
@@ -710,11 +710,12 @@ def _listing(names, shown=3):
     return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
-def _write_atomically(path, write, kind, overwrite):
-    """Calls write(temporary path) beside `path`, then renames the result into place, so TF
-    Serving, which watches the model folder for numbered versions, never sees a half-written
-    SavedModel. What `path` is is checked again just before it is replaced, and a failed write
-    (a full disk included) leaves nothing behind, not even the folders made for it.
+def _write_export(path, write, kind, overwrite):
+    """Writes a SavedModel or TFLite file (`kind`) in place of `path`: calls write(temporary
+    path) beside it (`fileio.atomic_path`), then renames the result into place, so TF Serving,
+    which watches the model folder for numbered versions, never sees a half-written SavedModel.
+    What `path` is is checked again just before it is replaced, and a failed write (a full disk
+    included) leaves nothing behind, not even the folders made for it.
 
     Raises:
         OSError: the write failed (one line naming `path` and the reason).
@@ -838,7 +839,7 @@ def _tflite_command(flag_values):
     if not result["ok"]:
         raise ValueError(f"the {flag_values.quantize} model misses its requirement "
                          f"({result['requirement']}); nothing written")
-    _write_atomically(output, lambda path: path.write_bytes(content), "tflite",
+    _write_export(output, lambda path: path.write_bytes(content), "tflite",
                       flag_values.overwrite)
     print(f"wrote {output}")
 

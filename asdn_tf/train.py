@@ -255,11 +255,6 @@ def _check_writable(folder):
             from None
 
 
-def _atomic_write_text(path, text):
-    with fileio.atomic_path(path) as temporary:
-        temporary.write_text(text)
-
-
 def _missing_folders(folder):
     """`folder` and those of its parents that do not exist yet, outermost first."""
     missing = []
@@ -477,7 +472,7 @@ def _write_checkpoint_state(folder, steps):
     as CheckpointManager does: it keeps the newest keep_checkpoints of them and deletes the
     others as it saves."""
     times = [(folder / f"ckpt-{step}.index").stat().st_mtime for step in steps]
-    _atomic_write_text(folder / "checkpoint", "".join(
+    fileio.write_atomically(folder / "checkpoint", "".join(
         [f'model_checkpoint_path: "ckpt-{steps[-1]}"\n']
         + [f'all_model_checkpoint_paths: "ckpt-{step}"\n' for step in steps]
         + [f"all_model_checkpoint_timestamps: {when!r}\n" for when in times]
@@ -519,7 +514,7 @@ def save_weights(network, path, sidecar):
     """Writes `path` (.weights.h5) and its JSON sidecar through temporary files and renames."""
     with fileio.atomic_path(path) as temporary:
         network.save_weights(temporary)
-    _atomic_write_text(sidecar_path(path), json.dumps(sidecar, indent=2, default=str) + "\n")
+    fileio.write_atomically(sidecar_path(path), json.dumps(sidecar, indent=2, default=str) + "\n")
 
 
 def learning_rate_schedule(train_config):
@@ -554,7 +549,7 @@ def record_validation(path, step, psnr_by_scale):
     writer = csv.DictWriter(out, ["step", *columns], restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows([*rows, row])
-    _atomic_write_text(path, out.getvalue())
+    fileio.write_atomically(path, out.getvalue())
 
 
 def read_validation_curve(path):
@@ -786,7 +781,7 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
                                     + time.time() - session_start[0])
                 session_start[0] = time.time()
                 state["best_psnr"] = best_psnr
-                _atomic_write_text(state_path, json.dumps(state, indent=2) + "\n")
+                fileio.write_atomically(state_path, json.dumps(state, indent=2) + "\n")
             except (OSError, tf.errors.OpError) as error:
                 latest = manager.latest_checkpoint
                 if not latest or pathlib.Path(latest).name != f"ckpt-{step}":  # half-written
