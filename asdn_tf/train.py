@@ -34,7 +34,7 @@ from absl import app, flags, logging
 
 from asdn_tf import config as config_lib
 from asdn_tf import data as data_lib
-from asdn_tf import cli, evaluate, fileio
+from asdn_tf import cli, evaluate, fileio, progress
 from asdn_tf.model import build_fsdn, build_model, init_from_asdn
 from asdn_tf.precision import dtype_policy
 from asdn_tf.weights_io import (BUNDLED, WEIGHTS_FOLDER, bundled_weights, load_model, read_sidecar,
@@ -878,13 +878,8 @@ def _warm_start(network, init_from, model_config, model):
 
 def _progress(step, total, loss, learning_rate, rate):
     eta = _format_eta((total - step) / rate) if rate > 0 else "?"
-    width = 30
-    filled = int(width * step / total)
-    line = (f"[{'=' * filled}{'.' * (width - filled)}] {step}/{total} loss {loss:.4f} "
-            f"lr {learning_rate:.2e} {rate:.2f} steps/s ETA {eta}")
-    end = "\r" if sys.stderr.isatty() else "\n"
-    sys.stderr.write(line + end)
-    sys.stderr.flush()
+    progress.bar(log=True)(step, total, f"loss {loss:.4f} lr {learning_rate:.2e} "
+                                        f"{rate:.2f} steps/s ETA {eta}")
 
 
 # ---- command line -------------------------------------------------------------------------
