@@ -32,6 +32,7 @@ from asdn_tf import precision as precision_lib
 from asdn_tf import progress, weights_io
 from asdn_tf.imresize import imresize
 from asdn_tf.inference import compiled_upscaler
+from asdn_tf.model import ASDN
 
 METHODS = ("bicubic", "asdn")
 CSV_FIELDS = ("set", "scale", "method", "psnr", "ssim", "images", "shave")
@@ -84,7 +85,7 @@ def to_uint8(image):
     return np.floor(np.clip(np.asarray(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def degrade(hr, scale, degradation="bicubic"):
+def benchmark_pair(hr, scale, degradation="bicubic"):
     """(HR cropped to a multiple of an integer scale, LR uint8 of ceil(H/s) × ceil(W/s)).
 
     The LR is the protocol's (MATLAB bicubic, quantised) or another of
@@ -117,7 +118,7 @@ def super_resolve(lr, scale, size, method, model=None):
     if method == "bicubic":
         return imresize(pixels, scale=scale, size=size).numpy()
     rgb = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
-    if hasattr(model, "branches"):
+    if isinstance(model, ASDN):
         # One graph for every image, size and scale (as float32, as `asdn_tf.upscale` takes
         # it): nothing is traced per image.
         output = compiled_upscaler(model)(rgb[None], float(scale), size)[0].numpy()
@@ -132,7 +133,7 @@ def super_resolve(lr, scale, size, method, model=None):
 def measure(hr, scale, method, model=None, degradation="bicubic"):
     """(PSNR, SSIM, SR uint8) of one HR image (uint8 H×W or H×W×3) at `scale`, its LR made by
     `degradation` (the protocol's by default)."""
-    hr, lr = degrade(hr, scale, degradation)
+    hr, lr = benchmark_pair(hr, scale, degradation)
     sr = super_resolve(lr, scale, hr.shape[:2], method, model)
     sr = to_uint8(sr).reshape(hr.shape)
     border = shave(scale)

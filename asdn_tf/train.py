@@ -35,7 +35,7 @@ from absl import app, flags, logging
 from asdn_tf import config as config_lib
 from asdn_tf import data as data_lib
 from asdn_tf import cli, evaluate, fileio, progress
-from asdn_tf.model import build_fsdn, build_model, init_from_asdn
+from asdn_tf.model import ASDN, FSDN, build_fsdn, build_model, init_from_asdn
 from asdn_tf.precision import dtype_policy
 from asdn_tf.weights_io import (BUNDLED, WEIGHTS_FOLDER, bundled_weights, load_model, read_sidecar,
                                 sidecar_path)
@@ -79,7 +79,7 @@ class Trainer(keras.Model):
         self.network = network
         self.patch_size = patch_size
         self.clip_norm = clip_norm
-        self.is_fsdn = not hasattr(network, "branches")
+        self.is_fsdn = isinstance(network, FSDN)
 
     def call(self, inputs, level=None):
         return self.network(inputs) if self.is_fsdn else self.network(inputs, level=level)
@@ -96,8 +96,8 @@ class Trainer(keras.Model):
         elif "x_up" in batch:
             inputs, target = batch["x_up"], batch["hr"]
         else:
-            inputs, target = data_lib.degrade(batch["hr"], level, self.patch_size,
-                                              self.network.num_levels)
+            inputs, target = data_lib.training_pair(batch["hr"], level, self.patch_size,
+                                                    self.network.num_levels)
         variables = self.step_variables(level)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
@@ -591,7 +591,7 @@ def _sample_images(network, images, scale, count=3, crop=96):
     samples = []
     for _, hr in images[:count]:
         hr = hr[:crop, :crop]
-        hr, lr = evaluate.degrade(hr, scale)
+        hr, lr = evaluate.benchmark_pair(hr, scale)
         strip = [evaluate.super_resolve(lr.reshape(*lr.shape[:2], -1), scale, hr.shape[:2],
                                         method, network) for method in ("bicubic", "asdn")]
         strip.append(hr.reshape(*hr.shape[:2], -1).astype(np.float32) / 255.0)
@@ -869,7 +869,7 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
 
 def _warm_start(network, init_from, model_config, model):
     source = load_model(init_from, preset=None if read_sidecar(init_from) else model_config)
-    if model == "fsdn" and hasattr(source, "branches"):
+    if model == "fsdn" and isinstance(source, ASDN):
         init_from_asdn(network, source)
     else:
         network.set_weights(source.get_weights())

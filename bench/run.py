@@ -541,7 +541,7 @@ def measure_jit(settings):
     side = data_lib.hr_patch_size(settings.patch_size, level)
     hr = tf.constant(np.random.default_rng(0).integers(0, 256, (batch_size, side, side, 3),
                                                        np.uint8))
-    x_up, target = data_lib.degrade(hr, level, settings.patch_size)
+    x_up, target = data_lib.training_pair(hr, level, settings.patch_size)
     batch = {"x_up": x_up, "hr": target, "level": tf.fill([batch_size], level)}
     for policy in POLICIES:
         for jit in (False, True):

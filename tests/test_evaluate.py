@@ -38,7 +38,7 @@ def test_bicubic_reproduces_the_literature_table(datasets_dir):
 @pytest.mark.parametrize("scale,hr_size,lr_size", [
     (2, (12, 16), (6, 8)), (3, (12, 15), (4, 5)), (1.5, (13, 17), (9, 12))])
 def test_degrade_crops_integer_scales_only(scale, hr_size, lr_size):
-    hr, lr = evaluate.degrade(np.zeros((13, 17, 3), np.uint8), scale)
+    hr, lr = evaluate.benchmark_pair(np.zeros((13, 17, 3), np.uint8), scale)
     assert hr.shape[:2] == hr_size
     assert lr.shape == (*lr_size, 3) and lr.dtype == np.uint8
 
