@@ -48,10 +48,9 @@ from asdn_tf.inference import upscale_tensor
 from asdn_tf.model import ASDN, FSDN
 from asdn_tf.weights_io import load_model, load_pretrained
 
-# The default preset needs about 2.5 KB of activations per output pixel (asdn_tf/tiling.py), so
-# 1024 × 1024 output pixels peak near 2.5 GB; a larger request is refused before anything is
-# allocated. Raise it (--max_output_pixels) on a server with the memory for it.
-DEFAULT_MAX_OUTPUT_PIXELS = 1024 * 1024
+# A larger request is refused before anything is allocated (the memory of one pass). Raise it
+# (--max_output_pixels) on a server with the memory for it.
+DEFAULT_MAX_OUTPUT_PIXELS = config_lib.MAX_PASS_PIXELS
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 # What each quantization must reach against the Keras FSDN, outputs in [0, 1] units.
 REQUIREMENTS = {"none": ("max_abs", 1e-4), "float16": ("max_abs", 2e-3),

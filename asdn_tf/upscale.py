@@ -377,11 +377,11 @@ def define_flags(flag_values=flags.FLAGS):
         "AVX512_BF16, GPUs of compute capability 8.0 and above), which runs 1.5-2.4x faster "
         "there for -0.02 dB on Set5 at x2; float32 elsewhere, where bfloat16 is slower.",
         flag_values=flag_values))
-    # asdn_tf.tiling's AUTO_TILE_PIXELS and DEFAULT_TILE, written out: it imports TensorFlow,
-    # which --help does not wait for (test_upscale_usability checks they agree).
+    # asdn_tf.tiling's DEFAULT_TILE, written out: that module imports TensorFlow, which --help
+    # does not wait for (test_help_states_the_tiling_defaults checks they agree).
     define("integer", "tile", None,
            "Side of the regions the network runs on at once, in its input pixels; 0 never "
-           "tiles. By default outputs above 1.0 M pixels use 512.")
+           f"tiles. By default outputs above {config.MAX_PASS_PIXELS / 1e6:.1f} M pixels use 512.")
     define("integer", "tile_overlap", None,
            "Context around each region; by default the model's receptive radius, which makes "
            "tiles seamless.")
