@@ -119,7 +119,7 @@ def random_patch(image, crop, seed):
 
 
 def training_pair(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, photo=None,
-            seed=None):
+                  seed=None):
     """(x_up, hr) for a batch of HR patches at least round(p · r_l) pixels square.
 
     `level` is a Python int (static sizes: XLA friendly) or an int tensor. The HR patch is the

@@ -162,7 +162,7 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
         tile_overlap: context around each region; by default the model's receptive radius.
         progress: optional callable(done, total), called after each network pass.
         precision: of the bundled model, when `model` is None: "auto" (bfloat16 where the
-            hardware runs it fast, `precision_lib.auto_precision`), "float32" or "bfloat16".
+            hardware runs it fast, `precision.auto_precision`), "float32" or "bfloat16".
 
     Returns:
         uint8 array (uint16 for uint16 input) of the same layout as `image`.
