@@ -364,7 +364,8 @@ def test_exif_orientation_icc_profile_and_quality(tmp_path, tiny_model):
     exif = image.getexif()
     exif[0x0112] = 6  # stored landscape, shown rotated a quarter turn clockwise
     image.save(tmp_path / "in.jpg", exif=exif, icc_profile=profile, quality=95)
-    path = upscale_command.upscale_file(tmp_path / "in.jpg", tmp_path / "o.png", 2, model=tiny_model)
+    path = upscale_command.upscale_file(tmp_path / "in.jpg", tmp_path / "o.png", 2,
+                                        model=tiny_model)
     with Image.open(path) as written:
         assert written.size == (48, 64) and written.info["icc_profile"] == profile
     sizes = {}
@@ -374,11 +375,13 @@ def test_exif_orientation_icc_profile_and_quality(tmp_path, tiny_model):
         sizes[quality] = path.stat().st_size
         assert Image.open(path).info["icc_profile"] == profile
     assert sizes[30] < sizes[95]
-    path = upscale_command.upscale_file(tmp_path / "in.jpg", tmp_path / "o.bmp", 2, model=tiny_model)
+    path = upscale_command.upscale_file(tmp_path / "in.jpg", tmp_path / "o.bmp", 2,
+                                        model=tiny_model)
     assert "icc_profile" not in Image.open(path).info
     # A profile of another colour space than the output's is not copied.
     _save(tmp_path / "gray.png", _pixels((24, 32)), icc_profile=profile)
-    path = upscale_command.upscale_file(tmp_path / "gray.png", tmp_path / "g.png", 2, model=tiny_model)
+    path = upscale_command.upscale_file(tmp_path / "gray.png", tmp_path / "g.png", 2,
+                                        model=tiny_model)
     assert "icc_profile" not in Image.open(path).info
 
 

@@ -185,7 +185,8 @@ def test_help_and_version_do_not_wait_for_tensorflow(tmp_path):
     assert seconds < 1.5, seconds
     done = _process(["-c", _console_script("print('tensorflow' in sys.modules)"), "--version"],
                     tmp_path)
-    assert (done.returncode, done.stdout) == (0, f"asdn-upscale {upscale_command.version()}\nFalse\n")
+    assert (done.returncode, done.stdout) == (
+        0, f"asdn-upscale {upscale_command.version()}\nFalse\n")
     assert upscale_command.version() == asdn_tf.__version__
 
 
