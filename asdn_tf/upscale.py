@@ -359,7 +359,7 @@ def define_flags(flag_values=flags.FLAGS):
            "names).")
     define("bool", "recursive", False,
            "Also upscale the images in --input's subfolders; the outputs mirror them.")
-    define("string", "scale", None, "The factor, in (1, 32], e.g. 3.3.")
+    define("string", "scale", None, f"The factor, in (1, {lfr.DEFAULT_MAX_SCALE:g}], e.g. 3.3.")
     define("string", "size", None, "The output size WIDTHxHEIGHT, e.g. 1920x1080.")
     define("integer", "width", None, "The output width; the height keeps the aspect ratio.")
     define("integer", "height", None, "The output height; the width keeps the aspect ratio.")
