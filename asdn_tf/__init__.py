@@ -12,6 +12,8 @@ The public names load their module (and TensorFlow) on first use, so `import asd
 import importlib as _importlib
 import logging as _logging
 import os as _os
+import sys as _sys
+import types as _types
 
 from absl import logging as _absl_logging
 
@@ -40,9 +42,9 @@ _EXPORTS = {
     "build_fsdn": "asdn_tf.model",
     "build_model": "asdn_tf.model",
     "init_from_asdn": "asdn_tf.model",
-    "load_model": "asdn_tf.pretrained",
-    "load_pretrained": "asdn_tf.pretrained",
-    "upscale_file": "asdn_tf.upscale_lib",
+    "load_model": "asdn_tf.weights_io",
+    "load_pretrained": "asdn_tf.weights_io",
+    "upscale_file": "asdn_tf.upscale",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -55,6 +57,19 @@ def __getattr__(name):
     value = getattr(_importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value
     return value
+
+
+class _Package(_types.ModuleType):
+    """The package, whose `upscale` stays the function: importing the command's module
+    asdn_tf.upscale (`asdn-upscale`, `from asdn_tf.upscale import ...`) would otherwise make
+    the import system set the attribute `upscale` to that module."""
+
+    def __setattr__(self, name, value):
+        if not (name == "upscale" and isinstance(value, _types.ModuleType)):
+            super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
 
 
 def __dir__():

@@ -1,4 +1,4 @@
-"""Helpers shared by the absl entry points (`python -m asdn_tf.evaluate`, `.check_data`)."""
+"""What the command lines share: an error a user can cause is reported in one line."""
 
 import sys
 
@@ -16,3 +16,11 @@ def one_line_flags_parser(program):
             sys.exit(f"{program}: {error}")
 
     return parse
+
+
+def first_line(error):
+    """The first non-blank line of an error's message (TF errors carry the op and a stack below
+    it), or the error's type when the message is empty."""
+    text = str(getattr(error, "message", None) or error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

@@ -17,6 +17,8 @@ import typing
 
 from absl import flags
 
+from asdn_tf import lfr
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -210,16 +212,20 @@ class TrainConfig:
             raise ValueError(f"lr_milestones must be increasing positive integers, "
                              f"got {self.lr_milestones!r}")
         for scale in self.validation_scales:
-            if not 1 < float(scale) <= 32:
-                raise ValueError(f"validation_scales must be in (1, 32], got {scale!r}")
+            if not 1 < float(scale) <= lfr.DEFAULT_MAX_SCALE:
+                raise ValueError(f"validation_scales must be in (1, {lfr.DEFAULT_MAX_SCALE:g}], "
+                                 f"got {scale!r}")
 
+
+# The most output pixels one pass of the network is given at once: the default preset holds
+# about 2.5 KB of activations per output pixel, so 1024 × 1024 pixels peak near 2.5 GB. Larger
+# outputs are tiled by `asdn_tf.upscale` (asdn_tf/tiling.py) and refused by an exported
+# SavedModel unless its export raises the limit (--max_output_pixels).
+MAX_PASS_PIXELS = 1024 * 1024
 
 PRESETS = {
     # The paper: 16 DABs, 8 convolutions per IDB, 64 features (about 22 M parameters).
     "paper": ModelConfig(num_blocks=16, num_layers=8, features=64, growth=64),
-    # CPU-sized candidates for the bundled weights (chosen by measured validation PSNR).
-    "small": ModelConfig(),
-    "medium": ModelConfig(num_blocks=6, num_layers=4, features=48, growth=32),
     # Sized for training and serving on a CPU; the bundled weights use it.
     "default": ModelConfig(),
     # For tests: builds and runs in well under a second.

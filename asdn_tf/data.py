@@ -57,8 +57,8 @@ def random_patch(image, crop, seed):
     return tf.image.rot90(patch, tf.random.stateless_uniform([], seeds[2], 0, 4, tf.int32))
 
 
-def degrade(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, photo=None,
-            seed=None):
+def training_pair(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, photo=None,
+                  seed=None):
     """(x_up, hr) for a batch of HR patches at least round(p · r_l) pixels square.
 
     `level` is a Python int (static sizes: XLA friendly) or an int tensor. The HR patch is the
@@ -201,7 +201,8 @@ def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_s
         levels_per_patch = tf.fill([batch_size], level)
         if data_config.degrade_in_step:
             return {"hr": batch, "level": levels_per_patch}
-        x_up, hr = degrade(batch, level, data_config.patch_size, num_levels, photo, batch_seed)
+        x_up, hr = training_pair(batch, level, data_config.patch_size, num_levels, photo,
+                                 batch_seed)
         return {"x_up": x_up, "hr": hr, "level": levels_per_patch}
 
     return (tf.data.Dataset.zip(patches, levels, seeds)

@@ -28,9 +28,11 @@ import numpy as np
 from absl import app, flags
 
 from asdn_tf import cli, degradation as degradation_lib, fileio, image_io, lfr, metrics
-from asdn_tf import pretrained, progress
+from asdn_tf import precision as precision_lib
+from asdn_tf import progress, weights_io
 from asdn_tf.imresize import imresize
 from asdn_tf.inference import compiled_upscaler
+from asdn_tf.model import ASDN
 from asdn_tf.pixels import to_float, to_rgb, to_uint8
 
 METHODS = ("bicubic", "asdn")
@@ -79,7 +81,7 @@ def shave(scale):
     return math.ceil(scale - 1e-9)
 
 
-def degrade(hr, scale, degradation="bicubic"):
+def benchmark_pair(hr, scale, degradation="bicubic"):
     """(HR cropped to a multiple of an integer scale, LR uint8 of ceil(H/s) × ceil(W/s)).
 
     The LR is the protocol's (MATLAB bicubic, quantised) or another of
@@ -112,7 +114,7 @@ def super_resolve(lr, scale, size, method, model=None):
     if method == "bicubic":
         return imresize(pixels, scale=scale, size=size).numpy()
     rgb = to_rgb(pixels)
-    if hasattr(model, "branches"):
+    if isinstance(model, ASDN):
         # One graph for every image, size and scale (as float32, as `asdn_tf.upscale` takes
         # it): nothing is traced per image.
         output = compiled_upscaler(model)(rgb[None], float(scale), size)[0].numpy()
@@ -127,7 +129,7 @@ def super_resolve(lr, scale, size, method, model=None):
 def measure(hr, scale, method, model=None, degradation="bicubic"):
     """(PSNR, SSIM, SR uint8) of one HR image (uint8 H×W or H×W×3) at `scale`, its LR made by
     `degradation` (the protocol's by default)."""
-    hr, lr = degrade(hr, scale, degradation)
+    hr, lr = benchmark_pair(hr, scale, degradation)
     sr = super_resolve(lr, scale, hr.shape[:2], method, model)
     sr = to_uint8(sr).reshape(hr.shape)
     border = shave(scale)
@@ -165,7 +167,7 @@ def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progr
     scales = parse_scales(scales)
     degradation_lib.check_name(degradation)
     if method == "asdn" and model is None:
-        model = pretrained.load_pretrained(precision=precision)
+        model = weights_io.load_pretrained(precision=precision)
     total = sum(len(images) for images in sets.values()) * len(scales)
     done = 0
     results = []
@@ -198,7 +200,7 @@ def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progr
                             "images": len(images), "shave": shave(scale),
                             "per_image": per_image})
             if method == "asdn":
-                results[-1]["precision"] = pretrained.precision_of(model)
+                results[-1]["precision"] = precision_lib.precision_of(model)
     return results
 
 
@@ -245,18 +247,9 @@ def format_comparison(results, method="asdn", baseline="bicubic"):
     return "\n".join(lines)
 
 
-def write_atomically(path, write):
-    """Calls write(binary stream) on a temporary file beside `path`, then renames it over `path`,
-    so a failure never leaves a half-written file."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with fileio.atomic_path(path) as temporary, open(temporary, "wb") as stream:
-        write(stream)
-
-
 def write_json(path, results):
     text = json.dumps({"results": results}, indent=1)
-    write_atomically(path, lambda stream: stream.write(text.encode() + b"\n"))
+    fileio.write_atomically(path, text + "\n")
 
 
 def write_csv(path, results):
@@ -264,7 +257,7 @@ def write_csv(path, results):
     writer = csv.DictWriter(text, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(results)
-    write_atomically(path, lambda stream: stream.write(text.getvalue().encode()))
+    fileio.write_atomically(path, text.getvalue())
 
 
 def plot(path, results):
@@ -284,7 +277,9 @@ def plot(path, results):
     axes.grid(True, alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    write_atomically(path, lambda stream: figure.savefig(stream, format="png"))
+    image = io.BytesIO()
+    figure.savefig(image, format="png")
+    fileio.write_atomically(path, image.getvalue())
 
 
 def describe_degradation(name):
@@ -326,10 +321,10 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
     if weights and model_name:
         raise ValueError("give --model (a bundled model) or --weights (a file), not both")
     if model_name:
-        pretrained.bundled_weights(model_name)
+        weights_io.bundled_weights(model_name)
     if preset and not weights:
         raise ValueError("--preset needs --weights (the bundled weights know their preset)")
-    pretrained.check_precision(precision)
+    precision_lib.check_precision(precision)
     if not data_dir:
         raise ValueError("pass --data_dir (a folder with one folder per set) or set ASDN_DATASETS")
     if not sets:
@@ -338,11 +333,11 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
     loaded = load_sets(data_dir, sets)
     model = None
     if "asdn" in methods:
-        model = (pretrained.load_model(weights, preset, precision=precision) if weights
-                 else pretrained.load_pretrained(model_name or "default", precision))
+        model = (weights_io.load_model(weights, preset, precision=precision) if weights
+                 else weights_io.load_pretrained(model_name or "default", precision))
         if announce and precision == "auto":
-            announce(f"precision auto -> {pretrained.precision_of(model)} "
-                     f"({pretrained.auto_precision()[1]})")
+            announce(f"precision auto -> {precision_lib.precision_of(model)} "
+                     f"({precision_lib.auto_precision()[1]})")
     count = sum(len(images) for images in loaded.values()) * len(scales)
     if announce:
         announce(f"measuring {count * len(methods) * len(degradations)} SR images "
@@ -371,7 +366,7 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
         report = ("\n".join(describe_degradation(name) for name in degradations) + "\n"
                   + format_table(results))
     if model is not None:
-        report += f"\nprecision: {pretrained.describe_precision(model, precision)}"
+        report += f"\nprecision: {precision_lib.describe_precision(model, precision)}"
     return f"{report}\n({images} SR images measured in {seconds:.1f} s)"
 
 
@@ -410,7 +405,7 @@ if __name__ == "__main__":
     flags.DEFINE_string("output_csv", None, "Write the results as CSV.")
     flags.DEFINE_string("save_images", None, "Folder for the SR images (PNG).")
     flags.DEFINE_string("plot", None, "PNG path for a PSNR-versus-scale plot.")
-    flags.DEFINE_enum("precision", "auto", list(pretrained.PRECISION_CHOICES),
+    flags.DEFINE_enum("precision", "auto", list(precision_lib.PRECISION_CHOICES),
                       "asdn: compute precision; auto is bfloat16 where the hardware runs it "
                       "fast (AMX, AVX512_BF16, GPUs of compute capability 8.0+), else float32. "
                       "The report states it; the README's table is float32.")

@@ -46,12 +46,11 @@ from asdn_tf import config as config_lib
 from asdn_tf.image_io import list_images, read_image
 from asdn_tf.inference import upscale_tensor
 from asdn_tf.model import ASDN, FSDN
-from asdn_tf.pretrained import load_model, load_pretrained
+from asdn_tf.weights_io import load_model, load_pretrained
 
-# The default preset needs about 2.5 KB of activations per output pixel (asdn_tf/tiling.py), so
-# 1024 × 1024 output pixels peak near 2.5 GB; a larger request is refused before anything is
-# allocated. Raise it (--max_output_pixels) on a server with the memory for it.
-DEFAULT_MAX_OUTPUT_PIXELS = 1024 * 1024
+# A larger request is refused before anything is allocated (the memory of one pass). Raise it
+# (--max_output_pixels) on a server with the memory for it.
+DEFAULT_MAX_OUTPUT_PIXELS = config_lib.MAX_PASS_PIXELS
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 # What each quantization must reach against the Keras FSDN, outputs in [0, 1] units.
 REQUIREMENTS = {"none": ("max_abs", 1e-4), "float16": ("max_abs", 2e-3),
@@ -108,7 +107,7 @@ def export_saved_model(model, output_dir, max_scale=lfr.DEFAULT_MAX_SCALE,
     def write(path):
         tf.saved_model.save(module, os.fspath(path), signatures=signatures)
 
-    _write_atomically(output_dir, write, "saved_model", overwrite)
+    _write_export(output_dir, write, "saved_model", overwrite)
     return output_dir
 
 
@@ -459,7 +458,7 @@ def export_tflite(fsdn, output, quantize="none", input_size=None, representative
     check_output(output, "tflite", overwrite)
     content = convert_tflite(fsdn, quantize, input_size, representative_images,
                              calibration_patches)
-    _write_atomically(output, lambda path: path.write_bytes(content), "tflite", overwrite)
+    _write_export(output, lambda path: path.write_bytes(content), "tflite", overwrite)
     return output
 
 
@@ -692,11 +691,12 @@ def _listing(names, shown=3):
     return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
-def _write_atomically(path, write, kind, overwrite):
-    """Calls write(temporary path) beside `path`, then renames the result into place, so TF
-    Serving, which watches the model folder for numbered versions, never sees a half-written
-    SavedModel. What `path` is is checked again just before it is replaced, and a failed write
-    (a full disk included) leaves nothing behind, not even the folders made for it.
+def _write_export(path, write, kind, overwrite):
+    """Writes a SavedModel or TFLite file (`kind`) in place of `path`: calls write(temporary
+    path) beside it (`fileio.atomic_path`), then renames the result into place, so TF Serving,
+    which watches the model folder for numbered versions, never sees a half-written SavedModel.
+    What `path` is is checked again just before it is replaced, and a failed write (a full disk
+    included) leaves nothing behind, not even the folders made for it.
 
     Raises:
         OSError: the write failed (one line naming `path` and the reason).
@@ -716,16 +716,9 @@ def _write_atomically(path, write, kind, overwrite):
                 folder.rmdir()
         if isinstance(error, (OSError, tf.errors.OpError)) and not isinstance(
                 error, FileExistsError):
-            reason = getattr(error, "strerror", None) or _first_line(error)
+            reason = getattr(error, "strerror", None) or cli.first_line(error)
             raise OSError(f"cannot write {path}: {reason}") from None
         raise
-
-
-def _first_line(error):
-    """The first line of an error's message (TF errors carry the op and stack below it)."""
-    text = getattr(error, "message", None) or str(error)
-    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -827,7 +820,7 @@ def _tflite_command(flag_values):
     if not result["ok"]:
         raise ValueError(f"the {flag_values.quantize} model misses its requirement "
                          f"({result['requirement']}); nothing written")
-    _write_atomically(output, lambda path: path.write_bytes(content), "tflite",
+    _write_export(output, lambda path: path.write_bytes(content), "tflite",
                       flag_values.overwrite)
     print(f"wrote {output}")
 
@@ -848,7 +841,7 @@ def main(argv):
     try:
         commands[command](flag_values)
     except (ValueError, OSError) as error:  # FileNotFoundError and FileExistsError included.
-        print(f"export: {_first_line(error)}", file=sys.stderr)
+        print(f"export: {cli.first_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("export: interrupted; nothing written", file=sys.stderr)

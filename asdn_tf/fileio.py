@@ -34,6 +34,15 @@ def atomic_path(path):
         raise
 
 
+def write_atomically(path, content):
+    """Writes `content` (str or bytes) to `path` through `atomic_path`, creating missing parent
+    folders: a failure never leaves a half-written file."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(content.encode() if isinstance(content, str) else content)
+
+
 def check_writable(folder):
     """Raises OSError naming `folder` unless a file can be created in it (the only test that
     holds for root and for read-only mounts)."""

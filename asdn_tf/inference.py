@@ -17,8 +17,9 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from asdn_tf import lfr, pretrained, tiling
+from asdn_tf import lfr, tiling, weights_io
 from asdn_tf import pixels as pixels_lib
+from asdn_tf import precision as precision_lib
 from asdn_tf.imresize import imresize
 
 
@@ -130,7 +131,7 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
             uint16 or float in [0, 1].
         scale: the factor; without it, the largest of the size ratios.
         model: an `ASDN`; by default the bundled pretrained model, loaded once per process
-            (`pretrained.shared_pretrained`). It computes in its own precision.
+            (`weights_io.shared_pretrained`). It computes in its own precision.
         size: optional (height, width) of the output.
         max_scale: the largest accepted scale.
         tile: run the network on regions of this side (`asdn_tf.tiling`); 0 never tiles; None
@@ -138,7 +139,7 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
         tile_overlap: context around each region; by default the model's receptive radius.
         progress: optional callable(done, total), called after each network pass.
         precision: of the bundled model, when `model` is None: "auto" (bfloat16 where the
-            hardware runs it fast, `pretrained.auto_precision`), "float32" or "bfloat16".
+            hardware runs it fast, `precision.auto_precision`), "float32" or "bfloat16".
 
     Returns:
         uint8 array (uint16 for uint16 input) of the same layout as `image`.
@@ -159,10 +160,10 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
         size = lfr.output_size(height, width, scale)
     tiled = tiling.choose_tile(size, tile) > 0
     tile_overlap = tiling.check_overlap(tile_overlap)
-    pretrained.check_precision(precision)
+    precision_lib.check_precision(precision)
     pixels = pixels_lib.to_float(image)
     if model is None:
-        model = pretrained.shared_pretrained(precision)
+        model = weights_io.shared_pretrained(precision)
     pixels = pixels.reshape(height, width, -1)
     channels = pixels.shape[2]
     rgb = pixels_lib.to_rgb(pixels)

@@ -11,7 +11,8 @@ Example:
 
 import pathlib
 
-from asdn_tf import image_io, pixels, pretrained
+from asdn_tf import image_io, pixels, weights_io
+from asdn_tf import precision as precision_lib
 from asdn_tf.imresize import imresize
 from asdn_tf.model import build_model
 
@@ -55,15 +56,15 @@ def demo_model(weights=None, preset=None, precision="auto"):
     in the label, so no figure passes it off as trained.
     """
     if weights:
-        return (pretrained.load_model(weights, preset, precision=precision),
+        return (weights_io.load_model(weights, preset, precision=precision),
                 f"ASDN ({pathlib.Path(weights).name})")
     try:
-        return pretrained.load_pretrained(precision=precision), "ASDN"
+        return weights_io.load_pretrained(precision=precision), "ASDN"
     except FileNotFoundError as error:
         preset = preset or "default"
         print(f"{error}.\nShowing an UNTRAINED {preset!r} ASDN instead: its outputs are "
               "bicubic plus the noise of random weights, not super-resolution.")
-        return (pretrained.with_precision(build_model(preset), precision),
+        return (precision_lib.with_precision(build_model(preset), precision),
                 f"ASDN (untrained {preset})")
 
 

@@ -36,9 +36,9 @@ import time
 import numpy as np
 from absl import logging
 
+from asdn_tf import cli, fileio
 from asdn_tf import config as config_lib
-from asdn_tf import fileio
-from asdn_tf.pretrained import read_sidecar, sidecar_path
+from asdn_tf.weights_io import read_sidecar, sidecar_path
 
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"
@@ -61,13 +61,6 @@ class TrainingError(Exception):
     """A failure a user can act on; `python -m asdn_tf.train` prints it as one line."""
 
 
-def first_line(error):
-    """The first line of an error's message, for a TrainingError (TF's carry the op and stack
-    below it)."""
-    text = str(getattr(error, "message", None) or error).strip()
-    return (text.splitlines() or [type(error).__name__])[0][:200]
-
-
 @dataclasses.dataclass
 class RunState:
     """state.json: what a resumed run needs besides its checkpoint.
@@ -86,7 +79,7 @@ class RunState:
 @dataclasses.dataclass(frozen=True)
 class WeightsSidecar:
     """The JSON beside best.weights.h5 and final.weights.h5: how to build the network for the
-    weights (`pretrained.load_model` reads model, scale and model_config) and the run that made
+    weights (`weights_io.load_model` reads model, scale and model_config) and the run that made
     them.
 
     Args:
@@ -124,11 +117,6 @@ class WeightsSidecar:
 def mean_psnr(psnr_by_scale):
     """The number validations are ranked by: the mean over the scales."""
     return float(np.mean(list(psnr_by_scale.values())))
-
-
-def _atomic_write_text(path, text):
-    with fileio.atomic_path(path) as temporary:
-        temporary.write_text(text)
 
 
 # ---- the folder --------------------------------------------------------------------------------
@@ -258,7 +246,7 @@ def load_state(output_dir):
 
 
 def save_state(output_dir, state):
-    _atomic_write_text(output_dir / STATE, json.dumps(dataclasses.asdict(state), indent=2) + "\n")
+    fileio.write_atomically(output_dir / STATE, json.dumps(dataclasses.asdict(state), indent=2) + "\n")
 
 
 def save_weights(network, path, sidecar):
@@ -266,7 +254,7 @@ def save_weights(network, path, sidecar):
     renames."""
     with fileio.atomic_path(path) as temporary:
         network.save_weights(temporary)
-    _atomic_write_text(sidecar_path(path), sidecar.to_json())
+    fileio.write_atomically(sidecar_path(path), sidecar.to_json())
 
 
 def record_validation(path, step, psnr_by_scale):
@@ -287,7 +275,7 @@ def record_validation(path, step, psnr_by_scale):
     writer = csv.DictWriter(out, ["step", *columns], restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows([*rows, row])
-    _atomic_write_text(path, out.getvalue())
+    fileio.write_atomically(path, out.getvalue())
 
 
 def read_validation_curve(path):
@@ -395,7 +383,7 @@ class Checkpoints:
                 checkpoint_number=step)
         except (OSError, tf.errors.OpError) as error:
             raise TrainingError(f"{self.task} cannot write its checkpoint copy in {folder}: "
-                                f"{first_line(error)}") from None
+                                f"{cli.first_line(error)}") from None
         finally:
             fileio.remove(folder)
 
@@ -560,7 +548,7 @@ def _write_checkpoint_state(folder, steps):
     as CheckpointManager does: it keeps the newest keep_checkpoints of them and deletes the
     others as it saves."""
     times = [(folder / f"{CHECKPOINT_NAME}-{step}.index").stat().st_mtime for step in steps]
-    _atomic_write_text(folder / "checkpoint", "".join(
+    fileio.write_atomically(folder / "checkpoint", "".join(
         [f'model_checkpoint_path: "{CHECKPOINT_NAME}-{steps[-1]}"\n']
         + [f'all_model_checkpoint_paths: "{CHECKPOINT_NAME}-{step}"\n' for step in steps]
         + [f"all_model_checkpoint_timestamps: {when!r}\n" for when in times]

@@ -36,13 +36,14 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from asdn_tf import config as config_lib
 from asdn_tf import lfr
 from asdn_tf import pixels as pixels_lib
 from asdn_tf.imresize import resize_matrix
 
 DEFAULT_TILE = 512
-# An untiled pass of the default preset over 1024×1024 output pixels peaks near 2.5 GB.
-AUTO_TILE_PIXELS = 1024 * 1024
+# Outputs of more pixels are tiled unless told otherwise (the memory of one pass).
+AUTO_TILE_PIXELS = config_lib.MAX_PASS_PIXELS
 MIN_TILE = 8
 # Bytes a step holds besides one region's activations: its input and output images, and the
 # features of the regions paused at an attention (652 per pixel: float32 default preset).

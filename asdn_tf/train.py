@@ -26,10 +26,10 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from asdn_tf import cli, pixels, run_folder
+from asdn_tf import cli, pixels, progress, run_folder
 from asdn_tf import config as config_lib
-from asdn_tf.pretrained import (BUNDLED, WEIGHTS_FOLDER, bundled_weights, dtype_policy,
-                                load_model, read_sidecar)
+from asdn_tf.precision import dtype_policy
+from asdn_tf.weights_io import BUNDLED, WEIGHTS_FOLDER, bundled_weights, load_model, read_sidecar
 from asdn_tf.run_folder import TrainingError
 
 
@@ -269,8 +269,8 @@ def warm_start(network, init_from, model_config, model):
     # float32, the precision the network's weights are kept in, whatever "auto" picks here.
     source = load_model(init_from, preset=None if read_sidecar(init_from) else model_config,
                         precision="float32")
-    if model == "fsdn" and hasattr(source, "branches"):
-        from asdn_tf.model import init_from_asdn
+    from asdn_tf.model import ASDN, init_from_asdn
+    if model == "fsdn" and isinstance(source, ASDN):
         init_from_asdn(network, source)
     else:
         network.set_weights(source.get_weights())
@@ -290,7 +290,7 @@ def _sample_images(network, images, scale, count=3, crop=96):
     samples = []
     for _, hr in images[:count]:
         hr = hr[:crop, :crop]
-        hr, lr = evaluate.degrade(hr, scale)
+        hr, lr = evaluate.benchmark_pair(hr, scale)
         strip = [evaluate.super_resolve(lr.reshape(*lr.shape[:2], -1), scale, hr.shape[:2],
                                         method, network) for method in ("bicubic", "asdn")]
         strip.append(pixels.to_float(hr))
@@ -306,17 +306,12 @@ def _format_eta(seconds):
 
 def _progress(step, total, loss, learning_rate, rate):
     eta = _format_eta((total - step) / rate) if rate > 0 else "?"
-    width = 30
-    filled = int(width * step / total)
-    line = (f"[{'=' * filled}{'.' * (width - filled)}] {step}/{total} loss {loss:.4f} "
-            f"lr {learning_rate:.2e} {rate:.2f} steps/s ETA {eta}")
-    end = "\r" if sys.stderr.isatty() else "\n"
-    sys.stderr.write(line + end)
-    sys.stderr.flush()
+    progress.bar(log=True)(step, total, f"loss {loss:.4f} lr {learning_rate:.2e} "
+                                        f"{rate:.2f} steps/s ETA {eta}")
 
 
 def resolve_init_from(value):
-    """The weights file --init_from names: a bundled model by name (pretrained.BUNDLED, e.g.
+    """The weights file --init_from names: a bundled model by name (weights_io.BUNDLED, e.g.
     "default"), or a path; a relative path not found from the working directory is looked up
     from the folder that holds the package (the repository root, or site-packages), so
     `asdn_tf/weights/...` works from anywhere.

@@ -15,7 +15,7 @@ the same command resumes from the newest one that loads. Validation follows the 
 protocol (bicubic LR quantised to 8 bits, the ×2 recursion above 2, Y-PSNR with the border
 shaved: `asdn_tf.metrics`). Everything else in the run folder (--restart, state.json,
 validation.csv, `best`/`final.weights.h5` and their sidecars) is `asdn_tf.run_folder`'s, as
-the TensorFlow trainer writes it; the weights load in TensorFlow (`asdn_tf.pretrained`).
+the TensorFlow trainer writes it; the weights load in TensorFlow (`asdn_tf.weights_io`).
 
 `--strategy=mirrored` trains data-parallel over all local devices
 (`keras.distribution.DataParallel`): the global batch is split over them and each update is
@@ -40,8 +40,8 @@ from keras import ops
 
 from asdn_tf import (fileio, folder_data, image_io, lfr, metrics, pixels, resize_ops,
                      run_folder)
-from asdn_tf.model import build_fsdn, build_model
-from asdn_tf.pretrained import dtype_policy
+from asdn_tf.model import FSDN, build_fsdn, build_model
+from asdn_tf.precision import dtype_policy
 from asdn_tf.run_folder import TrainingError
 from asdn_tf.schedule import learning_rate_schedule
 from asdn_tf.train import check_arguments, resolve_init_from, warm_start
@@ -246,7 +246,7 @@ def upscale(network, image, scale, size):
     """float32 N×H×W×3 → N×size×3 through `lfr.recursion_plan` passes, as
     `asdn_tf.inference.upscale_tensor` does: the steps before the last reach round(h · 2^k).
     An FSDN takes the LR image itself, at its own scale (`asdn_tf.evaluate.super_resolve`)."""
-    if not hasattr(network, "branches"):
+    if isinstance(network, FSDN):
         return ops.convert_to_numpy(ops.clip(ops.cast(network(image), "float32"), 0.0, 1.0))
     for step, target in lfr.step_sizes(*image.shape[1:3], scale, size):
         x_up = resize_ops.imresize(image, scale=step, size=target)

@@ -17,8 +17,10 @@ import re
 import keras
 import tensorflow as tf
 
+from asdn_tf import cli
 from asdn_tf import data as data_lib
-from asdn_tf.run_folder import TrainingError, first_line
+from asdn_tf.model import FSDN
+from asdn_tf.run_folder import TrainingError
 from asdn_tf.schedule import learning_rate_schedule
 
 
@@ -41,7 +43,7 @@ class Trainer(keras.Model):
         self.network = network
         self.patch_size = patch_size
         self.clip_norm = clip_norm
-        self.is_fsdn = not hasattr(network, "branches")
+        self.is_fsdn = isinstance(network, FSDN)
 
     def call(self, inputs, level=None):
         return self.network(inputs) if self.is_fsdn else self.network(inputs, level=level)
@@ -58,8 +60,8 @@ class Trainer(keras.Model):
         elif "x_up" in batch:
             inputs, target = batch["x_up"], batch["hr"]
         else:
-            inputs, target = data_lib.degrade(batch["hr"], level, self.patch_size,
-                                              self.network.num_levels)
+            inputs, target = data_lib.training_pair(batch["hr"], level, self.patch_size,
+                                                    self.network.num_levels)
         variables = self.step_variables(level)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
@@ -163,7 +165,7 @@ def make_strategy(name):
             return tf.distribute.MultiWorkerMirroredStrategy()
         except (tf.errors.OpError, RuntimeError, ValueError) as error:
             raise TrainingError(f"cannot start {task} of TF_CONFIG's cluster: "
-                                f"{first_line(error)}") from None
+                                f"{cli.first_line(error)}") from None
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)
@@ -287,7 +289,7 @@ def _lost_worker(error, own_task, resume_from):
              re.findall(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)", text)]
     who = next((task for task in tasks if task != own_task), "another worker")
     reason = next((words for key, words in _PEER_REASONS if key in text),
-                  first_line(error).removeprefix("Collective ops is aborted by: "))
+                  cli.first_line(error).removeprefix("Collective ops is aborted by: "))
     return TrainingError(f"{who} of the cluster stopped or cannot be reached ({reason}); "
                          f"{own_task} stops too: start the same command on every worker "
                          f"again to resume from {resume_from}")

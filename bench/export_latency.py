@@ -46,7 +46,7 @@ import tensorflow as tf
 from absl import app, flags
 
 import asdn_tf
-from asdn_tf import evaluate, export, pretrained
+from asdn_tf import evaluate, export, weights_io
 from asdn_tf.inference import compiled_upscaler
 
 SCALES = (2.0, 3.3)
@@ -61,9 +61,9 @@ def load_asdn():
     """(model, description): the bundled weights, or the default preset with random weights.
 
     float32, as the export is built: "auto" would compare a bfloat16 model with it."""
-    if pretrained.PACKAGE_WEIGHTS.exists():
-        return (pretrained.load_pretrained(precision="float32"),
-                f"bundled weights {pretrained.PACKAGE_WEIGHTS.name}")
+    if weights_io.PACKAGE_WEIGHTS.exists():
+        return (weights_io.load_pretrained(precision="float32"),
+                f"bundled weights {weights_io.PACKAGE_WEIGHTS.name}")
     keras.utils.set_random_seed(0)
     return asdn_tf.build_model("default"), "preset 'default' with random weights (none bundled)"
 

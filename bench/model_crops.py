@@ -12,12 +12,12 @@ from absl import app, flags
 from PIL import Image, ImageDraw
 
 import asdn_tf
-from asdn_tf import image_io, lfr, pretrained
+from asdn_tf import image_io, lfr, weights_io
 from asdn_tf.imresize import imresize
 
 _INPUT = flags.DEFINE_string("input", None, "The photograph (default: the quick start's).")
 _SCALE = flags.DEFINE_float("scale", 2.5, "Upscaling factor.")
-_MODELS = flags.DEFINE_list("models", list(pretrained.BUNDLED), "Bundled models to compare.")
+_MODELS = flags.DEFINE_list("models", list(weights_io.BUNDLED), "Bundled models to compare.")
 _BOX = flags.DEFINE_list("box", ["190", "310", "96", "96"],
                          "Crop of the output: top, left, height, width.")
 _ZOOM = flags.DEFINE_integer("zoom", 3, "Nearest-neighbour enlargement of each crop.")
@@ -38,7 +38,7 @@ def main(argv):
                                               scale=_SCALE.value, size=size))}
     for name in _MODELS.value:
         # float32: the published crops do not depend on the machine that made them.
-        model = pretrained.load_pretrained(name, precision="float32")
+        model = weights_io.load_pretrained(name, precision="float32")
         outputs[name] = asdn_tf.upscale(image, _SCALE.value, model=model) / 255.0
     top, left, height, width = map(int, _BOX.value)
     tiles = []

@@ -64,12 +64,13 @@ import tensorflow as tf
 from absl import app, flags
 
 from asdn_tf import data as data_lib
-from asdn_tf import evaluate, lfr, notebook, pretrained
+from asdn_tf import cli, evaluate, lfr, notebook, weights_io
+from asdn_tf import precision as precision_lib
 from asdn_tf.config import DataConfig, TrainConfig
 from asdn_tf.imresize import imresize
 from asdn_tf.inference import upscale_tensor
 from asdn_tf.model import build_model, flops_per_pixel
-from asdn_tf.pretrained import dtype_policy
+from asdn_tf.precision import dtype_policy
 from asdn_tf.train_step import compile_trainer, per_level_steps, pop_level
 from bench import export_latency, imresize_speed, op_profile, upscale_tiled
 
@@ -184,8 +185,8 @@ def build(preset, policy, weights=None):
         model = build_model(preset)
     if preset != "default":
         return model, f"preset {preset!r}, random weights"
-    if weights is None and pretrained.PACKAGE_WEIGHTS.exists():
-        weights = pretrained.PACKAGE_WEIGHTS
+    if weights is None and weights_io.PACKAGE_WEIGHTS.exists():
+        weights = weights_io.PACKAGE_WEIGHTS
     if weights is None:
         return model, "preset 'default', random weights (none bundled)"
     model.load_weights(weights)
@@ -227,7 +228,7 @@ def machine():
     return {"cpu": _cpuinfo("model name") or platform.processor() or "unknown",
             "cores": os.cpu_count(), "amx_bf16": "amx_bf16" in _cpuinfo("flags").split(),
             "avx512_bf16": "avx512_bf16" in _cpuinfo("flags").split(),
-            "auto_precision": "{} ({})".format(*pretrained.auto_precision()),
+            "auto_precision": "{} ({})".format(*precision_lib.auto_precision()),
             "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
             "tensorflow": tf.__version__, "keras": keras.__version__,
             "python": platform.python_version(), "commit": commit}
@@ -426,9 +427,10 @@ def measure_tiled(cases):
 _FIRST_CALLS = """
 import json, statistics, sys, time
 import numpy as np
-from asdn_tf import inference, pretrained
+from asdn_tf import inference, weights_io
+from asdn_tf import precision as precision_lib
 sizes, scale = json.loads(sys.argv[1])
-model = pretrained.shared_pretrained()
+model = weights_io.shared_pretrained()
 upscaler = inference.compiled_upscaler(model)
 rng = np.random.default_rng(0)
 
@@ -438,7 +440,7 @@ def call(height, width):
     inference.upscale(image, scale, model=model)
     return time.perf_counter() - start
 
-rows = {"precision": pretrained.precision_of(model)}
+rows = {"precision": precision_lib.precision_of(model)}
 for label, size in (("first", sizes[0]), ("new_size", sizes[1])):
     rows[label] = {"size": size, "seconds": call(*size),
                    "traces": upscaler.experimental_get_tracing_count()}
@@ -463,7 +465,7 @@ def _child(args, timeout=1800):
 def measure_defaults(settings, matmul):
     """What a user meets with the defaults: the quick start, first calls, speed (and float32's
     share of the `matmul` float32 rate), tiled against untiled, evaluate."""
-    result = {"auto_precision": "{} ({})".format(*pretrained.auto_precision())}
+    result = {"auto_precision": "{} ({})".format(*precision_lib.auto_precision())}
     with tempfile.TemporaryDirectory(prefix="bench_defaults_") as folder:
         done, wall = _child(["-m", "asdn_tf.upscale", f"--scale={settings.quickstart_scale:g}",
                              f"--output={folder}/quickstart.png", "--overwrite",
@@ -488,12 +490,12 @@ def measure_defaults(settings, matmul):
                               if line.startswith("precision: "))}
     size = settings.sizes[-1]
     for key, precision in (("speed", "auto"), ("speed_float32", "float32")):
-        model = pretrained.shared_pretrained(precision)
+        model = weights_io.shared_pretrained(precision)
         call, side = op_profile.upscale_call(model, size, 2.0)
         seconds, _ = timed(call, settings.runs)
         gflops = flops_per_pixel(model.model_config) * network_pixels(side, 2.0, size) / seconds
         result[key] = {"output": size, "scale": 2.0, "median_ms": round(seconds * 1e3, 1),
-                       "precision": pretrained.precision_of(model),
+                       "precision": precision_lib.precision_of(model),
                        "output_megapixels_per_s": round(size * size / seconds / 1e6, 3),
                        "utilisation": round(gflops / 1e9 / matmul["float32"], 3)}
     result["tiled_ratio"] = upscale_tiled.compare_case(settings.tiled_ratio_case,
@@ -560,7 +562,7 @@ def measure_jit(settings):
     side = data_lib.hr_patch_size(settings.patch_size, level)
     hr = tf.constant(np.random.default_rng(0).integers(0, 256, (batch_size, side, side, 3),
                                                        np.uint8))
-    x_up, target = data_lib.degrade(hr, level, settings.patch_size)
+    x_up, target = data_lib.training_pair(hr, level, settings.patch_size)
     batch = {"x_up": x_up, "hr": target, "level": tf.fill([batch_size], level)}
     for policy in POLICIES:
         for jit in (False, True):
@@ -576,7 +578,7 @@ def measure_jit(settings):
                     jit_compile=True, autograph=False)(x_up[:, ::2, ::2])
         full_upscale = "compiles"
     except tf.errors.InvalidArgumentError as error:
-        full_upscale = f"does not compile: {error.message.splitlines()[0]}"
+        full_upscale = f"does not compile: {cli.first_line(error)}"
     return {"rows": rows, "upscale_tensor_under_jit": full_upscale}
 
 

@@ -31,8 +31,8 @@ import numpy as np
 from absl import app, flags
 
 import asdn_tf
-from asdn_tf import image_io, pretrained, tiling
-from asdn_tf.upscale_lib import upscale_file
+from asdn_tf import image_io, tiling, weights_io
+from asdn_tf.upscale import upscale_file
 
 DEFAULT_CASES = ("512x2", "512x3.3", "512x4", "2048x4")
 
@@ -44,8 +44,8 @@ def _parse_case(case):
 
 def _model():
     # float32: the same work on every CPU (load_pretrained's "auto" picks bfloat16 where fast).
-    if pretrained.PACKAGE_WEIGHTS.exists():
-        return pretrained.load_pretrained(precision="float32"), "bundled default weights"
+    if weights_io.PACKAGE_WEIGHTS.exists():
+        return weights_io.load_pretrained(precision="float32"), "bundled default weights"
     return asdn_tf.build_model("default"), "default preset, random weights (none bundled yet)"
 
 

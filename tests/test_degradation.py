@@ -103,7 +103,7 @@ def test_photo_batches_line_up_with_their_targets(t91_subset):
 def test_a_recursion_pair_targets_the_clean_image_of_its_first_step():
     hr = tf.cast(tf.round(_hr(2, 96) * 255.0), tf.uint8)
     photo = config.PhotoDegradation(clean_probability=1.0, recursion_probability=1.0)
-    x_up, target = data.degrade(hr, tf.constant(10), 48, photo=photo, seed=[3, 4])
+    x_up, target = data.training_pair(hr, tf.constant(10), 48, photo=photo, seed=[3, 4])
     side = x_up.shape[1]
     factor = {48: 2.0, 64: 1.5}[side]  # ×2 step, LR side 24 or 32
     region = tf.cast(hr, tf.float32) / 255.0
@@ -132,7 +132,7 @@ def test_bad_degradation_settings_are_refused(kwargs, message):
 def test_the_protocol_degradation_is_the_benchmarks_lr():
     hr = (np.random.default_rng(1).random((24, 18, 3)) * 255).astype(np.uint8)
     np.testing.assert_array_equal(degradation.fixed_lr(hr, (8, 6), 3.0, "bicubic"),
-                                  evaluate.degrade(hr, 3)[1])
+                                  evaluate.benchmark_pair(hr, 3)[1])
 
 
 def test_evaluation_degradations_are_fixed_and_differ():

@@ -38,7 +38,7 @@ def test_bicubic_reproduces_the_literature_table(datasets_dir):
 @pytest.mark.parametrize("scale,hr_size,lr_size", [
     (2, (12, 16), (6, 8)), (3, (12, 15), (4, 5)), (1.5, (13, 17), (9, 12))])
 def test_degrade_crops_integer_scales_only(scale, hr_size, lr_size):
-    hr, lr = evaluate.degrade(np.zeros((13, 17, 3), np.uint8), scale)
+    hr, lr = evaluate.benchmark_pair(np.zeros((13, 17, 3), np.uint8), scale)
     assert hr.shape[:2] == hr_size
     assert lr.shape == (*lr_size, 3) and lr.dtype == np.uint8
 
@@ -223,5 +223,5 @@ def test_commands_share_one_progress_bar(monkeypatch):
     stream = Terminal()
     progress.bar("evaluate", stream)(3, 8, "Set5 ×2 bird.png")
     assert stream.getvalue() == "\revaluate █████████··············· 3/8 Set5 ×2 bird.png\033[K"
-    import asdn_tf.upscale_lib as upscale_lib
-    assert upscale_lib.progress is progress and evaluate.progress is progress
+    from asdn_tf.upscale import progress as upscale_progress
+    assert upscale_progress is progress and evaluate.progress is progress

@@ -512,7 +512,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(tiny_model, tmp_path, monkeypa
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     with pytest.raises(OSError, match=r"^cannot write .*m\.tflite: No space left on device$"):
-        export._write_atomically(tmp_path / "lite" / "m.tflite", no_space, "tflite", False)
+        export._write_export(tmp_path / "lite" / "m.tflite", no_space, "tflite", False)
     assert list(tmp_path.iterdir()) == []
 
 

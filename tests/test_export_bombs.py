@@ -15,7 +15,7 @@ import tensorflow as tf
 from PIL import Image
 
 from asdn_tf import export, image_io
-from asdn_tf.upscale_lib import upscale_file
+from asdn_tf.upscale import upscale_file
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAX_OUTPUT_PIXELS = 50_000

@@ -89,7 +89,7 @@ def write_or_die(path, text):
         temporary.write_text(text)
 
 
-run_folder._atomic_write_text = write_or_die
+fileio.write_atomically = write_or_die
 train.run()
 '''
 

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 import asdn_tf
-from asdn_tf import inference, lfr, pretrained
+from asdn_tf import inference, lfr, weights_io
+from asdn_tf import precision as precision_lib
 from asdn_tf.imresize import imresize
 from asdn_tf.inference import upscale_tensor
 
@@ -120,31 +121,31 @@ def test_the_scale_is_checked_before_the_pixels(tiny_model):
 
 def test_the_default_model_is_loaded_once(monkeypatch, tmp_path, tiny_model):
     """Without `model=`, the bundled model is loaded and traced on the first call only."""
-    monkeypatch.setenv(pretrained.AUTO_PRECISION_ENV, "float32")
+    monkeypatch.setenv(precision_lib.AUTO_PRECISION_ENV, "float32")
     weights = tmp_path / "default.weights.h5"
     tiny_model.save_weights(weights)
-    pretrained.sidecar_path(weights).write_text(
+    weights_io.sidecar_path(weights).write_text(
         json.dumps({"model_config": tiny_model.model_config.to_dict()}))
-    monkeypatch.setattr(pretrained, "PACKAGE_WEIGHTS", weights)
+    monkeypatch.setattr(weights_io, "PACKAGE_WEIGHTS", weights)
     loads = []
-    monkeypatch.setattr(pretrained, "UPSCALE_MODEL", "default")
-    load = pretrained.load_model
-    monkeypatch.setattr(pretrained, "load_model",
+    monkeypatch.setattr(weights_io, "UPSCALE_MODEL", "default")
+    load = weights_io.load_model
+    monkeypatch.setattr(weights_io, "load_model",
                         lambda *args, **kwargs: loads.append(args) or load(*args, **kwargs))
     image = np.random.default_rng(8).integers(0, 256, (12, 16, 3), dtype=np.uint8)
     first = asdn_tf.upscale(image, 2)
     np.testing.assert_array_equal(asdn_tf.upscale(image, 2), first)
     assert asdn_tf.upscale(image, 3.3).shape == (40, 53, 3)
     assert len(loads) == 1
-    model = pretrained.shared_pretrained()
+    model = weights_io.shared_pretrained()
     assert inference.compiled_upscaler(model).experimental_get_tracing_count() == 1
     np.testing.assert_array_equal(first, asdn_tf.upscale(image, 2, model=tiny_model))
     # Each precision is a model of its own, kept as well; "auto" is the one it resolves to.
-    assert pretrained.shared_pretrained("float32") is model
-    assert pretrained.shared_pretrained("bfloat16") is pretrained.shared_pretrained("bfloat16")
-    assert pretrained.shared_pretrained("bfloat16") is not model and len(loads) == 2
-    monkeypatch.setenv(pretrained.AUTO_PRECISION_ENV, "bfloat16")
-    assert pretrained.shared_pretrained() is pretrained.shared_pretrained("bfloat16")
+    assert weights_io.shared_pretrained("float32") is model
+    assert weights_io.shared_pretrained("bfloat16") is weights_io.shared_pretrained("bfloat16")
+    assert weights_io.shared_pretrained("bfloat16") is not model and len(loads) == 2
+    monkeypatch.setenv(precision_lib.AUTO_PRECISION_ENV, "bfloat16")
+    assert weights_io.shared_pretrained() is weights_io.shared_pretrained("bfloat16")
     assert asdn_tf.upscale(image, 2).shape == (24, 32, 3) and len(loads) == 2
 
 

@@ -112,7 +112,7 @@ def test_wheel_holds_weights_flagfiles_and_serving_client(plain_env, source, tmp
     (wheel,) = tmp_path.glob("asdn_tf-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     data = next(name.split("/share/")[0] for name in names if "/share/asdn_tf/" in name)
-    expected = {"asdn_tf/__init__.py", "asdn_tf/upscale_lib.py", "asdn_tf/train.py",
+    expected = {"asdn_tf/__init__.py", "asdn_tf/upscale.py", "asdn_tf/train.py",
                 "asdn_tf/weights/default.weights.h5", "asdn_tf/weights/default.json",
                 f"{data}/share/asdn_tf/serving/client.py",
                 f"{data}/share/asdn_tf/serving/models.config",

@@ -103,7 +103,7 @@ def test_command_line_without_tensorflow(tmp_path, image_folder):
     import keras
     from asdn_tf import evaluate, train
     from asdn_tf.model import build_model
-    from asdn_tf.pretrained import load_model
+    from asdn_tf.weights_io import load_model
     keras.utils.set_random_seed(1)
     asdn = build_model("tiny")
     asdn.save_weights(tmp_path / "asdn.weights.h5")
@@ -119,7 +119,7 @@ def test_command_line_without_tensorflow(tmp_path, image_folder):
     command = BLOCK_TENSORFLOW + textwrap.dedent("""
         import pathlib, sys
         import numpy as np
-        from asdn_tf.pretrained import load_model
+        from asdn_tf.weights_io import load_model
         from asdn_tf.train import run
         folder = pathlib.Path(sys.argv[1].removeprefix("--flagfile=")).parent
         try:

@@ -122,7 +122,7 @@ def test_one_update_matches_tensorflow(jax_steps):
 
 
 def test_weights_written_under_jax_load_in_tensorflow(jax_steps):
-    from asdn_tf.pretrained import load_model
+    from asdn_tf.weights_io import load_model
     model = load_model(jax_steps / "jax.weights.h5", preset="tiny", precision="float32")
     probe = np.load(jax_steps / "batches.npz")["probe"]
     output = np.asarray(model(probe, scale=1.5))
@@ -174,7 +174,7 @@ def test_resumes_at_the_right_step(tmp_path, image_folder):
     assert "ckpt-3.npz cannot be read" in result.stderr
     sidecar = json.loads((interrupted / "final.json").read_text())
     assert sidecar["steps"] == 4 and sidecar["backend"].startswith("jax ")
-    from asdn_tf.pretrained import load_model
+    from asdn_tf.weights_io import load_model
     for resumed, straight in zip(load_model(interrupted / "final.weights.h5",
                                             precision="float32").get_weights(),
                                  load_model(whole / "final.weights.h5",

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import asdn_tf
-from asdn_tf import config, lfr, pretrained
+from asdn_tf import config, lfr, weights_io
 from asdn_tf.model import flops_per_pixel
 
 
@@ -147,7 +147,7 @@ def test_bundled_weights_load_unchanged():
     # Outputs recorded before the trunk was cut into stages (commit 02c0dbe): the layer names and
     # weights layout of the bundled file still fit, and the forward pass is the same.
     model = asdn_tf.load_pretrained(precision="float32")
-    with h5py.File(pretrained.PACKAGE_WEIGHTS, "r") as file:
+    with h5py.File(weights_io.PACKAGE_WEIGHTS, "r") as file:
         stored = []
         file.visititems(lambda _, item: stored.append(item.shape)
                         if isinstance(item, h5py.Dataset) else None)

@@ -5,21 +5,22 @@ import numpy as np
 import pytest
 
 import asdn_tf
-from asdn_tf import evaluate, notebook, pretrained
+from asdn_tf import evaluate, notebook
+from asdn_tf import precision as precision_lib
 
 
 @pytest.fixture
 def hardware(monkeypatch):
     """Sets what the machine reports: hardware(cpu_flags, gpu=None or (name, capability))."""
-    monkeypatch.delenv(pretrained.AUTO_PRECISION_ENV, raising=False)
+    monkeypatch.delenv(precision_lib.AUTO_PRECISION_ENV, raising=False)
 
     def pretend(flags, gpu=None):
-        monkeypatch.setattr(pretrained, "_cpu_flags", lambda: set(flags))
-        monkeypatch.setattr(pretrained, "_gpu_capability", lambda: gpu)
-        pretrained._hardware_precision.cache_clear()
+        monkeypatch.setattr(precision_lib, "_cpu_flags", lambda: set(flags))
+        monkeypatch.setattr(precision_lib, "_gpu_capability", lambda: gpu)
+        precision_lib._hardware_precision.cache_clear()
 
     yield pretend
-    pretrained._hardware_precision.cache_clear()
+    precision_lib._hardware_precision.cache_clear()
 
 
 @pytest.mark.parametrize("flags,gpu,expected", [
@@ -34,28 +35,28 @@ def hardware(monkeypatch):
 ])
 def test_auto_follows_the_hardware(hardware, flags, gpu, expected):
     hardware(flags, gpu)
-    assert pretrained.auto_precision() == expected
-    assert pretrained.resolve_precision("auto") == expected[0]
-    assert pretrained.resolve_precision() == expected[0]
+    assert precision_lib.auto_precision() == expected
+    assert precision_lib.resolve_precision("auto") == expected[0]
+    assert precision_lib.resolve_precision() == expected[0]
 
 
 def test_named_precisions_are_kept_and_others_refused(hardware):
     hardware({"amx_bf16"})
-    assert pretrained.resolve_precision("float32") == "float32"
-    assert pretrained.resolve_precision("bfloat16") == "bfloat16"
+    assert precision_lib.resolve_precision("float32") == "float32"
+    assert precision_lib.resolve_precision("bfloat16") == "bfloat16"
     with pytest.raises(ValueError, match="^precision must be one of auto, float32, bfloat16, "
                                          "got 'fp16'$"):
-        pretrained.resolve_precision("fp16")
+        precision_lib.resolve_precision("fp16")
 
 
 def test_the_environment_overrides_the_hardware(hardware, monkeypatch):
     hardware({"amx_bf16"})
-    monkeypatch.setenv(pretrained.AUTO_PRECISION_ENV, "float32")
-    assert pretrained.auto_precision() == ("float32", "ASDN_AUTO_PRECISION")
-    monkeypatch.setenv(pretrained.AUTO_PRECISION_ENV, "bf16")
+    monkeypatch.setenv(precision_lib.AUTO_PRECISION_ENV, "float32")
+    assert precision_lib.auto_precision() == ("float32", "ASDN_AUTO_PRECISION")
+    monkeypatch.setenv(precision_lib.AUTO_PRECISION_ENV, "bf16")
     with pytest.raises(ValueError, match="^ASDN_AUTO_PRECISION must be one of float32, "
                                          "bfloat16, got 'bf16'$"):
-        pretrained.resolve_precision("auto")
+        precision_lib.resolve_precision("auto")
 
 
 def test_loaders_default_to_auto(hardware, tmp_path, tiny_model):
@@ -65,8 +66,8 @@ def test_loaders_default_to_auto(hardware, tmp_path, tiny_model):
         hardware(flags)
         for model in (asdn_tf.load_model(weights, "tiny"), asdn_tf.load_pretrained(),
                       notebook.demo_model(weights, "tiny")[0]):
-            assert pretrained.precision_of(model) == precision
-            assert model.dtype_policy.name == pretrained.PRECISIONS[precision]
+            assert precision_lib.precision_of(model) == precision
+            assert model.dtype_policy.name == precision_lib.PRECISIONS[precision]
     x = np.random.default_rng(0).random((1, 9, 8, 3)).astype(np.float32)
     np.testing.assert_array_equal(asdn_tf.load_model(weights, "tiny", precision="float32")(
         x, scale=1.5), tiny_model(x, scale=1.5))
@@ -96,14 +97,14 @@ def test_evaluate_states_the_precision(hardware, datasets_dir, tmp_path, tiny_mo
     assert report.splitlines()[-2] == "precision: float32"
     assert "precision" not in evaluate.run(datasets_dir, ["Set5"], ["2"], "bicubic")
     rows = evaluate.evaluate({"Set5": evaluate.load_set(datasets_dir / "Set5")[:1]}, [2], "asdn",
-                             pretrained.with_precision(tiny_model, "bfloat16"))
+                             precision_lib.with_precision(tiny_model, "bfloat16"))
     assert rows[0]["precision"] == "bfloat16"
 
 
 def test_bfloat16_adds_the_skip_and_blends_in_float32(tiny_model):
     # With every branch's residual zeroed the output is x_up itself: bit for bit only if the
     # skip and the blend stay float32 (bfloat16 would round x_up to 8 bits).
-    model = pretrained.with_precision(tiny_model, "bfloat16")
+    model = precision_lib.with_precision(tiny_model, "bfloat16")
     for branch in model.branches:
         branch.to_rgb.set_weights([np.zeros_like(value) for value in branch.to_rgb.get_weights()])
     x = np.random.default_rng(0).random((1, 9, 8, 3)).astype(np.float32)

@@ -139,7 +139,7 @@ def test_without_channel_attention_each_region_runs_once():
 
 
 def test_bfloat16_tiles_keep_bfloat16_features(tiny_model):
-    model = asdn_tf.pretrained.with_precision(tiny_model, "bfloat16")
+    model = asdn_tf.precision.with_precision(tiny_model, "bfloat16")
     assert tiling._feature_bytes(model) == 24 * 2 + 12
     image = _image()
     untiled = _untiled(model, image, 2.0)

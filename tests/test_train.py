@@ -19,7 +19,7 @@ from absl import flags
 import asdn_tf
 from asdn_tf import config, fileio, run_folder, schedule, train, train_step
 from asdn_tf.config import DataConfig, ModelConfig, TrainConfig, preset
-from asdn_tf.pretrained import PACKAGE_WEIGHTS
+from asdn_tf.weights_io import PACKAGE_WEIGHTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

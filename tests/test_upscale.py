@@ -1,10 +1,10 @@
 """The upscale command, `upscale_file` and tiled upscaling.
 
-Most command lines run in process through `upscale_lib.run_cli`; a few run as real processes to
+Most command lines run in process through `asdn_tf.upscale.run_cli`; a few run as real processes to
 check the entry points and that a failure prints no traceback.
 """
 
-import importlib.metadata
+import importlib
 import io
 import os
 import pathlib
@@ -12,6 +12,7 @@ import re
 import struct
 import subprocess
 import sys
+import tomllib
 import zlib
 
 import numpy as np
@@ -21,10 +22,14 @@ from absl import flags
 from PIL import Image, ImageCms, ImageOps
 
 import asdn_tf
-from asdn_tf import image_io, pretrained, tiling, upscale_lib
+from asdn_tf import image_io, tiling, weights_io
+from asdn_tf import precision as precision_lib
 from asdn_tf.imresize import imresize
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The command's module: the name `asdn_tf.upscale` (and `from asdn_tf import upscale`) is the
+# function for arrays.
+upscale_command = importlib.import_module("asdn_tf.upscale")
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +45,14 @@ def quick_model(monkeypatch, tiny_model, weights):
 
     `test_cli_writes_the_same_image_as_the_python_api` checks the real loading gives the same.
     """
-    load = upscale_lib.load_model
+    load = upscale_command.load_model
 
     def quick(path=None, preset=None, precision="auto", name=None):
         if (path, preset, name) == (str(weights), "tiny", None) and precision != "bfloat16":
             return tiny_model
         return load(path, preset, precision, name)
 
-    monkeypatch.setattr(upscale_lib, "load_model", quick)
+    monkeypatch.setattr(upscale_command, "load_model", quick)
 
 
 def _pixels(shape=(24, 32, 3), seed=0, dtype=np.uint8):
@@ -61,7 +66,7 @@ def _save(path, pixels=None, **options):
 
 
 def _cli(capsys, *args):
-    status = upscale_lib.run_cli(["upscale", *map(str, args)])
+    status = upscale_command.run_cli(["upscale", *map(str, args)])
     out, err = capsys.readouterr()
     return status, out, err
 
@@ -95,7 +100,7 @@ def test_cli_tiles_seamlessly_and_draws_progress(monkeypatch, tmp_path, weights,
     source = _save(tmp_path / "in.png", pixels)
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    status = upscale_lib.run_cli(["upscale", f"--input={source}", f"--output={tmp_path}/t.png",
+    status = upscale_command.run_cli(["upscale", f"--input={source}", f"--output={tmp_path}/t.png",
                                   "--scale=2", "--tile=40", f"--weights={weights}",
                                   "--preset=tiny"])
     assert status == 0
@@ -122,8 +127,8 @@ def test_cli_bfloat16_precision_is_close_to_float32(capsys, tmp_path, weights, t
 
 
 def test_cli_says_what_auto_precision_chose_once(capsys, monkeypatch, tmp_path, weights):
-    monkeypatch.setattr(upscale_lib, "_precision_said", False)
-    monkeypatch.setenv(pretrained.AUTO_PRECISION_ENV, "bfloat16")
+    monkeypatch.setattr(upscale_command, "_precision_said", False)
+    monkeypatch.setenv(precision_lib.AUTO_PRECISION_ENV, "bfloat16")
     source = _save(tmp_path / "in.png")
     args = ["--input", source, "--scale=2", f"--weights={weights}", "--preset=tiny"]
     status, _, err = _cli(capsys, *args, "--output", tmp_path / "a.png")
@@ -136,7 +141,7 @@ def test_cli_says_what_auto_precision_chose_once(capsys, monkeypatch, tmp_path, 
     assert (status, err) == (0, "")
     first, exact = (image_io.read_image(tmp_path / name) for name in ("a.png", "c.png"))
     assert np.any(first != exact)
-    monkeypatch.setenv(pretrained.AUTO_PRECISION_ENV, "fp8")
+    monkeypatch.setenv(precision_lib.AUTO_PRECISION_ENV, "fp8")
     status, _, err = _cli(capsys, *args, "--output", tmp_path / "d.png")
     assert (status, err) == (1, "upscale: ASDN_AUTO_PRECISION must be one of float32, bfloat16, "
                                 "got 'fp8'\n")
@@ -290,8 +295,8 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, bad_inputs, weights, q
 
 
 def test_without_weights_the_bundled_ones_are_required(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(pretrained, "PACKAGE_WEIGHTS", tmp_path / "default.weights.h5")
-    monkeypatch.setattr(pretrained, "UPSCALE_MODEL", "default")
+    monkeypatch.setattr(weights_io, "PACKAGE_WEIGHTS", tmp_path / "default.weights.h5")
+    monkeypatch.setattr(weights_io, "UPSCALE_MODEL", "default")
     source = _save(tmp_path / "in.png")
     status, _, err = _cli(capsys, f"--input={source}", f"--output={tmp_path}/o.png", "--scale=2")
     assert status == 1
@@ -318,25 +323,25 @@ def test_a_fixed_scale_model_is_refused(capsys, tmp_path):
 @pytest.mark.parametrize("extension", [".png", ".jpg", ".bmp", ".webp", ".tif"])
 def test_every_input_format(tmp_path, tiny_model, extension):
     source = _save(tmp_path / f"in{extension}")
-    path = upscale_lib.upscale_file(source, tmp_path / "out.png", 2, model=tiny_model)
+    path = upscale_command.upscale_file(source, tmp_path / "out.png", 2, model=tiny_model)
     assert image_io.read_image(path).shape == (48, 64, 3)
 
 
 def test_layouts_are_kept(tmp_path, tiny_model):
     gray = _save(tmp_path / "gray.png", _pixels((24, 32)))
-    assert Image.open(upscale_lib.upscale_file(gray, tmp_path / "g.png", 2,
+    assert Image.open(upscale_command.upscale_file(gray, tmp_path / "g.png", 2,
                                                model=tiny_model)).mode == "L"
     rgba = _pixels((24, 32, 4))
     rgba[..., 3] = 255
     rgba[:12, :, 3] = 0
-    path = upscale_lib.upscale_file(_save(tmp_path / "rgba.png", rgba), tmp_path / "a.webp", 2,
+    path = upscale_command.upscale_file(_save(tmp_path / "rgba.png", rgba), tmp_path / "a.webp", 2,
                                     model=tiny_model, image_format="png")
     alpha = np.asarray(Image.open(path))[..., 3]
     expected = imresize(rgba[..., 3:].astype(np.float32) / 255, scale=2.0, size=(48, 64))
     np.testing.assert_array_equal(alpha, np.round(np.clip(expected[..., 0], 0, 1) * 255))
     palette = Image.fromarray(_pixels()).convert("P", palette=Image.Palette.ADAPTIVE)
     palette.save(tmp_path / "palette.png")
-    path = upscale_lib.upscale_file(tmp_path / "palette.png", tmp_path / "p.png", 2,
+    path = upscale_command.upscale_file(tmp_path / "palette.png", tmp_path / "p.png", 2,
                                     model=tiny_model)
     assert Image.open(path).mode == "RGB"
 
@@ -346,7 +351,7 @@ def test_sixteen_bit_png_stays_sixteen_bit(tmp_path, tiny_model):
         pixels = _pixels(shape, dtype=np.uint16)
         source = tmp_path / "in16.png"
         image_io.write_image(source, pixels, overwrite=True)
-        path = upscale_lib.upscale_file(source, tmp_path / "out16.png", 2, model=tiny_model,
+        path = upscale_command.upscale_file(source, tmp_path / "out16.png", 2, model=tiny_model,
                                         overwrite=True)
         written, _ = image_io.read_image_and_profile(path)
         np.testing.assert_array_equal(written, asdn_tf.upscale(pixels, 2, model=tiny_model))
@@ -359,21 +364,24 @@ def test_exif_orientation_icc_profile_and_quality(tmp_path, tiny_model):
     exif = image.getexif()
     exif[0x0112] = 6  # stored landscape, shown rotated a quarter turn clockwise
     image.save(tmp_path / "in.jpg", exif=exif, icc_profile=profile, quality=95)
-    path = upscale_lib.upscale_file(tmp_path / "in.jpg", tmp_path / "o.png", 2, model=tiny_model)
+    path = upscale_command.upscale_file(tmp_path / "in.jpg", tmp_path / "o.png", 2,
+                                        model=tiny_model)
     with Image.open(path) as written:
         assert written.size == (48, 64) and written.info["icc_profile"] == profile
     sizes = {}
     for quality in (30, 95):
-        path = upscale_lib.upscale_file(tmp_path / "in.jpg", tmp_path / f"q{quality}.jpg", 2,
+        path = upscale_command.upscale_file(tmp_path / "in.jpg", tmp_path / f"q{quality}.jpg", 2,
                                         model=tiny_model, quality=quality)
         sizes[quality] = path.stat().st_size
         assert Image.open(path).info["icc_profile"] == profile
     assert sizes[30] < sizes[95]
-    path = upscale_lib.upscale_file(tmp_path / "in.jpg", tmp_path / "o.bmp", 2, model=tiny_model)
+    path = upscale_command.upscale_file(tmp_path / "in.jpg", tmp_path / "o.bmp", 2,
+                                        model=tiny_model)
     assert "icc_profile" not in Image.open(path).info
     # A profile of another colour space than the output's is not copied.
     _save(tmp_path / "gray.png", _pixels((24, 32)), icc_profile=profile)
-    path = upscale_lib.upscale_file(tmp_path / "gray.png", tmp_path / "g.png", 2, model=tiny_model)
+    path = upscale_command.upscale_file(tmp_path / "gray.png", tmp_path / "g.png", 2,
+                                        model=tiny_model)
     assert "icc_profile" not in Image.open(path).info
 
 
@@ -385,12 +393,12 @@ def test_an_interrupted_write_leaves_nothing(tmp_path, tiny_model, monkeypatch):
     monkeypatch.setattr(image_io, "_encode", half_written)
     source = _save(tmp_path / "in.png")
     with pytest.raises(KeyboardInterrupt):
-        upscale_lib.upscale_file(source, tmp_path / "out.png", 2, model=tiny_model)
+        upscale_command.upscale_file(source, tmp_path / "out.png", 2, model=tiny_model)
     assert _files(tmp_path) == ["in.png"]
 
 
 def test_upscale_file_is_exported_and_checks_before_working(tmp_path, tiny_model):
-    assert asdn_tf.upscale_file is upscale_lib.upscale_file
+    assert asdn_tf.upscale_file is upscale_command.upscale_file
     assert callable(asdn_tf.upscale)  # importing the command never shadows the function
     source = _save(tmp_path / "in.png")
     with pytest.raises(ValueError, match="give exactly one of scale, size, width or height"):
@@ -403,10 +411,10 @@ def test_upscale_file_is_exported_and_checks_before_working(tmp_path, tiny_model
 
 
 def test_target_size():
-    assert upscale_lib.target_size((24, 32), scale=3.3) == (3.3, (79, 106))
-    assert upscale_lib.target_size((24, 32), width=100) == (3.125, (75, 100))
-    assert upscale_lib.target_size((24, 32), height=25)[1] == (25, 33)
-    assert upscale_lib.target_size((24, 32), size=(30, 64)) == (2.0, (30, 64))
+    assert upscale_command.target_size((24, 32), scale=3.3) == (3.3, (79, 106))
+    assert upscale_command.target_size((24, 32), width=100) == (3.125, (75, 100))
+    assert upscale_command.target_size((24, 32), height=25)[1] == (25, 33)
+    assert upscale_command.target_size((24, 32), size=(30, 64)) == (2.0, (30, 64))
 
 
 # ---------------------------------------------------------------- tiling
@@ -515,11 +523,12 @@ def test_module_command(tmp_path, weights):
 
 
 def _console_script(after=""):
-    """What the installed `asdn-upscale` script runs, as a `python -c` program; `after` runs
-    once it has exited."""
-    (entry,) = importlib.metadata.entry_points(group="console_scripts", name="asdn-upscale")
-    return (f"import sys; from {entry.module} import {entry.attr}; sys.argv[0] = 'asdn-upscale'"
-            f"\ntry:\n    {entry.attr}()\nfinally:\n    {after or 'pass'}")
+    """What the `asdn-upscale` script that pyproject.toml declares runs, as a `python -c`
+    program; `after` runs once it has exited. (tests/test_install.py runs the installed one.)"""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, function = scripts["asdn-upscale"].split(":")
+    return (f"import sys; from {module} import {function}; sys.argv[0] = 'asdn-upscale'"
+            f"\ntry:\n    {function}()\nfinally:\n    {after or 'pass'}")
 
 
 def test_console_script_failure_has_no_traceback(tmp_path, weights):
@@ -535,5 +544,5 @@ def test_console_script_failure_has_no_traceback(tmp_path, weights):
 def test_help_lists_the_flags(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["asdn-upscale"])
     values = flags.FlagValues()
-    upscale_lib.define_program_flags(values)
+    upscale_command.define_program_flags(values)
     assert "--tile_overlap" in values.main_module_help()

@@ -15,9 +15,9 @@ from absl import flags
 from PIL import Image
 
 import asdn_tf
-from asdn_tf import image_io, lfr, tiling, upscale_lib
+from asdn_tf import image_io, lfr, tiling
 from test_upscale import (_cli, _console_script, _files, _pixels, _process, _save,  # noqa: F401
-                          quick_model, weights)
+                          quick_model, upscale_command, weights)
 
 # ---------------------------------------------------------------- decompression bombs
 
@@ -43,7 +43,7 @@ def _bomb(path, side, rows=None):
 _MEASURE = """
 import json, sys, time
 import asdn_tf
-from asdn_tf import upscale_lib
+from asdn_tf.upscale import run_cli
 
 def peak_mb():
     with open("/proc/self/status") as status:
@@ -53,7 +53,7 @@ base = peak_mb()
 for kind, args in json.loads(sys.argv[1]):
     began = time.process_time()
     try:
-        result = (upscale_lib.run_cli(["upscale", *args]) if kind == "cli"
+        result = (run_cli(["upscale", *args]) if kind == "cli"
                   else str(asdn_tf.upscale_file(*args)))
     except ValueError as error:
         result = str(error)
@@ -140,13 +140,13 @@ def test_a_scale_too_small_to_add_a_pixel_names_the_smallest_that_does(capsys, t
     assert status == 1
     assert err == f"upscale: {source}: scale 1.0001 is too small for a 64x48 image to grow by a " \
                   "pixel; the smallest that does is 1.0079\n"
-    assert upscale_lib.target_size((48, 64), scale=1.0079)[1] == (48, 65)
+    assert upscale_command.target_size((48, 64), scale=1.0079)[1] == (48, 65)
     for side in range(1, 3000):
-        smallest = upscale_lib._smallest_growing_scale(side, 1)
+        smallest = upscale_command._smallest_growing_scale(side, 1)
         assert lfr.output_size(side, 1, smallest)[0] == side + 1
         assert lfr.output_size(side, 1, smallest - 1e-4)[0] == side
     with pytest.raises(ValueError, match="scale must be a number in"):
-        upscale_lib.target_size((48, 64), scale="1_5")
+        upscale_command.target_size((48, 64), scale="1_5")
 
 
 # ---------------------------------------------------------------- several frames
@@ -166,7 +166,7 @@ def test_only_the_first_frame_is_used_and_that_is_said(capsys, tmp_path, weights
     np.testing.assert_array_equal(image_io.read_image(tmp_path / "pages.tif.png"),
                                   asdn_tf.upscale(_pixels(seed=0), 2, model=tiny_model))
     with pytest.warns(image_io.FirstFrameWarning, match="has 3 pages; only the first is used"):
-        upscale_lib.upscale_file(tmp_path / "pages.tif", tmp_path / "api.png", 2,
+        upscale_command.upscale_file(tmp_path / "pages.tif", tmp_path / "api.png", 2,
                                  model=tiny_model)
 
 
@@ -185,13 +185,14 @@ def test_help_and_version_do_not_wait_for_tensorflow(tmp_path):
     assert seconds < 1.5, seconds
     done = _process(["-c", _console_script("print('tensorflow' in sys.modules)"), "--version"],
                     tmp_path)
-    assert (done.returncode, done.stdout) == (0, f"asdn-upscale {upscale_lib.version()}\nFalse\n")
-    assert upscale_lib.version() == asdn_tf.__version__
+    assert (done.returncode, done.stdout) == (
+        0, f"asdn-upscale {upscale_command.version()}\nFalse\n")
+    assert upscale_command.version() == asdn_tf.__version__
 
 
 def test_help_states_the_tiling_defaults():
     values = flags.FlagValues()
-    upscale_lib.define_flags(values)
+    upscale_command.define_flags(values)
     assert (f"above {tiling.AUTO_TILE_PIXELS / 1e6:.1f} M pixels use {tiling.DEFAULT_TILE}."
             in values["tile"].help)
 

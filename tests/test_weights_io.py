@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 import asdn_tf
-from asdn_tf import evaluate, pretrained
+from asdn_tf import evaluate, weights_io
 
 
 def test_bundled_weights_load_with_their_sidecar():
     model = asdn_tf.load_pretrained()
     assert model.model_config == asdn_tf.preset("default")
-    sidecar = json.loads(pretrained.sidecar_path(pretrained.PACKAGE_WEIGHTS).read_text())
+    sidecar = json.loads(weights_io.sidecar_path(weights_io.PACKAGE_WEIGHTS).read_text())
     assert sidecar["preset"] == "default"
     assert sidecar["command"] == "python -m asdn_tf.train --flagfile=configs/cpu.txt"
     assert sidecar["steps"] > 0 and sidecar["training_seconds"] > 0
@@ -44,7 +44,7 @@ def test_bundled_weights_clear_the_srcnn_floors(datasets_dir):
 
 
 def test_the_bundled_model_does_not_hide_behind_a_missing_file(monkeypatch, tmp_path):
-    monkeypatch.setattr(pretrained, "PACKAGE_WEIGHTS", tmp_path / "default.weights.h5")
+    monkeypatch.setattr(weights_io, "PACKAGE_WEIGHTS", tmp_path / "default.weights.h5")
     with pytest.raises(FileNotFoundError, match="no default weights are bundled"):
         asdn_tf.load_pretrained()
 
@@ -83,7 +83,7 @@ def test_a_malformed_sidecar_is_one_line_naming_it(tmp_path, sidecar, words):
     weights.write_bytes(b"")
     (tmp_path / "run.json").write_text(json.dumps(sidecar))
     with pytest.raises(ValueError) as raised:
-        pretrained.load_model(weights)
+        weights_io.load_model(weights)
     message = str(raised.value)
     assert message.startswith(f"weights sidecar {tmp_path / 'run.json'} "), message
     assert words in message and "\n" not in message
@@ -96,7 +96,7 @@ def test_a_sidecar_may_carry_more_than_loading_reads(tmp_path, tiny_model):
     (tmp_path / "run.json").write_text(json.dumps({
         "model": "asdn", "scale": None, "model_config": tiny_model.model_config.to_dict(),
         "steps": 5, "validation_psnr": {"2": 30.0}, "command": "python -m asdn_tf.train"}))
-    assert pretrained.load_model(weights).model_config == tiny_model.model_config
+    assert weights_io.load_model(weights).model_config == tiny_model.model_config
 
 
 def test_keras_files_load_in_safe_mode(monkeypatch, tmp_path, tiny_model):
@@ -105,19 +105,19 @@ def test_keras_files_load_in_safe_mode(monkeypatch, tmp_path, tiny_model):
                         lambda path, **options: calls.append(options) or tiny_model)
     path = tmp_path / "model.keras"
     path.write_bytes(b"")
-    assert pretrained.load_model(path, precision="float32") is tiny_model
+    assert weights_io.load_model(path, precision="float32") is tiny_model
     assert calls == [{"safe_mode": True}]
 
 
 def test_the_photo_model_is_bundled_and_upscales_by_default():
-    photo = pretrained.load_pretrained("photo")
-    sidecar = pretrained.read_sidecar(pretrained.bundled_weights("photo"))
+    photo = weights_io.load_pretrained("photo")
+    sidecar = weights_io.read_sidecar(weights_io.bundled_weights("photo"))
     assert sidecar["data_config"]["degradation"] == "photo" and sidecar["steps"] > 0
-    assert photo.model_config == pretrained.load_pretrained("default").model_config
-    assert pretrained.UPSCALE_MODEL == "photo"
-    shared = pretrained.shared_pretrained("float32")
+    assert photo.model_config == weights_io.load_pretrained("default").model_config
+    assert weights_io.UPSCALE_MODEL == "photo"
+    shared = weights_io.shared_pretrained("float32")
     for mine, theirs in zip(shared.get_weights(), photo.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
     with pytest.raises(ValueError, match="unknown model 'sharp'; the bundled models are "
                        "default, photo"):
-        pretrained.load_pretrained("sharp")
+        weights_io.load_pretrained("sharp")

@@ -1,13 +1,12 @@
-"""Loading weights: the bundled default model, or a user's `.weights.h5` / `.keras` file.
+"""Weights files: loading a user's `.weights.h5` / `.keras` file, and the models bundled in the
+package.
 
 A weights file may have a JSON sidecar (`NAME.json` beside `NAME.weights.h5`) whose
-"model_config" says how to build the network; otherwise a preset must be named.
+"model_config" says how to build the network; otherwise a preset must be named. Every loader
+computes in precision "auto" unless told otherwise (`asdn_tf.precision`).
 
-Every loader computes in precision "auto" unless told otherwise: bfloat16 where the hardware
-runs it fast, float32 elsewhere (`resolve_precision`).
-
-Keras is imported when a network is built, not with this module: the upscale command reads
-PRECISION_CHOICES and checks sidecars before it needs TensorFlow.
+Keras is imported when a network is built, not with this module: the upscale command checks
+sidecars before it needs TensorFlow.
 
 Example:
     >>> model = load_model("runs/cpu/best.weights.h5")   # sidecar gives the config
@@ -15,14 +14,14 @@ Example:
     >>> model = load_pretrained(precision="float32")      # the benchmark tables' precision
 """
 
-import contextlib
-import functools
 import json
 import os
 import pathlib
 import threading
 
+from asdn_tf import cli
 from asdn_tf import config as config_lib
+from asdn_tf import precision as precision_lib
 
 WEIGHTS_FOLDER = pathlib.Path(__file__).parent / "weights"
 PACKAGE_WEIGHTS = WEIGHTS_FOLDER / "default.weights.h5"
@@ -36,125 +35,8 @@ BUNDLED = ("default", "photo")
 # benchmark commands (evaluate, export) use "default".
 UPSCALE_MODEL = "photo"
 
-# Inference precisions: the Keras dtype policy each builds the network under. bfloat16 keeps
-# the weights in float32 and computes in bfloat16 (the global skip and blend in float32), for
-# under 0.01 dB on Set5 at x1.1 and x2:
-# on CPUs with AMX (Intel Sapphire Rapids and later) it runs ~2.4x faster than float32, with
-# AVX512_BF16 alone (AMD Zen 4 and later, Intel Cooper Lake) ~1.5x in CPU time (measured on an
-# AMD EPYC); on CPUs with neither it is slower.
-PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
-# What a loader accepts: "auto" is one of PRECISIONS, chosen for this machine.
-PRECISION_CHOICES = ("auto", *PRECISIONS)
-# Sets what "auto" resolves to (float32 or bfloat16), over the hardware's answer.
-AUTO_PRECISION_ENV = "ASDN_AUTO_PRECISION"
-# bfloat16 units on NVIDIA GPUs: Ampere (compute capability 8.0) and later.
-GPU_BFLOAT16_CAPABILITY = (8, 0)
-# /proc/cpuinfo flags of CPU instructions that compute bfloat16 products, and how to say them.
-CPU_BFLOAT16_FLAGS = {"amx_bf16": "AMX", "avx512_bf16": "AVX512_BF16"}
-
 _SHARED = {}
 _SHARED_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def dtype_policy(name):
-    """Models built inside use the Keras dtype policy `name` (e.g. "mixed_bfloat16")."""
-    import keras
-    previous = keras.mixed_precision.global_policy().name
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
-def check_precision(precision):
-    """Returns `precision` if it is one of PRECISION_CHOICES; raises ValueError otherwise."""
-    if precision not in PRECISION_CHOICES:
-        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, "
-                         f"got {precision!r}")
-    return precision
-
-
-def resolve_precision(precision="auto"):
-    """The precision a model is built in: `precision` itself, or for "auto" the one
-    `auto_precision` picks for this machine. Raises ValueError for an unknown name."""
-    if check_precision(precision) == "auto":
-        return auto_precision()[0]
-    return precision
-
-
-def auto_precision():
-    """(precision, reason): "bfloat16" where the hardware runs it fast, else "float32".
-
-    The network runs on the first GPU when TensorFlow sees one: bfloat16 if its compute
-    capability is at least 8.0. Without a GPU, bfloat16 on CPUs with bfloat16 instructions
-    (/proc/cpuinfo flags amx_bf16 or avx512_bf16); elsewhere (older x86, ARM, macOS) bfloat16 is
-    emulated and slower than float32. The environment variable ASDN_AUTO_PRECISION (float32 or
-    bfloat16) overrides both.
-
-    Raises:
-        ValueError: ASDN_AUTO_PRECISION holds another value.
-    """
-    override = os.environ.get(AUTO_PRECISION_ENV)
-    if override:
-        if override not in PRECISIONS:
-            raise ValueError(f"{AUTO_PRECISION_ENV} must be one of {', '.join(PRECISIONS)}, "
-                             f"got {override!r}")
-        return override, AUTO_PRECISION_ENV
-    return _hardware_precision()
-
-
-@functools.cache
-def _hardware_precision():
-    """`auto_precision` from the hardware alone (it does not change while the process runs)."""
-    gpu = _gpu_capability()
-    if gpu is not None:
-        name, capability = gpu
-        fast = capability is not None and capability >= GPU_BFLOAT16_CAPABILITY
-        described = "unknown" if capability is None else ".".join(map(str, capability))
-        return ("bfloat16" if fast else "float32"), f"GPU {name}, compute capability {described}"
-    flags = _cpu_flags()
-    for flag, name in CPU_BFLOAT16_FLAGS.items():
-        if flag in flags:
-            return "bfloat16", name
-    return "float32", "no bfloat16 instructions on this CPU"
-
-
-def describe_precision(model, requested="auto"):
-    """How `model` computes, for a report: "float32", or "bfloat16 (auto: AMX)" when the
-    precision was `requested` as "auto"."""
-    used = precision_of(model)
-    return f"{used} (auto: {auto_precision()[1]})" if requested == "auto" else used
-
-
-def precision_of(model):
-    """The name in PRECISIONS of the policy `model` computes under ("float32", "bfloat16")."""
-    policy = model.dtype_policy.name
-    return next((name for name, value in PRECISIONS.items() if value == policy), policy)
-
-
-def _gpu_capability():
-    """(name, compute capability or None) of the first GPU TensorFlow sees, or None."""
-    import tensorflow as tf
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return None
-    details = tf.config.experimental.get_device_details(gpus[0])
-    capability = details.get("compute_capability")
-    return details.get("device_name", gpus[0].name), (tuple(capability) if capability else None)
-
-
-def _cpu_flags():
-    """The CPU feature flags of /proc/cpuinfo (empty where there is none: macOS, Windows)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
-            for line in info:
-                if line.startswith("flags"):
-                    return set(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return set()
 
 
 def sidecar_path(weights_path):
@@ -182,7 +64,7 @@ def read_sidecar(weights_path):
     try:
         sidecar = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read the weights sidecar {path}: {_first_line(error)}") \
+        raise ValueError(f"cannot read the weights sidecar {path}: {cli.first_line(error)}") \
             from None
     problem = _sidecar_problem(sidecar)
     if problem:
@@ -209,7 +91,7 @@ def _sidecar_problem(sidecar):
     try:
         config_lib.ModelConfig.from_dict(values)
     except (TypeError, ValueError) as error:
-        return f'has a bad "model_config": {_first_line(error)}'
+        return f'has a bad "model_config": {cli.first_line(error)}'
     return None
 
 
@@ -227,8 +109,8 @@ def load_model(weights, preset=None, fsdn_scale=None, precision="auto"):
         preset: preset name or ModelConfig; by default the sidecar's config, else "default".
         fsdn_scale: int, expect an FSDN of this scale. Without it an FSDN is built when the
             sidecar says {"model": "fsdn", "scale": S} (as training writes), else an ASDN.
-        precision: "auto" (bfloat16 where the hardware runs it fast, see `auto_precision`),
-            "float32" or "bfloat16" (see PRECISIONS).
+        precision: "auto" (bfloat16 where the hardware runs it fast, see
+            `precision.auto_precision`), "float32" or "bfloat16" (see `precision.PRECISIONS`).
 
     A `.keras` file is loaded with `safe_mode=True`: one that would run code (a saved lambda) is
     refused rather than executed.
@@ -241,7 +123,7 @@ def load_model(weights, preset=None, fsdn_scale=None, precision="auto"):
     import keras
 
     from asdn_tf.model import FSDN, build_fsdn, build_model
-    precision = resolve_precision(precision)
+    precision = precision_lib.resolve_precision(precision)
     path = pathlib.Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
@@ -249,7 +131,7 @@ def load_model(weights, preset=None, fsdn_scale=None, precision="auto"):
         try:
             model = keras.saving.load_model(path, safe_mode=True)
         except Exception as error:  # Keras raises many types for a bad archive.
-            raise ValueError(f"cannot load {path} as a .keras model: {_first_line(error)}") \
+            raise ValueError(f"cannot load {path} as a .keras model: {cli.first_line(error)}") \
                 from None
     else:
         sidecar = read_sidecar(path)
@@ -262,7 +144,7 @@ def load_model(weights, preset=None, fsdn_scale=None, precision="auto"):
             preset = (config_lib.ModelConfig.from_dict(sidecar["model_config"])
                       if "model_config" in sidecar else "default")
         # Built in its precision at once: the weights stay float32 under a mixed policy.
-        with dtype_policy(PRECISIONS[precision]):
+        with precision_lib.dtype_policy(precision_lib.PRECISIONS[precision]):
             model = build_fsdn(preset, scale) if scale else build_model(preset)
         _load_weights(model, path, preset)
     if fsdn_scale:
@@ -270,21 +152,7 @@ def load_model(weights, preset=None, fsdn_scale=None, precision="auto"):
             raise ValueError(f"{path} holds a {type(model).__name__}, not an FSDN")
         if model.scale != fsdn_scale:
             raise ValueError(f"{path} is an FSDN for x{model.scale}, not x{fsdn_scale}")
-    return with_precision(model, precision)
-
-
-def with_precision(model, precision):
-    """`model` itself if it computes in `precision` already; else the same network and weights
-    computing in `precision` ("auto" as `resolve_precision`)."""
-    from asdn_tf.model import FSDN, build_fsdn, build_model
-    policy = PRECISIONS[resolve_precision(precision)]
-    if model.dtype_policy.name == policy:
-        return model
-    with dtype_policy(policy):
-        copy = (build_fsdn(model.model_config, model.scale) if isinstance(model, FSDN)
-                else build_model(model.model_config))
-    copy.set_weights(model.get_weights())
-    return copy
+    return precision_lib.with_precision(model, precision)
 
 
 def _load_weights(model, path, preset):
@@ -295,7 +163,7 @@ def _load_weights(model, path, preset):
         stored = _h5_parameters(path)
         if stored is None:
             raise ValueError(f"{path} is not a readable .weights.h5 file: "
-                             f"{_first_line(error)}") from None
+                             f"{cli.first_line(error)}") from None
         label = preset if isinstance(preset, str) else "the given config"
         network = f"an x{model.scale} FSDN of preset" if isinstance(model, FSDN) else "preset"
         raise ValueError(f"weights {path} do not fit {network} {label}: the file holds "
@@ -328,7 +196,7 @@ def shared_pretrained(precision="auto", name=None):
     weights nor trace the network again. Do not train or change it; `load_pretrained` gives a
     model of your own."""
     name = name or UPSCALE_MODEL
-    precision = resolve_precision(precision)
+    precision = precision_lib.resolve_precision(precision)
     key = (bundled_weights(name), precision)
     with _SHARED_LOCK:
         if key not in _SHARED:
@@ -349,7 +217,3 @@ def _h5_parameters(path):
         return None
     return sum(sizes)
 
-
-def _first_line(error):
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
