@@ -315,9 +315,6 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
                             f"{keras.backend.backend()}")
     if model != "asdn":
         raise TrainingError(f"--model={model} trains under TensorFlow only; unset KERAS_BACKEND")
-    if data_config.degradation != "bicubic":
-        raise TrainingError(f"--degradation={data_config.degradation} needs TensorFlow (JPEG, "
-                            "blur); under JAX only bicubic")
     if data_config.degrade_in_step:
         raise TrainingError("--degrade_in_step is the tf.data pipeline's: under JAX the folder "
                             "loader makes LR and x_up; drop it")
