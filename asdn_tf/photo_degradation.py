@@ -22,7 +22,6 @@ import math
 
 import numpy as np
 import PIL.Image
-from keras import ops
 
 from asdn_tf import lfr, pixels, resize_ops
 
@@ -45,7 +44,9 @@ def _cubic_table():
 @functools.lru_cache(maxsize=256)
 def resize_matrix(in_size, out_size, method):
     """[out_size, in_size] float32 weights of `tf.image.resize(..., method, antialias=False)`
-    along one axis; `method` is "bicubic", "bilinear" or "area"."""
+    along one axis; `method` is "bicubic", "bilinear" or "area" (numpy, read-only)."""
+    if method not in ("bicubic", "bilinear", "area"):
+        raise ValueError(f"unknown resize method {method!r}")
     matrix = np.zeros((out_size, in_size), np.float32)
     scale = np.float32(in_size) / np.float32(out_size)
     outputs = np.arange(out_size)
@@ -56,7 +57,7 @@ def resize_matrix(in_size, out_size, method):
             for index in range(math.floor(start), math.ceil(end)):
                 cover = min(np.float32(index + 1), end) - max(np.float32(index), start)
                 matrix[row, min(index, in_size - 1)] += cover / scale
-        return matrix
+        return _read_only(matrix)
     position = (outputs.astype(np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
     floor = np.floor(position)
     delta = position - floor
@@ -66,7 +67,7 @@ def resize_matrix(in_size, out_size, method):
                                                          in_size - 1)
         np.add.at(matrix, (outputs, lower), 1 - delta)
         np.add.at(matrix, (outputs, upper), delta)
-        return matrix
+        return _read_only(matrix)
     table = _cubic_table()
     offset = np.rint(delta * np.float32(_TABLE_SIZE)).astype(np.int64)
     weights = np.stack([table[offset, 1], table[offset, 0], table[_TABLE_SIZE - offset, 0],
@@ -78,23 +79,42 @@ def resize_matrix(in_size, out_size, method):
     weights = weights * (np.float32(1) / weights.sum(axis=1, keepdims=True))
     np.add.at(matrix, (np.repeat(outputs, 4), np.clip(indices, 0, in_size - 1).ravel()),
               weights.ravel())
+    return _read_only(matrix)
+
+
+def _read_only(matrix):
+    matrix.flags.writeable = False  # cached: shared by every caller
     return matrix
 
 
 def resize(images, size, method):
     """N×H×W×C float images → N×size float32, as `tf.image.resize(images, size, method,
     antialias=False)` ("bicubic", "bilinear" or "area")."""
-    rows = resize_matrix(images.shape[1], size[0], method)
-    columns = resize_matrix(images.shape[2], size[1], method)
-    resized = np.einsum("oh,nhwc->nowc", rows, np.asarray(images, np.float32))
-    return np.einsum("pw,nowc->nopc", columns, resized)
+    return _apply(images, resize_matrix(images.shape[1], size[0], method),
+                  resize_matrix(images.shape[2], size[1], method))
+
+
+def imresize(images, scale, size):
+    """`resize_ops.imresize` (MATLAB's antialiased bicubic) of N×H×W×C float images to `size`
+    at `scale`, in numpy: patches drawn per kernel come in any number, and each new shape
+    would compile anew under JAX."""
+    return _apply(images, resize_ops.resize_matrix(images.shape[1], size[0], float(scale)),
+                  resize_ops.resize_matrix(images.shape[2], size[1], float(scale)))
+
+
+def _apply(images, rows, columns):
+    """Each image's rows, then its columns, weighted by [out, in] matrices (BLAS matmuls)."""
+    images = np.asarray(images, np.float32)
+    count, height, width, channels = images.shape
+    resized = np.matmul(rows, images.reshape(count, height, width * channels))
+    return np.matmul(columns, resized.reshape(count, len(rows), width, channels))
 
 
 def downscale(hr, size, scale, kernel):
     """`degradation.downscale` in numpy: "bicubic" is MATLAB's antialiased imresize at
-    1/`scale`, the other `KERNELS` `tf.image.resize` without antialiasing."""
+    1/`scale`, the others `tf.image.resize` without antialiasing."""
     if kernel == "bicubic":
-        return ops.convert_to_numpy(resize_ops.imresize(hr, scale=1.0 / scale, size=size))
+        return imresize(hr, 1.0 / scale, size)
     return resize(hr, size, "bicubic" if kernel == "bicubic_noaa" else kernel)
 
 
@@ -155,8 +175,7 @@ def random_lr(hr, size, scale, photo, rng):
     lr = np.empty((len(hr), *size, hr.shape[-1]), np.float32)
     for kernel in np.unique(draws["kernel"]):
         chosen = draws["kernel"] == kernel
-        if chosen.any():
-            lr[chosen] = downscale(hr[chosen], size, scale, kernel)
+        lr[chosen] = downscale(hr[chosen], size, scale, kernel)
     lr = gaussian_blur(lr, draws["blur"], math.ceil(3 * photo.blur_sigma[1]))
     lr += (draws["noise"][:, None, None, None] / 255.0
            * rng.standard_normal(lr.shape)).astype(np.float32)
@@ -188,8 +207,6 @@ def photo_pair(hr_patches, scale, patch_size, photo, rng):
     hr = pixels.to_float(hr_patches[:, :region, :region])
     target = hr
     if factor != 1.0:
-        target = ops.convert_to_numpy(resize_ops.imresize(hr, scale=1.0 / factor,
-                                                          size=(side, side)))
+        target = imresize(hr, 1.0 / factor, (side, side))
     lr = random_lr(hr, (lr_side, lr_side), scale * factor, photo, rng)
-    x_up = resize_ops.imresize(lr, scale=scale, size=(side, side))
-    return ops.convert_to_numpy(x_up), target
+    return imresize(lr, scale, (side, side)), target
