@@ -3,7 +3,8 @@
 The batches are those `asdn_tf.data.training_dataset` makes, for any Keras backend (JAX
 training): each comes from one LFR level, HR patches of round(p · r_l) pixels cut at random
 from the decoded images, flipped and turned by a multiple of 90°, LR made from them with the
-MATLAB-exact bicubic (`asdn_tf.resize_ops`) and x_up made from the LR. The random draws of a
+MATLAB-exact bicubic (`asdn_tf.resize_ops`) or `--degradation=photo`'s mix
+(`asdn_tf.photo_degradation`), and x_up made from the LR. The random draws of a
 batch come from (seed, step) alone, so a resumed run reads the batches it would have read
 (the draws are numpy's, not tf.data's: the two pipelines make different patches).
 
@@ -21,7 +22,8 @@ import numpy as np
 from absl import logging
 from keras import ops
 
-from asdn_tf import image_io, lfr, pixels
+from asdn_tf import config as config_lib
+from asdn_tf import image_io, lfr, photo_degradation, pixels
 from asdn_tf import resize_ops
 
 # The prefix of a tensorflow-datasets source (asdn_tf.data reads them; this module cannot).
@@ -107,7 +109,7 @@ def training_batch(images, data_config, step, num_levels=lfr.DEFAULT_LEVELS, see
 
     Args:
         images: list of RGB uint8 H×W×3 arrays, each at least the largest HR patch.
-        data_config: `DataConfig` (patch_size, batch_size, level_weights).
+        data_config: `DataConfig` (patch_size, batch_size, level_weights, degradation).
         step: int, the update; with `seed` it alone decides the draws.
         num_levels: int, the model's LFR levels.
         seed: int, the run's seed.
@@ -117,7 +119,8 @@ def training_batch(images, data_config, step, num_levels=lfr.DEFAULT_LEVELS, see
                                                             data_config.level_weights)))
     size = hr_patch_size(data_config.patch_size, level, num_levels)
     patches = random_patches(images, size, data_config.batch_size, rng)
-    x_up, hr = degrade(patches, level, data_config.patch_size, num_levels)
+    photo = config_lib.DEGRADATIONS[data_config.degradation]
+    x_up, hr = training_pair(patches, level, data_config.patch_size, num_levels, photo, rng)
     return {"x_up": x_up, "hr": hr, "level": np.full(data_config.batch_size, level, np.int32)}
 
 
@@ -146,10 +149,15 @@ def fixed_scale_batch(images, data_config, step, scale, seed=0):
     return {"lr": ops.convert_to_numpy(lr), "hr": hr}
 
 
-def degrade(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS):
+def training_pair(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, photo=None,
+                  rng=None):
     """(x_up, hr) float32 numpy for uint8 HR patches of level `level`'s size, as
-    `asdn_tf.data.degrade` makes them: LR = imresize(HR, 1/r) at p×p, x_up = imresize(LR, r)."""
+    `asdn_tf.data.training_pair` makes them: LR = imresize(HR, 1/r) at p×p, x_up = imresize(LR, r);
+    or, with a `config.PhotoDegradation` as `photo`, a photo degradation drawn from the numpy
+    Generator `rng` (`photo_degradation.photo_pair`)."""
     scale = lfr.level_scales(num_levels)[level]
+    if photo is not None:
+        return photo_degradation.photo_pair(hr_patches, scale, patch_size, photo, rng)
     hr = pixels.to_float(hr_patches)
     lr = resize_ops.imresize(hr, scale=1.0 / scale, size=(patch_size, patch_size))
     x_up = resize_ops.imresize(lr, scale=scale, size=hr.shape[1:3])

@@ -319,9 +319,9 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
                             f"{keras.backend.backend()}")
     check_arguments(model, scale, mixed_precision)
     fixed_scale = scale if model == "fsdn" else None
-    if data_config.degradation != "bicubic":
-        raise TrainingError(f"--degradation={data_config.degradation} needs TensorFlow (JPEG, "
-                            "blur); under JAX only bicubic")
+    if fixed_scale and data_config.degradation != "bicubic":
+        raise TrainingError(f"--model=fsdn with --degradation={data_config.degradation} trains "
+                            "under TensorFlow only; under JAX, FSDN trains on bicubic pairs")
     if data_config.degrade_in_step:
         raise TrainingError("--degrade_in_step is the tf.data pipeline's: under JAX the folder "
                             "loader makes LR and x_up; drop it")

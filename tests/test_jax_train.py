@@ -47,7 +47,7 @@ def batch(level, seed):
     """(x_up, hr) of two random patches at `level`."""
     size = folder_data.hr_patch_size(PATCH, level)
     patches = np.random.default_rng(seed).integers(0, 256, (2, size, size, 3), np.uint8)
-    return folder_data.degrade(patches, level, PATCH)
+    return folder_data.training_pair(patches, level, PATCH)
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +220,6 @@ def test_imports_without_tensorflow_and_refuses_what_needs_it():
         [sys.executable, "-c", BLOCK_TENSORFLOW + textwrap.dedent("""
         from asdn_tf import config, train_jax
         for data in [config.DataConfig(sources=("tfds:div2k",)),
-                     config.DataConfig(sources=("x",), degradation="photo"),
                      config.DataConfig(sources=("x",), degrade_in_step=True)]:
             try:
                 train_jax.train(config.preset("tiny"), data, config.TrainConfig(), "unused")
@@ -231,8 +230,7 @@ def test_imports_without_tensorflow_and_refuses_what_needs_it():
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
     assert "tfds:div2k needs TensorFlow" in lines[0]
-    assert "--degradation=photo needs TensorFlow" in lines[1]
-    assert "--degrade_in_step is the tf.data pipeline's" in lines[2]
+    assert "--degrade_in_step is the tf.data pipeline's" in lines[1]
 
 
 @pytest.mark.parametrize("scale", [2.0, 3.0, 1.5])
