@@ -26,6 +26,7 @@ batches of p×p LR and (p·S)×(p·S) HR patches (`folder_data.fixed_scale_batch
 trunk with `--init_from`, validated at S alone.
 """
 
+import dataclasses
 import math
 import pathlib
 import re
@@ -44,7 +45,7 @@ from asdn_tf.model import FSDN, build_fsdn, build_model
 from asdn_tf.precision import dtype_policy
 from asdn_tf.run_folder import TrainingError
 from asdn_tf.schedule import learning_rate_schedule
-from asdn_tf.train import check_arguments, resolve_init_from, warm_start
+from asdn_tf.train import _progress, check_arguments, resolve_init_from, warm_start
 
 # run_folder's checkpoint names, as numpy archives: TF's checkpoint format needs TensorFlow.
 _CHECKPOINT = re.compile(rf"{run_folder.CHECKPOINT_NAME}-(\d+)\.npz")
@@ -314,6 +315,43 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
         TrainingError: a setting this trainer cannot run, or checkpoints that cannot be
             restored, in one line. ValueError, FileNotFoundError: bad data.
     """
+    fixed_scale = _check_settings(data_config, model, scale, mixed_precision)
+    devices = set_distribution(strategy)
+    if data_config.batch_size % devices:
+        raise TrainingError(f"--batch_size={data_config.batch_size} is the global batch: it "
+                            f"must split evenly over the {devices} devices")
+    output_dir = pathlib.Path(output_dir)
+    validation_images = []
+    if train_config.validate_every and train_config.validation_dir:
+        validation_images = load_validation_set(train_config.validation_dir)
+    init_from = resolve_init_from(init_from) if init_from else None
+    crop = (folder_data.hr_patch_size(data_config.patch_size, model_config.num_levels - 1,
+                                      model_config.num_levels) if fixed_scale is None
+            else data_config.patch_size * fixed_scale)
+    images = folder_data.load_folder_images(data_config.sources, crop, data_config.strict)
+    keras.utils.set_random_seed(train_config.seed)
+    network, optimizer = build(model_config, train_config, mixed_precision, fixed_scale)
+    with run_folder.output_folder(output_dir):
+        step, state, run_state = _resume(output_dir, restart, network, optimizer, init_from,
+                                         model_config, model)
+        run = _Run(network, optimizer, output_dir, run_state, validation_images, run_folder
+                   .WeightsSidecar(model=model, scale=scale, preset=preset_name,
+                                   model_config=model_config, data_config=data_config,
+                                   train_config=train_config, steps=step,
+                                   training_seconds=0.0, validation_psnr={},
+                                   backend=f"jax {jax.__version__} ({jax.devices()[0].platform},"
+                                           f" {devices} device{'s' * (devices > 1)})"))
+        batches = folder_data.training_batches(images, data_config, step,
+                                               model_config.num_levels, train_config.seed,
+                                               fixed_scale=fixed_scale)
+        step, state = run.loop(batches, step, state, fixed_scale)
+        run.save_weights(run_folder.FINAL_WEIGHTS, step, state)
+    logging.info("done: %s (%d steps)", output_dir / run_folder.FINAL_WEIGHTS, step)
+    return output_dir / run_folder.FINAL_WEIGHTS
+
+
+def _check_settings(data_config, model, scale, mixed_precision):
+    """Refuses what this trainer cannot run, in one line; returns FSDN's scale (None: ASDN)."""
     if keras.backend.backend() != "jax":
         raise TrainingError(f"asdn_tf.train_jax needs KERAS_BACKEND=jax, not "
                             f"{keras.backend.backend()}")
@@ -326,81 +364,75 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
         raise TrainingError("--degrade_in_step is the tf.data pipeline's: under JAX the folder "
                             "loader makes LR and x_up; drop it")
     folder_data.check_sources(data_config.sources)
-    devices = set_distribution(strategy)
-    if data_config.batch_size % devices:
-        raise TrainingError(f"--batch_size={data_config.batch_size} is the global batch: it "
-                            f"must split evenly over the {devices} devices")
-    output_dir = pathlib.Path(output_dir)
-    # FSDN is measured at its own scale only.
-    validation_scales = (train_config.validation_scales if fixed_scale is None
-                         else (float(fixed_scale),))
-    validation_images = []
-    if train_config.validate_every and train_config.validation_dir:
-        validation_images = load_validation_set(train_config.validation_dir)
-    init_from = resolve_init_from(init_from) if init_from else None
-    crop = (folder_data.hr_patch_size(data_config.patch_size, model_config.num_levels - 1,
-                                      model_config.num_levels) if fixed_scale is None
-            else data_config.patch_size * fixed_scale)
-    images = folder_data.load_folder_images(data_config.sources, crop, data_config.strict)
-    keras.utils.set_random_seed(train_config.seed)
-    network, optimizer = build(model_config, train_config, mixed_precision, fixed_scale)
-    backend = (f"jax {jax.__version__} ({jax.devices()[0].platform}, "
-               f"{devices} device{'s' * (devices > 1)})")
-    with run_folder.output_folder(output_dir):
-        step, state, run_state = _resume(output_dir, restart, network, optimizer, init_from,
-                                         model_config, model)
+    return fixed_scale
 
-        def save_weights(name):
-            run_folder.save_weights(network, output_dir / name, run_folder.WeightsSidecar(
-                model=model, scale=scale, preset=preset_name, model_config=model_config,
-                data_config=data_config, train_config=train_config, steps=step,
-                training_seconds=round(run_state.seconds, 1),
-                validation_psnr=run_state.latest_validation, backend=backend))
 
-        updates = {}
-        started = session_start = time.time()
-        first_step, total = step, train_config.steps
-        batches = folder_data.training_batches(images, data_config, step,
-                                               model_config.num_levels, train_config.seed,
-                                               fixed_scale=fixed_scale)
-        rates = learning_rate_schedule(train_config)
-        while step < total:
+class _Run:
+    """The update loop and what it writes in the run folder: checkpoints, state, the
+    validation curve and best/final weights (`run_folder`'s layout)."""
+
+    def __init__(self, network, optimizer, output_dir, run_state, validation_images, sidecar):
+        self.network, self.optimizer, self.output_dir = network, optimizer, output_dir
+        self.run_state, self.validation_images, self.sidecar = (run_state, validation_images,
+                                                                sidecar)
+        self.train_config = sidecar.train_config
+        # FSDN is measured at its own scale only.
+        self.validation_scales = (self.train_config.validation_scales if sidecar.model == "asdn"
+                                  else (float(sidecar.scale),))
+        self.session_start = time.time()
+
+    def loop(self, batches, step, state, fixed_scale):
+        """Updates until the configured steps; returns (step, state)."""
+        config, updates = self.train_config, {}
+        started, first_step = time.time(), step
+        rates = learning_rate_schedule(config)
+        while step < config.steps:
             batch = next(batches)
             level = None if fixed_scale is not None else int(batch["level"][0])
             if level not in updates:
-                updates[level] = make_update(network, optimizer, level, train_config.clip_norm)
+                updates[level] = make_update(self.network, self.optimizer, level,
+                                             config.clip_norm)
             inputs = batch["x_up"] if fixed_scale is None else batch["lr"]
             loss, state = updates[level](state, *distribute_batch([inputs, batch["hr"]]))
             step += 1
             loss = float(loss)
             if not math.isfinite(loss):
                 raise TrainingError(f"loss became {loss} at step {step}; stopped without saving")
-            if step % train_config.log_every == 0 or step == total:
+            if step % config.log_every == 0 or step == config.steps:
                 rate = (step - first_step) / max(time.time() - started, 1e-9)
-                sys.stderr.write(f"{step}/{total} loss {loss:.4f} lr {float(rates(step)):.2e} "
-                                 f"{rate:.2f} steps/s\n")
-            validating = validation_images and (step % train_config.validate_every == 0
-                                                 or step == total)
-            saving = step % train_config.checkpoint_every == 0 or step == total
-            if validating or saving:
-                assign_state(network, optimizer, state)
-            if validating:
-                latest = validate(network, validation_images, validation_scales)
-                logging.info("step %d validation PSNR %s", step,
-                             ", ".join(f"x{s:g} {v:.2f}" for s, v in latest.items()))
-                run_state.latest_validation = {f"{s:g}": v for s, v in latest.items()}
-                run_folder.record_validation(output_dir / run_folder.VALIDATION_CURVE, step,
-                                             latest)
-                if run_folder.mean_psnr(latest) > run_state.best_psnr:
-                    run_state.best_psnr = run_folder.mean_psnr(latest)
-                    save_weights(run_folder.BEST_WEIGHTS)
-            if saving:
-                save_checkpoint(output_dir / run_folder.CHECKPOINTS, step, state,
-                                train_config.keep_checkpoints)
-                run_state.seconds += time.time() - session_start
-                session_start = time.time()
-                run_folder.save_state(output_dir, run_state)
-        assign_state(network, optimizer, state)
-        save_weights(run_folder.FINAL_WEIGHTS)
-    logging.info("done: %s (%d steps)", output_dir / run_folder.FINAL_WEIGHTS, step)
-    return output_dir / run_folder.FINAL_WEIGHTS
+                _progress(step, config.steps, loss, float(rates(step)), rate)
+            self.after_update(step, state)
+        return step, state
+
+    def after_update(self, step, state):
+        """Validates and checkpoints when `step` is due."""
+        config = self.train_config
+        validating = self.validation_images and (step % config.validate_every == 0
+                                                 or step == config.steps)
+        saving = step % config.checkpoint_every == 0 or step == config.steps
+        if validating or saving:
+            assign_state(self.network, self.optimizer, state)
+        if validating:
+            latest = validate(self.network, self.validation_images, self.validation_scales)
+            logging.info("step %d validation PSNR %s", step,
+                         ", ".join(f"x{s:g} {v:.2f}" for s, v in latest.items()))
+            self.run_state.latest_validation = {f"{s:g}": v for s, v in latest.items()}
+            run_folder.record_validation(self.output_dir / run_folder.VALIDATION_CURVE, step,
+                                         latest)
+            if run_folder.mean_psnr(latest) > self.run_state.best_psnr:
+                self.run_state.best_psnr = run_folder.mean_psnr(latest)
+                self.save_weights(run_folder.BEST_WEIGHTS, step, state, assigned=True)
+        if saving:
+            save_checkpoint(self.output_dir / run_folder.CHECKPOINTS, step, state,
+                            config.keep_checkpoints)
+            self.run_state.seconds += time.time() - self.session_start
+            self.session_start = time.time()
+            run_folder.save_state(self.output_dir, self.run_state)
+
+    def save_weights(self, name, step, state, assigned=False):
+        """`name` (best or final weights) with its sidecar, from the update's `state`."""
+        if not assigned:
+            assign_state(self.network, self.optimizer, state)
+        run_folder.save_weights(self.network, self.output_dir / name, dataclasses.replace(
+            self.sidecar, steps=step, training_seconds=round(self.run_state.seconds, 1),
+            validation_psnr=self.run_state.latest_validation))
