@@ -58,3 +58,16 @@ def t91_subset(tmp_path_factory, datasets_dir):
     for path in sorted((datasets_dir / "T91").iterdir())[:6]:
         shutil.copy(path, folder / path.name)
     return folder
+
+
+def make_run_data(root, datasets_dir, train_images):
+    """A tiny training run's data in `root`: `train/` with the first `train_images` T91 images
+    and `val/` with one 24×24 crop of Set5's baby (`--sources` and `--validation_dir`)."""
+    from PIL import Image
+    (root / "train").mkdir()
+    (root / "val").mkdir()
+    for path in sorted((datasets_dir / "T91").iterdir())[:train_images]:
+        shutil.copy(path, root / "train" / path.name)
+    with Image.open(datasets_dir / "Set5" / "baby.png") as image:
+        image.crop((200, 200, 224, 224)).save(root / "val" / "crop.png")
+    return root

@@ -31,6 +31,7 @@ from absl import flags
 import asdn_tf
 from asdn_tf import train
 from test_train import leftovers
+from conftest import make_run_data
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -135,15 +136,7 @@ def _warnings(caplog):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, datasets_dir):
-    from PIL import Image
-    root = tmp_path_factory.mktemp("fault_data")
-    (root / "train").mkdir()
-    (root / "val").mkdir()
-    for path in sorted((datasets_dir / "T91").iterdir())[:3]:
-        shutil.copy(path, root / "train" / path.name)
-    with Image.open(datasets_dir / "Set5" / "baby.png") as image:
-        image.crop((200, 200, 224, 224)).save(root / "val" / "crop.png")
-    return root
+    return make_run_data(tmp_path_factory.mktemp("fault_data"), datasets_dir, 3)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ the runs differ only by float rounding in the all-reduce.
 import json
 import os
 import pathlib
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +30,7 @@ import asdn_tf
 from asdn_tf import data as data_lib
 from asdn_tf import train, train_step
 from asdn_tf.config import DataConfig
+from conftest import make_run_data
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -142,15 +142,7 @@ def _checkpoint_steps(run):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, datasets_dir):
-    from PIL import Image
-    root = tmp_path_factory.mktemp("multiworker_data")
-    (root / "train").mkdir()
-    (root / "val").mkdir()
-    for path in sorted((datasets_dir / "T91").iterdir())[:4]:
-        shutil.copy(path, root / "train" / path.name)
-    with Image.open(datasets_dir / "Set5" / "baby.png") as image:
-        image.crop((200, 200, 224, 224)).save(root / "val" / "crop.png")
-    return root
+    return make_run_data(tmp_path_factory.mktemp("multiworker_data"), datasets_dir, 4)
 
 
 def test_two_workers_train_one_model_as_one_process_does(data, tmp_path, start_workers):
