@@ -18,6 +18,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from asdn_tf import pixels
 from asdn_tf.imresize import imresize
 
 KERNELS = ("bicubic", "bicubic_noaa", "bilinear", "area")
@@ -90,8 +91,8 @@ def _reflect(images, radius, axis):
 
 
 def quantize(images):
-    """Float [0, 1] → the nearest of 256 levels (halves away from zero), still float32."""
-    return tf.floor(tf.clip_by_value(images, 0.0, 1.0) * 255.0 + 0.5) / 255.0
+    """Float [0, 1] → the nearest of 256 levels (`pixels.to_uint8_ops`), still float32."""
+    return pixels.to_float_ops(pixels.to_uint8_ops(images))
 
 
 def jpeg(images, quality):
