@@ -90,6 +90,10 @@ class PhotoDegradation:
         recursion_probability: float, chance that an update trains the first ×r step of a ×1.5r
             or ×2r recursion: LR decimated by 1.5r or 2r, the target the HR brought down by 1.5
             or 2 (asdn_tf/data.py).
+        own_step_probability: float, chance that an update trains the second step of a ×2r
+            recursion on the network's own first step instead, as inference runs it: LR
+            decimated by 2r, brought up ×2 by the network (no gradient), then ×r by the step
+            trained, against the HR. Drawn only when the update is not a first-step pair.
     """
 
     clean_probability: float = 0.3
@@ -101,6 +105,7 @@ class PhotoDegradation:
     jpeg_probability: float = 0.6
     jpeg_quality: tuple[float, float] = (40.0, 95.0)
     recursion_probability: float = 0.4
+    own_step_probability: float = 0.0
 
 
 # The named LR makers of `DataConfig.degradation`; None is the benchmark's exact bicubic.

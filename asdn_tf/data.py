@@ -59,12 +59,13 @@ def random_patch(image, crop, seed):
 
 def training_pair(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, photo=None,
                   seed=None):
-    """(x_up, hr) for a batch of HR patches at least round(p · r_l) pixels square.
+    """(x_up, hr, passes) for a batch of HR patches at least round(p · r_l) pixels square.
 
     `level` is a Python int (static sizes: XLA friendly) or an int tensor. The HR patch is the
     top-left round(p · r_l) square, LR = imresize(HR, 1/r) at p×p (or, with a
     `config.PhotoDegradation` as `photo`, a random photo degradation drawn from the int [2]
-    `seed`), x_up = imresize(LR, r).
+    `seed`), x_up = imresize(LR, r). `passes` is 1, or 2 for a photo pair whose x_up is the
+    first step's input (`_photo_pair`).
     """
     if isinstance(level, int):
         scale = lfr.level_scales(num_levels)[level]
@@ -77,34 +78,49 @@ def training_pair(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, 
     hr = pixels.to_float_ops(hr_patches[:, :size, :size, :])
     lr = make_lr(hr, (patch_size, patch_size), scale, photo, seed)
     x_up = imresize(lr, scale=scale, size=(size, size))
-    return x_up, hr
+    return x_up, hr, 1
 
 
 def _photo_pair(hr_patches, scale, patch_size, photo, seed):
-    """(x_up, target) of one update at step scale r under the photo degradation.
+    """(x_up, target, passes) of one update at step scale r under the photo degradation.
 
     With `photo.recursion_probability` the pair is the first step of a recursion instead: the LR
     is made from the HR by r·k (k = 1.5 or 2: the ×3 and ×4 recursions start with a ×2 step on
     an LR decimated by 3 or 4) and the target is the HR brought down by k with the exact
     bicubic, the clean image that step should produce. Without it a resizing kernel without
     antialiasing decimated by 4 aliases more than any single step trains on.
+
+    Otherwise, with `photo.own_step_probability`, it is the second step of a ×2r recursion:
+    `passes` is 2 and x_up is the ×2 first step's input (the LR made from the HR by 2r, brought
+    up ×2); the train step runs the network on it and trains the ×r step on what it made, the
+    input that step gets at inference. `passes` is 1 for every other pair.
     """
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
-    recursion = tf.random.stateless_uniform([], seeds[0]) < photo.recursion_probability
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
+    draw = tf.random.stateless_uniform([], seeds[0])
+    recursion = draw < photo.recursion_probability
+    own_step = ~recursion & (draw < photo.recursion_probability + photo.own_step_probability)
     factor = tf.where(recursion, tf.gather(tf.constant([1.5, 2.0], tf.float64),
                                            tf.random.stateless_uniform([], seeds[1], 0, 2,
                                                                        tf.int32)), 1.0)
+    factor = tf.where(own_step, tf.constant(2.0, tf.float64), factor)
     scale = tf.cast(scale, tf.float64)
     lr_side = tf.cast(tf.math.floor(patch_size / factor), tf.int32)
     side = lfr.output_size_ops(lr_side, lr_side, scale)[0]
     # The HR region is the step's unrounded output side brought up by `factor`.
     unrounded = tf.cast(lr_side, tf.float64) * scale
     region = lfr.output_size_ops(unrounded, unrounded, factor)[0]
+    first_side = lfr.output_size_ops(lr_side, lr_side, factor)[0]
     hr = pixels.to_float_ops(hr_patches[:, :region, :region, :])
-    target = tf.cond(recursion, lambda: imresize(hr, scale=1.0 / factor, size=(side, side)),
-                     lambda: hr)
     lr = degradation_lib.random_lr(hr, (lr_side, lr_side), scale * factor, photo, seeds[2])
-    return imresize(lr, scale=scale, size=(side, side)), target
+    # An own-step pair's region is the recursion's output: round(2r · LR side), as inference
+    # rounds it.
+    own_region = lfr.output_size_ops(lr_side, lr_side, scale * factor)[0]
+    target = tf.case([(recursion, lambda: imresize(hr, scale=1.0 / factor, size=(side, side))),
+                      (own_step, lambda: hr[:, :own_region, :own_region, :])],
+                     default=lambda: hr)
+    x_up = tf.cond(own_step, lambda: imresize(lr, scale=factor, size=(first_side, first_side)),
+                   lambda: imresize(lr, scale=scale, size=(side, side)))
+    return x_up, target, tf.where(own_step, 2, 1)
 
 
 def make_lr(hr, size, scale, photo=None, seed=None):
@@ -142,7 +158,8 @@ def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_s
     """Infinite dataset of training batches; HR patches are float32 in [0, 1].
 
     ASDN batches are {"x_up", "hr", "level"} ({"hr", "level"} with `degrade_in_step`); "level"
-    holds the batch's level once per patch. With an integer `fixed_scale` (FSDN) batches are
+    holds the batch's level once per patch. Under a photo degradation they also hold "passes",
+    the update's network passes (`_photo_pair`) once per patch. With an integer `fixed_scale` (FSDN) batches are
     {"lr", "hr"}: p×p LR and (p·s)×(p·s) HR patches.
 
     With a `tf.distribute.InputContext` (`distribute_datasets_from_function`), this pipeline
@@ -201,9 +218,12 @@ def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_s
         levels_per_patch = tf.fill([batch_size], level)
         if data_config.degrade_in_step:
             return {"hr": batch, "level": levels_per_patch}
-        x_up, hr = training_pair(batch, level, data_config.patch_size, num_levels, photo,
-                                 batch_seed)
-        return {"x_up": x_up, "hr": hr, "level": levels_per_patch}
+        x_up, hr, passes = training_pair(batch, level, data_config.patch_size, num_levels,
+                                         photo, batch_seed)
+        if photo is None:
+            return {"x_up": x_up, "hr": hr, "level": levels_per_patch}
+        return {"x_up": x_up, "hr": hr, "level": levels_per_patch,
+                "passes": tf.fill([batch_size], passes)}
 
     return (tf.data.Dataset.zip(patches, levels, seeds)
             .map(make, num_parallel_calls=tf.data.AUTOTUNE)

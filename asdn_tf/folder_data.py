@@ -105,7 +105,8 @@ def level_probabilities(num_levels, weights=()):
 
 
 def training_batch(images, data_config, step, num_levels=lfr.DEFAULT_LEVELS, seed=0):
-    """The batch of update `step`: {"x_up", "hr" float32 N×S×S×3 in [0, 1], "level" int32 [N]}.
+    """The batch of update `step`: {"x_up", "hr" float32 N×S×S×3 in [0, 1], "level" int32 [N]},
+    and under a photo degradation "passes" int32 [N] (`photo_degradation.photo_pair`).
 
     Args:
         images: list of RGB uint8 H×W×3 arrays, each at least the largest HR patch.
@@ -120,8 +121,12 @@ def training_batch(images, data_config, step, num_levels=lfr.DEFAULT_LEVELS, see
     size = hr_patch_size(data_config.patch_size, level, num_levels)
     patches = random_patches(images, size, data_config.batch_size, rng)
     photo = config_lib.DEGRADATIONS[data_config.degradation]
-    x_up, hr = training_pair(patches, level, data_config.patch_size, num_levels, photo, rng)
-    return {"x_up": x_up, "hr": hr, "level": np.full(data_config.batch_size, level, np.int32)}
+    x_up, hr, passes = training_pair(patches, level, data_config.patch_size, num_levels, photo,
+                                     rng)
+    batch = {"x_up": x_up, "hr": hr, "level": np.full(data_config.batch_size, level, np.int32)}
+    if photo is not None:
+        batch["passes"] = np.full(data_config.batch_size, passes, np.int32)
+    return batch
 
 
 def random_patches(images, size, count, rng):
@@ -151,7 +156,7 @@ def fixed_scale_batch(images, data_config, step, scale, seed=0):
 
 def training_pair(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, photo=None,
                   rng=None):
-    """(x_up, hr) float32 numpy for uint8 HR patches of level `level`'s size, as
+    """(x_up, hr, passes) float32 numpy for uint8 HR patches of level `level`'s size, as
     `asdn_tf.data.training_pair` makes them: LR = imresize(HR, 1/r) at p×p, x_up = imresize(LR, r);
     or, with a `config.PhotoDegradation` as `photo`, a photo degradation drawn from the numpy
     Generator `rng` (`photo_degradation.photo_pair`)."""
@@ -161,7 +166,7 @@ def training_pair(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, 
     hr = pixels.to_float(hr_patches)
     lr = resize_ops.imresize(hr, scale=1.0 / scale, size=(patch_size, patch_size))
     x_up = resize_ops.imresize(lr, scale=scale, size=hr.shape[1:3])
-    return ops.convert_to_numpy(x_up), hr
+    return ops.convert_to_numpy(x_up), hr, 1
 
 
 def training_batches(images, data_config, start_step=0, num_levels=lfr.DEFAULT_LEVELS, seed=0,

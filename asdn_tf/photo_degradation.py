@@ -13,7 +13,7 @@ decodes them with the accurate IDCT where `tf.image.adjust_jpeg_quality` uses th
 
 Example:
     >>> rng = np.random.default_rng([seed, step])
-    >>> x_up, target = photo_pair(hr_uint8, 2.0, 48, config.PhotoDegradation(), rng)
+    >>> x_up, target, passes = photo_pair(hr_uint8, 2.0, 48, config.PhotoDegradation(), rng)
 """
 
 import functools
@@ -186,27 +186,38 @@ def random_lr(hr, size, scale, photo, rng):
     return lr
 
 
-def recursion_factor(photo, rng):
-    """1 (a plain step), or with `photo.recursion_probability` 1.5 or 2: the update trains the
-    first step of a ×1.5r or ×2r recursion."""
-    if rng.random() < photo.recursion_probability:
-        return (1.5, 2.0)[rng.integers(2)]
-    return 1.0
+def recursion_draw(photo, rng):
+    """(k, passes) of one update, as `data._photo_pair` draws them: (1, 1) for a plain step;
+    with `photo.recursion_probability` (1.5 or 2, 1), the first step of a ×1.5r or ×2r
+    recursion; else with `photo.own_step_probability` (2, 2), the second step of a ×2r recursion
+    on the network's own first step."""
+    draw = rng.random()
+    if draw < photo.recursion_probability:
+        return (1.5, 2.0)[rng.integers(2)], 1
+    if draw < photo.recursion_probability + photo.own_step_probability:
+        return 2.0, 2
+    return 1.0, 1
 
 
 def photo_pair(hr_patches, scale, patch_size, photo, rng):
-    """(x_up, target) float32 of one update at step scale `scale` from N×S×S×3 uint8 HR
+    """(x_up, target, passes) float32 of one update at step scale `scale` from N×S×S×3 uint8 HR
     patches (S at least round(p · scale)), as `data._photo_pair` makes them: the LR made from
     the HR by r·k, the target the HR brought down by k with the exact bicubic (k from
-    `recursion_factor`; k = 1 keeps the HR)."""
-    factor = recursion_factor(photo, rng)
+    `recursion_draw`; k = 1 keeps the HR); an own-step pair (passes 2) has the ×2 first step's
+    input as x_up and the HR as its target."""
+    factor, passes = recursion_draw(photo, rng)
     lr_side = math.floor(patch_size / factor)
     side = lfr.output_size(lr_side, lr_side, scale)[0]
     # The HR region is the step's unrounded output side brought up by `factor`.
     region = lfr.output_size(lr_side * scale, lr_side * scale, factor)[0]
     hr = pixels.to_float(hr_patches[:, :region, :region])
+    lr = random_lr(hr, (lr_side, lr_side), scale * factor, photo, rng)
+    if passes == 2:
+        own_region = lfr.output_size(lr_side, lr_side, scale * factor)[0]
+        first_side = lfr.output_size(lr_side, lr_side, factor)[0]
+        return (imresize(lr, factor, (first_side, first_side)),
+                hr[:, :own_region, :own_region], passes)
     target = hr
     if factor != 1.0:
         target = imresize(hr, 1.0 / factor, (side, side))
-    lr = random_lr(hr, (lr_side, lr_side), scale * factor, photo, rng)
-    return imresize(lr, scale, (side, side)), target
+    return imresize(lr, scale, (side, side)), target, passes

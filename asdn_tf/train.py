@@ -208,10 +208,10 @@ class _Session:
         from asdn_tf import train_step
         with self._peers_checked():
             batch = next(iterator)
-        level = (train_step.pop_level(batch, self.distribution) if self.model == "asdn"
-                 else None)
+        update = (train_step.pop_update(batch, self.distribution) if self.model == "asdn"
+                  else (None,))
         with self._peers_checked():
-            loss = float(self.steps(level)(batch))
+            loss = float(self.steps(*update)(batch))
         if not math.isfinite(loss):
             raise TrainingError(f"loss became {loss} at step {self.step()}; stopped without "
                                 f"saving; {self.checkpoints.newest()}")

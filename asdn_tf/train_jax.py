@@ -51,14 +51,16 @@ from asdn_tf.train import _progress, check_arguments, resolve_init_from, warm_st
 _CHECKPOINT = re.compile(rf"{run_folder.CHECKPOINT_NAME}-(\d+)\.npz")
 
 
-def make_update(network, optimizer, level, clip_norm=0.0):
+def make_update(network, optimizer, level, clip_norm=0.0, passes=1):
     """The jitted update of one level: (state, inputs, hr) → (loss, state).
 
     `state` is (trainable, non_trainable, optimizer) value lists (`initial_state`); only the
     trunk's and branch `level`'s weights and Adam moments change (and Adam's step counter).
     An FSDN (`level` None) trains every weight, its inputs the LR patches, not x_up.
     The loss is the mean L1 over the whole batch; with `clip_norm` the gradient is clipped by
-    its global norm first.
+    its global norm first. With `passes=2` the inputs are the ×2 first step's of a recursion:
+    the level is trained on the network's own output of that step, as
+    `train_step.Trainer.own_first_step` does.
     """
     trainable = network.trainable_variables
     if level is None:
@@ -75,7 +77,17 @@ def make_update(network, optimizer, level, clip_norm=0.0):
     optimizer_keep = [keep[owner[id(v)]] if id(v) in owner else True
                       for v in optimizer.variables]
 
+    def own_first_step(trainable_values, non_trainable_values, inputs, size):
+        first, _ = network.stateless_call(trainable_values, non_trainable_values, inputs,
+                                          level=network.num_levels - 1)
+        first = jax.lax.stop_gradient(ops.clip(ops.cast(first, "float32"), 0.0, 1.0))
+        return resize_ops.imresize(first, scale=lfr.level_scales(network.num_levels)[level],
+                                   size=size)
+
     def loss_function(trainable_values, non_trainable_values, inputs, hr):
+        if passes == 2:
+            inputs = own_first_step(trainable_values, non_trainable_values, inputs,
+                                    hr.shape[1:3])
         prediction, non_trainable_values = network.stateless_call(
             trainable_values, non_trainable_values, inputs, **level_argument)
         loss = ops.mean(ops.abs(hr - ops.cast(prediction, "float32")))
@@ -389,11 +401,13 @@ class _Run:
         while step < config.steps:
             batch = next(batches)
             level = None if fixed_scale is not None else int(batch["level"][0])
-            if level not in updates:
-                updates[level] = make_update(self.network, self.optimizer, level,
-                                             config.clip_norm)
+            passes = int(batch["passes"][0]) if "passes" in batch else 1
+            if (level, passes) not in updates:
+                updates[level, passes] = make_update(self.network, self.optimizer, level,
+                                                     config.clip_norm, passes)
             inputs = batch["x_up"] if fixed_scale is None else batch["lr"]
-            loss, state = updates[level](state, *distribute_batch([inputs, batch["hr"]]))
+            loss, state = updates[level, passes](state,
+                                                 *distribute_batch([inputs, batch["hr"]]))
             step += 1
             loss = float(loss)
             if not math.isfinite(loss):

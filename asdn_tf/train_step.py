@@ -4,7 +4,7 @@ tf.distribute strategy. `python -m asdn_tf.train` and bench/run.py build their s
 Example:
     >>> trainer = compile_trainer(build_model("tiny"), TrainConfig(), patch_size=48)
     >>> step = per_level_steps(trainer)
-    >>> loss = step(level)(batch)        # level = pop_level(batch); None for FSDN
+    >>> loss = step(*pop_update(batch))(batch)        # step(None)(batch) for FSDN
 """
 
 import contextlib
@@ -17,8 +17,9 @@ import re
 import keras
 import tensorflow as tf
 
-from asdn_tf import cli
+from asdn_tf import cli, lfr
 from asdn_tf import data as data_lib
+from asdn_tf.imresize import imresize
 from asdn_tf.model import FSDN
 from asdn_tf.run_folder import TrainingError
 from asdn_tf.schedule import learning_rate_schedule
@@ -27,9 +28,11 @@ from asdn_tf.schedule import learning_rate_schedule
 class Trainer(keras.Model):
     """Wraps ASDN or FSDN with the paper's train step.
 
-    `train_step(batch, level)` takes the level as a Python int: the step is traced once per level
-    and only the trunk and that branch are handed to the optimizer, so the other branches get
-    neither gradient nor Adam's momentum.
+    `train_step(batch, level, passes)` takes the level as a Python int: the step is traced once
+    per level and only the trunk and that branch are handed to the optimizer, so the other
+    branches get neither gradient nor Adam's momentum. With `passes=2` the batch's x_up is the
+    ×2 first step's input of a recursion, and the level is trained on the network's own output
+    of that step (`own_first_step`).
 
     Args:
         network: the `ASDN` or `FSDN` being trained.
@@ -54,14 +57,16 @@ class Trainer(keras.Model):
         return (self.network.trunk.trainable_variables
                 + self.network.branches[level].trainable_variables)
 
-    def train_step(self, batch, level=None):
+    def train_step(self, batch, level=None, passes=1):
         if self.is_fsdn:
             inputs, target = batch["lr"], batch["hr"]
         elif "x_up" in batch:
             inputs, target = batch["x_up"], batch["hr"]
         else:
-            inputs, target = data_lib.training_pair(batch["hr"], level, self.patch_size,
-                                                    self.network.num_levels)
+            inputs, target, _ = data_lib.training_pair(batch["hr"], level, self.patch_size,
+                                                       self.network.num_levels)
+        if passes == 2:
+            inputs = self.own_first_step(inputs, level, tf.shape(target)[1:3])
         variables = self.step_variables(level)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
@@ -73,6 +78,15 @@ class Trainer(keras.Model):
             gradients = self._clip(gradients, replicas)
         self.optimizer.apply(gradients, variables)
         return loss
+
+    def own_first_step(self, x_up, level, size):
+        """The input of the step at `level` when it follows the network's own ×2 step on `x_up`
+        (inference's recursion: clipped, brought up by the level's scale to `size`); no
+        gradient flows into the first step."""
+        first = self.network(x_up, level=self.network.num_levels - 1, training=False)
+        first = tf.stop_gradient(tf.clip_by_value(tf.cast(first, tf.float32), 0.0, 1.0))
+        scale = lfr.level_scales(self.network.num_levels)[level]
+        return imresize(first, scale=scale, size=size)
 
     def _clip(self, gradients, replicas):
         """Clips by the norm of the whole batch's gradient. (Keras's `global_clipnorm` clips
@@ -108,34 +122,40 @@ class _ExpectedRetracing(python_logging.Filter):
 
 
 def per_level_steps(trainer, distribution=None, jit_compile=False):
-    """`step(level)`: the tf.function of one update at `level` (None for FSDN), made on first
-    use. It runs `trainer.train_step` on every replica of `distribution` (default: the current
-    strategy) and returns the loss, the mean over the replicas."""
+    """`step(level, passes=1)`: the tf.function of one update at `level` (None for FSDN) with
+    `passes` network passes (`Trainer.train_step`), made on first use. It runs
+    `trainer.train_step` on every replica of `distribution` (default: the current strategy) and
+    returns the loss, the mean over the replicas."""
     distribution = distribution or tf.distribute.get_strategy()
     logger = tf.get_logger()
     if not any(isinstance(f, _ExpectedRetracing) for f in logger.filters):
         logger.addFilter(_ExpectedRetracing())
     functions = {}
 
-    def step(level):
-        if level not in functions:
+    def step(level, passes=1):
+        if (level, passes) not in functions:
             def replica_step(batch):
-                return trainer.train_step(batch, level)
+                return trainer.train_step(batch, level, passes)
 
             def distributed_step(batch):
                 losses = distribution.run(replica_step, args=(batch,))
                 return distribution.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
 
-            functions[level] = tf.function(distributed_step, jit_compile=jit_compile)
-        return functions[level]
+            functions[level, passes] = tf.function(distributed_step, jit_compile=jit_compile)
+        return functions[level, passes]
 
     return step
 
 
-def pop_level(batch, distribution=None):
-    """Takes the LFR level out of an ASDN batch (one level per update) as a Python int."""
+def pop_update(batch, distribution=None):
+    """Takes the LFR level out of an ASDN batch (one level per update) as a Python int, and the
+    update's network passes (1 unless the batch holds "passes"): (level, passes)."""
     distribution = distribution or tf.distribute.get_strategy()
-    return int(distribution.experimental_local_results(batch.pop("level"))[0][0])
+
+    def pop(key):
+        return int(distribution.experimental_local_results(batch.pop(key))[0][0])
+
+    return pop("level"), pop("passes") if "passes" in batch else 1
 
 
 def resolve_jit(value):

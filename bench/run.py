@@ -71,7 +71,7 @@ from asdn_tf.imresize import imresize
 from asdn_tf.inference import upscale_tensor
 from asdn_tf.model import build_model, flops_per_pixel
 from asdn_tf.precision import dtype_policy
-from asdn_tf.train_step import compile_trainer, per_level_steps, pop_level
+from asdn_tf.train_step import compile_trainer, per_level_steps, pop_update
 from bench import export_latency, imresize_speed, op_profile, upscale_tiled
 
 SECTIONS = ("matmul", "inference", "profile", "saved_model", "training", "imresize", "tiled",
@@ -357,8 +357,7 @@ def _train_steps(step_function, batches):
     """Runs one update per batch as `train`'s loop does: level from the batch, loss to host."""
     for batch in batches:
         batch = dict(batch)
-        level = pop_level(batch)
-        loss = float(step_function(level)(batch))
+        loss = float(step_function(*pop_update(batch))(batch))
         if not math.isfinite(loss):
             raise RuntimeError(f"training loss became {loss}")
 
@@ -562,7 +561,7 @@ def measure_jit(settings):
     side = data_lib.hr_patch_size(settings.patch_size, level)
     hr = tf.constant(np.random.default_rng(0).integers(0, 256, (batch_size, side, side, 3),
                                                        np.uint8))
-    x_up, target = data_lib.training_pair(hr, level, settings.patch_size)
+    x_up, target, _ = data_lib.training_pair(hr, level, settings.patch_size)
     batch = {"x_up": x_up, "hr": target, "level": tf.fill([batch_size], level)}
     for policy in POLICIES:
         for jit in (False, True):

@@ -4,6 +4,8 @@ import tensorflow as tf
 
 from asdn_tf import config, data, degradation, evaluate
 from asdn_tf.imresize import imresize
+from asdn_tf.inference import upscale_tensor
+from asdn_tf.train_step import Trainer
 
 PLAIN = config.PhotoDegradation(clean_probability=0.0, kernels=("bilinear",),
                                 blur_probability=0.0, noise_probability=0.0, jpeg_probability=0.0)
@@ -103,7 +105,7 @@ def test_photo_batches_line_up_with_their_targets(t91_subset):
 def test_a_recursion_pair_targets_the_clean_image_of_its_first_step():
     hr = tf.cast(tf.round(_hr(2, 96) * 255.0), tf.uint8)
     photo = config.PhotoDegradation(clean_probability=1.0, recursion_probability=1.0)
-    x_up, target = data.training_pair(hr, tf.constant(10), 48, photo=photo, seed=[3, 4])
+    x_up, target, _ = data.training_pair(hr, tf.constant(10), 48, photo=photo, seed=[3, 4])
     side = x_up.shape[1]
     factor = {48: 2.0, 64: 1.5}[side]  # ×2 step, LR side 24 or 32
     region = tf.cast(hr, tf.float32) / 255.0
@@ -146,3 +148,26 @@ def test_evaluation_degradations_are_fixed_and_differ():
         assert np.abs(made[name].astype(int) - made["bicubic"]).max() > 2, name
     with pytest.raises(ValueError, match="unknown degradation 'sharp'"):
         degradation.fixed_lr(hr, (16, 16), 2.0, "sharp")
+
+
+def test_an_own_step_pair_trains_the_step_inference_runs_second(tiny_model):
+    """An own-step pair (passes 2): x_up is the ×2 first step's input, from the LR decimated by
+    2r; the trainer's own first step turns it into the input inference gives the ×r step."""
+    level, patch = 4, 48  # r = 1.4: LR 24, first step to 48, output round(24 · 2.8) = 67
+    hr = tf.cast(tf.round(_hr(2, 96) * 255.0), tf.uint8)
+    photo = config.PhotoDegradation(clean_probability=1.0, recursion_probability=0.0,
+                                    own_step_probability=1.0)
+    x_up, target, passes = data.training_pair(hr, tf.constant(level), patch, photo=photo,
+                                              seed=[3, 4])
+    assert int(passes) == 2 and x_up.shape == (2, 48, 48, 3) and target.shape == (2, 67, 67, 3)
+    region = tf.cast(hr[:, :67, :67], tf.float32) / 255.0
+    np.testing.assert_allclose(target, region)
+    lr = degradation.quantize(imresize(region, scale=1 / 2.8, size=(24, 24)))
+    np.testing.assert_allclose(x_up, imresize(lr, scale=2.0, size=(48, 48)), atol=1e-5)
+
+    step_input = Trainer(tiny_model).own_first_step(x_up, level, (67, 67))
+    trained = tf.clip_by_value(tiny_model(step_input, level=level), 0.0, 1.0)
+    np.testing.assert_allclose(trained, upscale_tensor(tiny_model, lr, 2.8), atol=1e-5)
+    # The network made the step's input: it is not the LR brought up by bicubic alone.
+    bicubic = imresize(imresize(lr, scale=2.0, size=(48, 48)), scale=1.4, size=(67, 67))
+    assert float(tf.reduce_max(tf.abs(step_input - bicubic))) > 1e-3

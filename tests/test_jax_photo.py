@@ -96,11 +96,13 @@ def test_draws_follow_the_config():
     assert abs(np.mean(untouched) - photo.clean_probability
                - share / 4 * (1 - photo.blur_probability) * (1 - photo.noise_probability)
                * (1 - photo.jpeg_probability)) < tolerance
-    factors = np.array([photo_np.recursion_factor(photo, rng) for _ in range(count)])
-    for factor, expected in ((1.0, 1 - photo.recursion_probability),
-                             (1.5, photo.recursion_probability / 2),
-                             (2.0, photo.recursion_probability / 2)):
-        assert abs(np.mean(factors == factor) - expected) < tolerance
+    photo = dataclasses.replace(photo, own_step_probability=0.3)
+    draws = [photo_np.recursion_draw(photo, rng) for _ in range(count)]
+    plain = 1 - photo.recursion_probability - photo.own_step_probability
+    for draw, expected in (((1.0, 1), plain), ((1.5, 1), photo.recursion_probability / 2),
+                           ((2.0, 1), photo.recursion_probability / 2),
+                           ((2.0, 2), photo.own_step_probability)):
+        assert abs(np.mean([d == draw for d in draws]) - expected) < tolerance, draw
 
 
 @pytest.mark.parametrize("photo", [
@@ -113,9 +115,10 @@ def test_pair_is_datas_without_random_parts(photo):
     level, patch = 4, 8
     size = folder_data.hr_patch_size(patch, level)
     hr = np.random.default_rng(1).integers(0, 256, (3, size, size, 3), np.uint8)
-    x_up, target = folder_data.training_pair(hr, level, patch, photo=photo,
-                                       rng=np.random.default_rng(2))
-    expected_x_up, expected_target = data.training_pair(hr, level, patch, photo=photo, seed=[2, 0])
+    x_up, target, _ = folder_data.training_pair(hr, level, patch, photo=photo,
+                                                rng=np.random.default_rng(2))
+    expected_x_up, expected_target, _ = data.training_pair(hr, level, patch, photo=photo,
+                                                           seed=[2, 0])
     np.testing.assert_allclose(target, expected_target, atol=1e-7)
     np.testing.assert_allclose(x_up, expected_x_up, atol=1e-5)
 
@@ -125,10 +128,11 @@ def test_the_mix_draws_a_kernel_per_patch():
     scale = folder_data.lfr.level_scales()[level]
     size = folder_data.hr_patch_size(patch, level)
     hr = np.random.default_rng(1).integers(0, 256, (count, size, size, 3), np.uint8)
-    x_up, _ = folder_data.training_pair(hr, level, patch, photo=PLAIN, rng=np.random.default_rng(2))
+    x_up, _, _ = folder_data.training_pair(hr, level, patch, photo=PLAIN,
+                                           rng=np.random.default_rng(2))
     # The same Generator state again: the recursion draw, then the patches' draws.
     replay = np.random.default_rng(2)
-    photo_np.recursion_factor(PLAIN, replay)
+    photo_np.recursion_draw(PLAIN, replay)
     kernels = photo_np.draw(count, PLAIN, replay)["kernel"]
     assert set(kernels) == set(degradation.KERNELS)
     for index, kernel in enumerate(kernels):
@@ -148,17 +152,34 @@ def test_a_recursion_pair_is_datas():
     hr = np.random.default_rng(1).integers(0, 256, (2, size, size, 3), np.uint8)
     sides = set()
     for seed in range(12):
-        x_up, target = folder_data.training_pair(hr, level, patch, photo=photo,
-                                           rng=np.random.default_rng(seed))
+        x_up, target, _ = folder_data.training_pair(hr, level, patch, photo=photo,
+                                                    rng=np.random.default_rng(seed))
         sides.add(x_up.shape[1])
         for tf_seed in range(12):  # a TF seed that drew the same k
-            expected_x_up, expected_target = data.training_pair(hr, level, patch, photo=photo,
-                                                          seed=[tf_seed, 0])
+            expected_x_up, expected_target, _ = data.training_pair(
+                hr, level, patch, photo=photo, seed=[tf_seed, 0])
             if expected_x_up.shape == x_up.shape:
                 break
         np.testing.assert_allclose(target, expected_target, atol=1e-6)
         np.testing.assert_allclose(x_up, expected_x_up, atol=1e-5)
     assert len(sides) == 2 and max(sides) < size
+
+
+def test_an_own_step_pair_is_datas():
+    """The second step of a ×2r recursion: x_up the ×2 first step's input from the LR
+    decimated by 2r, the target the HR of round(2r · LR side), as TensorFlow makes them."""
+    photo = dataclasses.replace(PLAIN, kernels=("bilinear",), own_step_probability=1.0)
+    level, patch = 6, 8
+    size = folder_data.hr_patch_size(patch, level)
+    hr = np.random.default_rng(1).integers(0, 256, (2, size, size, 3), np.uint8)
+    x_up, target, passes = folder_data.training_pair(hr, level, patch, photo=photo,
+                                                     rng=np.random.default_rng(0))
+    expected_x_up, expected_target, expected_passes = data.training_pair(
+        hr, level, patch, photo=photo, seed=[0, 0])
+    assert passes == int(expected_passes) == 2
+    assert x_up.shape[1] == 8 and target.shape[1] == round(4 * 2 * 1.6)
+    np.testing.assert_allclose(target, expected_target, atol=1e-7)
+    np.testing.assert_allclose(x_up, expected_x_up, atol=1e-5)
 
 
 def test_photo_batches_are_decided_by_seed_and_step():

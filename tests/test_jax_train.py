@@ -21,7 +21,11 @@ PATCH = 8
 # A larger rate than the paper's: a branch that moved when it should not would move by about
 # the rate, far beyond the tolerance.
 TRAIN_CONFIG = config_lib.TrainConfig(learning_rate=1e-3, clip_norm=0.05)
-LEVELS = (3, 7)
+# (level, passes): two plain updates and one of a ×2r recursion's second step trained on the
+# network's own first step (the ×2 branch, 10, runs in it but is not trained).
+UPDATES = ((3, 1), (7, 1), (5, 2))
+OWN_STEP = config_lib.PhotoDegradation(clean_probability=1.0, recursion_probability=0.0,
+                                       own_step_probability=1.0)
 # Raises on `import tensorflow` in the child: what a machine without TensorFlow does.
 BLOCK_TENSORFLOW = """
 import sys
@@ -43,25 +47,29 @@ def run_jax(script, *args, devices=1):
     return result
 
 
-def batch(level, seed):
-    """(x_up, hr) of two random patches at `level`."""
+def batch(level, seed, passes=1):
+    """(x_up, hr) of two random patches at `level`, an own-step pair when `passes` is 2."""
     size = folder_data.hr_patch_size(PATCH, level)
     patches = np.random.default_rng(seed).integers(0, 256, (2, size, size, 3), np.uint8)
-    return folder_data.training_pair(patches, level, PATCH)
+    x_up, hr, made = folder_data.training_pair(patches, level, PATCH,
+                                               photo=OWN_STEP if passes == 2 else None,
+                                               rng=np.random.default_rng(seed))
+    assert made == passes
+    return x_up, hr
 
 
 @pytest.fixture(scope="module")
 def jax_steps(tmp_path_factory):
-    """From tiny weights: two updates (levels 3 and 7) under JAX; returns the folder with the
-    initial weights, the batches and what JAX wrote."""
+    """From tiny weights: the UPDATES under JAX; returns the folder with the initial weights,
+    the batches and what JAX wrote."""
     import keras
     from asdn_tf.model import build_model
     folder = tmp_path_factory.mktemp("jax_steps")
     keras.utils.set_random_seed(0)
     build_model("tiny").save_weights(folder / "init.weights.h5")
     arrays = {}
-    for index, level in enumerate(LEVELS):
-        arrays[f"x_up{index}"], arrays[f"hr{index}"] = batch(level, index)
+    for index, (level, passes) in enumerate(UPDATES):
+        arrays[f"x_up{index}"], arrays[f"hr{index}"] = batch(level, index, passes)
     arrays["probe"] = np.random.default_rng(9).random((1, 12, 12, 3), np.float32)
     np.savez(folder / "batches.npz", **arrays)
     run_jax(f"""
@@ -76,8 +84,9 @@ def jax_steps(tmp_path_factory):
         state = train_jax.initial_state(network, optimizer)
         arrays = np.load(folder + "/batches.npz")
         losses = []
-        for index, level in enumerate({LEVELS}):
-            update = train_jax.make_update(network, optimizer, level, train_config.clip_norm)
+        for index, (level, passes) in enumerate({UPDATES}):
+            update = train_jax.make_update(network, optimizer, level, train_config.clip_norm,
+                                           passes)
             loss, state = update(state, arrays[f"x_up{{index}}"], arrays[f"hr{{index}}"])
             losses.append(float(loss))
         train_jax.assign_state(network, optimizer, state)
@@ -102,8 +111,8 @@ def test_one_update_matches_tensorflow(jax_steps):
     optimizer.build(network.trainable_variables)
     arrays = np.load(jax_steps / "batches.npz")
     losses = [float(trainer.train_step({"x_up": arrays[f"x_up{index}"],
-                                        "hr": arrays[f"hr{index}"]}, level))
-              for index, level in enumerate(LEVELS)]
+                                        "hr": arrays[f"hr{index}"]}, level, passes))
+              for index, (level, passes) in enumerate(UPDATES)]
     jax = np.load(jax_steps / "jax.npz")
     np.testing.assert_allclose(jax["losses"], losses, rtol=1e-5)
     weights = network.get_weights()
@@ -114,7 +123,7 @@ def test_one_update_matches_tensorflow(jax_steps):
         differences = max(differences, np.abs(jax[f"arr_{index}"] - tf_weight).max())
         moved = max(moved, np.abs(tf_weight - start).max())
     assert differences <= 1e-5 < moved
-    # Branches other than the two trained stay as they were under both backends.
+    # Branches other than the three trained stay as they were under both backends.
     for level in (0, 10):
         for variable in network.branches[level].trainable_variables:
             index = next(i for i, v in enumerate(network.weights) if v is variable)

@@ -106,8 +106,8 @@ def test_sigkill_during_training_resumes_cleanly(tmp_path, t91_subset):
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, t91_subset, monkeypatch):
     real_step = train_step.Trainer.train_step
 
-    def poisoned(self, batch, level=None):
-        loss = real_step(self, batch, level)
+    def poisoned(self, batch, level=None, passes=1):
+        loss = real_step(self, batch, level, passes)
         return tf.where(self.optimizer.iterations >= 3, tf.constant(np.nan), loss)
 
     monkeypatch.setattr(train_step.Trainer, "train_step", poisoned)
