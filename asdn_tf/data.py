@@ -95,7 +95,7 @@ def _photo_pair(hr_patches, scale, patch_size, photo, seed):
     up ×2); the train step runs the network on it and trains the ×r step on what it made, the
     input that step gets at inference. `passes` is 1 for every other pair.
     """
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
     draw = tf.random.stateless_uniform([], seeds[0])
     recursion = draw < photo.recursion_probability
     own_step = ~recursion & (draw < photo.recursion_probability + photo.own_step_probability)
