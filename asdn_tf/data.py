@@ -159,8 +159,8 @@ def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_s
 
     ASDN batches are {"x_up", "hr", "level"} ({"hr", "level"} with `degrade_in_step`); "level"
     holds the batch's level once per patch. Under a photo degradation they also hold "passes",
-    the update's network passes (`_photo_pair`) once per patch. With an integer `fixed_scale` (FSDN) batches are
-    {"lr", "hr"}: p×p LR and (p·s)×(p·s) HR patches.
+    the update's network passes (`_photo_pair`) once per patch. With an integer `fixed_scale`
+    (FSDN) batches are {"lr", "hr"}: p×p LR and (p·s)×(p·s) HR patches.
 
     With a `tf.distribute.InputContext` (`distribute_datasets_from_function`), this pipeline
     yields the per-replica batches of its own replicas, in replica order, one after the other:
