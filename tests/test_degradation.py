@@ -171,3 +171,28 @@ def test_an_own_step_pair_trains_the_step_inference_runs_second(tiny_model):
     # The network made the step's input: it is not the LR brought up by bicubic alone.
     bicubic = imresize(imresize(lr, scale=2.0, size=(48, 48)), scale=1.4, size=(67, 67))
     assert float(tf.reduce_max(tf.abs(step_input - bicubic))) > 1e-3
+
+
+def test_training_runs_own_step_updates_as_their_own_step(tmp_path, t91_subset, monkeypatch):
+    """With own-step pairs in the mix the training loop hands each update its passes: the
+    two-pass updates get a step of their own, traced apart from the plain ones."""
+    from asdn_tf import train, train_step
+    monkeypatch.setitem(config.DEGRADATIONS, "photo", config.PhotoDegradation(
+        recursion_probability=0.0, own_step_probability=0.5))
+    seen = []
+    real_step = train_step.Trainer.train_step
+
+    def recording(self, batch, level=None, passes=1):
+        seen.append((batch["x_up"].shape[1] < batch["hr"].shape[1], passes))
+        return real_step(self, batch, level, passes)
+
+    monkeypatch.setattr(train_step.Trainer, "train_step", recording)
+    train.train(config.preset("tiny"),
+                config.DataConfig(sources=(str(t91_subset),), patch_size=8, batch_size=2,
+                                  degradation="photo"),
+                config.TrainConfig(steps=8, checkpoint_every=8, log_every=8, validate_every=0),
+                tmp_path / "run")
+    # An own-step update's x_up is its first step's input, smaller than its target.
+    assert {passes for _, passes in seen} == {1, 2}
+    assert all(smaller == (passes == 2) for smaller, passes in seen)
+    assert (tmp_path / "run" / "final.weights.h5").exists()
