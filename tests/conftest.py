@@ -22,6 +22,9 @@ def pytest_configure(config):
         "markers", "install: builds fresh virtual environments from the package index (about "
         "two minutes); part of the README's test command, so CI runs it; deselect with "
         "-m 'not install'")
+    config.addinivalue_line(
+        "markers", "slow: takes more than a few seconds (training, export, subprocesses); the "
+        "fast tier is -m 'not slow and not install'")
 
 
 def _require(path):
