@@ -12,8 +12,6 @@ The public names load their module (and TensorFlow) on first use, so `import asd
 import importlib as _importlib
 import logging as _logging
 import os as _os
-import sys as _sys
-import types as _types
 
 from absl import logging as _absl_logging
 
@@ -32,19 +30,19 @@ _absl_logging.get_absl_logger().addFilter(
     lambda record: not str(record.msg).startswith("Sharding callback duration"))
 
 _EXPORTS = {
-    "ModelConfig": "asdn_tf.config",
-    "PRESETS": "asdn_tf.config",
-    "preset": "asdn_tf.config",
-    "upscale": "asdn_tf.inference",
-    "upscale_tensor": "asdn_tf.inference",
-    "ASDN": "asdn_tf.model",
-    "FSDN": "asdn_tf.model",
-    "build_fsdn": "asdn_tf.model",
-    "build_model": "asdn_tf.model",
-    "init_from_asdn": "asdn_tf.model",
-    "load_model": "asdn_tf.weights_io",
-    "load_pretrained": "asdn_tf.weights_io",
-    "upscale_file": "asdn_tf.upscale",
+    "ModelConfig": "asdn_tf.nn.config",
+    "PRESETS": "asdn_tf.nn.config",
+    "preset": "asdn_tf.nn.config",
+    "upscale": "asdn_tf.inference.engine",
+    "upscale_tensor": "asdn_tf.inference.engine",
+    "ASDN": "asdn_tf.nn.model",
+    "FSDN": "asdn_tf.nn.model",
+    "build_fsdn": "asdn_tf.nn.model",
+    "build_model": "asdn_tf.nn.model",
+    "init_from_asdn": "asdn_tf.nn.model",
+    "load_model": "asdn_tf.inference.weights_io",
+    "load_pretrained": "asdn_tf.inference.weights_io",
+    "upscale_file": "asdn_tf.cli.upscale",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -57,19 +55,6 @@ def __getattr__(name):
     value = getattr(_importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value
     return value
-
-
-class _Package(_types.ModuleType):
-    """The package, whose `upscale` stays the function: importing the command's module
-    asdn_tf.upscale (`asdn-upscale`, `from asdn_tf.upscale import ...`) would otherwise make
-    the import system set the attribute `upscale` to that module."""
-
-    def __setattr__(self, name, value):
-        if not (name == "upscale" and isinstance(value, _types.ModuleType)):
-            super().__setattr__(name, value)
-
-
-_sys.modules[__name__].__class__ = _Package
 
 
 def __dir__():

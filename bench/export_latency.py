@@ -3,7 +3,7 @@
     python -m bench.export_latency [--runs=5] [--size=256] [--output_json=runs/bench/export.json]
 
 SavedModel: one call of a size×size uint8 image at ×2 and ×3.3 through (a) the in-process model
-(`asdn_tf.inference.compiled_upscaler`, float in and out, as `asdn_tf.upscale` runs it untiled),
+(`asdn_tf.inference.engine.compiled_upscaler`, float in and out, as `asdn_tf.upscale` runs it untiled),
 (b) the `serving_default` signature of `tf.saved_model.load`, and (c) the same signature in a TF1
 session loaded by `tf.compat.v1.saved_model.loader` (what TF Serving runs). Median of `--runs`
 timed calls after one warm-up call; the three take turns in every round, so a busy machine slows
@@ -46,8 +46,9 @@ import tensorflow as tf
 from absl import app, flags
 
 import asdn_tf
-from asdn_tf import evaluate, export, weights_io
-from asdn_tf.inference import compiled_upscaler
+from asdn_tf.cli import evaluate, export
+from asdn_tf.inference import weights_io
+from asdn_tf.inference.engine import compiled_upscaler
 
 SCALES = (2.0, 3.3)
 PARTS = ("saved_model", "tflite", "refusals")
@@ -83,7 +84,7 @@ def measure_saved_model(model, size=256, runs=5):
         upscaler = compiled_upscaler(model)
         rows = []
         for scale in SCALES:
-            out_size = asdn_tf.lfr.output_size(size, size, scale)
+            out_size = asdn_tf.nn.lfr.output_size(size, size, scale)
 
             def in_process():
                 output = upscaler(tf.constant(image, tf.float32) / 255.0,

@@ -12,8 +12,10 @@ from absl import app, flags
 from PIL import Image, ImageDraw
 
 import asdn_tf
-from asdn_tf import image_io, lfr, weights_io
-from asdn_tf.imresize import imresize
+from asdn_tf.inference import weights_io
+from asdn_tf.io import image_io
+from asdn_tf.nn import lfr
+from asdn_tf.data.imresize import imresize
 
 _INPUT = flags.DEFINE_string("input", None, "The photograph (default: the quick start's).")
 _SCALE = flags.DEFINE_float("scale", 2.5, "Upscaling factor.")

@@ -23,8 +23,8 @@ from absl import app, flags
 # A private module path, but the only parser of the trace shipped with TensorFlow itself.
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-from asdn_tf.inference import compiled_upscaler
-from asdn_tf.model import build_model
+from asdn_tf.inference.engine import compiled_upscaler
+from asdn_tf.nn.model import build_model
 
 # "scope/of/the/node:OpType"; the executor's own events ("ExecutorState::Process") do not match.
 _OP_EVENT = re.compile(r"^([\w./\-]+):(\w+)$")

@@ -11,11 +11,14 @@ rest of the way by bicubic. Their difference is what the later step adds. float3
 import numpy as np
 from absl import app, flags
 
-from asdn_tf import evaluate, lfr, metrics, weights_io
+from asdn_tf.cli import evaluate
+from asdn_tf.evaluation import metrics
+from asdn_tf.inference import weights_io
+from asdn_tf.nn import lfr
 from bench.export_latency import DATASETS
-from asdn_tf.imresize import imresize
-from asdn_tf.inference import upscale_tensor
-from asdn_tf.pixels import to_float, to_rgb, to_uint8
+from asdn_tf.data.imresize import imresize
+from asdn_tf.inference.engine import upscale_tensor
+from asdn_tf.io.pixels import to_float, to_rgb, to_uint8
 
 _MODEL = flags.DEFINE_string("model", "photo", "Bundled model name, or a .weights.h5 path.")
 _DATA_DIR = flags.DEFINE_string("data_dir", str(DATASETS),

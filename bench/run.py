@@ -63,15 +63,19 @@ import psutil
 import tensorflow as tf
 from absl import app, flags
 
-from asdn_tf import data as data_lib
-from asdn_tf import cli, evaluate, lfr, notebook, weights_io
-from asdn_tf import precision as precision_lib
-from asdn_tf.config import DataConfig, TrainConfig
-from asdn_tf.imresize import imresize
-from asdn_tf.inference import upscale_tensor
-from asdn_tf.model import build_model, flops_per_pixel
-from asdn_tf.precision import dtype_policy
-from asdn_tf.train_step import compile_trainer, per_level_steps, pop_update
+from asdn_tf.data import pipeline as data_lib
+from asdn_tf.cli import evaluate
+from asdn_tf.evaluation import notebook
+from asdn_tf.inference import weights_io
+from asdn_tf.io import errors as cli
+from asdn_tf.nn import lfr
+from asdn_tf.inference import precision as precision_lib
+from asdn_tf.nn.config import DataConfig, TrainConfig
+from asdn_tf.data.imresize import imresize
+from asdn_tf.inference.engine import upscale_tensor
+from asdn_tf.nn.model import build_model, flops_per_pixel
+from asdn_tf.inference.precision import dtype_policy
+from asdn_tf.training.train_step import compile_trainer, per_level_steps, pop_update
 from bench import export_latency, imresize_speed, op_profile, upscale_tiled
 
 SECTIONS = ("matmul", "inference", "profile", "saved_model", "training", "imresize", "tiled",
@@ -347,7 +351,7 @@ def measure_saved_model(settings, weights):
 
 
 def _trainer(preset, policy, patch_size, jit=False):
-    """(network, step function per level) set up as `asdn_tf.train.train` does."""
+    """(network, step function per level) set up as `asdn_tf.cli.train.train` does."""
     with dtype_policy(policy):
         keras.utils.set_random_seed(0)
         network = build_model(preset)
@@ -428,8 +432,8 @@ def measure_tiled(cases):
 _FIRST_CALLS = """
 import json, statistics, sys, time
 import numpy as np
-from asdn_tf import inference, weights_io
-from asdn_tf import precision as precision_lib
+from asdn_tf.inference import engine as inference, weights_io
+from asdn_tf.inference import precision as precision_lib
 sizes, scale = json.loads(sys.argv[1])
 model = weights_io.shared_pretrained()
 upscaler = inference.compiled_upscaler(model)

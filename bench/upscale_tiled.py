@@ -31,8 +31,9 @@ import numpy as np
 from absl import app, flags
 
 import asdn_tf
-from asdn_tf import image_io, tiling, weights_io
-from asdn_tf.upscale import upscale_file
+from asdn_tf.inference import tiling, weights_io
+from asdn_tf.io import image_io
+from asdn_tf.cli.upscale import upscale_file
 
 DEFAULT_CASES = ("512x2", "512x3.3", "512x4", "2048x4")
 

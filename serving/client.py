@@ -105,7 +105,7 @@ def check_output(image, output, overwrite=False):
 
 def write_atomically(path, data):
     """Writes `data` to a temporary file beside `path`, then renames it over `path`, so a
-    failure leaves no half-written PNG. (asdn_tf.fileio does this for the package; this client
+    failure leaves no half-written PNG. (asdn_tf.io.fileio does this for the package; this client
     runs without the package.)"""
     path = pathlib.Path(path)
     temporary = path.parent / f".tmp-{secrets.token_hex(4)}-{path.name}"

@@ -6,7 +6,7 @@ import sys
 import pytest
 from PIL import Image
 
-from asdn_tf.check_data import format_report, inspect_folder
+from asdn_tf.cli.check_data import format_report, inspect_folder
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

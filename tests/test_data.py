@@ -7,9 +7,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from asdn_tf import data, lfr
-from asdn_tf.config import DataConfig
-from asdn_tf.imresize import imresize
+from asdn_tf.data import pipeline as data
+from asdn_tf.nn import lfr
+from asdn_tf.nn.config import DataConfig
+from asdn_tf.data.imresize import imresize
 
 
 def _batches(config, count=4, **kwargs):
@@ -91,7 +92,7 @@ def test_random_patch_flips_and_turns_by_its_seed_alone():
 
 
 def test_a_seed_gives_the_same_batches_in_another_process(t91_subset):
-    code = ("import sys, numpy as np; from asdn_tf import config, data; "
+    code = ("import sys, numpy as np; from asdn_tf.nn import config; from asdn_tf.data import pipeline as data; "
             f"c = config.DataConfig(sources=({str(t91_subset)!r},), patch_size=8, batch_size=2, "
             "degradation='photo'); it = iter(data.training_dataset(c, seed=3)); "
             "b = [next(it) for _ in range(3)]; "

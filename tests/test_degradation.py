@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asdn_tf import config, data, degradation, evaluate
-from asdn_tf.imresize import imresize
-from asdn_tf.inference import upscale_tensor
-from asdn_tf.train_step import Trainer
+from asdn_tf.cli import evaluate
+from asdn_tf.data import pipeline as data, degradation
+from asdn_tf.nn import config
+from asdn_tf.data.imresize import imresize
+from asdn_tf.inference.engine import upscale_tensor
+from asdn_tf.training.train_step import Trainer
 
 PLAIN = config.PhotoDegradation(clean_probability=0.0, kernels=("bilinear",),
                                 blur_probability=0.0, noise_probability=0.0, jpeg_probability=0.0)
@@ -176,7 +178,8 @@ def test_an_own_step_pair_trains_the_step_inference_runs_second(tiny_model):
 def test_training_runs_own_step_updates_as_their_own_step(tmp_path, t91_subset, monkeypatch):
     """With own-step pairs in the mix the training loop hands each update its passes: the
     two-pass updates get a step of their own, traced apart from the plain ones."""
-    from asdn_tf import train, train_step
+    from asdn_tf.cli import train
+    from asdn_tf.training import train_step
     monkeypatch.setitem(config.DEGRADATIONS, "photo", config.PhotoDegradation(
         recursion_probability=0.0, own_step_probability=0.5))
     seen = []

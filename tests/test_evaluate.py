@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 import asdn_tf
-from asdn_tf import cli, evaluate, fileio
+from asdn_tf.cli import evaluate
+from asdn_tf.io import errors as cli, fileio
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -213,7 +214,7 @@ def test_other_degradations_are_named_in_the_table(datasets_dir, tmp_path):
 
 def test_commands_share_one_progress_bar(monkeypatch):
     import io
-    from asdn_tf import progress
+    from asdn_tf.io import progress
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -223,5 +224,5 @@ def test_commands_share_one_progress_bar(monkeypatch):
     stream = Terminal()
     progress.bar("evaluate", stream)(3, 8, "Set5 ×2 bird.png")
     assert stream.getvalue() == "\revaluate █████████··············· 3/8 Set5 ×2 bird.png\033[K"
-    from asdn_tf.upscale import progress as upscale_progress
+    from asdn_tf.cli.upscale import progress as upscale_progress
     assert upscale_progress is progress and evaluate.progress is progress

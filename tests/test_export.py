@@ -26,9 +26,11 @@ import tensorflow as tf
 from PIL import Image
 
 import asdn_tf
-from asdn_tf import config, export, fileio, pixels
-from asdn_tf.image_io import read_image
-from asdn_tf.inference import upscale_tensor
+from asdn_tf.cli import export
+from asdn_tf.io import fileio, pixels
+from asdn_tf.nn import config
+from asdn_tf.io.image_io import read_image
+from asdn_tf.inference.engine import upscale_tensor
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAX_OUTPUT_PIXELS = 50_000
@@ -176,7 +178,7 @@ def test_uint8_signature_matches_in_process_model(loaded, tiny_model, image, sca
     output = loaded.signatures["serving_default"](image=tf.constant(image),
                                                   scale=tf.constant(scale))["image"].numpy()
     expected = _reference_uint8(tiny_model, image, scale)
-    assert output.shape == expected.shape == (1, *asdn_tf.lfr.output_size(24, 32, scale), 3)
+    assert output.shape == expected.shape == (1, *asdn_tf.nn.lfr.output_size(24, 32, scale), 3)
     assert np.abs(output.astype(int) - expected).max() <= 1
 
 
@@ -518,7 +520,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(tiny_model, tmp_path, monkeypa
 
 def test_cli_full_disk_is_one_line(tiny_weights, tmp_path):
     script = ("import sys, tensorflow as tf\n"
-              "from asdn_tf import export\n"
+              "from asdn_tf.cli import export\n"
               "def full_disk(*args, **kwargs):\n"
               "    raise tf.errors.ResourceExhaustedError(None, None, 'No space left on device')\n"
               "tf.saved_model.save = full_disk\n"

@@ -14,8 +14,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from asdn_tf import export, image_io
-from asdn_tf.upscale import upscale_file
+from asdn_tf.cli import export
+from asdn_tf.io import image_io
+from asdn_tf.cli.upscale import upscale_file
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAX_OUTPUT_PIXELS = 50_000

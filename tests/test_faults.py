@@ -29,7 +29,7 @@ import tensorflow as tf
 from absl import flags
 
 import asdn_tf
-from asdn_tf import train
+from asdn_tf.cli import train
 from test_train import leftovers
 from conftest import make_run_data
 
@@ -44,7 +44,9 @@ import signal
 
 from tensorflow.python.ops import gen_io_ops
 
-from asdn_tf import evaluate, fileio, run_folder, train
+from asdn_tf.cli import evaluate, train
+from asdn_tf.io import fileio
+from asdn_tf.training import run_folder
 
 POINT, _, NTH = os.environ.get("FAULT", "").partition(":")
 left = [int(NTH or 1)]

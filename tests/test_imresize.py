@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asdn_tf.imresize import imresize
+from asdn_tf.data.imresize import imresize
 
 CASES = [("down_2", "input_butterfly", 1 / 2), ("down_3", "input_butterfly", 1 / 3),
          ("down_4", "input_butterfly", 1 / 4), ("down_8", "input_butterfly", 1 / 8),
@@ -82,7 +82,7 @@ def test_unknown_shapes_and_tensor_size_in_a_graph(vectors):
 @pytest.mark.parametrize("in_size,out_size,scale", [(37, 13, 13 / 37), (20, 51, 2.55),
                                                    (64, 64, 1.0)])
 def test_agrees_with_the_dense_matrix(in_size, out_size, scale):
-    from asdn_tf.imresize import resize_matrix
+    from asdn_tf.data.imresize import resize_matrix
     image = np.random.default_rng(0).random((in_size, in_size, 2)).astype(np.float32)
     matrix = resize_matrix(in_size, out_size, scale).numpy()
     expected = np.einsum("oh,hwc->owc", matrix, image)

@@ -5,10 +5,11 @@ import pytest
 import tensorflow as tf
 
 import asdn_tf
-from asdn_tf import inference, lfr, weights_io
-from asdn_tf import precision as precision_lib
-from asdn_tf.imresize import imresize
-from asdn_tf.inference import upscale_tensor
+from asdn_tf.inference import engine as inference, weights_io
+from asdn_tf.nn import lfr
+from asdn_tf.inference import precision as precision_lib
+from asdn_tf.data.imresize import imresize
+from asdn_tf.inference.engine import upscale_tensor
 
 
 @pytest.mark.parametrize("h,w", [(7, 9), (12, 5), (16, 16)])

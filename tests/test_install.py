@@ -85,7 +85,8 @@ def test_plain_install_trains_on_div2k_without_the_test_extras(plain_env, tmp_pa
 
         import tensorflow_datasets as tfds
 
-        from asdn_tf import config, data
+        from asdn_tf.data import pipeline as data
+        from asdn_tf.nn import config
 
         extras = [name for name in ("pytest", "nbclient", "tensorflow_serving")
                   if importlib.util.find_spec(name)]
@@ -112,7 +113,7 @@ def test_wheel_holds_weights_flagfiles_and_serving_client(plain_env, source, tmp
     (wheel,) = tmp_path.glob("asdn_tf-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     data = next(name.split("/share/")[0] for name in names if "/share/asdn_tf/" in name)
-    expected = {"asdn_tf/__init__.py", "asdn_tf/upscale.py", "asdn_tf/train.py",
+    expected = {"asdn_tf/__init__.py", "asdn_tf/cli/upscale.py", "asdn_tf/train.py",
                 "asdn_tf/weights/default.weights.h5", "asdn_tf/weights/default.json",
                 f"{data}/share/asdn_tf/serving/client.py",
                 f"{data}/share/asdn_tf/serving/models.config",
@@ -166,8 +167,10 @@ def test_importing_the_package_loads_no_tensorflow():
         assert set(asdn_tf.__all__) <= set(dir(asdn_tf))
         missing = [name for name in asdn_tf.__all__ if getattr(asdn_tf, name, None) is None]
         assert not missing, missing
-        from asdn_tf import evaluate, upscale
-        assert callable(upscale) and evaluate.__name__ == "asdn_tf.evaluate"
+        import asdn_tf.cli.upscale
+        from asdn_tf import upscale
+        from asdn_tf.cli import evaluate
+        assert callable(upscale) and evaluate.__name__ == "asdn_tf.cli.evaluate"
         print(asdn_tf.__version__)
     """)
     env = {**_environment(), "PYTHONPATH": str(ROOT)}

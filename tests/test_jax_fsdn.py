@@ -1,5 +1,5 @@
-"""FSDN under JAX (asdn_tf.train_jax): the update TensorFlow makes, on the batches
-asdn_tf.data makes, and a command-line run without TensorFlow whose weights TensorFlow loads.
+"""FSDN under JAX (asdn_tf.training.train_jax): the update TensorFlow makes, on the batches
+asdn_tf.data.pipeline makes, and a command-line run without TensorFlow whose weights TensorFlow loads.
 Each JAX part runs in a child process with KERAS_BACKEND=jax; this process is the TensorFlow
 side."""
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asdn_tf import config as config_lib
-from asdn_tf import folder_data
+from asdn_tf.nn import config as config_lib
+from asdn_tf.data import folder_data
 from test_jax_train import BLOCK_TENSORFLOW, run_jax
 
 PATCH, SCALE = 8, 2
@@ -30,9 +30,9 @@ def image_folder(tmp_path_factory):
 
 
 def test_batch_is_the_tf_pipelines(image_folder):
-    """p×p LR made from (p·s)×(p·s) HR by the exact bicubic, as asdn_tf.data's fixed_scale
+    """p×p LR made from (p·s)×(p·s) HR by the exact bicubic, as asdn_tf.data.pipeline's fixed_scale
     batches are."""
-    from asdn_tf.imresize import imresize
+    from asdn_tf.data.imresize import imresize
     images = folder_data.load_folder_images([image_folder], PATCH * SCALE)
     batch = folder_data.fixed_scale_batch(images, DATA_CONFIG, 5, SCALE, seed=1)
     assert batch["hr"].shape == (2, PATCH * SCALE, PATCH * SCALE, 3)
@@ -46,9 +46,9 @@ def test_update_matches_tensorflow(tmp_path, image_folder):
     """Two FSDN updates from the same weights and batches: the same losses and weights under
     both backends, and every weight trained (no level's mask)."""
     import keras
-    from asdn_tf import train_step
-    from asdn_tf.model import build_fsdn
-    from asdn_tf.schedule import learning_rate_schedule
+    from asdn_tf.training import train_step
+    from asdn_tf.nn.model import build_fsdn
+    from asdn_tf.training.schedule import learning_rate_schedule
     keras.utils.set_random_seed(0)
     initial = build_fsdn("tiny", SCALE)
     initial.save_weights(tmp_path / "init.weights.h5")
@@ -61,7 +61,8 @@ def test_update_matches_tensorflow(tmp_path, image_folder):
     run_jax(f"""
         import sys
         import numpy as np
-        from asdn_tf import config, train_jax
+        from asdn_tf.nn import config
+        from asdn_tf.training import train_jax
         folder = sys.argv[1]
         train_config = config.TrainConfig(learning_rate={TRAIN_CONFIG.learning_rate},
                                           clip_norm={TRAIN_CONFIG.clip_norm})
@@ -101,9 +102,9 @@ def test_command_line_without_tensorflow(tmp_path, image_folder):
     ASDN's trunk, validates at its own scale (as TensorFlow measures it), resumes, and writes
     final weights that TensorFlow loads and runs as JAX does."""
     import keras
-    from asdn_tf import evaluate, train
-    from asdn_tf.model import build_model
-    from asdn_tf.weights_io import load_model
+    from asdn_tf.cli import evaluate, train
+    from asdn_tf.nn.model import build_model
+    from asdn_tf.inference.weights_io import load_model
     keras.utils.set_random_seed(1)
     asdn = build_model("tiny")
     asdn.save_weights(tmp_path / "asdn.weights.h5")
@@ -119,8 +120,8 @@ def test_command_line_without_tensorflow(tmp_path, image_folder):
     command = BLOCK_TENSORFLOW + textwrap.dedent("""
         import pathlib, sys
         import numpy as np
-        from asdn_tf.weights_io import load_model
-        from asdn_tf.train import run
+        from asdn_tf.inference.weights_io import load_model
+        from asdn_tf.cli.train import run
         folder = pathlib.Path(sys.argv[1].removeprefix("--flagfile=")).parent
         try:
             run()

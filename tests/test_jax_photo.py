@@ -1,4 +1,4 @@
-"""`--degradation=photo` without TensorFlow (asdn_tf.photo_degradation): each numpy kernel
+"""`--degradation=photo` without TensorFlow (asdn_tf.data.photo_degradation): each numpy kernel
 against the TensorFlow op it stands for, the frequencies of the draws against
 `config.PhotoDegradation`, and a JAX training run with TensorFlow unimportable."""
 
@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asdn_tf import config, data, degradation, evaluate, folder_data
-from asdn_tf import photo_degradation as photo_np
+from asdn_tf.cli import evaluate
+from asdn_tf.data import pipeline as data, degradation, folder_data
+from asdn_tf.nn import config
+from asdn_tf.data import photo_degradation as photo_np
 from test_jax_train import BLOCK_TENSORFLOW, ONE_LEVEL, image_folder, run_jax  # noqa: F401
 
 # Deterministic mixes: no blur, noise, JPEG or recursion, so TF and numpy make the same pair.
@@ -199,7 +201,8 @@ def test_photo_batches_are_decided_by_seed_and_step():
 def test_trains_under_jax_without_tensorflow(tmp_path, image_folder):  # noqa: F811
     result = run_jax(BLOCK_TENSORFLOW + f"""
 import sys
-from asdn_tf import config, train_jax
+from asdn_tf.nn import config
+from asdn_tf.training import train_jax
 data_config = config.DataConfig(sources=(sys.argv[1],), patch_size=8, batch_size=2,
                                 level_weights={ONE_LEVEL}, degradation="photo")
 train_config = config.TrainConfig(steps=4, validate_every=0, log_every=1)

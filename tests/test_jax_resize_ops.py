@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from asdn_tf import resize_ops
+from asdn_tf.data import resize_ops
 
 from test_imresize import CASES
 
@@ -35,7 +35,7 @@ def test_matches_matlab_under_jax(testvectors_dir):
 import json, sys
 import numpy as np
 import jax, keras
-from asdn_tf import resize_ops
+from asdn_tf.data import resize_ops
 vectors = dict(np.load({str(testvectors_dir / "imresize_matlab_bicubic.npz")!r}))
 errors = {{}}
 for key, source, scale in {CASES!r}:
@@ -59,7 +59,7 @@ print(keras.backend.backend(), json.dumps(errors))
 @pytest.mark.parametrize("in_size,out_size,scale", [(37, 13, 13 / 37), (20, 51, 2.55),
                                                    (64, 64, 1.0), (96, 32, 1 / 3)])
 def test_same_weights_as_imresize(in_size, out_size, scale):
-    from asdn_tf.imresize import resize_matrix
+    from asdn_tf.data.imresize import resize_matrix
     expected = resize_matrix(in_size, out_size, scale).numpy()
     np.testing.assert_allclose(resize_ops.resize_matrix(in_size, out_size, scale), expected,
                                atol=1e-7)

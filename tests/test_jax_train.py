@@ -1,4 +1,4 @@
-"""JAX training (asdn_tf.train_jax): the same update as the TensorFlow trainer, weights that
+"""JAX training (asdn_tf.training.train_jax): the same update as the TensorFlow trainer, weights that
 TensorFlow loads, resuming, data parallelism, and no TensorFlow import. Each JAX part runs in
 a child process with KERAS_BACKEND=jax; this process is the TensorFlow side."""
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asdn_tf import config as config_lib
-from asdn_tf import folder_data
+from asdn_tf.nn import config as config_lib
+from asdn_tf.data import folder_data
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PATCH = 8
@@ -63,7 +63,7 @@ def jax_steps(tmp_path_factory):
     """From tiny weights: the UPDATES under JAX; returns the folder with the initial weights,
     the batches and what JAX wrote."""
     import keras
-    from asdn_tf.model import build_model
+    from asdn_tf.nn.model import build_model
     folder = tmp_path_factory.mktemp("jax_steps")
     keras.utils.set_random_seed(0)
     build_model("tiny").save_weights(folder / "init.weights.h5")
@@ -75,7 +75,8 @@ def jax_steps(tmp_path_factory):
     run_jax(f"""
         import sys
         import numpy as np
-        from asdn_tf import config, train_jax
+        from asdn_tf.nn import config
+        from asdn_tf.training import train_jax
         folder = sys.argv[1]
         train_config = config.TrainConfig(learning_rate={TRAIN_CONFIG.learning_rate},
                                           clip_norm={TRAIN_CONFIG.clip_norm})
@@ -100,9 +101,9 @@ def jax_steps(tmp_path_factory):
 
 def test_one_update_matches_tensorflow(jax_steps):
     import keras
-    from asdn_tf import train_step as train_lib
-    from asdn_tf.schedule import learning_rate_schedule
-    from asdn_tf.model import build_model
+    from asdn_tf.training import train_step as train_lib
+    from asdn_tf.training.schedule import learning_rate_schedule
+    from asdn_tf.nn.model import build_model
     network = build_model("tiny")
     network.load_weights(jax_steps / "init.weights.h5")
     optimizer = keras.optimizers.Adam(learning_rate_schedule(TRAIN_CONFIG))
@@ -131,7 +132,7 @@ def test_one_update_matches_tensorflow(jax_steps):
 
 
 def test_weights_written_under_jax_load_in_tensorflow(jax_steps):
-    from asdn_tf.weights_io import load_model
+    from asdn_tf.inference.weights_io import load_model
     model = load_model(jax_steps / "jax.weights.h5", preset="tiny", precision="float32")
     probe = np.load(jax_steps / "batches.npz")["probe"]
     output = np.asarray(model(probe, scale=1.5))
@@ -153,7 +154,8 @@ ONE_LEVEL = (0.0,) * 10 + (1.0,)
 # Trains into each (folder, steps) of its arguments after the image folder.
 TRAIN_SCRIPT = BLOCK_TENSORFLOW + f"""
 import sys
-from asdn_tf import config, train_jax
+from asdn_tf.nn import config
+from asdn_tf.training import train_jax
 data_config = config.DataConfig(sources=(sys.argv[1],), patch_size=8, batch_size=2,
                                 level_weights={ONE_LEVEL})
 for output_dir, steps in zip(sys.argv[2::2], sys.argv[3::2]):
@@ -177,13 +179,13 @@ def test_resumes_at_the_right_step(tmp_path, image_folder):
                         f"--steps=4\n--checkpoint_every=1\n--validate_every=0\n--log_every=1\n"
                         f"--level_weights={','.join(map(str, ONE_LEVEL))}\n"
                         f"--preset=tiny\n--output_dir={interrupted}\n")
-    result = run_jax(BLOCK_TENSORFLOW + "from asdn_tf.train import run; run()",
+    result = run_jax(BLOCK_TENSORFLOW + "from asdn_tf.cli.train import run; run()",
                      f"--flagfile={flagfile}")
     assert "resumed from" in result.stderr and "ckpt-2.npz at step 2" in result.stderr
     assert "ckpt-3.npz cannot be read" in result.stderr
     sidecar = json.loads((interrupted / "final.json").read_text())
     assert sidecar["steps"] == 4 and sidecar["backend"].startswith("jax ")
-    from asdn_tf.weights_io import load_model
+    from asdn_tf.inference.weights_io import load_model
     for resumed, straight in zip(load_model(interrupted / "final.weights.h5",
                                             precision="float32").get_weights(),
                                  load_model(whole / "final.weights.h5",
@@ -200,7 +202,8 @@ def test_data_parallel_matches_one_device(tmp_path):
         import sys
         import jax, keras
         import numpy as np
-        from asdn_tf import config, train_jax
+        from asdn_tf.nn import config
+        from asdn_tf.training import train_jax
         arrays = np.load(sys.argv[1])
         x_up = np.concatenate([arrays["arr_0"], arrays["arr_2"]])
         hr = np.concatenate([arrays["arr_1"], arrays["arr_3"]])
@@ -227,7 +230,8 @@ def test_data_parallel_matches_one_device(tmp_path):
 def test_imports_without_tensorflow_and_refuses_what_needs_it():
     result = subprocess.run(
         [sys.executable, "-c", BLOCK_TENSORFLOW + textwrap.dedent("""
-        from asdn_tf import config, train_jax
+        from asdn_tf.nn import config
+        from asdn_tf.training import train_jax
         for data in [config.DataConfig(sources=("tfds:div2k",)),
                      config.DataConfig(sources=("x",), degrade_in_step=True)]:
             try:
@@ -246,7 +250,8 @@ def test_imports_without_tensorflow_and_refuses_what_needs_it():
 def test_validation_follows_the_evaluation_protocol(tiny_model, datasets_dir, scale):
     """train_jax's validation (keras.ops and numpy) measures what asdn_tf.evaluate measures,
     a gray image and the ×2 recursion included."""
-    from asdn_tf import evaluate, train_jax
+    from asdn_tf.cli import evaluate
+    from asdn_tf.training import train_jax
     rgb = evaluate.load_set(datasets_dir / "Set5")[0][1][:70, :61]
     for hr in (rgb, rgb[..., 1]):
         expected = evaluate.measure(hr, scale, "asdn", tiny_model)[0]

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from asdn_tf import layers as asdn_layers
+from asdn_tf.nn import layers as asdn_layers
 
 # (class, constructor kwargs, input shape (a list of shapes for several inputs), output shape)
 LAYERS = [

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from asdn_tf import lfr
-from asdn_tf.lfr import level_and_weight_ops
+from asdn_tf.nn import lfr
+from asdn_tf.nn.lfr import level_and_weight_ops
 
 LEVEL_VECTORS = [(1.27, 3, 0.3), (1.05, 1, 0.5), (1.1, 1, 0.0), (1.3, 3, 0.0), (1.95, 10, 0.5),
                  (2.0, 10, 0.0), (1.0001, 1, 0.999)]

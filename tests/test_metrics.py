@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asdn_tf.metrics import psnr, rgb_to_y, ssim
+from asdn_tf.evaluation.metrics import psnr, rgb_to_y, ssim
 
 RNG = np.random.default_rng(0)
 

@@ -5,8 +5,9 @@ import pytest
 import tensorflow as tf
 
 import asdn_tf
-from asdn_tf import config, lfr, weights_io
-from asdn_tf.model import flops_per_pixel
+from asdn_tf.inference import weights_io
+from asdn_tf.nn import config, lfr
+from asdn_tf.nn.model import flops_per_pixel
 
 
 def _x(h=9, w=11, batch=1, seed=0):
@@ -213,7 +214,7 @@ def test_fsdn_shapes_and_init_from_asdn(tiny_model, scale):
 
 
 def test_fsdn_skip_is_exact_bicubic():
-    from asdn_tf.imresize import imresize
+    from asdn_tf.data.imresize import imresize
     fsdn = asdn_tf.build_fsdn("tiny", 3)
     lr = _x(5, 9)
     np.testing.assert_allclose(fsdn.skip(lr), imresize(lr, scale=3), atol=1e-5)

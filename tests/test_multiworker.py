@@ -27,9 +27,10 @@ import tensorflow as tf
 from absl import flags
 
 import asdn_tf
-from asdn_tf import data as data_lib
-from asdn_tf import train, train_step
-from asdn_tf.config import DataConfig
+from asdn_tf.data import pipeline as data_lib
+from asdn_tf.cli import train
+from asdn_tf.training import train_step
+from asdn_tf.nn.config import DataConfig
 from conftest import make_run_data
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -40,7 +41,7 @@ DYING_WORKER = '''
 import os
 import signal
 
-from asdn_tf import train
+from asdn_tf.cli import train
 
 kill_at = int(os.environ.get("KILL_AT_STEP", "0"))
 progress = train._progress

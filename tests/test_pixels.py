@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asdn_tf import image_io, pixels
+from asdn_tf.io import image_io, pixels
 
 
 def _exact_halves(peak):

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import asdn_tf
-from asdn_tf import evaluate, notebook
-from asdn_tf import precision as precision_lib
+from asdn_tf.cli import evaluate
+from asdn_tf.evaluation import notebook
+from asdn_tf.inference import precision as precision_lib
 
 
 @pytest.fixture

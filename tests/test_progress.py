@@ -2,7 +2,7 @@
 
 import io
 
-from asdn_tf import progress
+from asdn_tf.io import progress
 
 
 class Terminal(io.StringIO):
@@ -35,7 +35,7 @@ def test_a_log_gets_a_line_per_update_or_nothing():
 
 
 def test_training_draws_the_same_bar(monkeypatch):
-    from asdn_tf import train
+    from asdn_tf.cli import train
     stream = io.StringIO()
     monkeypatch.setattr("sys.stderr", stream)
     train._progress(3, 6, 0.125, 1e-4, 2.0)

@@ -23,7 +23,7 @@ import warnings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COMMAND_DOCUMENTS = ("README.md", "data/README.md")
-MODULE = r"(?:asdn_tf|bench)\.\w+"
+MODULE = r"(?:asdn_tf|bench)(?:\.\w+)+"
 PROGRAM = re.compile(rf"python -m {MODULE}\b|asdn-upscale\b")
 HELP_FLAGS = {"--help", "--helpshort", "--helpfull", "-h", "-?"}
 INPUT_FLAGS = {"weights", "init_from", "flagfile", "input", "images", "data_dir",
@@ -157,8 +157,8 @@ def test_every_documented_command_parses_its_flags():
     for document in COMMAND_DOCUMENTS:
         for line, target, args in _commands((ROOT / document).read_text()):
             jobs.setdefault(target, []).append((f"{document}: {line}", args))
-    assert {"asdn_tf.train", "asdn_tf.evaluate", "asdn_tf.upscale", "asdn_tf.export",
-            "asdn_tf.upscale:run", "bench.run"} <= set(jobs)
+    assert {"asdn_tf.train", "asdn_tf.evaluate", "asdn_tf.export", "asdn_tf.cli.upscale:run",
+            "bench.run"} <= set(jobs)
     names = sorted(set(NAME.findall((ROOT / "README.md").read_text())))
     result = subprocess.run([sys.executable, __file__],
                             input=json.dumps({"jobs": jobs, "names": names}), cwd=ROOT,
@@ -170,7 +170,7 @@ def test_every_documented_command_parses_its_flags():
 
 
 def test_the_preset_table_lists_every_preset():
-    from asdn_tf.config import PRESETS
+    from asdn_tf.nn.config import PRESETS
 
     text = (ROOT / "README.md").read_text()
     table = text[text.index("| preset | parameters |"):].split("\n\n")[0]

@@ -5,8 +5,10 @@ import pytest
 import tensorflow as tf
 
 import asdn_tf
-from asdn_tf import inference, layers, pixels, tiling
-from asdn_tf.model import ASDN
+from asdn_tf.inference import engine as inference, tiling
+from asdn_tf.io import pixels
+from asdn_tf.nn import layers
+from asdn_tf.nn.model import ASDN
 
 
 def _image(shape=(40, 56, 3), seed=2):
@@ -139,7 +141,7 @@ def test_without_channel_attention_each_region_runs_once():
 
 
 def test_bfloat16_tiles_keep_bfloat16_features(tiny_model):
-    model = asdn_tf.precision.with_precision(tiny_model, "bfloat16")
+    model = asdn_tf.inference.precision.with_precision(tiny_model, "bfloat16")
     assert tiling._feature_bytes(model) == 24 * 2 + 12
     image = _image()
     untiled = _untiled(model, image, 2.0)

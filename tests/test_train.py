@@ -17,9 +17,12 @@ import tensorflow as tf
 from absl import flags
 
 import asdn_tf
-from asdn_tf import config, fileio, run_folder, schedule, train, train_step
-from asdn_tf.config import DataConfig, ModelConfig, TrainConfig, preset
-from asdn_tf.weights_io import PACKAGE_WEIGHTS
+from asdn_tf.cli import train
+from asdn_tf.io import fileio
+from asdn_tf.nn import config
+from asdn_tf.training import run_folder, schedule, train_step
+from asdn_tf.nn.config import DataConfig, ModelConfig, TrainConfig, preset
+from asdn_tf.inference.weights_io import PACKAGE_WEIGHTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -282,7 +285,7 @@ def test_mirrored_strategy_matches_one_device(tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import asdn_tf
-        from asdn_tf.train_step import Trainer
+        from asdn_tf.training.train_step import Trainer
         rng = np.random.default_rng(0)
         batch = {"x_up": rng.random((4, 10, 10, 3), dtype=np.float32),
                  "hr": rng.random((4, 10, 10, 3), dtype=np.float32)}
@@ -394,7 +397,7 @@ def test_the_flags_and_a_flagfile_need_no_tensorflow():
     script = textwrap.dedent(f"""
         import sys
         from absl import flags
-        from asdn_tf import train
+        from asdn_tf.cli import train
         train.define_flags()
         flags.FLAGS(["train", "--flagfile={os.path.join(ROOT, 'configs', 'cpu.txt')}"])
         print(train.configs_from_flags(flags.FLAGS)[2].validation_scales)

@@ -1,6 +1,6 @@
 """The upscale command, `upscale_file` and tiled upscaling.
 
-Most command lines run in process through `asdn_tf.upscale.run_cli`; a few run as real processes to
+Most command lines run in process through `asdn_tf.cli.upscale.run_cli`; a few run as real processes to
 check the entry points and that a failure prints no traceback.
 """
 
@@ -22,14 +22,14 @@ from absl import flags
 from PIL import Image, ImageCms, ImageOps
 
 import asdn_tf
-from asdn_tf import image_io, tiling, weights_io
-from asdn_tf import precision as precision_lib
-from asdn_tf.imresize import imresize
+from asdn_tf.inference import tiling, weights_io
+from asdn_tf.io import image_io
+from asdn_tf.inference import precision as precision_lib
+from asdn_tf.data.imresize import imresize
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# The command's module: the name `asdn_tf.upscale` (and `from asdn_tf import upscale`) is the
-# function for arrays.
-upscale_command = importlib.import_module("asdn_tf.upscale")
+# The command's module; the name `asdn_tf.upscale` is the function for arrays.
+upscale_command = importlib.import_module("asdn_tf.cli.upscale")
 
 
 @pytest.fixture(scope="module")
@@ -515,7 +515,7 @@ def _only_our_line(stderr):
 
 def test_module_command(tmp_path, weights):
     _save(tmp_path / "in.png")
-    done = _process(["-m", "asdn_tf.upscale", "--input=in.png", "--output=out.png",
+    done = _process(["-m", "asdn_tf.cli.upscale", "--input=in.png", "--output=out.png",
                      "--scale=2.5", f"--weights={weights}", "--preset=tiny"], tmp_path)
     assert done.returncode == 0, done.stderr
     assert "upscaled 1 of 1 files" in done.stdout

@@ -15,7 +15,9 @@ from absl import flags
 from PIL import Image
 
 import asdn_tf
-from asdn_tf import image_io, lfr, tiling
+from asdn_tf.inference import tiling
+from asdn_tf.io import image_io
+from asdn_tf.nn import lfr
 from test_upscale import (_cli, _console_script, _files, _pixels, _process, _save,  # noqa: F401
                           quick_model, upscale_command, weights)
 
@@ -43,7 +45,7 @@ def _bomb(path, side, rows=None):
 _MEASURE = """
 import json, sys, time
 import asdn_tf
-from asdn_tf.upscale import run_cli
+from asdn_tf.cli.upscale import run_cli
 
 def peak_mb():
     with open("/proc/self/status") as status:
@@ -317,7 +319,7 @@ def test_an_interrupted_folder_run_says_where_and_exits_130(capsys, tmp_path, we
 def test_running_out_of_memory_is_one_line(capsys, tmp_path, weights, quick_model,
                                            monkeypatch):
     import tensorflow as tf
-    from asdn_tf import inference
+    from asdn_tf.inference import engine as inference
 
     def exhausted(*args, **kwargs):
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor\nmore")

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import asdn_tf
-from asdn_tf import evaluate, weights_io
+from asdn_tf.cli import evaluate
+from asdn_tf.inference import weights_io
 
 
 def test_bundled_weights_load_with_their_sidecar():

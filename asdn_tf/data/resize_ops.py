@@ -1,6 +1,6 @@
 """MATLAB-exact bicubic `imresize` as `keras.ops`: the same on every Keras backend.
 
-`asdn_tf.imresize` is the TensorFlow version, which also takes sizes and scales that are
+`asdn_tf.data.imresize` is the TensorFlow version, which also takes sizes and scales that are
 tensors (inside `tf.data` and SavedModels). This one serves code that must run without
 TensorFlow (JAX training): sizes and scales are Python numbers, so each axis is one dense
 [out, in] weight matrix computed once in numpy (`resize_matrix`, cached) and applied with

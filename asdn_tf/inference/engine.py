@@ -17,10 +17,11 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from asdn_tf import lfr, tiling, weights_io
-from asdn_tf import pixels as pixels_lib
-from asdn_tf import precision as precision_lib
-from asdn_tf.imresize import imresize
+from asdn_tf.inference import tiling, weights_io
+from asdn_tf.nn import lfr
+from asdn_tf.io import pixels as pixels_lib
+from asdn_tf.inference import precision as precision_lib
+from asdn_tf.data.imresize import imresize
 
 
 def _checked_scale(scale, max_scale):
@@ -134,7 +135,7 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
             (`weights_io.shared_pretrained`). It computes in its own precision.
         size: optional (height, width) of the output.
         max_scale: the largest accepted scale.
-        tile: run the network on regions of this side (`asdn_tf.tiling`); 0 never tiles; None
+        tile: run the network on regions of this side (`asdn_tf.inference.tiling`); 0 never tiles; None
             tiles the recursion steps whose output is above `tiling.AUTO_TILE_PIXELS` pixels.
         tile_overlap: context around each region; by default the model's receptive radius.
         progress: optional callable(done, total), called after each network pass.

@@ -16,9 +16,9 @@ comes from its header, so a request too large for it is refused before its pixel
 and TensorFlow is imported only once an image is known to need the network: `--help`,
 `--version` and every refusal are immediate.
 
-`asdn_tf.upscale` is the function for arrays (`asdn_tf.inference.upscale`), not this module:
+`asdn_tf.upscale` is the function for arrays (`asdn_tf.inference.engine.upscale`), not this module:
 the package keeps that name when this module is imported. Reach the module by
-`from asdn_tf.upscale import upscale_file, run_cli`.
+`from asdn_tf.cli.upscale import upscale_file, run_cli`.
 
 Example:
     >>> upscale_file("photo.jpg", "big.png", scale=3.3, model=model)
@@ -37,8 +37,10 @@ import warnings
 
 from absl import app, flags
 
-from asdn_tf import cli, config, image_io, lfr, progress, weights_io
-from asdn_tf import precision as precision_lib
+from asdn_tf.inference import weights_io
+from asdn_tf.io import errors as cli, image_io, progress
+from asdn_tf.nn import config, lfr
+from asdn_tf.inference import precision as precision_lib
 
 # A 4096×2160 frame at ×4.
 DEFAULT_MAX_PIXELS = 4096 * 2160 * 16
@@ -209,7 +211,7 @@ def _check_file(source, destination, request):
 def _upscale_checked(source, destination, request, output, model, tile, tile_overlap, progress,
                      precision="auto"):
     """Decodes, upscales and writes a file that `_check_file` passed."""
-    from asdn_tf import inference  # imports TensorFlow
+    from asdn_tf.inference import engine as inference  # imports TensorFlow
     pixels, profile = image_io.read_image_and_profile(source)
     # Again on the decoded size: a PNG may store its orientation after the pixels.
     scale, size = target_size(pixels.shape[:2], **request)
@@ -306,7 +308,7 @@ def load_model(weights=None, preset=None, precision="auto", name=None):
     default `weights_io.UPSCALE_MODEL`), computing in `precision`. What "auto" chose is said
     on stderr, once per process."""
     global _precision_said
-    from asdn_tf.model import ASDN  # imports TensorFlow
+    from asdn_tf.nn.model import ASDN  # imports TensorFlow
     if weights is None:
         if preset is not None:
             raise ValueError("--preset only applies to --weights; give both, or neither for the "
@@ -377,7 +379,7 @@ def define_flags(flag_values=flags.FLAGS):
         "AVX512_BF16, GPUs of compute capability 8.0 and above), which runs 1.5-2.4x faster "
         "there for under 0.01 dB on Set5; float32 elsewhere, where bfloat16 is slower.",
         flag_values=flag_values))
-    # asdn_tf.tiling's DEFAULT_TILE, written out: that module imports TensorFlow, which --help
+    # asdn_tf.inference.tiling's DEFAULT_TILE, written out: that module imports TensorFlow, which --help
     # does not wait for (test_help_states_the_tiling_defaults checks they agree).
     define("integer", "tile", None,
            "Side of the regions the network runs on at once, in its input pixels; 0 never "
@@ -427,7 +429,7 @@ def _check_flags(values):
                "max_pixels": values.max_pixels}
     tiles = {"tile": values.tile, "tile_overlap": values.tile_overlap}
     if values.tile is not None or values.tile_overlap is not None:
-        from asdn_tf import tiling  # imports TensorFlow: only when there is a flag to check
+        from asdn_tf.inference import tiling  # imports TensorFlow: only when there is a flag to check
         tiles = {"tile": tiling.check_tile(values.tile),
                  "tile_overlap": tiling.check_overlap(values.tile_overlap)}
     if values.format is not None:

@@ -3,7 +3,7 @@
     OUTPUT_DIR/
       checkpoints/        ckpt-<step>.index and .data-*, TF's `checkpoint` state file; the
                           newest keep_checkpoints of them (`Checkpoints`); under JAX
-                          ckpt-<step>.npz instead (`asdn_tf.train_jax`)
+                          ckpt-<step>.npz instead (`asdn_tf.training.train_jax`)
         damaged-<time>/   checkpoints that could not be restored, set aside
       state.json          `RunState`: training time and best PSNR, as of the newest checkpoint
       validation.csv      the validation curve: step, then mean Y-PSNR per scale (x2, x1.5, ...)
@@ -36,9 +36,9 @@ import time
 import numpy as np
 from absl import logging
 
-from asdn_tf import cli, fileio
-from asdn_tf import config as config_lib
-from asdn_tf.weights_io import read_sidecar, sidecar_path
+from asdn_tf.io import errors as cli, fileio
+from asdn_tf.nn import config as config_lib
+from asdn_tf.inference.weights_io import read_sidecar, sidecar_path
 
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"
@@ -93,7 +93,7 @@ class WeightsSidecar:
         training_seconds: float, training time up to the newest checkpoint.
         validation_psnr: dict of str to float, the last validation's PSNR per scale ("2").
         backend: str or None, what trained them when it was not TensorFlow, e.g.
-            "jax 0.4.30 (gpu, 8 devices)" (`asdn_tf.train_jax`); left out of the JSON when None.
+            "jax 0.4.30 (gpu, 8 devices)" (`asdn_tf.training.train_jax`); left out of the JSON when None.
     """
 
     model: str

@@ -111,7 +111,7 @@ def precision_of(model):
 def with_precision(model, precision):
     """`model` itself if it computes in `precision` already; else the same network and weights
     computing in `precision` ("auto" as `resolve_precision`)."""
-    from asdn_tf.model import FSDN, build_fsdn, build_model
+    from asdn_tf.nn.model import FSDN, build_fsdn, build_model
     policy = PRECISIONS[resolve_precision(precision)]
     if model.dtype_policy.name == policy:
         return model

@@ -18,8 +18,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from asdn_tf import pixels
-from asdn_tf.imresize import imresize
+from asdn_tf.io import pixels
+from asdn_tf.data.imresize import imresize
 
 KERNELS = ("bicubic", "bicubic_noaa", "bilinear", "area")
 

@@ -11,10 +11,11 @@ Example:
 
 import pathlib
 
-from asdn_tf import image_io, pixels, weights_io
-from asdn_tf import precision as precision_lib
-from asdn_tf.imresize import imresize
-from asdn_tf.model import build_model
+from asdn_tf.inference import weights_io
+from asdn_tf.io import image_io, pixels
+from asdn_tf.inference import precision as precision_lib
+from asdn_tf.data.imresize import imresize
+from asdn_tf.nn.model import build_model
 
 # (row, column) of the centre of the face in the 512×600 sample photograph.
 FACE_CENTRE = (192, 256)

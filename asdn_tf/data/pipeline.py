@@ -13,11 +13,12 @@ Example:
 import numpy as np
 import tensorflow as tf
 
-from asdn_tf import config as config_lib
-from asdn_tf import degradation as degradation_lib
-from asdn_tf import lfr, pixels
-from asdn_tf.folder_data import TFDS_PREFIX, hr_patch_size, load_folder_images
-from asdn_tf.imresize import imresize
+from asdn_tf.nn import config as config_lib
+from asdn_tf.data import degradation as degradation_lib
+from asdn_tf.io import pixels
+from asdn_tf.nn import lfr
+from asdn_tf.data.folder_data import TFDS_PREFIX, hr_patch_size, load_folder_images
+from asdn_tf.data.imresize import imresize
 
 def _tfds_images(name, data_dir):
     import tensorflow_datasets as tfds

@@ -3,7 +3,7 @@ package.
 
 A weights file may have a JSON sidecar (`NAME.json` beside `NAME.weights.h5`) whose
 "model_config" says how to build the network; otherwise a preset must be named. Every loader
-computes in precision "auto" unless told otherwise (`asdn_tf.precision`).
+computes in precision "auto" unless told otherwise (`asdn_tf.inference.precision`).
 
 Keras is imported when a network is built, not with this module: the upscale command checks
 sidecars before it needs TensorFlow.
@@ -19,11 +19,11 @@ import os
 import pathlib
 import threading
 
-from asdn_tf import cli
-from asdn_tf import config as config_lib
-from asdn_tf import precision as precision_lib
+from asdn_tf.io import errors as cli
+from asdn_tf.nn import config as config_lib
+from asdn_tf.inference import precision as precision_lib
 
-WEIGHTS_FOLDER = pathlib.Path(__file__).parent / "weights"
+WEIGHTS_FOLDER = pathlib.Path(__file__).parents[1] / "weights"
 PACKAGE_WEIGHTS = WEIGHTS_FOLDER / "default.weights.h5"
 # The models bundled in the package, by name: "default" is trained on the benchmark's bicubic
 # (the literature's protocol), "photo" on a random mix of resizing kernels, blur, noise and JPEG
@@ -122,7 +122,7 @@ def load_model(weights, preset=None, fsdn_scale=None, precision="auto"):
     """
     import keras
 
-    from asdn_tf.model import FSDN, build_fsdn, build_model
+    from asdn_tf.nn.model import FSDN, build_fsdn, build_model
     precision = precision_lib.resolve_precision(precision)
     path = pathlib.Path(weights)
     if not path.is_file():
@@ -156,7 +156,7 @@ def load_model(weights, preset=None, fsdn_scale=None, precision="auto"):
 
 
 def _load_weights(model, path, preset):
-    from asdn_tf.model import FSDN
+    from asdn_tf.nn.model import FSDN
     try:
         model.load_weights(path)
     except Exception as error:  # h5py and Keras raise many types for a mismatch.

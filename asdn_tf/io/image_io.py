@@ -24,8 +24,8 @@ import zlib
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from asdn_tf import fileio
-from asdn_tf import pixels as pixels_lib
+from asdn_tf.io import fileio
+from asdn_tf.io import pixels as pixels_lib
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP",

@@ -41,12 +41,14 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from asdn_tf import cli, fileio, lfr, metrics, pixels
-from asdn_tf import config as config_lib
-from asdn_tf.image_io import list_images, read_image
-from asdn_tf.inference import upscale_tensor
-from asdn_tf.model import ASDN, FSDN
-from asdn_tf.weights_io import load_model, load_pretrained
+from asdn_tf.evaluation import metrics
+from asdn_tf.io import errors as cli, fileio, pixels
+from asdn_tf.nn import lfr
+from asdn_tf.nn import config as config_lib
+from asdn_tf.io.image_io import list_images, read_image
+from asdn_tf.inference.engine import upscale_tensor
+from asdn_tf.nn.model import ASDN, FSDN
+from asdn_tf.inference.weights_io import load_model, load_pretrained
 
 # A larger request is refused before anything is allocated (the memory of one pass). Raise it
 # (--max_output_pixels) on a server with the memory for it.

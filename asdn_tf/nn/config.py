@@ -4,7 +4,7 @@ Configs are the single source of defaults: the training flags mirror these field
 by its annotation and explained by its class docstring's Args (`define_config_flags`).
 
 Example:
-    >>> from asdn_tf import config
+    >>> from asdn_tf.nn import config
     >>> config.preset("tiny").num_blocks
     2
 """
@@ -17,7 +17,7 @@ import typing
 
 from absl import flags
 
-from asdn_tf import lfr
+from asdn_tf.nn import lfr
 
 
 @dataclasses.dataclass(frozen=True)

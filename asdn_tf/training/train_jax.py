@@ -8,14 +8,14 @@ the other branches' weights and Adam moments stay as they are (the optimizer's u
 masked). Each level's update is one `jax.jit` program: its input size round(p · r_l) differs
 from level to level, so one program for all levels would need padded inputs.
 
-Batches come from image folders through `asdn_tf.folder_data` (numpy and PIL), decided by the
+Batches come from image folders through `asdn_tf.data.folder_data` (numpy and PIL), decided by the
 seed and the step, so a resumed run reads the batches it would have read. Checkpoints are
 `checkpoints/ckpt-<step>.npz` in the run folder (weights, Adam state, step; written atomically);
 the same command resumes from the newest one that loads. Validation follows the evaluation
 protocol (bicubic LR quantised to 8 bits, the ×2 recursion above 2, Y-PSNR with the border
-shaved: `asdn_tf.metrics`). Everything else in the run folder (--restart, state.json,
-validation.csv, `best`/`final.weights.h5` and their sidecars) is `asdn_tf.run_folder`'s, as
-the TensorFlow trainer writes it; the weights load in TensorFlow (`asdn_tf.weights_io`).
+shaved: `asdn_tf.evaluation.metrics`). Everything else in the run folder (--restart, state.json,
+validation.csv, `best`/`final.weights.h5` and their sidecars) is `asdn_tf.training.run_folder`'s, as
+the TensorFlow trainer writes it; the weights load in TensorFlow (`asdn_tf.inference.weights_io`).
 
 `--strategy=mirrored` trains data-parallel over all local devices
 (`keras.distribution.DataParallel`): the global batch is split over them and each update is
@@ -39,13 +39,16 @@ import numpy as np
 from absl import logging
 from keras import ops
 
-from asdn_tf import (fileio, folder_data, image_io, lfr, metrics, pixels, resize_ops,
-                     run_folder)
-from asdn_tf.model import FSDN, build_fsdn, build_model
-from asdn_tf.precision import dtype_policy
-from asdn_tf.run_folder import TrainingError
-from asdn_tf.schedule import learning_rate_schedule
-from asdn_tf.train import _progress, check_arguments, resolve_init_from, warm_start
+from asdn_tf.data import folder_data, resize_ops
+from asdn_tf.evaluation import metrics
+from asdn_tf.io import fileio, image_io, pixels
+from asdn_tf.nn import lfr
+from asdn_tf.training import run_folder
+from asdn_tf.nn.model import FSDN, build_fsdn, build_model
+from asdn_tf.inference.precision import dtype_policy
+from asdn_tf.training.run_folder import TrainingError
+from asdn_tf.training.schedule import learning_rate_schedule
+from asdn_tf.cli.train import _progress, check_arguments, resolve_init_from, warm_start
 
 # run_folder's checkpoint names, as numpy archives: TF's checkpoint format needs TensorFlow.
 _CHECKPOINT = re.compile(rf"{run_folder.CHECKPOINT_NAME}-(\d+)\.npz")
@@ -257,8 +260,8 @@ def load_validation_set(folder):
 
 def upscale(network, image, scale, size):
     """float32 N×H×W×3 → N×size×3 through `lfr.recursion_plan` passes, as
-    `asdn_tf.inference.upscale_tensor` does: the steps before the last reach round(h · 2^k).
-    An FSDN takes the LR image itself, at its own scale (`asdn_tf.evaluate.super_resolve`)."""
+    `asdn_tf.inference.engine.upscale_tensor` does: the steps before the last reach round(h · 2^k).
+    An FSDN takes the LR image itself, at its own scale (`asdn_tf.cli.evaluate.super_resolve`)."""
     if isinstance(network, FSDN):
         return ops.convert_to_numpy(ops.clip(ops.cast(network(image), "float32"), 0.0, 1.0))
     for step, target in lfr.step_sizes(*image.shape[1:3], scale, size):
@@ -269,7 +272,7 @@ def upscale(network, image, scale, size):
 
 def measure_psnr(network, hr, scale):
     """Y-PSNR of one uint8 HR image at `scale` under the evaluation protocol
-    (`asdn_tf.evaluate.measure`): HR cropped to a multiple of an integer scale, LR the exact
+    (`asdn_tf.cli.evaluate.measure`): HR cropped to a multiple of an integer scale, LR the exact
     bicubic quantised to 8 bits, gray images through the network as R = G = B, the border of
     ceil(scale) pixels shaved."""
     if float(scale).is_integer():
@@ -319,7 +322,7 @@ def _resume(output_dir, restart, network, optimizer, init_from, model_config, mo
 def train(model_config, data_config, train_config, output_dir, model="asdn", scale=None,
           init_from=None, strategy="default", jit_compile="auto", mixed_precision="none",
           preset_name=None, restart=False):
-    """`asdn_tf.train.train` under the JAX backend; returns the path of the final weights.
+    """`asdn_tf.cli.train.train` under the JAX backend; returns the path of the final weights.
 
     `jit_compile` is accepted for the same call and ignored: every update is compiled.
 
@@ -365,7 +368,7 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
 def _check_settings(data_config, model, scale, mixed_precision):
     """Refuses what this trainer cannot run, in one line; returns FSDN's scale (None: ASDN)."""
     if keras.backend.backend() != "jax":
-        raise TrainingError(f"asdn_tf.train_jax needs KERAS_BACKEND=jax, not "
+        raise TrainingError(f"asdn_tf.training.train_jax needs KERAS_BACKEND=jax, not "
                             f"{keras.backend.backend()}")
     check_arguments(model, scale, mixed_precision)
     fixed_scale = scale if model == "fsdn" else None

@@ -17,12 +17,13 @@ import re
 import keras
 import tensorflow as tf
 
-from asdn_tf import cli, lfr
-from asdn_tf import data as data_lib
-from asdn_tf.imresize import imresize
-from asdn_tf.model import FSDN
-from asdn_tf.run_folder import TrainingError
-from asdn_tf.schedule import learning_rate_schedule
+from asdn_tf.io import errors as cli
+from asdn_tf.nn import lfr
+from asdn_tf.data import pipeline as data_lib
+from asdn_tf.data.imresize import imresize
+from asdn_tf.nn.model import FSDN
+from asdn_tf.training.run_folder import TrainingError
+from asdn_tf.training.schedule import learning_rate_schedule
 
 
 class Trainer(keras.Model):

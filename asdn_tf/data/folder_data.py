@@ -1,10 +1,10 @@
 """Training batches from image folders with numpy and PIL: no TensorFlow.
 
-The batches are those `asdn_tf.data.training_dataset` makes, for any Keras backend (JAX
+The batches are those `asdn_tf.data.pipeline.training_dataset` makes, for any Keras backend (JAX
 training): each comes from one LFR level, HR patches of round(p · r_l) pixels cut at random
 from the decoded images, flipped and turned by a multiple of 90°, LR made from them with the
-MATLAB-exact bicubic (`asdn_tf.resize_ops`) or `--degradation=photo`'s mix
-(`asdn_tf.photo_degradation`), and x_up made from the LR. The random draws of a
+MATLAB-exact bicubic (`asdn_tf.data.resize_ops`) or `--degradation=photo`'s mix
+(`asdn_tf.data.photo_degradation`), and x_up made from the LR. The random draws of a
 batch come from (seed, step) alone, so a resumed run reads the batches it would have read
 (the draws are numpy's, not tf.data's: the two pipelines make different patches).
 
@@ -22,11 +22,13 @@ import numpy as np
 from absl import logging
 from keras import ops
 
-from asdn_tf import config as config_lib
-from asdn_tf import image_io, lfr, photo_degradation, pixels
-from asdn_tf import resize_ops
+from asdn_tf.nn import config as config_lib
+from asdn_tf.data import photo_degradation
+from asdn_tf.io import image_io, pixels
+from asdn_tf.nn import lfr
+from asdn_tf.data import resize_ops
 
-# The prefix of a tensorflow-datasets source (asdn_tf.data reads them; this module cannot).
+# The prefix of a tensorflow-datasets source (asdn_tf.data.pipeline reads them; this module cannot).
 TFDS_PREFIX = "tfds:"
 
 
@@ -145,7 +147,7 @@ def random_patches(images, size, count, rng):
 
 
 def fixed_scale_batch(images, data_config, step, scale, seed=0):
-    """FSDN's batch of update `step` at the integer `scale`, as `asdn_tf.data`'s fixed_scale
+    """FSDN's batch of update `step` at the integer `scale`, as `asdn_tf.data.pipeline`'s fixed_scale
     batches: {"lr" float32 N×p×p×3, "hr" N×(p·s)×(p·s)×3}, LR = imresize(HR, 1/s)."""
     patch_size = data_config.patch_size
     hr = pixels.to_float(random_patches(images, patch_size * scale, data_config.batch_size,
@@ -157,7 +159,7 @@ def fixed_scale_batch(images, data_config, step, scale, seed=0):
 def training_pair(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, photo=None,
                   rng=None):
     """(x_up, hr, passes) float32 numpy for uint8 HR patches of level `level`'s size, as
-    `asdn_tf.data.training_pair` makes them: LR = imresize(HR, 1/r) at p×p, x_up = imresize(LR, r);
+    `asdn_tf.data.pipeline.training_pair` makes them: LR = imresize(HR, 1/r) at p×p, x_up = imresize(LR, r);
     or, with a `config.PhotoDegradation` as `photo`, a photo degradation drawn from the numpy
     Generator `rng` (`photo_degradation.photo_pair`)."""
     scale = lfr.level_scales(num_levels)[level]

@@ -1,10 +1,10 @@
 """`--degradation=photo` in numpy and PIL, for training without TensorFlow (JAX).
 
-The same mix as `asdn_tf.degradation.random_lr` and `asdn_tf.data._photo_pair`, with the ranges
+The same mix as `asdn_tf.data.degradation.random_lr` and `asdn_tf.data.pipeline._photo_pair`, with the ranges
 of `config.PhotoDegradation`: per patch clean (the benchmark's bicubic, quantised) or one kernel
 drawn from `photo.kernels`, then maybe a Gaussian blur, noise, 8-bit quantisation and JPEG; per
 update maybe the first step of a ×3 or ×4 recursion. The draws come from a numpy Generator
-(`asdn_tf.folder_data` seeds it from (seed, step)), so they follow the same distribution as
+(`asdn_tf.data.folder_data` seeds it from (seed, step)), so they follow the same distribution as
 TensorFlow's, not the same values. The kernels without antialiasing are `tf.image.resize`'s
 arithmetic (half-pixel centres; Keys a = -0.5 from its 1024-entry table; TF's area), the blur
 is `degradation.gaussian_blur`'s; JPEG goes through PIL, which writes TensorFlow's bytes but
@@ -23,7 +23,9 @@ import math
 import numpy as np
 import PIL.Image
 
-from asdn_tf import lfr, pixels, resize_ops
+from asdn_tf.data import resize_ops
+from asdn_tf.io import pixels
+from asdn_tf.nn import lfr
 
 # tf.image.resize's bicubic samples Keys' cubic at multiples of 1/1024 (resize_bicubic_op.cc).
 _TABLE_SIZE = 1024

@@ -1,6 +1,6 @@
 """Tiled upscaling: a large image goes through the network one region at a time.
 
-Each recursion step pre-upsamples exactly as `asdn_tf.inference` does (bicubic, with the sampling
+Each recursion step pre-upsamples exactly as `asdn_tf.inference.engine` does (bicubic, with the sampling
 positions of the whole image) and runs the network on overlapping regions of that step's input,
 keeping the centre of each. Tiling after the pre-upsampling, rather than cutting the input, is
 what makes any scale work: a cut-out input tile is sampled at (x + 0.5) / scale - 0.5 from its
@@ -36,10 +36,10 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from asdn_tf import config as config_lib
-from asdn_tf import lfr
-from asdn_tf import pixels as pixels_lib
-from asdn_tf.imresize import resize_matrix
+from asdn_tf.nn import config as config_lib
+from asdn_tf.nn import lfr
+from asdn_tf.io import pixels as pixels_lib
+from asdn_tf.data.imresize import resize_matrix
 
 DEFAULT_TILE = 512
 # Outputs of more pixels are tiled unless told otherwise (the memory of one pass).

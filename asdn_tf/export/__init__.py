@@ -1,0 +1,1 @@
+"""Exports for serving: a SavedModel with its encoded-image checks, and TFLite."""
