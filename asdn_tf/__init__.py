@@ -42,7 +42,7 @@ _EXPORTS = {
     "init_from_asdn": "asdn_tf.nn.model",
     "load_model": "asdn_tf.inference.weights_io",
     "load_pretrained": "asdn_tf.inference.weights_io",
-    "upscale_file": "asdn_tf.cli.upscale",
+    "upscale_file": "asdn_tf.inference.files",
 }
 
 __all__ = sorted(_EXPORTS)

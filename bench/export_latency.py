@@ -46,7 +46,9 @@ import tensorflow as tf
 from absl import app, flags
 
 import asdn_tf
-from asdn_tf.cli import evaluate, export
+from asdn_tf.io import pixels
+from asdn_tf.export.saved_model import export_saved_model
+from asdn_tf.export import tflite
 from asdn_tf.inference import weights_io
 from asdn_tf.inference.engine import compiled_upscaler
 
@@ -74,7 +76,7 @@ def measure_saved_model(model, size=256, runs=5):
     image = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), np.uint8)
     with tempfile.TemporaryDirectory() as folder:
         path = pathlib.Path(folder) / "1"
-        export.export_saved_model(model, path)
+        export_saved_model(model, path)
         signature = tf.saved_model.load(str(path)).signatures["serving_default"]
         graph = tf.Graph()
         with graph.as_default():
@@ -89,7 +91,7 @@ def measure_saved_model(model, size=256, runs=5):
             def in_process():
                 output = upscaler(tf.constant(image, tf.float32) / 255.0,
                                   tf.constant(scale, tf.float32), tf.constant(out_size))
-                return evaluate.to_uint8(output.numpy())  # rounded as the signature rounds
+                return pixels.to_uint8(output.numpy())  # rounded as the signature rounds
 
             def saved_model():
                 return signature(image=tf.constant(image),
@@ -229,11 +231,11 @@ def measure_tflite(asdn, size=256, runs=10, threads=2):
     """Rows {"quantize", "bytes", "median_ms", "max_abs", "psnr"} for each quantization."""
     fsdn = asdn_tf.init_from_asdn(asdn_tf.build_fsdn(asdn.model_config, 2), asdn)
     set5 = DATASETS / "Set5"
-    images = export.verification_images(set5, (size, size))
+    images = tflite.verification_images(set5, (size, size))
     rows = []
-    for quantize in export.QUANTIZATIONS:
-        content = export.convert_tflite(fsdn, quantize, (size, size), set5)
-        agreement = export.verify_tflite(content, fsdn, images, quantize, threads)
+    for quantize in tflite.QUANTIZATIONS:
+        content = tflite.convert_tflite(fsdn, quantize, (size, size), set5)
+        agreement = tflite.verify_tflite(content, fsdn, images, quantize, threads)
         rows.append({"quantize": quantize, "bytes": len(content),
                      "median_ms": round(_tflite_latency(content, images[0], runs, threads), 1),
                      "max_abs": agreement["max_abs"], "psnr": round(agreement["psnr"], 2),
@@ -303,7 +305,7 @@ def _refusals(model, saved_model_dir):
     with tempfile.TemporaryDirectory() as folder:
         if not saved_model_dir:
             saved_model_dir = pathlib.Path(folder) / "1"
-            export.export_saved_model(model, saved_model_dir)
+            export_saved_model(model, saved_model_dir)
         print(f"\nRefusals by upscale_encoded of {saved_model_dir} (extra: peak RSS above the "
               "RSS after loading)")
         print(f"{'request':<40} {'loader':<17} {'seconds':>8} {'extra MB':>9}  answer")

@@ -11,7 +11,7 @@ rest of the way by bicubic. Their difference is what the later step adds. float3
 import numpy as np
 from absl import app, flags
 
-from asdn_tf.cli import evaluate
+from asdn_tf.evaluation import benchmark, protocol
 from asdn_tf.evaluation import metrics
 from asdn_tf.inference import weights_io
 from asdn_tf.nn import lfr
@@ -31,7 +31,7 @@ _DEGRADATIONS = flags.DEFINE_list("degradations", ["bicubic", "bicubic_noaa", "j
 
 def first_step_psnr(hr, scale, model, degradation):
     """Y-PSNR of the model's ×2 step on the LR of `hr`, brought to ×`scale` by bicubic."""
-    hr, lr = evaluate.benchmark_pair(hr, scale, degradation)
+    hr, lr = protocol.benchmark_pair(hr, scale, degradation)
     pixels = to_float(lr)
     middle = lfr.output_size(*lr.shape[:2], 2.0)
     first = upscale_tensor(model, to_rgb(pixels)[None], 2.0, size=middle)
@@ -39,7 +39,7 @@ def first_step_psnr(hr, scale, model, degradation):
     if pixels.shape[2] == 1:
         output = output.mean(axis=2, keepdims=True)
     sr = to_uint8(output).reshape(hr.shape)
-    return metrics.psnr(sr, hr, crop_border=evaluate.shave(scale))
+    return metrics.psnr(sr, hr, crop_border=protocol.shave(scale))
 
 
 def main(argv):
@@ -47,7 +47,7 @@ def main(argv):
     name = _MODEL.value
     model = (weights_io.load_model(name, precision="float32") if name.endswith(".h5")
              else weights_io.load_pretrained(name, precision="float32"))
-    sets = evaluate.load_sets(_DATA_DIR.value, _SETS.value)
+    sets = benchmark.load_sets(_DATA_DIR.value, _SETS.value)
     print(f"{name}: gain over bicubic (dB), Y-PSNR, float32")
     print("| LR | scale | set | bicubic | recursion | first step, then bicubic |")
     print("|---|---|---|---|---|---|")
@@ -55,8 +55,8 @@ def main(argv):
         for scale in map(float, _SCALES.value):
             for set_name, images in sets.items():
                 rows = np.array([
-                    (evaluate.measure(hr, scale, "bicubic", degradation=degradation)[0],
-                     evaluate.measure(hr, scale, "asdn", model, degradation)[0],
+                    (protocol.measure(hr, scale, "bicubic", degradation=degradation)[0],
+                     protocol.measure(hr, scale, "asdn", model, degradation)[0],
                      first_step_psnr(hr, scale, model, degradation))
                     for _, hr in images])
                 bicubic, recursion, first = rows.mean(axis=0)

@@ -64,7 +64,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from asdn_tf.data import pipeline as data_lib
-from asdn_tf.cli import evaluate
+from asdn_tf.evaluation import benchmark, protocol
 from asdn_tf.evaluation import notebook
 from asdn_tf.inference import weights_io
 from asdn_tf.io import errors as cli
@@ -321,7 +321,7 @@ def where_time_goes(settings, weights):
 
 def bf16_accuracy(weights, scales=SCALES):
     """Set5 PSNR of the default model in float32 and in mixed_bfloat16 (same weights)."""
-    images = evaluate.load_set(export_latency.DATASETS / "Set5")
+    images = benchmark.load_set(export_latency.DATASETS / "Set5")
     model32, description = build("default", "float32", weights)
     model16, _ = build("default", "mixed_bfloat16")
     model16.set_weights(model32.get_weights())
@@ -332,7 +332,7 @@ def bf16_accuracy(weights, scales=SCALES):
         for _, hr in images:
             outputs = {}
             for policy, model in (("float32", model32), ("mixed_bfloat16", model16)):
-                psnr, _, outputs[policy] = evaluate.measure(hr, scale, "asdn", model)
+                psnr, _, outputs[policy] = protocol.measure(hr, scale, "asdn", model)
                 scores[policy].append(psnr)
             difference = max(difference, int(np.abs(outputs["float32"].astype(int)
                                                     - outputs["mixed_bfloat16"]).max()))
@@ -351,7 +351,7 @@ def measure_saved_model(settings, weights):
 
 
 def _trainer(preset, policy, patch_size, jit=False):
-    """(network, step function per level) set up as `asdn_tf.cli.train.train` does."""
+    """(network, step function per level) set up as `asdn_tf.training.train_tf.train` does."""
     with dtype_policy(policy):
         keras.utils.set_random_seed(0)
         network = build_model(preset)

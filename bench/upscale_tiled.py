@@ -33,7 +33,7 @@ from absl import app, flags
 import asdn_tf
 from asdn_tf.inference import tiling, weights_io
 from asdn_tf.io import image_io
-from asdn_tf.cli.upscale import upscale_file
+from asdn_tf.inference.files import upscale_file
 
 DEFAULT_CASES = ("512x2", "512x3.3", "512x4", "2048x4")
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asdn_tf.cli import evaluate
+from asdn_tf.evaluation import protocol
 from asdn_tf.data import pipeline as data, degradation
 from asdn_tf.nn import config
 from asdn_tf.data.imresize import imresize
@@ -136,7 +136,7 @@ def test_bad_degradation_settings_are_refused(kwargs, message):
 def test_the_protocol_degradation_is_the_benchmarks_lr():
     hr = (np.random.default_rng(1).random((24, 18, 3)) * 255).astype(np.uint8)
     np.testing.assert_array_equal(degradation.fixed_lr(hr, (8, 6), 3.0, "bicubic"),
-                                  evaluate.benchmark_pair(hr, 3)[1])
+                                  protocol.benchmark_pair(hr, 3)[1])
 
 
 def test_evaluation_degradations_are_fixed_and_differ():
@@ -178,7 +178,7 @@ def test_an_own_step_pair_trains_the_step_inference_runs_second(tiny_model):
 def test_training_runs_own_step_updates_as_their_own_step(tmp_path, t91_subset, monkeypatch):
     """With own-step pairs in the mix the training loop hands each update its passes: the
     two-pass updates get a step of their own, traced apart from the plain ones."""
-    from asdn_tf.cli import train
+    from asdn_tf.training import train_tf
     from asdn_tf.training import train_step
     monkeypatch.setitem(config.DEGRADATIONS, "photo", config.PhotoDegradation(
         recursion_probability=0.0, own_step_probability=0.5))
@@ -190,7 +190,7 @@ def test_training_runs_own_step_updates_as_their_own_step(tmp_path, t91_subset, 
         return real_step(self, batch, level, passes)
 
     monkeypatch.setattr(train_step.Trainer, "train_step", recording)
-    train.train(config.preset("tiny"),
+    train_tf.train(config.preset("tiny"),
                 config.DataConfig(sources=(str(t91_subset),), patch_size=8, batch_size=2,
                                   degradation="photo"),
                 config.TrainConfig(steps=8, checkpoint_every=8, log_every=8, validate_every=0),

@@ -12,6 +12,7 @@ from PIL import Image
 
 import asdn_tf
 from asdn_tf.cli import evaluate
+from asdn_tf.evaluation import benchmark, protocol
 from asdn_tf.io import errors as cli, fileio
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ LITERATURE = {
 
 
 def test_bicubic_reproduces_the_literature_table(datasets_dir):
-    results = evaluate.evaluate(evaluate.load_sets(datasets_dir, ["Set5", "Set14"]),
+    results = benchmark.evaluate(benchmark.load_sets(datasets_dir, ["Set5", "Set14"]),
                                 [2, 3, 4, 8], "bicubic")
     measured = {(row["set"], int(row["scale"])): (row["psnr"], row["ssim"]) for row in results}
     assert measured.keys() == LITERATURE.keys()
@@ -39,7 +40,7 @@ def test_bicubic_reproduces_the_literature_table(datasets_dir):
 @pytest.mark.parametrize("scale,hr_size,lr_size", [
     (2, (12, 16), (6, 8)), (3, (12, 15), (4, 5)), (1.5, (13, 17), (9, 12))])
 def test_degrade_crops_integer_scales_only(scale, hr_size, lr_size):
-    hr, lr = evaluate.benchmark_pair(np.zeros((13, 17, 3), np.uint8), scale)
+    hr, lr = protocol.benchmark_pair(np.zeros((13, 17, 3), np.uint8), scale)
     assert hr.shape[:2] == hr_size
     assert lr.shape == (*lr_size, 3) and lr.dtype == np.uint8
 
@@ -47,7 +48,7 @@ def test_degrade_crops_integer_scales_only(scale, hr_size, lr_size):
 def test_measure_keeps_gray_images_gray_and_the_hr_size(tiny_model):
     gray = np.random.default_rng(0).integers(0, 256, (40, 45), dtype=np.uint8)
     for method, model in (("bicubic", None), ("asdn", tiny_model)):
-        psnr, ssim, sr = evaluate.measure(gray, 2.5, method, model)
+        psnr, ssim, sr = protocol.measure(gray, 2.5, method, model)
         assert sr.shape == gray.shape and sr.dtype == np.uint8
         assert math.isfinite(psnr) and 0 < ssim <= 1
 
@@ -191,10 +192,10 @@ def test_a_tiny_image_is_named_with_the_reason(tmp_path):
 
 def test_fsdn_weights_at_another_scale_are_refused_with_the_reason(datasets_dir):
     fsdn = asdn_tf.build_fsdn("tiny", scale=2)
-    sets = evaluate.load_sets(datasets_dir, ["Set5"])
+    sets = benchmark.load_sets(datasets_dir, ["Set5"])
     with pytest.raises(ValueError, match=r"FSDN weights for ×2 only; measure them with "
                        r"--scales=2"):
-        evaluate.evaluate(sets, [3], "asdn", fsdn)
+        benchmark.evaluate(sets, [3], "asdn", fsdn)
 
 
 def test_other_degradations_are_named_in_the_table(datasets_dir, tmp_path):

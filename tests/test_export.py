@@ -26,7 +26,7 @@ import tensorflow as tf
 from PIL import Image
 
 import asdn_tf
-from asdn_tf.cli import export
+from asdn_tf.export import output_files, saved_model, tflite
 from asdn_tf.io import fileio, pixels
 from asdn_tf.nn import config
 from asdn_tf.io.image_io import read_image
@@ -322,21 +322,21 @@ def test_export_refuses_to_replace_and_leaves_nothing_on_failure(tiny_model, tmp
     existing = tmp_path / "1"
     existing.mkdir()
     with pytest.raises(FileExistsError, match="already exists"):
-        export.export_saved_model(tiny_model, existing)
+        saved_model.export_saved_model(tiny_model, existing)
 
     def broken_save(*args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(tf.saved_model, "save", broken_save)
     with pytest.raises(RuntimeError, match="disk full"):
-        export.export_saved_model(tiny_model, tmp_path / "2")
+        saved_model.export_saved_model(tiny_model, tmp_path / "2")
     assert [p.name for p in tmp_path.iterdir()] == ["1"]
     with pytest.raises(ValueError, match="takes an ASDN"):
-        export.export_saved_model(asdn_tf.build_fsdn("tiny", 2), tmp_path / "3")
+        saved_model.export_saved_model(asdn_tf.build_fsdn("tiny", 2), tmp_path / "3")
     with pytest.raises(ValueError, match="max_output_pixels"):
-        export.export_saved_model(tiny_model, tmp_path / "3", max_output_pixels=0)
+        saved_model.export_saved_model(tiny_model, tmp_path / "3", max_output_pixels=0)
     with pytest.raises(ValueError, match="max_scale must be a finite number above 1"):
-        export.export_saved_model(tiny_model, tmp_path / "3", max_scale=1.0)
+        saved_model.export_saved_model(tiny_model, tmp_path / "3", max_scale=1.0)
 
 
 @pytest.mark.parametrize("args,words", [
@@ -388,7 +388,7 @@ def test_cli_and_saved_model_give_the_same_bytes_on_exact_halves(tmp_path):
     model = _constant_model(values)
     image = np.full((6, 5, 3), 77, np.uint8)
     on_cli = asdn_tf.upscale(image, 2.5, model=model, tile=0)
-    loaded = tf.saved_model.load(str(export.export_saved_model(model, tmp_path / "constant")))
+    loaded = tf.saved_model.load(str(saved_model.export_saved_model(model, tmp_path / "constant")))
     served = loaded.signatures["serving_default"](image=tf.constant(image[None]),
                                                   scale=tf.constant(2.5))["image"].numpy()[0]
     assert on_cli.dtype == served.dtype == np.uint8
@@ -417,7 +417,7 @@ def test_overwrite_replaces_an_earlier_saved_model(tiny_model, saved_model_dir, 
     earlier = tmp_path / "asdn" / "1"
     shutil.copytree(saved_model_dir, earlier)
     (earlier / "variables" / "variables.index").write_bytes(b"an older version")
-    export.export_saved_model(tiny_model, earlier, max_output_pixels=MAX_OUTPUT_PIXELS,
+    saved_model.export_saved_model(tiny_model, earlier, max_output_pixels=MAX_OUTPUT_PIXELS,
                               overwrite=True)
     assert set(_tree(earlier)) == set(_tree(saved_model_dir))
     assert (earlier / "variables" / "variables.index").read_bytes() == (
@@ -444,7 +444,7 @@ def test_overwrite_refuses_what_is_not_a_saved_model(tiny_model, saved_model_dir
         (target / inside.get(layout, "") / "mine.txt").write_text("x")
     before = _tree(tmp_path)
     with pytest.raises((FileExistsError, ValueError), match="refusing to replace"):
-        export.export_saved_model(tiny_model, target, overwrite=True)
+        saved_model.export_saved_model(tiny_model, target, overwrite=True)
     assert _tree(tmp_path) == before
 
 
@@ -473,20 +473,20 @@ def test_home_and_root_are_never_outputs(tmp_path, monkeypatch):
     for path, words in ((home, "the home folder"), (pathlib.Path("/"), "the working folder")):
         for kind in ("saved_model", "tflite"):
             with pytest.raises(ValueError, match=f"refusing to write an export at .*{words}"):
-                export.check_output(path, kind, overwrite=True)
+                output_files.check_output(path, kind, overwrite=True)
     assert _tree(home) == before
 
 
 def test_tflite_overwrite_replaces_only_a_tflite_file(fsdn, set5, tmp_path):
     earlier = tmp_path / "earlier.tflite"
     earlier.write_bytes(bytes(4) + b"TFL3" + bytes(8))
-    export.check_output(earlier, "tflite", overwrite=True)
+    output_files.check_output(earlier, "tflite", overwrite=True)
     not_a_model = tmp_path / "notes.tflite"
     not_a_model.write_text("not a model")
     before = _user_files(tmp_path / "folder")
     for path, words in ((not_a_model, "not a TFLite model"), (tmp_path / "folder", "a folder")):
         with pytest.raises(FileExistsError, match=words):
-            export.check_output(path, "tflite", overwrite=True)
+            output_files.check_output(path, "tflite", overwrite=True)
     weights = tmp_path / "fsdn.weights.h5"
     fsdn.save_weights(weights)
     result = _run([sys.executable, "-m", "asdn_tf.export", "tflite", f"--weights={weights}",
@@ -507,14 +507,14 @@ def test_full_disk_is_one_line_and_leaves_nothing(tiny_model, tmp_path, monkeypa
     monkeypatch.setattr(tf.saved_model, "save", full_disk)
     with pytest.raises(OSError, match=r"^cannot write .*models/asdn/1: .*No space left on "
                                       r"device$"):
-        export.export_saved_model(tiny_model, tmp_path / "models" / "asdn" / "1")
+        saved_model.export_saved_model(tiny_model, tmp_path / "models" / "asdn" / "1")
 
     def no_space(path):
         path.write_bytes(b"half")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     with pytest.raises(OSError, match=r"^cannot write .*m\.tflite: No space left on device$"):
-        export._write_export(tmp_path / "lite" / "m.tflite", no_space, "tflite", False)
+        output_files.write_export(tmp_path / "lite" / "m.tflite", no_space, "tflite", False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -597,11 +597,11 @@ def set5(datasets_dir):
     return datasets_dir / "Set5"
 
 
-@pytest.mark.parametrize("quantize", export.QUANTIZATIONS)
+@pytest.mark.parametrize("quantize", tflite.QUANTIZATIONS)
 def test_tflite_matches_keras(fsdn, set5, quantize):
-    content = export.convert_tflite(fsdn, quantize, input_size=(40, 48),
+    content = tflite.convert_tflite(fsdn, quantize, input_size=(40, 48),
                                     representative_images=set5, calibration_patches=8)
-    result = export.verify_tflite(content, fsdn, export.verification_images(set5, (40, 48)),
+    result = tflite.verify_tflite(content, fsdn, tflite.verification_images(set5, (40, 48)),
                                   quantize)
     assert result["images"] == 5
     assert result["ok"], result
@@ -615,21 +615,21 @@ def test_tflite_matches_keras(fsdn, set5, quantize):
 
 def test_tflite_dynamic_size_runs_several_sizes(fsdn, set5):
     images = [image[:h, :w] for image, (h, w) in
-              zip(export.verification_images(set5, max_side=40), [(40, 40), (17, 29), (33, 12)])]
-    result = export.verify_tflite(export.convert_tflite(fsdn, "none"), fsdn, images, "none")
+              zip(tflite.verification_images(set5, max_side=40), [(40, 40), (17, 29), (33, 12)])]
+    result = tflite.verify_tflite(tflite.convert_tflite(fsdn, "none"), fsdn, images, "none")
     assert result["images"] == 3 and result["ok"], result
     with pytest.raises(ValueError, match="takes .1, 40, 48, 3."):
-        export.verify_tflite(export.convert_tflite(fsdn, "none", input_size=(40, 48)), fsdn,
+        tflite.verify_tflite(tflite.convert_tflite(fsdn, "none", input_size=(40, 48)), fsdn,
                              images)
 
 
 def test_tflite_argument_errors(fsdn, set5):
     with pytest.raises(ValueError, match="quantize must be one of"):
-        export.convert_tflite(fsdn, "int4")
+        tflite.convert_tflite(fsdn, "int4")
     with pytest.raises(ValueError, match="representative images"):
-        export.convert_tflite(fsdn, "int8")
+        tflite.convert_tflite(fsdn, "int8")
     with pytest.raises(ValueError, match="at least 600x600"):
-        export.representative_patches(set5, (600, 600), 4)
+        tflite.representative_patches(set5, (600, 600), 4)
 
 
 def test_load_model_gives_the_fsdn(fsdn, tmp_path):

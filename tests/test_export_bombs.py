@@ -14,9 +14,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from asdn_tf.cli import export
+from asdn_tf.export import encoded_image, saved_model
 from asdn_tf.io import image_io
-from asdn_tf.cli.upscale import upscale_file
+from asdn_tf.inference.files import upscale_file
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAX_OUTPUT_PIXELS = 50_000
@@ -38,7 +38,7 @@ def bench():
 
 @pytest.fixture(scope="module")
 def saved_model_dir(tiny_model, tmp_path_factory):
-    return export.export_saved_model(tiny_model, tmp_path_factory.mktemp("bombs") / "1",
+    return saved_model.export_saved_model(tiny_model, tmp_path_factory.mktemp("bombs") / "1",
                                      max_output_pixels=MAX_OUTPUT_PIXELS)
 
 
@@ -153,7 +153,7 @@ def test_output_must_be_larger_than_the_input(signatures, session, tiny_model, t
 @pytest.mark.parametrize("orientation", range(10))
 def test_upright_turns_as_the_cli_does(picture, orientation):
     expected = image_io._ORIENTATIONS.get(orientation, lambda a: a)(picture)
-    turned = export._upright(tf.constant(picture), tf.constant(orientation, tf.int64))
+    turned = encoded_image._upright(tf.constant(picture), tf.constant(orientation, tf.int64))
     np.testing.assert_array_equal(turned.numpy(), expected)
 
 

@@ -102,7 +102,8 @@ def test_command_line_without_tensorflow(tmp_path, image_folder):
     ASDN's trunk, validates at its own scale (as TensorFlow measures it), resumes, and writes
     final weights that TensorFlow loads and runs as JAX does."""
     import keras
-    from asdn_tf.cli import evaluate, train
+    from asdn_tf.evaluation import benchmark
+    from asdn_tf.training import train_tf
     from asdn_tf.nn.model import build_model
     from asdn_tf.inference.weights_io import load_model
     keras.utils.set_random_seed(1)
@@ -145,5 +146,5 @@ def test_command_line_without_tensorflow(tmp_path, image_folder):
     # ASDN would differ by its random initialisation.
     for trained, source in zip(fsdn.trunk.get_weights(), asdn.trunk.get_weights()):
         assert np.abs(trained - source).max() < 1e-3
-    psnr = train.validate(fsdn, evaluate.load_set(image_folder), (float(SCALE),))
+    psnr = train_tf.validate(fsdn, benchmark.load_set(image_folder), (float(SCALE),))
     assert sidecar["validation_psnr"][str(SCALE)] == pytest.approx(psnr[SCALE], abs=1e-3)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asdn_tf.cli import evaluate
+from asdn_tf.evaluation import benchmark
 from asdn_tf.data import pipeline as data, degradation, folder_data
 from asdn_tf.nn import config
 from asdn_tf.data import photo_degradation as photo_np
@@ -63,7 +63,7 @@ def test_quantize_is_degradations():
 def test_jpeg_is_tensorflows_up_to_its_fast_idct(datasets_dir, quality):
     """PIL writes the bytes TensorFlow writes and decodes them with the accurate integer IDCT;
     `tf.image.adjust_jpeg_quality` decodes with the fast one: close, not equal."""
-    hr = evaluate.load_set(datasets_dir / "Set5")[0][1][:48, :64]
+    hr = benchmark.load_set(datasets_dir / "Set5")[0][1][:48, :64]
     image = photo_np.quantize(hr / 255.0)
     ours = photo_np.jpeg(image, quality)
     accurate = tf.io.decode_jpeg(tf.io.encode_jpeg(hr, quality=quality),

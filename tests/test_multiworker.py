@@ -42,9 +42,10 @@ import os
 import signal
 
 from asdn_tf.cli import train
+from asdn_tf.training import common
 
 kill_at = int(os.environ.get("KILL_AT_STEP", "0"))
-progress = train._progress
+progress = common.progress_line
 
 
 def progress_then_die(step, *args):
@@ -53,7 +54,7 @@ def progress_then_die(step, *args):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-train._progress = progress_then_die
+common.progress_line = progress_then_die
 train.run()
 '''
 

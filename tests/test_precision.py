@@ -6,6 +6,7 @@ import pytest
 
 import asdn_tf
 from asdn_tf.cli import evaluate
+from asdn_tf.evaluation import benchmark
 from asdn_tf.evaluation import notebook
 from asdn_tf.inference import precision as precision_lib
 
@@ -97,7 +98,7 @@ def test_evaluate_states_the_precision(hardware, datasets_dir, tmp_path, tiny_mo
                           weights=weights, preset="tiny", precision="float32")
     assert report.splitlines()[-2] == "precision: float32"
     assert "precision" not in evaluate.run(datasets_dir, ["Set5"], ["2"], "bicubic")
-    rows = evaluate.evaluate({"Set5": evaluate.load_set(datasets_dir / "Set5")[:1]}, [2], "asdn",
+    rows = benchmark.evaluate({"Set5": benchmark.load_set(datasets_dir / "Set5")[:1]}, [2], "asdn",
                              precision_lib.with_precision(tiny_model, "bfloat16"))
     assert rows[0]["precision"] == "bfloat16"
 

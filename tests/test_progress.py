@@ -35,9 +35,9 @@ def test_a_log_gets_a_line_per_update_or_nothing():
 
 
 def test_training_draws_the_same_bar(monkeypatch):
-    from asdn_tf.cli import train
+    from asdn_tf.training import common
     stream = io.StringIO()
     monkeypatch.setattr("sys.stderr", stream)
-    train._progress(3, 6, 0.125, 1e-4, 2.0)
+    common.progress_line(3, 6, 0.125, 1e-4, 2.0)
     assert stream.getvalue() == ("████████████············ 3/6 loss 0.1250 lr 1.00e-04 2.00 "
                                  "steps/s ETA 0:00:01\n")

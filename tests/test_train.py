@@ -18,6 +18,7 @@ from absl import flags
 
 import asdn_tf
 from asdn_tf.cli import train
+from asdn_tf.training import common, train_tf
 from asdn_tf.io import fileio
 from asdn_tf.nn import config
 from asdn_tf.training import run_folder, schedule, train_step
@@ -39,7 +40,7 @@ def _tiny_flags(sources, output_dir, steps):
 
 
 def _run(sources, output_dir, steps, **train_kwargs):
-    return train.train(preset("tiny"), DataConfig(sources=(str(sources),), patch_size=8,
+    return train_tf.train(preset("tiny"), DataConfig(sources=(str(sources),), patch_size=8,
                                                   batch_size=2),
                        TrainConfig(steps=steps,
                                    checkpoint_every=train_kwargs.pop("checkpoint_every", 1),
@@ -207,13 +208,13 @@ def test_a_bad_validation_curve_is_set_aside_not_fatal(tmp_path, text, caplog):
 
 def test_init_from_names_the_bundled_weights_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert train.resolve_init_from("default") == PACKAGE_WEIGHTS
+    assert common.resolve_init_from("default") == PACKAGE_WEIGHTS
     # The FSDN flagfiles' path, written from the repository root, works from elsewhere too.
-    assert train.resolve_init_from("asdn_tf/weights/default.weights.h5") == PACKAGE_WEIGHTS
+    assert common.resolve_init_from("asdn_tf/weights/default.weights.h5") == PACKAGE_WEIGHTS
     (tmp_path / "mine.weights.h5").touch()
-    assert train.resolve_init_from("mine.weights.h5") == pathlib.Path("mine.weights.h5")
+    assert common.resolve_init_from("mine.weights.h5") == pathlib.Path("mine.weights.h5")
     with pytest.raises(train.TrainingError, match="not found: asdn_tf/weights/nope.h5"):
-        train.resolve_init_from("asdn_tf/weights/nope.h5")
+        common.resolve_init_from("asdn_tf/weights/nope.h5")
 
 
 def test_fsdn_trains_from_asdn_weights(tmp_path, t91_subset):

@@ -22,7 +22,8 @@ from absl import flags
 from PIL import Image, ImageCms, ImageOps
 
 import asdn_tf
-from asdn_tf.inference import tiling, weights_io
+from asdn_tf.inference import files, tiling, weights_io
+from asdn_tf.inference import request as upscale_request
 from asdn_tf.io import image_io
 from asdn_tf.inference import precision as precision_lib
 from asdn_tf.data.imresize import imresize
@@ -323,25 +324,25 @@ def test_a_fixed_scale_model_is_refused(capsys, tmp_path):
 @pytest.mark.parametrize("extension", [".png", ".jpg", ".bmp", ".webp", ".tif"])
 def test_every_input_format(tmp_path, tiny_model, extension):
     source = _save(tmp_path / f"in{extension}")
-    path = upscale_command.upscale_file(source, tmp_path / "out.png", 2, model=tiny_model)
+    path = files.upscale_file(source, tmp_path / "out.png", 2, model=tiny_model)
     assert image_io.read_image(path).shape == (48, 64, 3)
 
 
 def test_layouts_are_kept(tmp_path, tiny_model):
     gray = _save(tmp_path / "gray.png", _pixels((24, 32)))
-    assert Image.open(upscale_command.upscale_file(gray, tmp_path / "g.png", 2,
+    assert Image.open(files.upscale_file(gray, tmp_path / "g.png", 2,
                                                model=tiny_model)).mode == "L"
     rgba = _pixels((24, 32, 4))
     rgba[..., 3] = 255
     rgba[:12, :, 3] = 0
-    path = upscale_command.upscale_file(_save(tmp_path / "rgba.png", rgba), tmp_path / "a.webp", 2,
+    path = files.upscale_file(_save(tmp_path / "rgba.png", rgba), tmp_path / "a.webp", 2,
                                     model=tiny_model, image_format="png")
     alpha = np.asarray(Image.open(path))[..., 3]
     expected = imresize(rgba[..., 3:].astype(np.float32) / 255, scale=2.0, size=(48, 64))
     np.testing.assert_array_equal(alpha, np.round(np.clip(expected[..., 0], 0, 1) * 255))
     palette = Image.fromarray(_pixels()).convert("P", palette=Image.Palette.ADAPTIVE)
     palette.save(tmp_path / "palette.png")
-    path = upscale_command.upscale_file(tmp_path / "palette.png", tmp_path / "p.png", 2,
+    path = files.upscale_file(tmp_path / "palette.png", tmp_path / "p.png", 2,
                                     model=tiny_model)
     assert Image.open(path).mode == "RGB"
 
@@ -351,7 +352,7 @@ def test_sixteen_bit_png_stays_sixteen_bit(tmp_path, tiny_model):
         pixels = _pixels(shape, dtype=np.uint16)
         source = tmp_path / "in16.png"
         image_io.write_image(source, pixels, overwrite=True)
-        path = upscale_command.upscale_file(source, tmp_path / "out16.png", 2, model=tiny_model,
+        path = files.upscale_file(source, tmp_path / "out16.png", 2, model=tiny_model,
                                         overwrite=True)
         written, _ = image_io.read_image_and_profile(path)
         np.testing.assert_array_equal(written, asdn_tf.upscale(pixels, 2, model=tiny_model))
@@ -364,23 +365,23 @@ def test_exif_orientation_icc_profile_and_quality(tmp_path, tiny_model):
     exif = image.getexif()
     exif[0x0112] = 6  # stored landscape, shown rotated a quarter turn clockwise
     image.save(tmp_path / "in.jpg", exif=exif, icc_profile=profile, quality=95)
-    path = upscale_command.upscale_file(tmp_path / "in.jpg", tmp_path / "o.png", 2,
+    path = files.upscale_file(tmp_path / "in.jpg", tmp_path / "o.png", 2,
                                         model=tiny_model)
     with Image.open(path) as written:
         assert written.size == (48, 64) and written.info["icc_profile"] == profile
     sizes = {}
     for quality in (30, 95):
-        path = upscale_command.upscale_file(tmp_path / "in.jpg", tmp_path / f"q{quality}.jpg", 2,
+        path = files.upscale_file(tmp_path / "in.jpg", tmp_path / f"q{quality}.jpg", 2,
                                         model=tiny_model, quality=quality)
         sizes[quality] = path.stat().st_size
         assert Image.open(path).info["icc_profile"] == profile
     assert sizes[30] < sizes[95]
-    path = upscale_command.upscale_file(tmp_path / "in.jpg", tmp_path / "o.bmp", 2,
+    path = files.upscale_file(tmp_path / "in.jpg", tmp_path / "o.bmp", 2,
                                         model=tiny_model)
     assert "icc_profile" not in Image.open(path).info
     # A profile of another colour space than the output's is not copied.
     _save(tmp_path / "gray.png", _pixels((24, 32)), icc_profile=profile)
-    path = upscale_command.upscale_file(tmp_path / "gray.png", tmp_path / "g.png", 2,
+    path = files.upscale_file(tmp_path / "gray.png", tmp_path / "g.png", 2,
                                         model=tiny_model)
     assert "icc_profile" not in Image.open(path).info
 
@@ -393,12 +394,12 @@ def test_an_interrupted_write_leaves_nothing(tmp_path, tiny_model, monkeypatch):
     monkeypatch.setattr(image_io, "_encode", half_written)
     source = _save(tmp_path / "in.png")
     with pytest.raises(KeyboardInterrupt):
-        upscale_command.upscale_file(source, tmp_path / "out.png", 2, model=tiny_model)
+        files.upscale_file(source, tmp_path / "out.png", 2, model=tiny_model)
     assert _files(tmp_path) == ["in.png"]
 
 
 def test_upscale_file_is_exported_and_checks_before_working(tmp_path, tiny_model):
-    assert asdn_tf.upscale_file is upscale_command.upscale_file
+    assert asdn_tf.upscale_file is files.upscale_file
     assert callable(asdn_tf.upscale)  # importing the command never shadows the function
     source = _save(tmp_path / "in.png")
     with pytest.raises(ValueError, match="give exactly one of scale, size, width or height"):
@@ -411,10 +412,10 @@ def test_upscale_file_is_exported_and_checks_before_working(tmp_path, tiny_model
 
 
 def test_target_size():
-    assert upscale_command.target_size((24, 32), scale=3.3) == (3.3, (79, 106))
-    assert upscale_command.target_size((24, 32), width=100) == (3.125, (75, 100))
-    assert upscale_command.target_size((24, 32), height=25)[1] == (25, 33)
-    assert upscale_command.target_size((24, 32), size=(30, 64)) == (2.0, (30, 64))
+    assert upscale_request.target_size((24, 32), scale=3.3) == (3.3, (79, 106))
+    assert upscale_request.target_size((24, 32), width=100) == (3.125, (75, 100))
+    assert upscale_request.target_size((24, 32), height=25)[1] == (25, 33)
+    assert upscale_request.target_size((24, 32), size=(30, 64)) == (2.0, (30, 64))
 
 
 # ---------------------------------------------------------------- tiling

@@ -15,7 +15,8 @@ from absl import flags
 from PIL import Image
 
 import asdn_tf
-from asdn_tf.inference import tiling
+from asdn_tf.inference import files, tiling
+from asdn_tf.inference import request as upscale_request
 from asdn_tf.io import image_io
 from asdn_tf.nn import lfr
 from test_upscale import (_cli, _console_script, _files, _pixels, _process, _save,  # noqa: F401
@@ -142,13 +143,13 @@ def test_a_scale_too_small_to_add_a_pixel_names_the_smallest_that_does(capsys, t
     assert status == 1
     assert err == f"upscale: {source}: scale 1.0001 is too small for a 64x48 image to grow by a " \
                   "pixel; the smallest that does is 1.0079\n"
-    assert upscale_command.target_size((48, 64), scale=1.0079)[1] == (48, 65)
+    assert upscale_request.target_size((48, 64), scale=1.0079)[1] == (48, 65)
     for side in range(1, 3000):
-        smallest = upscale_command._smallest_growing_scale(side, 1)
+        smallest = upscale_request._smallest_growing_scale(side, 1)
         assert lfr.output_size(side, 1, smallest)[0] == side + 1
         assert lfr.output_size(side, 1, smallest - 1e-4)[0] == side
     with pytest.raises(ValueError, match="scale must be a number in"):
-        upscale_command.target_size((48, 64), scale="1_5")
+        upscale_request.target_size((48, 64), scale="1_5")
 
 
 # ---------------------------------------------------------------- several frames
@@ -168,7 +169,7 @@ def test_only_the_first_frame_is_used_and_that_is_said(capsys, tmp_path, weights
     np.testing.assert_array_equal(image_io.read_image(tmp_path / "pages.tif.png"),
                                   asdn_tf.upscale(_pixels(seed=0), 2, model=tiny_model))
     with pytest.warns(image_io.FirstFrameWarning, match="has 3 pages; only the first is used"):
-        upscale_command.upscale_file(tmp_path / "pages.tif", tmp_path / "api.png", 2,
+        files.upscale_file(tmp_path / "pages.tif", tmp_path / "api.png", 2,
                                  model=tiny_model)
 
 

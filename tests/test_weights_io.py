@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import asdn_tf
-from asdn_tf.cli import evaluate
+from asdn_tf.evaluation import benchmark
 from asdn_tf.inference import weights_io
 
 
@@ -22,10 +22,10 @@ def test_bundled_weights_load_with_their_sidecar():
 
 
 def test_bundled_weights_beat_bicubic_on_set5(datasets_dir):
-    images = {"Set5": evaluate.load_set(datasets_dir / "Set5")}
+    images = {"Set5": benchmark.load_set(datasets_dir / "Set5")}
     scales = [2, 3.3]
-    bicubic = evaluate.evaluate(images, scales, "bicubic")
-    model = evaluate.evaluate(images, scales, "asdn", asdn_tf.load_pretrained())
+    bicubic = benchmark.evaluate(images, scales, "bicubic")
+    model = benchmark.evaluate(images, scales, "asdn", asdn_tf.load_pretrained())
     for ours, theirs in zip(model, bicubic):
         assert ours["psnr"] >= theirs["psnr"] + 0.5, (ours, theirs)
         assert ours["ssim"] > theirs["ssim"]
@@ -39,8 +39,8 @@ def test_bundled_weights_clear_the_srcnn_floors(datasets_dir):
     model = asdn_tf.load_pretrained()
     for name in ("Set5", "Set14"):
         scales = sorted(scale for set_name, scale in FLOORS if set_name == name)
-        images = {name: evaluate.load_set(datasets_dir / name)}
-        for row in evaluate.evaluate(images, scales, "asdn", model):
+        images = {name: benchmark.load_set(datasets_dir / name)}
+        for row in benchmark.evaluate(images, scales, "asdn", model):
             assert row["psnr"] >= FLOORS[name, row["scale"]], row
 
 
@@ -51,13 +51,13 @@ def test_the_bundled_model_does_not_hide_behind_a_missing_file(monkeypatch, tmp_
 
 
 def test_bfloat16_precision_keeps_the_quality(datasets_dir):
-    images = {"Set5": evaluate.load_set(datasets_dir / "Set5")}
+    images = {"Set5": benchmark.load_set(datasets_dir / "Set5")}
     model32 = asdn_tf.load_pretrained(precision="float32")
     model16 = asdn_tf.load_pretrained(precision="bfloat16")
     assert model16.dtype_policy.name == "mixed_bfloat16" and model32.dtype_policy.name == "float32"
     assert keras.mixed_precision.global_policy().name == "float32"  # not left behind
     for scale in (2, 3.3):
-        psnr32, psnr16 = (evaluate.evaluate(images, [scale], "asdn", model)[0]["psnr"]
+        psnr32, psnr16 = (benchmark.evaluate(images, [scale], "asdn", model)[0]["psnr"]
                           for model in (model32, model16))
         assert psnr16 != psnr32 and abs(psnr16 - psnr32) < 0.1, (scale, psnr32, psnr16)
 

@@ -186,32 +186,13 @@ def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_s
     local_replicas = replicas // pipelines
     batch_size = data_config.batch_size // replicas
     share = batch_size * local_replicas  # patches of each global batch this pipeline makes
-    # Every random choice is stateless, drawn from seeded streams, so that a seed gives the same
-    # batches in any process (stateful ops in a parallel map are drawn in thread order).
-    patch_seeds = tf.data.Dataset.random(seed=seed + 2).batch(2)
-    patches = tf.data.Dataset.zip(images.repeat().shuffle(256, seed=seed), patch_seeds)
-    if pipelines > 1:
-        # The filter hides that the stream is endless; told, a distributed iterator skips the
-        # check that every worker still has data (an all-reduce per update).
-        patches = (patches.enumerate()
-                   .filter(lambda index, _: index % data_config.batch_size // share == pipeline)
-                   .map(lambda _, image_and_seed: image_and_seed)
-                   .apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)))
-    patches = (patches.map(lambda image, patch_seed: random_patch(image, crop, patch_seed),
-                           num_parallel_calls=tf.data.AUTOTUNE)
-               .batch(batch_size, drop_remainder=True))
+    patches = _patch_batches(images, crop, seed, data_config.batch_size, batch_size, share,
+                             pipelines, pipeline)
     # Drawn alike in every pipeline, one for all the replicas of an update: the photo
     # degradation's seed and the level.
     seeds = _each_replica(tf.data.Dataset.random(seed=seed + 1).batch(2), local_replicas)
     if fixed_scale is not None:
-        def make_fixed(batch, batch_seed):
-            hr = pixels.to_float_ops(batch)
-            lr = make_lr(hr, (data_config.patch_size,) * 2, float(fixed_scale), photo,
-                         batch_seed)
-            return {"lr": lr, "hr": hr}
-        return (tf.data.Dataset.zip(patches, seeds)
-                .map(make_fixed, num_parallel_calls=tf.data.AUTOTUNE)
-                .prefetch(tf.data.AUTOTUNE))
+        return _fixed_scale_batches(patches, seeds, data_config.patch_size, fixed_scale, photo)
     levels = _each_replica(level_sampler(num_levels, data_config.level_weights, seed),
                            local_replicas)
 
@@ -228,4 +209,37 @@ def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_s
 
     return (tf.data.Dataset.zip(patches, levels, seeds)
             .map(make, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def _patch_batches(images, crop, seed, global_batch, batch_size, share, pipelines, pipeline):
+    """Batches of `batch_size` random crop×crop patches: pipeline `pipeline` of `pipelines`
+    makes its `share` of each global batch of `global_batch` patches."""
+    # Every random choice is stateless, drawn from seeded streams, so that a seed gives the same
+    # batches in any process (stateful ops in a parallel map are drawn in thread order).
+    patch_seeds = tf.data.Dataset.random(seed=seed + 2).batch(2)
+    patches = tf.data.Dataset.zip(images.repeat().shuffle(256, seed=seed), patch_seeds)
+    if pipelines > 1:
+        # The filter hides that the stream is endless; told, a distributed iterator skips the
+        # check that every worker still has data (an all-reduce per update).
+        patches = (patches.enumerate()
+                   .filter(lambda index, _: index % global_batch // share == pipeline)
+                   .map(lambda _, image_and_seed: image_and_seed)
+                   .apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)))
+    patches = (patches.map(lambda image, patch_seed: random_patch(image, crop, patch_seed),
+                           num_parallel_calls=tf.data.AUTOTUNE)
+               .batch(batch_size, drop_remainder=True))
+    return patches
+
+
+def _fixed_scale_batches(patches, seeds, patch_size, fixed_scale, photo):
+    """FSDN batches {"lr", "hr"}: p×p LR and (p·s)×(p·s) HR patches."""
+
+    def make_fixed(batch, batch_seed):
+        hr = pixels.to_float_ops(batch)
+        lr = make_lr(hr, (patch_size,) * 2, float(fixed_scale), photo, batch_seed)
+        return {"lr": lr, "hr": hr}
+
+    return (tf.data.Dataset.zip(patches, seeds)
+            .map(make_fixed, num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))

@@ -149,16 +149,7 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
     """
     _check_layout(image)
     height, width = image.shape[:2]
-    if scale is not None:
-        scale = lfr.check_scale(scale, max_scale)
-    if size is not None:
-        size = _check_size(size, height, width)
-    if scale is None:
-        if size is None:
-            raise ValueError("upscale needs a scale or a size")
-        scale = lfr.check_scale(max(size[0] / height, size[1] / width), max_scale)
-    if size is None:
-        size = lfr.output_size(height, width, scale)
+    scale, size = _scale_and_size(height, width, scale, size, max_scale)
     tiled = tiling.choose_tile(size, tile) > 0
     tile_overlap = tiling.check_overlap(tile_overlap)
     precision_lib.check_precision(precision)
@@ -187,3 +178,18 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
     if image.ndim == 2:
         output = output[..., 0]
     return pixels_lib.from_float(output, dtype)
+
+
+def _scale_and_size(height, width, scale, size, max_scale):
+    """(scale, (height, width)) of the output from a scale, a size or both, checked."""
+    if scale is not None:
+        scale = lfr.check_scale(scale, max_scale)
+    if size is not None:
+        size = _check_size(size, height, width)
+    if scale is None:
+        if size is None:
+            raise ValueError("upscale needs a scale or a size")
+        scale = lfr.check_scale(max(size[0] / height, size[1] / width), max_scale)
+    if size is None:
+        size = lfr.output_size(height, width, scale)
+    return scale, size

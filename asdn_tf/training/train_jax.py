@@ -10,8 +10,8 @@ from level to level, so one program for all levels would need padded inputs.
 
 Batches come from image folders through `asdn_tf.data.folder_data` (numpy and PIL), decided by the
 seed and the step, so a resumed run reads the batches it would have read. Checkpoints are
-`checkpoints/ckpt-<step>.npz` in the run folder (weights, Adam state, step; written atomically);
-the same command resumes from the newest one that loads. Validation follows the evaluation
+`checkpoints/ckpt-<step>.npz` in the run folder (`asdn_tf.training.jax_checkpoints`); the same
+command resumes from the newest one that loads. Validation follows the evaluation
 protocol (bicubic LR quantised to 8 bits, the ×2 recursion above 2, Y-PSNR with the border
 shaved: `asdn_tf.evaluation.metrics`). Everything else in the run folder (--restart, state.json,
 validation.csv, `best`/`final.weights.h5` and their sidecars) is `asdn_tf.training.run_folder`'s, as
@@ -29,8 +29,6 @@ trunk with `--init_from`, validated at S alone.
 import dataclasses
 import math
 import pathlib
-import re
-import sys
 import time
 
 import jax
@@ -41,17 +39,16 @@ from keras import ops
 
 from asdn_tf.data import folder_data, resize_ops
 from asdn_tf.evaluation import metrics
-from asdn_tf.io import fileio, image_io, pixels
+from asdn_tf.io import image_io, pixels
 from asdn_tf.nn import lfr
 from asdn_tf.training import run_folder
 from asdn_tf.nn.model import FSDN, build_fsdn, build_model
 from asdn_tf.inference.precision import dtype_policy
 from asdn_tf.training.run_folder import TrainingError
 from asdn_tf.training.schedule import learning_rate_schedule
-from asdn_tf.cli.train import _progress, check_arguments, resolve_init_from, warm_start
-
-# run_folder's checkpoint names, as numpy archives: TF's checkpoint format needs TensorFlow.
-_CHECKPOINT = re.compile(rf"{run_folder.CHECKPOINT_NAME}-(\d+)\.npz")
+from asdn_tf.training import common
+from asdn_tf.training.common import check_arguments, resolve_init_from, warm_start
+from asdn_tf.training.jax_checkpoints import checkpoint_path, restore_newest, save_checkpoint
 
 
 def make_update(network, optimizer, level, clip_norm=0.0, passes=1):
@@ -170,74 +167,6 @@ def distribute_batch(arrays):
             for array in arrays]
 
 
-# ---- checkpoints ------------------------------------------------------------------------
-
-def _checkpoint_path(folder, step):
-    return folder / f"{run_folder.CHECKPOINT_NAME}-{step}.npz"
-
-
-def save_checkpoint(folder, step, state, keep):
-    """Writes `folder/ckpt-<step>.npz` atomically and removes all but the newest `keep`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = {"step": np.int64(step)}
-    for prefix, values in zip("tno", state):
-        arrays.update({f"{prefix}{i}": np.asarray(value) for i, value in enumerate(values)})
-    with fileio.atomic_path(_checkpoint_path(folder, step)) as temporary:
-        with open(temporary, "wb") as file:
-            np.savez(file, **arrays)
-    for old in checkpoint_steps(folder)[:-keep]:
-        _checkpoint_path(folder, old).unlink()
-
-
-def checkpoint_steps(folder):
-    """The steps of the checkpoints in `folder`, oldest first."""
-    if not folder.is_dir():
-        return []
-    return sorted(int(match[1]) for match in map(_CHECKPOINT.fullmatch,
-                                                 (path.name for path in folder.iterdir()))
-                  if match)
-
-
-def restore_newest(folder, state):
-    """(step, state) from the newest checkpoint in `folder` that loads and fits `state`'s
-    shapes; (None, state) without one. Checkpoints that do not load are named in a warning
-    and moved to `folder/damaged-<time>/`.
-
-    Raises:
-        TrainingError: checkpoints exist and none fits.
-    """
-    damaged = []
-    for step in reversed(checkpoint_steps(folder)):
-        path = _checkpoint_path(folder, step)
-        try:
-            with np.load(path) as arrays:
-                restored = tuple([arrays[f"{prefix}{i}"] for i in range(len(values))]
-                                 for prefix, values in zip("tno", state))
-                stored_step = int(arrays["step"])
-        except (OSError, ValueError, KeyError, EOFError) as error:
-            damaged.append((path, str(error).splitlines()[0] if str(error) else "unreadable"))
-            continue
-        if stored_step != step or any(
-                a.shape != tuple(b.shape) for group, values in zip(restored, state)
-                for a, b in zip(group, values)):
-            raise TrainingError(f"{path} was written for another network or optimizer (other "
-                                "model flags?): rerun with --restart, or use another "
-                                "--output_dir")
-        if damaged:
-            aside = run_folder.damaged_folder(folder)
-            for bad, _ in damaged:
-                bad.rename(aside / bad.name)
-            logging.warning("%s; moved to %s; resuming from ckpt-%d",
-                            "; ".join(f"{p.name} cannot be read ({why})" for p, why in damaged),
-                            aside, step)
-        return step, restored
-    if damaged:
-        raise TrainingError(f"no checkpoint in {folder} can be restored ("
-                            + "; ".join(f"{p.name}: {why}" for p, why in damaged)
-                            + "): rerun with --restart, or use another --output_dir")
-    return None, state
-
-
 # ---- validation -------------------------------------------------------------------------
 
 def load_validation_set(folder):
@@ -307,7 +236,7 @@ def _resume(output_dir, restart, network, optimizer, init_from, model_config, mo
     checkpoints = output_dir / run_folder.CHECKPOINTS
     step, state = restore_newest(checkpoints, initial_state(network, optimizer))
     if step is not None:
-        logging.info("resumed from %s at step %d", _checkpoint_path(checkpoints, step), step)
+        logging.info("resumed from %s at step %d", checkpoint_path(checkpoints, step), step)
         assign_state(network, optimizer, state)
     else:
         step = 0
@@ -322,7 +251,7 @@ def _resume(output_dir, restart, network, optimizer, init_from, model_config, mo
 def train(model_config, data_config, train_config, output_dir, model="asdn", scale=None,
           init_from=None, strategy="default", jit_compile="auto", mixed_precision="none",
           preset_name=None, restart=False):
-    """`asdn_tf.cli.train.train` under the JAX backend; returns the path of the final weights.
+    """`asdn_tf.training.train_tf.train` under the JAX backend; returns the path of the final weights.
 
     `jit_compile` is accepted for the same call and ignored: every update is compiled.
 
@@ -417,7 +346,7 @@ class _Run:
                 raise TrainingError(f"loss became {loss} at step {step}; stopped without saving")
             if step % config.log_every == 0 or step == config.steps:
                 rate = (step - first_step) / max(time.time() - started, 1e-9)
-                _progress(step, config.steps, loss, float(rates(step)), rate)
+                common.progress_line(step, config.steps, loss, float(rates(step)), rate)
             self.after_update(step, state)
         return step, state
 

@@ -1,0 +1,123 @@
+"""Benchmark tables' numbers: Y-channel PSNR / SSIM of bicubic or ASDN on image sets, at any
+scales, under the protocol of asdn_tf/evaluation/protocol.py.
+
+Example (notebook):
+    >>> sets = load_sets("../shared/datasets", ["Set5"])
+    >>> results = evaluate(sets, [2, 4], "bicubic")
+    >>> print(tables.format_table(results))
+"""
+
+import pathlib
+
+import numpy as np
+
+from asdn_tf.data import degradation as degradation_lib
+from asdn_tf.evaluation.protocol import METHODS, measure, parse_scales, shave
+from asdn_tf.inference import precision as precision_lib
+from asdn_tf.inference import weights_io
+from asdn_tf.io import image_io
+
+
+def load_set(folder):
+    """[(path, image)] for the images of one set: uint8 H×W (gray) or H×W×3 (RGB).
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        ValueError: the folder holds no images, or an image is unreadable or not 8-bit
+            (the message names it).
+    """
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"set folder not found: {folder}")
+    paths = image_io.list_images(folder)
+    if not paths:
+        raise ValueError(f"no images in {folder}")
+    images = []
+    for path in paths:
+        image = image_io.read_image(path)
+        if image.dtype != np.uint8:
+            raise ValueError(f"{path} is {image.dtype.itemsize * 8}-bit; the benchmark protocol "
+                             "measures 8-bit images")
+        images.append((path, image[..., :3] if image.ndim == 3 else image))
+    return images
+
+
+def load_sets(data_dir, names):
+    """{name: load_set(data_dir / name)} in the order given."""
+    return {name: load_set(pathlib.Path(data_dir) / name) for name in names}
+
+
+def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progress=None,
+             degradation="bicubic", precision="auto"):
+    """Mean PSNR / SSIM per set and scale.
+
+    Args:
+        sets: {name: [(path, uint8 image)]}, e.g. from `load_sets`.
+        scales: numbers > 1 (integer and decimal).
+        method: "bicubic" or "asdn".
+        model: the ASDN (or an FSDN, at its own scale) for method "asdn"; by default the
+            bundled pretrained model.
+        save_images: optional folder; SR images go to FOLDER/METHOD/SET/xSCALE/NAME.png.
+        progress: optional callable(done, total, label), called after every image.
+        degradation: how the LR is made: "bicubic" (the protocol) or another name in
+            `degradation.EVALUATION`.
+        precision: of the bundled model when `model` is None ("auto", "float32", "bfloat16").
+
+    Returns:
+        A list of dicts {"set", "scale", "method", "degradation", "psnr", "ssim", "images",
+        "shave", "per_image": [{"image", "psnr", "ssim"}]}, scale by scale, set by set; asdn's
+        also say the "precision" the model computed in.
+
+    Raises:
+        ValueError: a bad method or scale, or an image too small for the scale (named).
+        FileNotFoundError: method "asdn" without a model and no bundled weights.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    scales = parse_scales(scales)
+    degradation_lib.check_name(degradation)
+    if method == "asdn" and model is None:
+        model = weights_io.load_pretrained(precision=precision)
+    total = sum(len(images) for images in sets.values()) * len(scales)
+    done = 0
+
+    def tick(label):
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total, label)
+
+    results = []
+    for scale in scales:
+        for name, images in sets.items():
+            results.append(_measure_set(name, images, scale, method, model, degradation,
+                                        save_images, tick))
+            if method == "asdn":
+                results[-1]["precision"] = precision_lib.precision_of(model)
+    return results
+
+
+def _measure_set(name, images, scale, method, model, degradation, save_images, tick):
+    """The result row of one set at one scale; tick(label) after every image."""
+    if not images:
+        raise ValueError(f"set {name} has no images")
+    scores, per_image = [], []
+    for path, hr in images:
+        path = pathlib.Path(path)
+        try:
+            psnr, ssim, sr = measure(hr, scale, method, model, degradation)
+        except ValueError as error:
+            raise ValueError(f"{path} at ×{scale:g}: {error}") from None
+        if save_images:
+            folder = pathlib.Path(save_images) / method / name / f"x{scale:g}"
+            if degradation != "bicubic":
+                folder = folder / degradation
+            folder.mkdir(parents=True, exist_ok=True)
+            image_io.write_image(folder / f"{path.stem}.png", sr, overwrite=True)
+        scores.append((psnr, ssim))
+        per_image.append({"image": path.name, "psnr": round(psnr, 4), "ssim": round(ssim, 5)})
+        tick(f"{name} ×{scale:g} {path.name}")
+    psnr, ssim = np.mean(scores, axis=0)
+    return {"set": name, "scale": scale, "method": method, "degradation": degradation,
+            "psnr": round(float(psnr), 4), "ssim": round(float(ssim), 5),
+            "images": len(images), "shave": shave(scale), "per_image": per_image}

@@ -1,0 +1,107 @@
+"""The package's shape: every module short, every function short, no import cycle, and no
+private name used outside its module (read from the source, nothing is imported)."""
+
+import ast
+import pathlib
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "asdn_tf"
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+
+def _modules():
+    """{dotted name: parsed module} of every module in the package."""
+    modules = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = (path, ast.parse(path.read_text(), str(path)))
+    return modules
+
+
+def _imported(name, node, modules):
+    """The package's modules an import statement in module `name` loads, with the names it
+    takes from each: [(module, [names])]."""
+    if isinstance(node, ast.Import):
+        return [(alias.name, []) for alias in node.names if alias.name in modules]
+    base = node.module or ""
+    if node.level:
+        package = name.split(".")[:len(name.split(".")) - node.level + 1]
+        base = ".".join(package[:-1] + ([base] if base else []))
+    found = []
+    for alias in node.names:
+        if f"{base}.{alias.name}" in modules:
+            found.append((f"{base}.{alias.name}", []))
+        elif base in modules:
+            found.append((base, [alias.name]))
+    return found
+
+
+def _imports(modules):
+    """{module: {imported module: [names taken from it]}}, imports inside functions included."""
+    graph = {}
+    for name, (_, tree) in modules.items():
+        edges = graph.setdefault(name, {})
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for target, names in _imported(name, node, modules):
+                    if target != name:
+                        edges.setdefault(target, []).extend(names)
+    return graph
+
+
+def _cycles(graph):
+    """The import cycles, each as a list of modules, found by depth-first search."""
+    cycles, state = [], {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for target in sorted(graph.get(node, {})):
+            if state.get(target) == "open":
+                cycles.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target, path + [target])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return cycles
+
+
+def test_no_import_cycle():
+    assert not _cycles(_imports(_modules()))
+
+
+def test_no_module_over_the_line_limit():
+    long = {name: len(path.read_text().splitlines()) for name, (path, _) in _modules().items()}
+    assert not {name: lines for name, lines in long.items() if lines > MAX_MODULE_LINES}
+
+
+def test_no_function_over_the_line_limit():
+    long = [f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines"
+            for name, (_, tree) in _modules().items() for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, "\n".join(long)
+
+
+def test_no_private_name_used_across_modules():
+    modules = _modules()
+    found = []
+    for name, (_, tree) in modules.items():
+        aliases = {}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for target, names in _imported(name, node, modules):
+                    found += [f"{name} imports {target}.{taken}" for taken in names
+                              if taken.startswith("_") and target != name]
+                    for alias in node.names:
+                        if not names and target.endswith(alias.name):
+                            aliases[alias.asname or alias.name] = target
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id in aliases and node.attr.startswith("_")
+                    and not node.attr.startswith("__")):
+                found.append(f"{name} uses {aliases[node.value.id]}.{node.attr}")
+    assert not found, "\n".join(sorted(set(found)))
