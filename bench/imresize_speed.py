@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from asdn_tf.data.imresize import imresize, resize_matrix
+from asdn_tf.data.imresize import imresize
+from asdn_tf.data.resizing import resize_matrix
 
 SCALES = (2, 3, 4)
 

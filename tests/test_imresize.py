@@ -82,9 +82,9 @@ def test_unknown_shapes_and_tensor_size_in_a_graph(vectors):
 @pytest.mark.parametrize("in_size,out_size,scale", [(37, 13, 13 / 37), (20, 51, 2.55),
                                                    (64, 64, 1.0)])
 def test_agrees_with_the_dense_matrix(in_size, out_size, scale):
-    from asdn_tf.data.imresize import resize_matrix
+    from asdn_tf.data.resizing import resize_matrix
     image = np.random.default_rng(0).random((in_size, in_size, 2)).astype(np.float32)
-    matrix = resize_matrix(in_size, out_size, scale).numpy()
+    matrix = resize_matrix(in_size, out_size, scale)
     expected = np.einsum("oh,hwc->owc", matrix, image)
     expected = np.einsum("pw,owc->opc", matrix, expected)
     out = imresize(image, scale=scale, size=(out_size, out_size)).numpy()

@@ -3,7 +3,7 @@
 The batches are those `asdn_tf.data.pipeline.training_dataset` makes, for any Keras backend (JAX
 training): each comes from one LFR level, HR patches of round(p · r_l) pixels cut at random
 from the decoded images, flipped and turned by a multiple of 90°, LR made from them with the
-MATLAB-exact bicubic (`asdn_tf.data.resize_ops`) or `--degradation=photo`'s mix
+MATLAB-exact bicubic (`asdn_tf.data.resizing`) or `--degradation=photo`'s mix
 (`asdn_tf.data.photo_degradation`), and x_up made from the LR. The random draws of a
 batch come from (seed, step) alone, so a resumed run reads the batches it would have read
 (the draws are numpy's, not tf.data's: the two pipelines make different patches).
@@ -26,7 +26,7 @@ from asdn_tf.nn import config as config_lib
 from asdn_tf.data import photo_degradation
 from asdn_tf.io import image_io, pixels
 from asdn_tf.nn import lfr
-from asdn_tf.data import resize_ops
+from asdn_tf.data import resizing
 
 # The prefix of a tensorflow-datasets source (asdn_tf.data.pipeline reads them; this module cannot).
 TFDS_PREFIX = "tfds:"
@@ -152,7 +152,7 @@ def fixed_scale_batch(images, data_config, step, scale, seed=0):
     patch_size = data_config.patch_size
     hr = pixels.to_float(random_patches(images, patch_size * scale, data_config.batch_size,
                                         np.random.default_rng([seed, step])))
-    lr = resize_ops.imresize(hr, scale=1.0 / scale, size=(patch_size, patch_size))
+    lr = resizing.imresize(hr, scale=1.0 / scale, size=(patch_size, patch_size))
     return {"lr": ops.convert_to_numpy(lr), "hr": hr}
 
 
@@ -166,8 +166,8 @@ def training_pair(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, 
     if photo is not None:
         return photo_degradation.photo_pair(hr_patches, scale, patch_size, photo, rng)
     hr = pixels.to_float(hr_patches)
-    lr = resize_ops.imresize(hr, scale=1.0 / scale, size=(patch_size, patch_size))
-    x_up = resize_ops.imresize(lr, scale=scale, size=hr.shape[1:3])
+    lr = resizing.imresize(hr, scale=1.0 / scale, size=(patch_size, patch_size))
+    x_up = resizing.imresize(lr, scale=scale, size=hr.shape[1:3])
     return ops.convert_to_numpy(x_up), hr, 1
 
 

@@ -1,4 +1,5 @@
-"""MATLAB-exact bicubic `imresize` in TensorFlow (../shared/docs/ASDN.md §7).
+"""MATLAB-exact bicubic `imresize` in TensorFlow (../shared/docs/ASDN.md §7), with the kernel of
+`asdn_tf.data.resizing`.
 
 MATLAB semantics: Keys cubic kernel with a = -0.5; when downscaling the kernel is stretched by
 1/s (antialiasing); the output size is ceil(in·s) when a scale is given; sampling positions come
@@ -6,7 +7,7 @@ from the nominal scale; borders are extended symmetrically.
 
 Each axis is resized block by block: a block of `_BLOCK` output rows reads one short window of
 input rows (gathered with the symmetric extension) and is one small matrix product. That is
-the dense [out, in] product of `resize_matrix` without its zeros (about 5 times faster on a
+the dense [out, in] product of `resizing.resize_matrix` without its zeros (about 5 times faster on a
 2K image, bench/imresize_speed.py), and it is still made of gather and matmul only, so the op
 runs eagerly, inside `Dataset.map`, and under `tf.function(jit_compile=True)` when the sizes
 are static.
@@ -20,18 +21,11 @@ import math
 
 import tensorflow as tf
 
+from asdn_tf.data.resizing import cubic
+
 # Output rows per matrix product: small blocks waste few multiplications on zero weights, large
 # ones re-read fewer overlapping input rows; 8 was fastest at 1/2, 1/3 and 1/4 on a 2K image.
 _BLOCK = 8
-
-
-def _cubic(x):
-    ax = tf.abs(x)
-    ax2 = ax * ax
-    ax3 = ax2 * ax
-    near = (1.5 * ax3 - 2.5 * ax2 + 1.0) * tf.cast(ax <= 1.0, x.dtype)
-    far = (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * tf.cast((ax > 1.0) & (ax <= 2.0), x.dtype)
-    return near + far
 
 
 def _static_or_tensor(value, dtype):
@@ -59,7 +53,7 @@ def _positions(count, scale, kernel_scale):
 
 def _weights(u, indices, kernel_scale):
     """Kernel weights of input `indices` for positions `u`, normalised over the last axis."""
-    weights = kernel_scale * _cubic(kernel_scale * (u - indices))
+    weights = kernel_scale * cubic(kernel_scale * (u - indices), tf.where)
     return weights / tf.reduce_sum(weights, axis=-1, keepdims=True)
 
 
@@ -70,33 +64,6 @@ def _mirror(indices, in_size):
     period = 2 * in_size
     zero_based = tf.math.floormod(tf.cast(indices, tf.int32) - 1, period)
     return tf.where(zero_based < in_size, zero_based, period - 1 - zero_based)
-
-
-def resize_matrix(in_size, out_size, scale, antialias=True):
-    """The [out_size, in_size] float32 matrix MATLAB's `contributions` describes.
-
-    Positions and weights are computed in float32, as the widely used Python reference
-    (../shared/testvectors) does; float64 positions move some pixels by about 1e-5.
-
-    Args:
-        in_size: int or scalar tensor, input length along the axis.
-        out_size: int or scalar tensor, output length.
-        scale: float or scalar tensor, the nominal scale that sets the sampling positions.
-        antialias: bool, stretch the kernel by 1/scale when downscaling.
-    """
-    in_size = _static_or_tensor(in_size, tf.int32)
-    out_size = _static_or_tensor(out_size, tf.int32)
-    scale = _static_or_tensor(scale, tf.float32)
-    kernel_scale, taps = _kernel(scale, antialias)
-    u, left = _positions(out_size, scale, kernel_scale)
-    indices = left[:, None] + tf.range(tf.cast(taps, tf.float32), dtype=tf.float32)[None, :]
-    weights = _weights(u[:, None], indices, kernel_scale)
-    columns = tf.cast(_mirror(indices, in_size), tf.int64)
-    rows = tf.broadcast_to(tf.range(tf.cast(out_size, tf.int64))[:, None], tf.shape(columns,
-                                                                             out_type=tf.int64))
-    coords = tf.stack([tf.reshape(rows, [-1]), tf.reshape(columns, [-1])], axis=1)
-    shape = tf.stack([tf.cast(out_size, tf.int64), tf.cast(in_size, tf.int64)])
-    return tf.scatter_nd(coords, tf.reshape(weights, [-1]), shape)
 
 
 def _resize_axis1(x, in_size, out_size, scale, antialias):

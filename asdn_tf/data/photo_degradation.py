@@ -23,7 +23,7 @@ import math
 import numpy as np
 import PIL.Image
 
-from asdn_tf.data import resize_ops
+from asdn_tf.data import resizing
 from asdn_tf.io import pixels
 from asdn_tf.nn import lfr
 
@@ -34,17 +34,13 @@ _TABLE_SIZE = 1024
 @functools.lru_cache(maxsize=1)
 def _cubic_table():
     """resize_bicubic_op.cc's coefficient table for a = -0.5: [i, 0] the weight at distance
-    i/1024, [i, 1] at 1 + i/1024 (float32, as TF computes it)."""
-    a = np.float32(-0.5)
+    i/1024, [i, 1] at 1 + i/1024 (float32; TF's own arithmetic differs by about 1e-7)."""
     x = (np.arange(_TABLE_SIZE + 1, dtype=np.float64) / _TABLE_SIZE).astype(np.float32)
-    near = ((a + 2) * x - (a + 3)) * x * x + 1
-    x = x + np.float32(1)
-    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
-    return np.stack([near, far], axis=1)
+    return np.stack([resizing.cubic(x), resizing.cubic(x + np.float32(1))], axis=1)
 
 
 @functools.lru_cache(maxsize=256)
-def resize_matrix(in_size, out_size, method):
+def tf_resize_matrix(in_size, out_size, method):
     """[out_size, in_size] float32 weights of `tf.image.resize(..., method, antialias=False)`
     along one axis; `method` is "bicubic", "bilinear" or "area" (numpy, read-only)."""
     if method not in ("bicubic", "bilinear", "area"):
@@ -92,16 +88,16 @@ def _read_only(matrix):
 def resize(images, size, method):
     """N×H×W×C float images → N×size float32, as `tf.image.resize(images, size, method,
     antialias=False)` ("bicubic", "bilinear" or "area")."""
-    return _apply(images, resize_matrix(images.shape[1], size[0], method),
-                  resize_matrix(images.shape[2], size[1], method))
+    return _apply(images, tf_resize_matrix(images.shape[1], size[0], method),
+                  tf_resize_matrix(images.shape[2], size[1], method))
 
 
 def imresize(images, scale, size):
-    """`resize_ops.imresize` (MATLAB's antialiased bicubic) of N×H×W×C float images to `size`
+    """`resizing.imresize` (MATLAB's antialiased bicubic) of N×H×W×C float images to `size`
     at `scale`, in numpy: patches drawn per kernel come in any number, and each new shape
     would compile anew under JAX."""
-    return _apply(images, resize_ops.resize_matrix(images.shape[1], size[0], float(scale)),
-                  resize_ops.resize_matrix(images.shape[2], size[1], float(scale)))
+    return _apply(images, resizing.resize_matrix(images.shape[1], size[0], float(scale)),
+                  resizing.resize_matrix(images.shape[2], size[1], float(scale)))
 
 
 def _apply(images, rows, columns):

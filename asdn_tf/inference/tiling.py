@@ -39,7 +39,7 @@ import tensorflow as tf
 from asdn_tf.nn import config as config_lib
 from asdn_tf.nn import lfr
 from asdn_tf.io import pixels as pixels_lib
-from asdn_tf.data.imresize import resize_matrix
+from asdn_tf.data.resizing import resize_matrix
 
 DEFAULT_TILE = 512
 # Outputs of more pixels are tiled unless told otherwise (the memory of one pass).
@@ -149,7 +149,8 @@ def _regions(size, tile, overlap):
 def _bands(in_size, out_size, step, spans):
     """For each [start, end) of output pixels: the input pixels [first, last) they read, and
     those rows and columns of the resize matrix (kept small: the whole one is out × in)."""
-    matrix = resize_matrix(in_size, out_size, step).numpy()
+    # A float32 step, as imresize computes the pre-upsampling of the whole image.
+    matrix = resize_matrix(in_size, out_size, np.float32(float(step)))
     bands = {}
     for start, end in set(spans):
         used = np.flatnonzero(matrix[start:end].any(axis=0))

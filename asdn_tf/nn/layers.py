@@ -10,6 +10,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from asdn_tf.data.resizing import cubic
+
 _PACKAGE = "asdn_tf"
 
 
@@ -293,12 +295,6 @@ class ReconstructionBranch(layers.Layer):
 _SKIP_PAD = 2
 
 
-def _cubic(x):
-    ax = np.abs(x)
-    return np.where(ax <= 1, 1.5 * ax**3 - 2.5 * ax**2 + 1,
-                    np.where(ax <= 2, -0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2, 0.0))
-
-
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class BicubicUpsample(layers.Layer):
     """MATLAB bicubic upsampling by an integer factor as a fixed transposed convolution.
@@ -324,7 +320,7 @@ class BicubicUpsample(layers.Layer):
         # which fits in 4s taps for c = floor(1.5 s). Keys' kernel sums to one at every phase.
         self._offset = math.floor(1.5 * s)
         taps = np.arange(4 * s)
-        kernel_1d = _cubic((taps - self._offset + 0.5 - s / 2) / s)
+        kernel_1d = cubic((taps - self._offset + 0.5 - s / 2) / s)
         kernel = np.zeros((4 * s, 4 * s, channels, channels), np.float32)
         for channel in range(channels):
             kernel[:, :, channel, channel] = np.outer(kernel_1d, kernel_1d)

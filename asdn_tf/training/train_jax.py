@@ -37,7 +37,7 @@ import numpy as np
 from absl import logging
 from keras import ops
 
-from asdn_tf.data import folder_data, resize_ops
+from asdn_tf.data import folder_data, resizing
 from asdn_tf.evaluation import metrics
 from asdn_tf.io import image_io, pixels
 from asdn_tf.nn import lfr
@@ -81,7 +81,7 @@ def make_update(network, optimizer, level, clip_norm=0.0, passes=1):
         first, _ = network.stateless_call(trainable_values, non_trainable_values, inputs,
                                           level=network.num_levels - 1)
         first = jax.lax.stop_gradient(ops.clip(ops.cast(first, "float32"), 0.0, 1.0))
-        return resize_ops.imresize(first, scale=lfr.level_scales(network.num_levels)[level],
+        return resizing.imresize(first, scale=lfr.level_scales(network.num_levels)[level],
                                    size=size)
 
     def loss_function(trainable_values, non_trainable_values, inputs, hr):
@@ -194,7 +194,7 @@ def upscale(network, image, scale, size):
     if isinstance(network, FSDN):
         return ops.convert_to_numpy(ops.clip(ops.cast(network(image), "float32"), 0.0, 1.0))
     for step, target in lfr.step_sizes(*image.shape[1:3], scale, size):
-        x_up = resize_ops.imresize(image, scale=step, size=target)
+        x_up = resizing.imresize(image, scale=step, size=target)
         image = ops.clip(ops.cast(network(x_up, scale=step), "float32"), 0.0, 1.0)
     return ops.convert_to_numpy(image)
 
@@ -210,7 +210,7 @@ def measure_psnr(network, hr, scale):
     height, width = hr.shape[:2]
     image = pixels.to_float(hr.reshape(height, width, -1))[None]
     size = (math.ceil(height / scale - 1e-9), math.ceil(width / scale - 1e-9))
-    lr = pixels.to_uint8(resize_ops.imresize(image, scale=1.0 / scale, size=size))
+    lr = pixels.to_uint8(resizing.imresize(image, scale=1.0 / scale, size=size))
     rgb = np.repeat(lr, 3, axis=3) if lr.shape[3] == 1 else lr
     sr = upscale(network, pixels.to_float(rgb), scale, (height, width))[0]
     sr = sr.mean(axis=2, keepdims=True) if lr.shape[3] == 1 else sr

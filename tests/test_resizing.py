@@ -1,4 +1,4 @@
-"""resize_ops: the keras.ops MATLAB bicubic, checked against the MATLAB test vectors under the
+"""resizing: the keras.ops MATLAB bicubic, checked against the MATLAB test vectors under the
 TensorFlow backend (this process) and the JAX backend (a child process)."""
 
 import json
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from asdn_tf.data import resize_ops
+from asdn_tf.data import resizing
 
 from test_imresize import CASES
 
@@ -25,7 +25,7 @@ def vectors(testvectors_dir):
 
 @pytest.mark.parametrize("key,source,scale", CASES)
 def test_matches_matlab(vectors, key, source, scale):
-    out = ops.convert_to_numpy(resize_ops.imresize(vectors[source], scale=scale))
+    out = ops.convert_to_numpy(resizing.imresize(vectors[source], scale=scale))
     assert out.shape == vectors[key].shape
     assert np.abs(out - vectors[key]).max() <= 1e-5
 
@@ -35,11 +35,11 @@ def test_matches_matlab_under_jax(testvectors_dir):
 import json, sys
 import numpy as np
 import jax, keras
-from asdn_tf.data import resize_ops
+from asdn_tf.data import resizing
 vectors = dict(np.load({str(testvectors_dir / "imresize_matlab_bicubic.npz")!r}))
 errors = {{}}
 for key, source, scale in {CASES!r}:
-    resize = jax.jit(lambda image: resize_ops.imresize(image, scale=scale))
+    resize = jax.jit(lambda image: resizing.imresize(image, scale=scale))
     out = np.asarray(resize(vectors[source]))
     same_shape = out.shape == vectors[key].shape
     errors[key] = float(np.abs(out - vectors[key]).max()) if same_shape else 1.0
@@ -56,27 +56,18 @@ print(keras.backend.backend(), json.dumps(errors))
     assert max(errors.values()) <= 1e-5, errors
 
 
-@pytest.mark.parametrize("in_size,out_size,scale", [(37, 13, 13 / 37), (20, 51, 2.55),
-                                                   (64, 64, 1.0), (96, 32, 1 / 3)])
-def test_same_weights_as_imresize(in_size, out_size, scale):
-    from asdn_tf.data.imresize import resize_matrix
-    expected = resize_matrix(in_size, out_size, scale).numpy()
-    np.testing.assert_allclose(resize_ops.resize_matrix(in_size, out_size, scale), expected,
-                               atol=1e-7)
-
-
 def test_batched_explicit_size_and_identity(vectors):
     image = vectors["input_crop64"]
-    out = ops.convert_to_numpy(resize_ops.imresize(np.stack([image] * 2), scale=2))
+    out = ops.convert_to_numpy(resizing.imresize(np.stack([image] * 2), scale=2))
     assert out.shape == (2, 128, 128, 3)
     assert np.abs(out[1] - vectors["up_2"]).max() <= 1e-5
-    assert tuple(resize_ops.imresize(image, size=(70, 90)).shape) == (70, 90, 3)
-    np.testing.assert_allclose(ops.convert_to_numpy(resize_ops.imresize(image, scale=1)), image,
+    assert tuple(resizing.imresize(image, size=(70, 90)).shape) == (70, 90, 3)
+    np.testing.assert_allclose(ops.convert_to_numpy(resizing.imresize(image, scale=1)), image,
                                atol=1e-6)
 
 
 def test_refuses_what_imresize_refuses():
     with pytest.raises(ValueError, match="scale or a size"):
-        resize_ops.imresize(np.zeros((4, 4, 3), np.float32))
+        resizing.imresize(np.zeros((4, 4, 3), np.float32))
     with pytest.raises(ValueError, match="float"):
-        resize_ops.imresize(np.zeros((4, 4, 3), np.uint8), scale=2)
+        resizing.imresize(np.zeros((4, 4, 3), np.uint8), scale=2)

@@ -1,12 +1,12 @@
-"""MATLAB-exact bicubic `imresize` as `keras.ops`: the same on every Keras backend.
+"""MATLAB's bicubic resampling, defined once: Keys' cubic kernel (a = -0.5) and the [out, in]
+weight matrix of one axis (MATLAB's `contributions`), with `imresize` applying two of them with
+`keras.ops` on any Keras backend.
 
-`asdn_tf.data.imresize` is the TensorFlow version, which also takes sizes and scales that are
-tensors (inside `tf.data` and SavedModels). This one serves code that must run without
-TensorFlow (JAX training): sizes and scales are Python numbers, so each axis is one dense
-[out, in] weight matrix computed once in numpy (`resize_matrix`, cached) and applied with
-`ops.einsum`, which XLA compiles with static shapes. The weights follow `imresize.py`'s
-arithmetic step for step (float32 positions, Keys a = -0.5, kernel stretched by the scale when
-downscaling, symmetric borders), so both agree with MATLAB to the same 1e-5.
+The other appliers are thin and use the same kernel: `asdn_tf.data.imresize` (TensorFlow, which
+also takes sizes and scales that are tensors, inside `tf.data` and SavedModels),
+`asdn_tf.data.photo_degradation` (numpy) and `asdn_tf.nn.layers.BicubicUpsample` (a fixed
+transposed convolution). The weights are float32 step for step (positions, kernel stretched by
+the scale when downscaling, symmetric borders), so every applier agrees with MATLAB to 1e-5.
 
 Example:
     >>> lr = imresize(hr, scale=1 / 3)            # N×H×W×C or H×W×C, any backend tensor
@@ -21,34 +21,41 @@ import numpy as np
 from keras import ops
 
 
-def _cubic(x):
-    """Keys' cubic kernel with a = -0.5 (float32 in, float32 out)."""
-    ax = np.abs(x)
+def cubic(x, where=np.where):
+    """Keys' cubic kernel with a = -0.5 (MATLAB's bicubic) at distances `x`, in x's dtype.
+
+    `where` is the array library's select (np.where, tf.where), so the same arithmetic runs on
+    numpy arrays and on tensors.
+    """
+    ax = abs(x)
     ax2 = ax * ax
     ax3 = ax2 * ax
-    near = (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1.0)
-    far = (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * ((ax > 1.0) & (ax <= 2.0))
-    return (near + far).astype(np.float32)
+    near = 1.5 * ax3 - 2.5 * ax2 + 1.0
+    far = -0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0
+    return where(ax <= 1.0, near, where(ax <= 2.0, far, 0.0 * ax))
 
 
-@functools.lru_cache(maxsize=256)
+# typed: a numpy float32 scale is computed in float32 (as a tensor scale is in imresize), a
+# Python float in float64 first, so the two must not share a cache entry.
+@functools.lru_cache(maxsize=256, typed=True)
 def resize_matrix(in_size, out_size, scale, antialias=True):
     """The [out_size, in_size] float32 matrix of MATLAB's `contributions` (numpy, read-only).
 
     Args:
         in_size: int, input length along the axis.
         out_size: int, output length.
-        scale: float, the nominal scale that sets the sampling positions.
+        scale: float or np.float32, the nominal scale that sets the sampling positions.
         antialias: bool, stretch the kernel by 1/scale when downscaling.
     """
     kernel_scale = np.float32(scale if antialias and scale < 1 else 1.0)
     taps = int(math.ceil(4.0 / float(kernel_scale))) + 2
-    # float32 as imresize.py computes them: float64 positions move some pixels by ~1e-5.
+    # float32, as the widely used Python reference (../shared/testvectors) computes them:
+    # float64 positions move some pixels by about 1e-5.
     x = np.arange(1, out_size + 1, dtype=np.float32)
     u = x / np.float32(scale) + np.float32(0.5 * (1.0 - 1.0 / scale))
     left = np.floor(u - np.float32(2.0) / kernel_scale)
     indices = left[:, None] + np.arange(taps, dtype=np.float32)[None, :]
-    weights = kernel_scale * _cubic(kernel_scale * (u[:, None] - indices))
+    weights = kernel_scale * cubic(kernel_scale * (u[:, None] - indices))
     weights = weights / np.sum(weights, axis=-1, keepdims=True)
     # Symmetric extension: ..., 2, 1 | 1, 2, ..., n | n, n-1, ...
     period = 2 * in_size
