@@ -31,7 +31,7 @@ _DEGRADATIONS = flags.DEFINE_list("degradations", ["bicubic", "bicubic_noaa", "j
 
 def first_step_psnr(hr, scale, model, degradation):
     """Y-PSNR of the model's ×2 step on the LR of `hr`, brought to ×`scale` by bicubic."""
-    hr, lr = protocol.benchmark_pair(hr, scale, degradation)
+    hr, lr = benchmark.benchmark_pair(hr, scale, degradation)
     pixels = to_float(lr)
     middle = lfr.output_size(*lr.shape[:2], 2.0)
     first = upscale_tensor(model, to_rgb(pixels)[None], 2.0, size=middle)
@@ -55,8 +55,8 @@ def main(argv):
         for scale in map(float, _SCALES.value):
             for set_name, images in sets.items():
                 rows = np.array([
-                    (protocol.measure(hr, scale, "bicubic", degradation=degradation)[0],
-                     protocol.measure(hr, scale, "asdn", model, degradation)[0],
+                    (benchmark.measure(hr, scale, "bicubic", degradation=degradation)[0],
+                     benchmark.measure(hr, scale, "asdn", model, degradation)[0],
                      first_step_psnr(hr, scale, model, degradation))
                     for _, hr in images])
                 bicubic, recursion, first = rows.mean(axis=0)

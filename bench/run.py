@@ -64,7 +64,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from asdn_tf.data import pipeline as data_lib
-from asdn_tf.evaluation import benchmark, protocol
+from asdn_tf.evaluation import benchmark
 from asdn_tf.evaluation import notebook
 from asdn_tf.inference import weights_io
 from asdn_tf.io import errors as cli
@@ -332,7 +332,7 @@ def bf16_accuracy(weights, scales=SCALES):
         for _, hr in images:
             outputs = {}
             for policy, model in (("float32", model32), ("mixed_bfloat16", model16)):
-                psnr, _, outputs[policy] = protocol.measure(hr, scale, "asdn", model)
+                psnr, _, outputs[policy] = benchmark.measure(hr, scale, "asdn", model)
                 scores[policy].append(psnr)
             difference = max(difference, int(np.abs(outputs["float32"].astype(int)
                                                     - outputs["mixed_bfloat16"]).max()))

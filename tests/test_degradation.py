@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asdn_tf.evaluation import protocol
+from asdn_tf.evaluation import benchmark
 from asdn_tf.data import pipeline as data, degradation
 from asdn_tf.nn import config
 from asdn_tf.data.imresize import imresize
@@ -136,7 +136,7 @@ def test_bad_degradation_settings_are_refused(kwargs, message):
 def test_the_protocol_degradation_is_the_benchmarks_lr():
     hr = (np.random.default_rng(1).random((24, 18, 3)) * 255).astype(np.uint8)
     np.testing.assert_array_equal(degradation.fixed_lr(hr, (8, 6), 3.0, "bicubic"),
-                                  protocol.benchmark_pair(hr, 3)[1])
+                                  benchmark.benchmark_pair(hr, 3)[1])
 
 
 def test_evaluation_degradations_are_fixed_and_differ():

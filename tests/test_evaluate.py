@@ -12,7 +12,7 @@ from PIL import Image
 
 import asdn_tf
 from asdn_tf.cli import evaluate
-from asdn_tf.evaluation import benchmark, protocol
+from asdn_tf.evaluation import benchmark
 from asdn_tf.io import errors as cli, fileio
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def test_bicubic_reproduces_the_literature_table(datasets_dir):
 @pytest.mark.parametrize("scale,hr_size,lr_size", [
     (2, (12, 16), (6, 8)), (3, (12, 15), (4, 5)), (1.5, (13, 17), (9, 12))])
 def test_degrade_crops_integer_scales_only(scale, hr_size, lr_size):
-    hr, lr = protocol.benchmark_pair(np.zeros((13, 17, 3), np.uint8), scale)
+    hr, lr = benchmark.benchmark_pair(np.zeros((13, 17, 3), np.uint8), scale)
     assert hr.shape[:2] == hr_size
     assert lr.shape == (*lr_size, 3) and lr.dtype == np.uint8
 
@@ -48,7 +48,7 @@ def test_degrade_crops_integer_scales_only(scale, hr_size, lr_size):
 def test_measure_keeps_gray_images_gray_and_the_hr_size(tiny_model):
     gray = np.random.default_rng(0).integers(0, 256, (40, 45), dtype=np.uint8)
     for method, model in (("bicubic", None), ("asdn", tiny_model)):
-        psnr, ssim, sr = protocol.measure(gray, 2.5, method, model)
+        psnr, ssim, sr = benchmark.measure(gray, 2.5, method, model)
         assert sr.shape == gray.shape and sr.dtype == np.uint8
         assert math.isfinite(psnr) and 0 < ssim <= 1
 
@@ -227,3 +227,26 @@ def test_commands_share_one_progress_bar(monkeypatch):
     assert stream.getvalue() == "\revaluate █████████··············· 3/8 Set5 ×2 bird.png\033[K"
     from asdn_tf.cli.upscale import progress as upscale_progress
     assert upscale_progress is progress and evaluate.progress is progress
+
+
+def test_the_protocol_runs_without_tensorflow():
+    """Crop, LR size, quantisation and the shaved Y-PSNR take their LR maker and super-resolver
+    as arguments: a backend without TensorFlow (the JAX trainer) measures as evaluate does."""
+    script = """
+import sys
+import numpy as np
+from asdn_tf.evaluation import protocol
+hr = np.random.default_rng(0).integers(0, 256, (13, 17, 3), dtype=np.uint8)
+def make_lr(image, size):
+    return image[:size[0], :size[1]]
+def super_resolve(lr, size):
+    return np.repeat(np.repeat(lr, 2, axis=0), 2, axis=1)[:size[0], :size[1]] / 255.0
+cropped, sr = protocol.sr_image(hr, 2, make_lr, super_resolve)
+print(cropped.shape, sr.shape, sr.dtype, protocol.lr_size(12, 16, 3))
+print(round(protocol.y_psnr(sr, cropped, 2), 4) == round(protocol.y_psnr(sr, cropped, 2.0), 4))
+print(sorted(name for name in ("tensorflow", "keras") if name in sys.modules))
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["(12, 16, 3) (12, 16, 3) uint8 (4, 6)", "True", "[]"]

@@ -45,7 +45,7 @@ import signal
 from tensorflow.python.ops import gen_io_ops
 
 from asdn_tf.cli import train
-from asdn_tf.evaluation import protocol
+from asdn_tf.evaluation import benchmark
 from asdn_tf.io import fileio
 from asdn_tf.training import run_folder
 
@@ -75,7 +75,7 @@ def merge_or_die(prefixes, destination, **kwargs):
 
 
 gen_io_ops.merge_v2_checkpoints = merge_or_die
-super_resolve = protocol.super_resolve
+super_resolve = benchmark.super_resolve
 
 
 def super_resolve_or_die(*args, **kwargs):
@@ -83,7 +83,7 @@ def super_resolve_or_die(*args, **kwargs):
     return super_resolve(*args, **kwargs)
 
 
-protocol.super_resolve = super_resolve_or_die
+benchmark.super_resolve = super_resolve_or_die
 
 
 def write_or_die(path, text):

@@ -250,9 +250,9 @@ def test_imports_without_tensorflow_and_refuses_what_needs_it():
 def test_validation_follows_the_evaluation_protocol(tiny_model, datasets_dir, scale):
     """train_jax's validation (keras.ops and numpy) measures what asdn_tf.evaluate measures,
     a gray image and the ×2 recursion included."""
-    from asdn_tf.evaluation import benchmark, protocol
+    from asdn_tf.evaluation import benchmark
     from asdn_tf.training import train_jax
     rgb = benchmark.load_set(datasets_dir / "Set5")[0][1][:70, :61]
     for hr in (rgb, rgb[..., 1]):
-        expected = protocol.measure(hr, scale, "asdn", tiny_model)[0]
+        expected = benchmark.measure(hr, scale, "asdn", tiny_model)[0]
         assert train_jax.measure_psnr(tiny_model, hr, scale) == pytest.approx(expected, abs=1e-3)

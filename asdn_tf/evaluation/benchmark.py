@@ -1,5 +1,6 @@
 """Benchmark tables' numbers: Y-channel PSNR / SSIM of bicubic or ASDN on image sets, at any
-scales, under the protocol of asdn_tf/evaluation/protocol.py.
+scales, under the protocol of asdn_tf/evaluation/protocol.py, with TensorFlow's LR images
+(`degradation.fixed_lr`) and super-resolvers (bicubic `imresize`, the compiled ASDN, an FSDN).
 
 Example (notebook):
     >>> sets = load_sets("../shared/datasets", ["Set5"])
@@ -12,10 +13,15 @@ import pathlib
 import numpy as np
 
 from asdn_tf.data import degradation as degradation_lib
-from asdn_tf.evaluation.protocol import METHODS, measure, parse_scales, shave
+from asdn_tf.data.imresize import imresize
+from asdn_tf.evaluation.protocol import (METHODS, crop, lr_size, parse_scales, shave, sr_image,
+                                         y_psnr, y_ssim)
 from asdn_tf.inference import precision as precision_lib
 from asdn_tf.inference import weights_io
+from asdn_tf.inference.engine import compiled_upscaler
 from asdn_tf.io import image_io
+from asdn_tf.io.pixels import to_float, to_rgb
+from asdn_tf.nn.model import ASDN
 
 
 def load_set(folder):
@@ -121,3 +127,46 @@ def _measure_set(name, images, scale, method, model, degradation, save_images, t
     return {"set": name, "scale": scale, "method": method, "degradation": degradation,
             "psnr": round(float(psnr), 4), "ssim": round(float(ssim), 5),
             "images": len(images), "shave": shave(scale), "per_image": per_image}
+
+
+def benchmark_pair(hr, scale, degradation="bicubic"):
+    """(HR cropped to a multiple of an integer scale, LR uint8 of ceil(H/s) × ceil(W/s)).
+
+    The LR is the protocol's (MATLAB bicubic, quantised) or another of
+    `degradation.EVALUATION` ("bicubic_noaa", "jpeg75", "blur_noise").
+
+    Raises:
+        ValueError: the image is too small to measure at `scale` (the message says why).
+    """
+    hr = crop(hr, scale)
+    return hr, degradation_lib.fixed_lr(hr, lr_size(*hr.shape[:2], scale), scale, degradation)
+
+
+def super_resolve(lr, scale, size, method, model=None):
+    """LR uint8 H×W×C (C = 1 or 3) → float32 size×C SR image in [0, 1].
+
+    A gray image goes through the model as R = G = B and comes back as the mean of the three.
+    """
+    pixels = to_float(lr)
+    if method == "bicubic":
+        return imresize(pixels, scale=scale, size=size).numpy()
+    rgb = to_rgb(pixels)
+    if isinstance(model, ASDN):
+        # One graph for every image, size and scale (as float32, as `asdn_tf.upscale` takes
+        # it): nothing is traced per image.
+        output = compiled_upscaler(model)(rgb[None], float(scale), size)[0].numpy()
+    else:  # FSDN: a fixed-scale network on the LR image.
+        if float(scale) != model.scale:
+            raise ValueError(f"these are FSDN weights for ×{model.scale} only; measure them "
+                             f"with --scales={model.scale}, or use ASDN weights for ×{scale:g}")
+        output = np.clip(np.asarray(model(rgb[None]), np.float32)[0], 0.0, 1.0)
+    return output.mean(axis=2, keepdims=True) if pixels.shape[2] == 1 else output
+
+
+def measure(hr, scale, method, model=None, degradation="bicubic"):
+    """(PSNR, SSIM, SR uint8) of one HR image (uint8 H×W or H×W×3) at `scale`, its LR made by
+    `degradation` (the protocol's by default)."""
+    hr, sr = sr_image(hr, scale,
+                      lambda image, size: degradation_lib.fixed_lr(image, size, scale, degradation),
+                      lambda lr, size: super_resolve(lr, scale, size, method, model))
+    return y_psnr(sr, hr, scale), y_ssim(sr, hr, scale), sr

@@ -5,19 +5,17 @@ For an integer scale s the HR image is cropped to a multiple of s; LR = imresize
 made at exactly the HR size and quantised to uint8; PSNR and SSIM are measured on BT.601 Y
 (gray images on their values) with ceil(s) pixels shaved from every border. Decimal scales
 skip the crop.
+
+Nothing here imports TensorFlow: the LR maker and the super-resolver are arguments, so the
+TensorFlow evaluation (asdn_tf/evaluation/benchmark.py) and the JAX trainer's validation run
+the same crop, LR size, quantisation and shaved Y metrics.
 """
 
 import math
 
-import numpy as np
-
-from asdn_tf.data import degradation as degradation_lib
-from asdn_tf.data.imresize import imresize
 from asdn_tf.evaluation import metrics
-from asdn_tf.inference.engine import compiled_upscaler
-from asdn_tf.io.pixels import to_float, to_rgb, to_uint8
+from asdn_tf.io.pixels import to_uint8
 from asdn_tf.nn import lfr
-from asdn_tf.nn.model import ASDN
 
 METHODS = ("bicubic", "asdn")
 
@@ -35,11 +33,8 @@ def shave(scale):
     return math.ceil(scale - 1e-9)
 
 
-def benchmark_pair(hr, scale, degradation="bicubic"):
-    """(HR cropped to a multiple of an integer scale, LR uint8 of ceil(H/s) × ceil(W/s)).
-
-    The LR is the protocol's (MATLAB bicubic, quantised) or another of
-    `degradation.EVALUATION` ("bicubic_noaa", "jpeg75", "blur_noise").
+def crop(hr, scale):
+    """`hr` cropped to a multiple of an integer scale (a decimal scale keeps it whole).
 
     Raises:
         ValueError: the image is too small to measure at `scale` (the message says why).
@@ -55,37 +50,31 @@ def benchmark_pair(hr, scale, degradation="bicubic"):
         raise ValueError(f"{original[0]}×{original[1]} pixels is too small for ×{scale:g}: the "
                          f"protocol crops it to {height}×{width} and shaves {border} pixels "
                          "from each border, which leaves nothing to measure")
-    size = (math.ceil(height / scale - 1e-9), math.ceil(width / scale - 1e-9))
-    return hr, degradation_lib.fixed_lr(hr, size, scale, degradation)
+    return hr
 
 
-def super_resolve(lr, scale, size, method, model=None):
-    """LR uint8 H×W×C (C = 1 or 3) → float32 size×C SR image in [0, 1].
+def lr_size(height, width, scale):
+    """The LR size of a (cropped) HR image: ceil(H/s) × ceil(W/s)."""
+    return math.ceil(height / scale - 1e-9), math.ceil(width / scale - 1e-9)
 
-    A gray image goes through the model as R = G = B and comes back as the mean of the three.
+
+def sr_image(hr, scale, make_lr, super_resolve):
+    """(HR cropped, SR uint8 of its shape) for one uint8 HR image (H×W or H×W×3) at `scale`.
+
+    Args:
+        make_lr: callable(cropped hr, lr size) → uint8 LR, H×W×C with C = 1 or 3.
+        super_resolve: callable(lr, hr size) → float SR in [0, 1], H×W×C.
     """
-    pixels = to_float(lr)
-    if method == "bicubic":
-        return imresize(pixels, scale=scale, size=size).numpy()
-    rgb = to_rgb(pixels)
-    if isinstance(model, ASDN):
-        # One graph for every image, size and scale (as float32, as `asdn_tf.upscale` takes
-        # it): nothing is traced per image.
-        output = compiled_upscaler(model)(rgb[None], float(scale), size)[0].numpy()
-    else:  # FSDN: a fixed-scale network on the LR image.
-        if float(scale) != model.scale:
-            raise ValueError(f"these are FSDN weights for ×{model.scale} only; measure them "
-                             f"with --scales={model.scale}, or use ASDN weights for ×{scale:g}")
-        output = np.clip(np.asarray(model(rgb[None]), np.float32)[0], 0.0, 1.0)
-    return output.mean(axis=2, keepdims=True) if pixels.shape[2] == 1 else output
+    hr = crop(hr, scale)
+    lr = make_lr(hr, lr_size(*hr.shape[:2], scale))
+    return hr, to_uint8(super_resolve(lr, hr.shape[:2])).reshape(hr.shape)
 
 
-def measure(hr, scale, method, model=None, degradation="bicubic"):
-    """(PSNR, SSIM, SR uint8) of one HR image (uint8 H×W or H×W×3) at `scale`, its LR made by
-    `degradation` (the protocol's by default)."""
-    hr, lr = benchmark_pair(hr, scale, degradation)
-    sr = super_resolve(lr, scale, hr.shape[:2], method, model)
-    sr = to_uint8(sr).reshape(hr.shape)
-    border = shave(scale)
-    return (metrics.psnr(sr, hr, crop_border=border), metrics.ssim(sr, hr, crop_border=border),
-            sr)
+def y_psnr(sr, hr, scale):
+    """PSNR on BT.601 Y (a gray image on its values) with `shave(scale)` pixels left out."""
+    return metrics.psnr(sr, hr, crop_border=shave(scale))
+
+
+def y_ssim(sr, hr, scale):
+    """SSIM on Y, with the same border left out."""
+    return metrics.ssim(sr, hr, crop_border=shave(scale))

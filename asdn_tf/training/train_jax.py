@@ -13,7 +13,7 @@ seed and the step, so a resumed run reads the batches it would have read. Checkp
 `checkpoints/ckpt-<step>.npz` in the run folder (`asdn_tf.training.jax_checkpoints`); the same
 command resumes from the newest one that loads. Validation follows the evaluation
 protocol (bicubic LR quantised to 8 bits, the ×2 recursion above 2, Y-PSNR with the border
-shaved: `asdn_tf.evaluation.metrics`). Everything else in the run folder (--restart, state.json,
+shaved: `asdn_tf.evaluation.protocol`). Everything else in the run folder (--restart, state.json,
 validation.csv, `best`/`final.weights.h5` and their sidecars) is `asdn_tf.training.run_folder`'s, as
 the TensorFlow trainer writes it; the weights load in TensorFlow (`asdn_tf.inference.weights_io`).
 
@@ -38,7 +38,7 @@ from absl import logging
 from keras import ops
 
 from asdn_tf.data import folder_data, resizing
-from asdn_tf.evaluation import metrics
+from asdn_tf.evaluation import protocol
 from asdn_tf.io import image_io, pixels
 from asdn_tf.nn import lfr
 from asdn_tf.training import run_folder
@@ -190,7 +190,7 @@ def load_validation_set(folder):
 def upscale(network, image, scale, size):
     """float32 N×H×W×3 → N×size×3 through `lfr.recursion_plan` passes, as
     `asdn_tf.inference.engine.upscale_tensor` does: the steps before the last reach round(h · 2^k).
-    An FSDN takes the LR image itself, at its own scale (`asdn_tf.cli.evaluate.super_resolve`)."""
+    An FSDN takes the LR image itself, at its own scale (`benchmark.super_resolve`)."""
     if isinstance(network, FSDN):
         return ops.convert_to_numpy(ops.clip(ops.cast(network(image), "float32"), 0.0, 1.0))
     for step, target in lfr.step_sizes(*image.shape[1:3], scale, size):
@@ -201,21 +201,20 @@ def upscale(network, image, scale, size):
 
 def measure_psnr(network, hr, scale):
     """Y-PSNR of one uint8 HR image at `scale` under the evaluation protocol
-    (`asdn_tf.cli.evaluate.measure`): HR cropped to a multiple of an integer scale, LR the exact
-    bicubic quantised to 8 bits, gray images through the network as R = G = B, the border of
-    ceil(scale) pixels shaved."""
-    if float(scale).is_integer():
-        factor = int(scale)
-        hr = hr[:hr.shape[0] - hr.shape[0] % factor, :hr.shape[1] - hr.shape[1] % factor]
-    height, width = hr.shape[:2]
-    image = pixels.to_float(hr.reshape(height, width, -1))[None]
-    size = (math.ceil(height / scale - 1e-9), math.ceil(width / scale - 1e-9))
-    lr = pixels.to_uint8(resizing.imresize(image, scale=1.0 / scale, size=size))
-    rgb = np.repeat(lr, 3, axis=3) if lr.shape[3] == 1 else lr
-    sr = upscale(network, pixels.to_float(rgb), scale, (height, width))[0]
-    sr = sr.mean(axis=2, keepdims=True) if lr.shape[3] == 1 else sr
-    return metrics.psnr(pixels.to_uint8(sr).reshape(hr.shape), hr,
-                        crop_border=math.ceil(scale - 1e-9))
+    (`asdn_tf.evaluation.protocol`), the LR the exact bicubic by `resizing.imresize` and gray
+    images through the network as R = G = B."""
+
+    def make_lr(image, size):
+        image = pixels.to_float(image.reshape(*image.shape[:2], -1))[None]
+        return pixels.to_uint8(resizing.imresize(image, scale=1.0 / scale, size=size))[0]
+
+    def super_resolve(lr, size):
+        rgb = np.repeat(lr, 3, axis=2) if lr.shape[2] == 1 else lr
+        sr = upscale(network, pixels.to_float(rgb)[None], scale, size)[0]
+        return sr.mean(axis=2, keepdims=True) if lr.shape[2] == 1 else sr
+
+    hr, sr = protocol.sr_image(hr, scale, make_lr, super_resolve)
+    return protocol.y_psnr(sr, hr, scale)
 
 
 def validate(network, images, scales):

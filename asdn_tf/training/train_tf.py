@@ -29,7 +29,7 @@ import numpy as np
 from absl import logging
 
 from asdn_tf.inference.precision import dtype_policy
-from asdn_tf.evaluation import benchmark, protocol
+from asdn_tf.evaluation import benchmark
 from asdn_tf.io import pixels
 from asdn_tf.training import common, run_folder, tf_checkpoints
 from asdn_tf.training.common import check_arguments, check_validation_dir, resolve_init_from, warm_start
@@ -266,8 +266,8 @@ def _sample_images(network, images, scale, count=3, crop=96):
     samples = []
     for _, hr in images[:count]:
         hr = hr[:crop, :crop]
-        hr, lr = protocol.benchmark_pair(hr, scale)
-        strip = [protocol.super_resolve(lr.reshape(*lr.shape[:2], -1), scale, hr.shape[:2],
+        hr, lr = benchmark.benchmark_pair(hr, scale)
+        strip = [benchmark.super_resolve(lr.reshape(*lr.shape[:2], -1), scale, hr.shape[:2],
                                         method, network) for method in ("bicubic", "asdn")]
         strip.append(pixels.to_float(hr))
         strip = [pixels.to_rgb(part) for part in strip]
