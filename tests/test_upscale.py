@@ -305,7 +305,7 @@ def test_without_weights_the_bundled_ones_are_required(capsys, monkeypatch, tmp_
                   "default.weights.h5); pass a model or --weights\n"
     status, _, err = _cli(capsys, f"--input={source}", f"--output={tmp_path}/o.png",
                           "--scale=2", "--preset=tiny")
-    assert status == 1 and "--preset only applies to --weights" in err
+    assert status == 1 and "--preset needs --weights" in err
 
 
 def test_a_fixed_scale_model_is_refused(capsys, tmp_path):

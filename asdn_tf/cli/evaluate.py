@@ -13,12 +13,12 @@ import time
 
 from absl import app, flags
 
+from asdn_tf.cli.model_flags import check_model_choice, define_model_flags, load_chosen_model
 from asdn_tf.data import degradation as degradation_lib
 from asdn_tf.evaluation import tables
 from asdn_tf.evaluation.benchmark import evaluate, load_sets
 from asdn_tf.evaluation.protocol import METHODS, parse_scales
 from asdn_tf.inference import precision as precision_lib
-from asdn_tf.inference import weights_io
 from asdn_tf.io import errors as cli
 from asdn_tf.io import progress
 
@@ -41,8 +41,7 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
     loaded = load_sets(data_dir, sets)
     model = None
     if "asdn" in methods:
-        model = (weights_io.load_model(weights, preset, precision=precision) if weights
-                 else weights_io.load_pretrained(model_name or "default", precision))
+        model = load_chosen_model(weights, preset, model_name, precision)
         if announce and precision == "auto":
             announce(f"precision auto -> {precision_lib.precision_of(model)} "
                      f"({precision_lib.auto_precision()[1]})")
@@ -96,12 +95,7 @@ def _check_options(method, degradation, weights, preset, model_name, precision, 
         raise ValueError(f"--method is empty: name one or more of {', '.join(METHODS)}")
     if (weights or preset or model_name) and "asdn" not in methods:
         raise ValueError("--weights, --preset and --model need --method=asdn")
-    if weights and model_name:
-        raise ValueError("give --model (a bundled model) or --weights (a file), not both")
-    if model_name:
-        weights_io.bundled_weights(model_name)
-    if preset and not weights:
-        raise ValueError("--preset needs --weights (the bundled weights know their preset)")
+    check_model_choice(weights, preset, model_name)
     precision_lib.check_precision(precision)
     if not data_dir:
         raise ValueError("pass --data_dir (a folder with one folder per set) or set ASDN_DATASETS")
@@ -136,19 +130,18 @@ if __name__ == "__main__":
     flags.DEFINE_list("scales", ["2", "3", "4", "8", "1.5"], "Scales > 1, integer or decimal.")
     flags.DEFINE_list("method", ["bicubic"], "bicubic, asdn, or both (bicubic,asdn: the table "
                       "then ends with the side-by-side comparison).")
-    flags.DEFINE_string("weights", None, "asdn: .weights.h5 or .keras file (default: the "
-                        "weights bundled in the package).")
-    flags.DEFINE_string("preset", None, "asdn: model preset for --weights without a sidecar.")
-    flags.DEFINE_string("model", None, "asdn: a bundled model, default or photo, instead of "
-                        "--weights (default: the default model).")
+    define_model_flags(
+        weights="asdn: .weights.h5 or .keras file (default: the weights bundled in the package).",
+        preset="asdn: model preset for --weights without a sidecar.",
+        model="asdn: a bundled model, default or photo, instead of --weights (default: the "
+              "default model).",
+        precision="asdn: compute precision; auto is bfloat16 where the hardware runs it fast "
+                  "(AMX, AVX512_BF16, GPUs of compute capability 8.0+), else float32. The "
+                  "report states it; the README's table is float32.")
     flags.DEFINE_string("output_json", None, "Write {\"results\": [...]} (with per-image scores).")
     flags.DEFINE_string("output_csv", None, "Write the results as CSV.")
     flags.DEFINE_string("save_images", None, "Folder for the SR images (PNG).")
     flags.DEFINE_string("plot", None, "PNG path for a PSNR-versus-scale plot.")
-    flags.DEFINE_enum("precision", "auto", list(precision_lib.PRECISION_CHOICES),
-                      "asdn: compute precision; auto is bfloat16 where the hardware runs it "
-                      "fast (AMX, AVX512_BF16, GPUs of compute capability 8.0+), else float32. "
-                      "The report states it; the README's table is float32.")
     flags.DEFINE_list("degradation", ["bicubic"], "How LR images are made: bicubic (the "
                       "literature's protocol), bicubic_noaa, jpeg75, blur_noise, or several.")
     app.run(main, flags_parser=cli.one_line_flags_parser("evaluate"))

@@ -13,10 +13,11 @@ import sys
 
 from absl import app, flags
 
+from asdn_tf.cli.model_flags import check_model_choice, define_model_flags, load_chosen_model
 from asdn_tf.export.output_files import check_output, write_export
 from asdn_tf.export.saved_model import DEFAULT_MAX_OUTPUT_PIXELS, check_limits, export_saved_model
 from asdn_tf.export.tflite import QUANTIZATIONS, convert_tflite, verification_images, verify_tflite
-from asdn_tf.inference.weights_io import load_model, load_pretrained
+from asdn_tf.inference.weights_io import load_model
 from asdn_tf.io import errors as cli
 from asdn_tf.nn import config as config_lib
 from asdn_tf.nn import lfr
@@ -33,10 +34,11 @@ def _define_flags():
     flags.DEFINE_string("output_dir", None, "saved_model: the SavedModel folder to write "
                         "(a numbered version folder for TF Serving, e.g. models/asdn/1).")
     flags.DEFINE_string("output", None, "tflite: the .tflite file to write.")
-    flags.DEFINE_string("weights", None, "saved_model: ASDN weights (.weights.h5 or .keras; "
-                        "default: the bundled weights). tflite: FSDN weights (required).")
-    flags.DEFINE_string("preset", None, "Model preset when the weights have no sidecar: "
-                        f"one of {sorted(config_lib.PRESETS)}.")
+    define_model_flags(
+        weights="saved_model: ASDN weights (.weights.h5 or .keras; default: the bundled "
+                "weights). tflite: FSDN weights (required).",
+        preset=f"Model preset when the weights have no sidecar: one of "
+               f"{sorted(config_lib.PRESETS)}.")
     flags.DEFINE_float("max_scale", lfr.DEFAULT_MAX_SCALE,
                        "saved_model: the largest scale the signatures accept.")
     flags.DEFINE_integer("max_output_pixels", DEFAULT_MAX_OUTPUT_PIXELS,
@@ -70,16 +72,11 @@ def _saved_model_command(flag_values):
     if not flag_values.output_dir:
         raise ValueError("--output_dir is required")
     check_limits(flag_values.max_scale, flag_values.max_output_pixels)
-    if flag_values.preset and not flag_values.weights:
-        raise ValueError("--preset needs --weights (the bundled weights carry their config)")
+    check_model_choice(flag_values.weights, flag_values.preset)
     output_dir = pathlib.Path(flag_values.output_dir)
     check_output(output_dir, "saved_model", flag_values.overwrite)
-    if flag_values.weights:
-        model = load_model(flag_values.weights, flag_values.preset, precision="float32")
-        source = flag_values.weights
-    else:
-        model = load_pretrained(precision="float32")
-        source = "the bundled default weights"
+    model = load_chosen_model(flag_values.weights, flag_values.preset, precision="float32")
+    source = flag_values.weights or "the bundled default weights"
     export_saved_model(model, output_dir, flag_values.max_scale, flag_values.max_output_pixels,
                        flag_values.overwrite)
     size = sum(f.stat().st_size for f in output_dir.rglob("*") if f.is_file())

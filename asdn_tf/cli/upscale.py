@@ -29,6 +29,7 @@ import warnings
 from absl import app, flags
 
 from asdn_tf.inference import precision as precision_lib
+from asdn_tf.cli.model_flags import define_model_flags, load_chosen_model
 from asdn_tf.inference import weights_io
 from asdn_tf.inference.files import DEFAULT_QUALITY, check_file, plan_outputs, upscale_checked
 from asdn_tf.inference.request import (DEFAULT_MAX_PIXELS, SIZE_TEXT, WHOLE_NUMBER, decimal,
@@ -43,18 +44,10 @@ def load_model(weights=None, preset=None, precision="auto", name=None):
     on stderr, once per process."""
     global _precision_said
     from asdn_tf.nn.model import ASDN  # imports TensorFlow
-    if weights is None:
-        if preset is not None:
-            raise ValueError("--preset only applies to --weights; give both, or neither for the "
-                             "bundled weights")
-        model = weights_io.shared_pretrained(precision, name)
-    else:
-        if name is not None:
-            raise ValueError("give --model (a bundled model) or --weights (a file), not both")
-        model = weights_io.load_model(weights, preset, precision=precision)
-        if not isinstance(model, ASDN):
-            raise ValueError(f"{weights} is not an ASDN model ({type(model).__name__}); "
-                             "upscaling by any scale needs one")
+    model = load_chosen_model(weights, preset, name, precision, shared=True)
+    if not isinstance(model, ASDN):
+        raise ValueError(f"{weights} is not an ASDN model ({type(model).__name__}); "
+                         "upscaling by any scale needs one")
     if precision == "auto" and not _precision_said:
         _precision_said = True
         used, reason = precision_lib.precision_of(model), precision_lib.auto_precision()[1]
@@ -99,20 +92,17 @@ def define_flags(flag_values=flags.FLAGS):
     define("string", "size", None, "The output size WIDTHxHEIGHT, e.g. 1920x1080.")
     define("integer", "width", None, "The output width; the height keeps the aspect ratio.")
     define("integer", "height", None, "The output height; the width keeps the aspect ratio.")
-    define("string", "weights", None,
-           "A .weights.h5 or .keras file; by default the weights bundled with the package.")
-    define("string", "model", None,
-           f"A bundled model: {', '.join(weights_io.BUNDLED)}; by default "
-           f"{weights_io.UPSCALE_MODEL}.")
-    define("string", "preset", None,
-           f"The preset --weights were trained with, one of {sorted(config.PRESETS)}; by "
-           "default their JSON sidecar's config, else 'default'.")
-    defined.append(flags.DEFINE_enum(
-        "precision", "auto", list(precision_lib.PRECISION_CHOICES),
-        "Compute precision. auto: bfloat16 where the hardware computes it (CPUs with AMX or "
-        "AVX512_BF16, GPUs of compute capability 8.0 and above), which runs 1.5-2.4x faster "
-        "there for under 0.01 dB on Set5; float32 elsewhere, where bfloat16 is slower.",
-        flag_values=flag_values))
+    defined += define_model_flags(
+        weights="A .weights.h5 or .keras file; by default the weights bundled with the package.",
+        model=f"A bundled model: {', '.join(weights_io.BUNDLED)}; by default "
+              f"{weights_io.UPSCALE_MODEL}.",
+        preset=f"The preset --weights were trained with, one of {sorted(config.PRESETS)}; by "
+               "default their JSON sidecar's config, else 'default'.",
+        precision="Compute precision. auto: bfloat16 where the hardware computes it (CPUs with "
+                  "AMX or AVX512_BF16, GPUs of compute capability 8.0 and above), which runs "
+                  "1.5-2.4x faster there for under 0.01 dB on Set5; float32 elsewhere, where "
+                  "bfloat16 is slower.",
+        flag_values=flag_values)
     # asdn_tf.inference.tiling's DEFAULT_TILE, written out: that module imports TensorFlow, which --help
     # does not wait for (test_help_states_the_tiling_defaults checks they agree).
     define("integer", "tile", None,

@@ -1,0 +1,45 @@
+"""The flags that choose a model, defined once for the commands that run one (`asdn-upscale`,
+evaluate, export): --weights (a file), --preset (its config when it has no sidecar), --model
+(a bundled model) and --precision, and the model they choose."""
+
+from absl import flags
+
+from asdn_tf.inference import precision as precision_lib
+from asdn_tf.inference import weights_io
+
+
+def define_model_flags(weights, preset, model=None, precision=None, flag_values=flags.FLAGS):
+    """Defines --weights and --preset and, where their help is given, --model and --precision,
+    each with the command's help text; returns the flags."""
+    defined = [flags.DEFINE_string("weights", None, weights, flag_values=flag_values),
+               flags.DEFINE_string("preset", None, preset, flag_values=flag_values)]
+    if model is not None:
+        defined.append(flags.DEFINE_string("model", None, model, flag_values=flag_values))
+    if precision is not None:
+        defined.append(flags.DEFINE_enum("precision", "auto",
+                                         list(precision_lib.PRECISION_CHOICES), precision,
+                                         flag_values=flag_values))
+    return defined
+
+
+def check_model_choice(weights=None, preset=None, name=None):
+    """Raises ValueError, naming the flags, unless they choose one model: a weights file (with
+    its preset) or a bundled model (by name or by default)."""
+    if weights and name:
+        raise ValueError("give --model (a bundled model) or --weights (a file), not both")
+    if preset and not weights:
+        raise ValueError("--preset needs --weights (the bundled weights carry their config)")
+    if name:
+        weights_io.bundled_weights(name)
+
+
+def load_chosen_model(weights=None, preset=None, name=None, precision="auto", shared=False):
+    """The model the flags choose, computing in `precision`: the weights file, else the bundled
+    model `name` ("default" by default; with `shared`, the process's shared copy of `name`, by
+    default `weights_io.UPSCALE_MODEL`)."""
+    check_model_choice(weights, preset, name)
+    if weights:
+        return weights_io.load_model(weights, preset, precision=precision)
+    if shared:
+        return weights_io.shared_pretrained(precision, name)
+    return weights_io.load_pretrained(name or "default", precision)
