@@ -1,5 +1,5 @@
-"""`python -m asdn_tf.check_data`: the data-folder check command under its documented name; the command
-is asdn_tf.cli.check_data."""
+"""`python -m asdn_tf.check_data`: the data-folder check under its documented name; the
+command is asdn_tf.cli.check_data."""
 
 import runpy
 

@@ -103,8 +103,8 @@ def define_flags(flag_values=flags.FLAGS):
                   "1.5-2.4x faster there for under 0.01 dB on Set5; float32 elsewhere, where "
                   "bfloat16 is slower.",
         flag_values=flag_values)
-    # asdn_tf.inference.tiling's DEFAULT_TILE, written out: that module imports TensorFlow, which --help
-    # does not wait for (test_help_states_the_tiling_defaults checks they agree).
+    # asdn_tf.inference.tiling's DEFAULT_TILE, written out: that module imports TensorFlow, which
+    # --help does not wait for (test_help_states_the_tiling_defaults checks they agree).
     define("integer", "tile", None,
            "Side of the regions the network runs on at once, in its input pixels; 0 never "
            f"tiles. By default outputs above {config.MAX_PASS_PIXELS / 1e6:.1f} M pixels use 512.")
@@ -153,7 +153,8 @@ def _check_flags(values):
                "max_pixels": values.max_pixels}
     tiles = {"tile": values.tile, "tile_overlap": values.tile_overlap}
     if values.tile is not None or values.tile_overlap is not None:
-        from asdn_tf.inference import tiling  # imports TensorFlow: only when there is a flag to check
+        # Imports TensorFlow: only when there is a flag to check.
+        from asdn_tf.inference import tiling
         tiles = {"tile": tiling.check_tile(values.tile),
                  "tile_overlap": tiling.check_overlap(values.tile_overlap)}
     if values.format is not None:

@@ -147,8 +147,8 @@ def random_patches(images, size, count, rng):
 
 
 def fixed_scale_batch(images, data_config, step, scale, seed=0):
-    """FSDN's batch of update `step` at the integer `scale`, as `asdn_tf.data.pipeline`'s fixed_scale
-    batches: {"lr" float32 N×p×p×3, "hr" N×(p·s)×(p·s)×3}, LR = imresize(HR, 1/s)."""
+    """FSDN's batch of update `step` at the integer `scale`, as `asdn_tf.data.pipeline`'s
+    fixed_scale batches: {"lr" float32 N×p×p×3, "hr" N×(p·s)×(p·s)×3}, LR = imresize(HR, 1/s)."""
     patch_size = data_config.patch_size
     hr = pixels.to_float(random_patches(images, patch_size * scale, data_config.batch_size,
                                         np.random.default_rng([seed, step])))
@@ -159,9 +159,9 @@ def fixed_scale_batch(images, data_config, step, scale, seed=0):
 def training_pair(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, photo=None,
                   rng=None):
     """(x_up, hr, passes) float32 numpy for uint8 HR patches of level `level`'s size, as
-    `asdn_tf.data.pipeline.training_pair` makes them: LR = imresize(HR, 1/r) at p×p, x_up = imresize(LR, r);
-    or, with a `config.PhotoDegradation` as `photo`, a photo degradation drawn from the numpy
-    Generator `rng` (`photo_degradation.photo_pair`)."""
+    `asdn_tf.data.pipeline.training_pair` makes them: LR = imresize(HR, 1/r) at p×p, x_up =
+    imresize(LR, r); or, with a `config.PhotoDegradation` as `photo`, a photo degradation drawn
+    from the numpy Generator `rng` (`photo_degradation.photo_pair`)."""
     scale = lfr.level_scales(num_levels)[level]
     if photo is not None:
         return photo_degradation.photo_pair(hr_patches, scale, patch_size, photo, rng)

@@ -1,15 +1,15 @@
 """`--degradation=photo` in numpy and PIL, for training without TensorFlow (JAX).
 
-The same mix as `asdn_tf.data.degradation.random_lr` and `asdn_tf.data.pipeline._photo_pair`, with the ranges
-of `config.PhotoDegradation`: per patch clean (the benchmark's bicubic, quantised) or one kernel
-drawn from `photo.kernels`, then maybe a Gaussian blur, noise, 8-bit quantisation and JPEG; per
-update maybe the first step of a ×3 or ×4 recursion. The draws come from a numpy Generator
-(`asdn_tf.data.folder_data` seeds it from (seed, step)), so they follow the same distribution as
-TensorFlow's, not the same values. The kernels without antialiasing are `tf.image.resize`'s
-arithmetic (half-pixel centres; Keys a = -0.5 from its 1024-entry table; TF's area), the blur
-is `degradation.gaussian_blur`'s; JPEG goes through PIL, which writes TensorFlow's bytes but
-decodes them with the accurate IDCT where `tf.image.adjust_jpeg_quality` uses the fast one
-(43 to 51 dB apart on a Set5 crop: tests/test_jax_photo.py).
+The same mix as `asdn_tf.data.degradation.random_lr` and `asdn_tf.data.pipeline._photo_pair`,
+with the ranges of `config.PhotoDegradation`: per patch clean (the benchmark's bicubic,
+quantised) or one kernel drawn from `photo.kernels`, then maybe a Gaussian blur, noise, 8-bit
+quantisation and JPEG; per update maybe the first step of a ×3 or ×4 recursion. The draws come
+from a numpy Generator (`asdn_tf.data.folder_data` seeds it from (seed, step)), so they follow
+the same distribution as TensorFlow's, not the same values. The kernels without antialiasing are
+`tf.image.resize`'s arithmetic (half-pixel centres; Keys a = -0.5 from its 1024-entry table;
+TF's area), the blur is `degradation.gaussian_blur`'s; JPEG goes through PIL, which writes
+TensorFlow's bytes but decodes them with the accurate IDCT where `tf.image.adjust_jpeg_quality`
+uses the fast one (43 to 51 dB apart on a Set5 crop: tests/test_jax_photo.py).
 
 Example:
     >>> rng = np.random.default_rng([seed, step])

@@ -22,9 +22,10 @@ turns the image upright by its EXIF orientation, as `asdn-upscale` does.
 The request checks are in asdn_tf/export/request_checks.py, the PNG and JPEG header reading in
 asdn_tf/export/encoded_image.py, and what may be overwritten in asdn_tf/export/output_files.py.
 
-The TFLite model (asdn_tf/export/tflite.py) is an FSDN (one fixed integer scale, post-upsampling) with float32 input and
-output N×H×W×3 in [0, 1]; the command verifies it with ai-edge-litert against the Keras model
-on real images and prints the file size and the agreement.
+The TFLite model (asdn_tf/export/tflite.py) is an FSDN (one fixed integer scale,
+post-upsampling) with float32 input and output N×H×W×3 in [0, 1]; the command verifies it with
+ai-edge-litert against the Keras model on real images and prints the file size and the
+agreement.
 
 Both commands refuse, before loading anything, an output they may not write: one that exists
 (without --overwrite), one that is not an earlier export (even with --overwrite: a SavedModel

@@ -135,8 +135,9 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
             (`weights_io.shared_pretrained`). It computes in its own precision.
         size: optional (height, width) of the output.
         max_scale: the largest accepted scale.
-        tile: run the network on regions of this side (`asdn_tf.inference.tiling`); 0 never tiles; None
-            tiles the recursion steps whose output is above `tiling.AUTO_TILE_PIXELS` pixels.
+        tile: run the network on regions of this side (`asdn_tf.inference.tiling`); 0 never
+            tiles; None tiles the recursion steps whose output is above
+            `tiling.AUTO_TILE_PIXELS` pixels.
         tile_overlap: context around each region; by default the model's receptive radius.
         progress: optional callable(done, total), called after each network pass.
         precision: of the bundled model, when `model` is None: "auto" (bfloat16 where the

@@ -1,8 +1,8 @@
 """Tiled upscaling: a large image goes through the network one region at a time.
 
-Each recursion step pre-upsamples exactly as `asdn_tf.inference.engine` does (bicubic, with the sampling
-positions of the whole image) and runs the network on overlapping regions of that step's input,
-keeping the centre of each. Tiling after the pre-upsampling, rather than cutting the input, is
+Each recursion step pre-upsamples exactly as `asdn_tf.inference.engine` does (bicubic, with the
+sampling positions of the whole image) and runs the network on overlapping regions of that
+step's input, keeping the centre of each. Tiling after the pre-upsampling, rather than cutting the input, is
 what makes any scale work: a cut-out input tile is sampled at (x + 0.5) / scale - 0.5 from its
 own corner, which lines up with the whole image's positions only when scale × its offset is a
 whole number.

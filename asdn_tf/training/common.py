@@ -5,7 +5,8 @@ import pathlib
 
 from absl import logging
 
-from asdn_tf.inference.weights_io import BUNDLED, WEIGHTS_FOLDER, bundled_weights, load_model, read_sidecar
+from asdn_tf.inference.weights_io import (BUNDLED, WEIGHTS_FOLDER, bundled_weights, load_model,
+                                          read_sidecar)
 from asdn_tf.io import progress
 from asdn_tf.training.run_folder import TrainingError
 

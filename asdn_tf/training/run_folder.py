@@ -88,7 +88,7 @@ class WeightsSidecar:
         training_seconds: float, training time up to the newest checkpoint.
         validation_psnr: dict of str to float, the last validation's PSNR per scale ("2").
         backend: str or None, what trained them when it was not TensorFlow, e.g.
-            "jax 0.4.30 (gpu, 8 devices)" (`asdn_tf.training.train_jax`); left out of the JSON when None.
+            "jax 0.4.30 (gpu, 8 devices)" (`training.train_jax`); left out of the JSON when None.
     """
 
     model: str

@@ -250,7 +250,7 @@ def _resume(output_dir, restart, network, optimizer, init_from, model_config, mo
 def train(model_config, data_config, train_config, output_dir, model="asdn", scale=None,
           init_from=None, strategy="default", jit_compile="auto", mixed_precision="none",
           preset_name=None, restart=False):
-    """`asdn_tf.training.train_tf.train` under the JAX backend; returns the path of the final weights.
+    """`train_tf.train` under the JAX backend; returns the path of the final weights.
 
     `jit_compile` is accepted for the same call and ignored: every update is compiled.
 

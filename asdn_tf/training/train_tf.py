@@ -32,7 +32,8 @@ from asdn_tf.inference.precision import dtype_policy
 from asdn_tf.evaluation import benchmark
 from asdn_tf.io import pixels
 from asdn_tf.training import common, run_folder, tf_checkpoints
-from asdn_tf.training.common import check_arguments, check_validation_dir, resolve_init_from, warm_start
+from asdn_tf.training.common import (check_arguments, check_validation_dir, resolve_init_from,
+                                     warm_start)
 from asdn_tf.training.run_folder import TrainingError
 
 
