@@ -58,6 +58,7 @@ def _checkpoint_steps(output_dir):
     return [int(path.rsplit("-", 1)[1]) for path in state.all_model_checkpoint_paths]
 
 
+@pytest.mark.slow
 def test_three_steps_then_the_same_command_resumes(tmp_path, t91_subset):
     out = tmp_path / "run"
     first = _cli(_tiny_flags(t91_subset, out, 3))
@@ -74,6 +75,7 @@ def test_three_steps_then_the_same_command_resumes(tmp_path, t91_subset):
     assert model.model_config == preset("tiny")
 
 
+@pytest.mark.slow
 def test_sigkill_during_training_resumes_cleanly(tmp_path, t91_subset):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "asdn_tf.train", *_tiny_flags(t91_subset, out, 100000)]
@@ -103,6 +105,7 @@ def test_sigkill_during_training_resumes_cleanly(tmp_path, t91_subset):
     assert not leftovers(out)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, t91_subset, monkeypatch):
     real_step = train_step.Trainer.train_step
 
@@ -123,6 +126,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, t91_subset,
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow
 def test_checkpoint_write_failure_is_clear_and_keeps_previous(tmp_path, t91_subset, monkeypatch):
     real_save = tf.train.CheckpointManager.save
 
@@ -153,6 +157,7 @@ def test_unwritable_output_dir(tmp_path, t91_subset):
         _run(t91_subset, blocker / "run", 1)
 
 
+@pytest.mark.slow
 def test_validation_keeps_the_best_weights(tmp_path, t91_subset, datasets_dir):
     _run(t91_subset, tmp_path, 2, validate_every=1, validation_dir=str(datasets_dir / "Set5"))
     best = json.loads((tmp_path / "best.json").read_text())
@@ -166,6 +171,7 @@ def test_validation_keeps_the_best_weights(tmp_path, t91_subset, datasets_dir):
     assert round(best["validation_psnr"]["2"], 4) in x2_curve
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 def test_mixed_precision_trains_and_leaves_the_global_policy(tmp_path, t91_subset, precision):
     final = _run(t91_subset, tmp_path, 2, mixed_precision=precision)
@@ -213,6 +219,7 @@ def test_init_from_names_the_bundled_weights_from_any_folder(tmp_path, monkeypat
         train.resolve_init_from("asdn_tf/weights/nope.h5")
 
 
+@pytest.mark.slow
 def test_fsdn_trains_from_asdn_weights(tmp_path, t91_subset):
     asdn_weights = _run(t91_subset, tmp_path / "asdn", 1)
     final = _run(t91_subset, tmp_path / "fsdn", 1, model="fsdn", scale=2,
@@ -276,6 +283,7 @@ def test_folder_without_images_is_an_error(tmp_path):
         _run(tmp_path / "empty", tmp_path / "run", 1)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_matches_one_device(tmp_path):
     script = textwrap.dedent("""
         import numpy as np, tensorflow as tf, keras
@@ -462,6 +470,7 @@ def one_step_data(tmp_path_factory, datasets_dir):
 _FITS_THE_TEST_MACHINE = {"paper.txt": ["--preset=tiny"]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", FLAGFILES, ids=os.path.basename)
 def test_shipped_flagfiles_run_one_step(path, one_step_data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
