@@ -7,7 +7,7 @@ truncated or mislabelled file shows up here rather than hours into a run. Exits 
 a folder is missing, holds no images, or holds unreadable files.
 
 Example:
-    >>> report = inspect_folder("../shared/datasets/Set14", patch_size=96)
+    >>> report = inspect_folder("data/Set14", patch_size=96)
     >>> report.count, dict(report.modes)
     (14, {'RGB': 13, 'L': 1})
 """

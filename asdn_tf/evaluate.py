@@ -1,16 +1,16 @@
 """Benchmark tables: Y-channel PSNR / SSIM of bicubic or ASDN on image sets, at any scales.
 
-    python -m asdn_tf.evaluate --data_dir=../shared/datasets --sets=Set5,Set14 \
+    python -m asdn_tf.evaluate --data_dir=data --sets=Set5,Set14 \
         --scales=2,3,4,8,1.5 --method=bicubic --output_json=runs/bicubic.json --plot=runs/bicubic.png
 
-The protocol is the literature's (../shared/docs/ASDN.md §7): for an integer scale s the HR
+The protocol is the literature's (docs/protocol.md): for an integer scale s the HR
 image is cropped to a multiple of s; LR = imresize(HR, 1/s) (MATLAB-exact, ceil(H/s) pixels),
 quantised to uint8 as the benchmark LR PNGs are; the SR is made at exactly the HR size and
 quantised to uint8; PSNR and SSIM are measured on BT.601 Y (gray images on their values)
 with ceil(s) pixels shaved from every border. Decimal scales skip the crop.
 
 Example (notebook):
-    >>> sets = load_sets("../shared/datasets", ["Set5"])
+    >>> sets = load_sets("data", ["Set5"])
     >>> results = evaluate(sets, [2, 4], "bicubic")
     >>> print(format_table(results))
 """

@@ -9,7 +9,7 @@ batch come from (seed, step) alone, so a resumed run reads the batches it would 
 (the draws are numpy's, not tf.data's: the two pipelines make different patches).
 
 Example:
-    >>> images = load_folder_images(["../shared/datasets/T91"], min_size=96)
+    >>> images = load_folder_images(["data/T91"], min_size=96)
     >>> batches = training_batches(images, DataConfig(), start_step=0)
     >>> batch = next(batches)    # {"x_up", "hr", "level"}, numpy float32 / int32
 """

@@ -278,7 +278,7 @@ def warm_start(network, init_from, model_config, model):
 
 
 def validate(network, images, scales):
-    """Mean Y-PSNR per scale under the evaluation protocol (../shared/docs/ASDN.md §7)."""
+    """Mean Y-PSNR per scale under the evaluation protocol (docs/protocol.md)."""
     from asdn_tf import evaluate
     rows = evaluate.evaluate({"validation": images}, scales, "asdn", network)
     return {float(row["scale"]): float(row["psnr"]) for row in rows}

@@ -15,7 +15,7 @@ from asdn_tf import cli, evaluate, fileio
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-# ../shared/docs/ASDN.md §7: MATLAB bicubic, PSNR / SSIM on Y.
+# docs/protocol.md: MATLAB bicubic, PSNR / SSIM on Y.
 LITERATURE = {
     ("Set5", 2): (33.66, 0.9299), ("Set5", 3): (30.39, 0.8682),
     ("Set5", 4): (28.42, 0.8104), ("Set5", 8): (24.40, 0.6580),
