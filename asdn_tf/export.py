@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from asdn_tf import cli, fileio, lfr, metrics, pixels
+from asdn_tf import cli, data_folders, fileio, lfr, metrics, pixels
 from asdn_tf import config as config_lib
 from asdn_tf.image_io import list_images, read_image
 from asdn_tf.inference import upscale_tensor
@@ -797,6 +797,7 @@ def _tflite_command(flag_values):
             raise ValueError(f"--{name} is required for tflite")
     if flag_values.scale < 2:
         raise ValueError(f"--scale must be an integer >= 2, got {flag_values.scale}")
+    data_folders.require_sources([flag_values.images])
     if flag_values.calibration_patches < 1:
         raise ValueError(f"--calibration_patches must be positive, "
                          f"got {flag_values.calibration_patches}")

@@ -23,11 +23,9 @@ from absl import logging
 from keras import ops
 
 from asdn_tf import config as config_lib
-from asdn_tf import image_io, lfr, photo_degradation, pixels
+from asdn_tf import data_folders, image_io, lfr, photo_degradation, pixels
 from asdn_tf import resize_ops
-
-# The prefix of a tensorflow-datasets source (asdn_tf.data reads them; this module cannot).
-TFDS_PREFIX = "tfds:"
+from asdn_tf.data_folders import TFDS_PREFIX
 
 
 def hr_patch_size(patch_size, level, num_levels=lfr.DEFAULT_LEVELS):
@@ -91,6 +89,7 @@ def check_sources(sources):
                          "give image folders or globs, e.g. DIV2K's HR images unpacked")
     if not sources:
         raise ValueError("no training data: give at least one image folder or glob")
+    data_folders.require_sources(sources)
 
 
 def level_probabilities(num_levels, weights=()):

@@ -64,7 +64,7 @@ def bad_data(tmp_path_factory):
 
 
 @pytest.mark.parametrize("overrides,words", [
-    ({"sets": ["Missing"]}, "set folder not found"),
+    ({"sets": ["Missing"]}, "Missing is missing: put the Missing images there"),
     ({"sets": ["Empty"]}, "no images in"),
     ({"sets": ["Broken"]}, "text.png"),
     ({"sets": ["Small"]}, "tiny.png"),
