@@ -63,7 +63,7 @@ def test_no_path_leaves_the_repository():
     ("docs/method.md", "see ~/data or /home/me/Set5", 1),
     ("data/README.md", "[the protocol](../docs/protocol.md), `data/Set5`", 0),
     ("notebooks/quickstart.ipynb", '"pip install ..", "../data/Set5"', 0),
-    ("README.md", "https://example.org/work/x, /proc/cpuinfo, `--output_dir`/logs", 0),
+    ("README.md", "https://example.org/home/x, /proc/cpuinfo, `--output_dir`/logs", 0),
 ])
 def test_outside_paths_are_found(path, text, expected):
     assert len(outside_paths(path, text)) == expected
