@@ -1,16 +1,16 @@
 """Benchmark tables: Y-channel PSNR / SSIM of bicubic or ASDN on image sets, at any scales.
 
-    python -m asdn_tf.evaluate --data_dir=../shared/datasets --sets=Set5,Set14 \
+    python -m asdn_tf.evaluate --data_dir=data --sets=Set5,Set14 \
         --scales=2,3,4,8,1.5 --method=bicubic --output_json=runs/bicubic.json --plot=runs/bicubic.png
 
-The protocol is the literature's (../shared/docs/ASDN.md §7): for an integer scale s the HR
+The protocol is the literature's (docs/protocol.md): for an integer scale s the HR
 image is cropped to a multiple of s; LR = imresize(HR, 1/s) (MATLAB-exact, ceil(H/s) pixels),
 quantised to uint8 as the benchmark LR PNGs are; the SR is made at exactly the HR size and
 quantised to uint8; PSNR and SSIM are measured on BT.601 Y (gray images on their values)
 with ceil(s) pixels shaved from every border. Decimal scales skip the crop.
 
 Example (notebook):
-    >>> sets = load_sets("../shared/datasets", ["Set5"])
+    >>> sets = load_sets("data", ["Set5"])
     >>> results = evaluate(sets, [2, 4], "bicubic")
     >>> print(format_table(results))
 """
@@ -27,7 +27,8 @@ import time
 import numpy as np
 from absl import app, flags
 
-from asdn_tf import cli, degradation as degradation_lib, fileio, image_io, lfr, metrics
+from asdn_tf import cli, data_folders, degradation as degradation_lib, fileio, image_io, lfr
+from asdn_tf import metrics
 from asdn_tf import precision as precision_lib
 from asdn_tf import progress, weights_io
 from asdn_tf.imresize import imresize
@@ -56,8 +57,7 @@ def load_set(folder):
             (the message names it).
     """
     folder = pathlib.Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"set folder not found: {folder}")
+    data_folders.require_folder(folder)
     paths = image_io.list_images(folder)
     if not paths:
         raise ValueError(f"no images in {folder}")
@@ -375,7 +375,7 @@ def main(argv):
         sys.exit(f"evaluate: unexpected arguments {' '.join(argv[1:])}")
     options = flags.FLAGS
     try:
-        table = run(options.data_dir or os.environ.get("ASDN_DATASETS"), options.sets,
+        table = run(options.data_dir or os.environ.get("ASDN_DATASETS") or "data", options.sets,
                     options.scales, options.method, options.weights, options.preset,
                     options.output_json, options.output_csv, options.save_images, options.plot,
                     progress.bar("evaluate"), options.degradation,
@@ -390,8 +390,9 @@ def main(argv):
 
 if __name__ == "__main__":
     # Flags are defined here, not at import, so importing the library defines none.
-    flags.DEFINE_string("data_dir", None, "Folder with one folder per set "
-                        "(default: the ASDN_DATASETS environment variable).")
+    flags.DEFINE_string("data_dir", None, "Folder with one folder per set (default: the "
+                        "ASDN_DATASETS environment variable, else data, laid out in "
+                        "data/README.md).")
     flags.DEFINE_list("sets", ["Set5", "Set14"], "Set folders inside --data_dir.")
     flags.DEFINE_list("scales", ["2", "3", "4", "8", "1.5"], "Scales > 1, integer or decimal.")
     flags.DEFINE_list("method", ["bicubic"], "bicubic, asdn, or both (bicubic,asdn: the table "

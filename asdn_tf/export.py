@@ -3,7 +3,7 @@
     python -m asdn_tf.export saved_model --output_dir=serving/artifacts/asdn/1 \
         [--weights=training/cpu/best.weights.h5 --preset=default]
     python -m asdn_tf.export tflite --weights=fsdn_x2.weights.h5 --scale=2 --quantize=int8 \
-        --images=../shared/datasets/Set5 --output=serving/artifacts/fsdn_x2_int8.tflite
+        --images=data/Set5 --output=serving/artifacts/fsdn_x2_int8.tflite
 
 SavedModel signatures; each takes `scale`, a float32 scalar in (1, max_scale]:
 
@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from asdn_tf import cli, fileio, lfr, metrics, pixels
+from asdn_tf import cli, data_folders, fileio, lfr, metrics, pixels
 from asdn_tf import config as config_lib
 from asdn_tf.image_io import list_images, read_image
 from asdn_tf.inference import upscale_tensor
@@ -797,6 +797,7 @@ def _tflite_command(flag_values):
             raise ValueError(f"--{name} is required for tflite")
     if flag_values.scale < 2:
         raise ValueError(f"--scale must be an integer >= 2, got {flag_values.scale}")
+    data_folders.require_sources([flag_values.images])
     if flag_values.calibration_patches < 1:
         raise ValueError(f"--calibration_patches must be positive, "
                          f"got {flag_values.calibration_patches}")

@@ -9,7 +9,7 @@ batch come from (seed, step) alone, so a resumed run reads the batches it would 
 (the draws are numpy's, not tf.data's: the two pipelines make different patches).
 
 Example:
-    >>> images = load_folder_images(["../shared/datasets/T91"], min_size=96)
+    >>> images = load_folder_images(["data/T91"], min_size=96)
     >>> batches = training_batches(images, DataConfig(), start_step=0)
     >>> batch = next(batches)    # {"x_up", "hr", "level"}, numpy float32 / int32
 """
@@ -23,11 +23,9 @@ from absl import logging
 from keras import ops
 
 from asdn_tf import config as config_lib
-from asdn_tf import image_io, lfr, photo_degradation, pixels
+from asdn_tf import data_folders, image_io, lfr, photo_degradation, pixels
 from asdn_tf import resize_ops
-
-# The prefix of a tensorflow-datasets source (asdn_tf.data reads them; this module cannot).
-TFDS_PREFIX = "tfds:"
+from asdn_tf.data_folders import TFDS_PREFIX
 
 
 def hr_patch_size(patch_size, level, num_levels=lfr.DEFAULT_LEVELS):
@@ -91,6 +89,7 @@ def check_sources(sources):
                          "give image folders or globs, e.g. DIV2K's HR images unpacked")
     if not sources:
         raise ValueError("no training data: give at least one image folder or glob")
+    data_folders.require_sources(sources)
 
 
 def level_probabilities(num_levels, weights=()):

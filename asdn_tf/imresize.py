@@ -1,4 +1,4 @@
-"""MATLAB-exact bicubic `imresize` in TensorFlow (../shared/docs/ASDN.md §7).
+"""MATLAB-exact bicubic `imresize` in TensorFlow (docs/protocol.md).
 
 MATLAB semantics: Keys cubic kernel with a = -0.5; when downscaling the kernel is stretched by
 1/s (antialiasing); the output size is ceil(in·s) when a scale is given; sampling positions come
@@ -76,7 +76,7 @@ def resize_matrix(in_size, out_size, scale, antialias=True):
     """The [out_size, in_size] float32 matrix MATLAB's `contributions` describes.
 
     Positions and weights are computed in float32, as the widely used Python reference
-    (../shared/testvectors) does; float64 positions move some pixels by about 1e-5.
+    (tests/testvectors) does; float64 positions move some pixels by about 1e-5.
 
     Args:
         in_size: int or scalar tensor, input length along the axis.

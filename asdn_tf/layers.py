@@ -1,4 +1,4 @@
-"""The building blocks of ASDN (../shared/docs/ASDN.md §2) as Keras 3 layers.
+"""The building blocks of ASDN (docs/method.md) as Keras 3 layers.
 
 Each layer builds its sublayers in `build()`, keeps one attribute per constructor argument and
 round-trips through `get_config()`.

@@ -26,7 +26,7 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from asdn_tf import cli, pixels, progress, run_folder
+from asdn_tf import cli, data_folders, pixels, progress, run_folder
 from asdn_tf import config as config_lib
 from asdn_tf.precision import dtype_policy
 from asdn_tf.weights_io import BUNDLED, WEIGHTS_FOLDER, bundled_weights, load_model, read_sidecar
@@ -56,6 +56,7 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
             none of which can be restored, stated in one line.
     """
     check_arguments(model, scale, mixed_precision)
+    data_folders.require_sources(data_config.sources)
     from asdn_tf import train_step  # TensorFlow from here on
     distribution = train_step.make_strategy(strategy)
     cluster = train_step.cluster_of(distribution)
@@ -278,7 +279,7 @@ def warm_start(network, init_from, model_config, model):
 
 
 def validate(network, images, scales):
-    """Mean Y-PSNR per scale under the evaluation protocol (../shared/docs/ASDN.md §7)."""
+    """Mean Y-PSNR per scale under the evaluation protocol (docs/protocol.md)."""
     from asdn_tf import evaluate
     rows = evaluate.evaluate({"validation": images}, scales, "asdn", network)
     return {float(row["scale"]): float(row["psnr"]) for row in rows}
@@ -337,12 +338,9 @@ def resolve_init_from(value):
 
 
 def _check_validation_dir(folder):
-    folder = pathlib.Path(folder)
-    if not folder.is_dir():
-        raise TrainingError(
-            f"--validation_dir {folder} does not exist: make {folder.resolve()} and put the HR "
-            "images of a benchmark set in it (Set5, Set14, ...: data/README.md says where each "
-            "comes from), or pass --validate_every=0")
+    if not pathlib.Path(folder).is_dir():
+        raise TrainingError(f"--validation_dir {data_folders.missing_message(folder)}, or pass "
+                            "--validate_every=0")
 
 
 # ---- command line -------------------------------------------------------------------------

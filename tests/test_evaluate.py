@@ -15,7 +15,7 @@ from asdn_tf import cli, evaluate, fileio
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-# ../shared/docs/ASDN.md §7: MATLAB bicubic, PSNR / SSIM on Y.
+# docs/protocol.md: MATLAB bicubic, PSNR / SSIM on Y.
 LITERATURE = {
     ("Set5", 2): (33.66, 0.9299), ("Set5", 3): (30.39, 0.8682),
     ("Set5", 4): (28.42, 0.8104), ("Set5", 8): (24.40, 0.6580),
@@ -65,7 +65,7 @@ def bad_data(tmp_path_factory):
 
 
 @pytest.mark.parametrize("overrides,words", [
-    ({"sets": ["Missing"]}, "set folder not found"),
+    ({"sets": ["Missing"]}, "Missing is missing: put the Missing images there"),
     ({"sets": ["Empty"]}, "no images in"),
     ({"sets": ["Broken"]}, "text.png"),
     ({"sets": ["Small"]}, "tiny.png"),

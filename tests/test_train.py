@@ -244,7 +244,7 @@ def _parsed(args):
     (["--decay_factor=nan"], "decay_factor must be in"),
     (["--init_from=no/such.weights.h5"], "--init_from weights not found: no/such.weights.h5"),
     (["--validate_every=5", "--validation_dir=data/benchmark/Set5"],
-     "--validation_dir data/benchmark/Set5 does not exist: make .*data/README.md"),
+     r"--validation_dir data/benchmark/Set5 is missing: put the Set5 images there \(data/README"),
     (["--patch_size=0"], "patch_size must be"),
     (["--batch_size=0"], "batch_size must be"),
     (["--num_levels=1"], "num_levels must be"),
@@ -255,7 +255,7 @@ def _parsed(args):
     (["--level_weights=1,x"], "--level_weights takes numbers, got 'x'"),
     (["--level_weights=1,1"], "level_weights has 2 values; the model has 11 levels"),
     (["--sources="], "--sources is empty"),
-    (["--sources=/nonexistent/images"], "no such file or folder: /nonexistent/images"),
+    (["--sources=/nonexistent/T91"], "/nonexistent/T91 is missing: put the T91 images there"),
     (["--model=fsdn"], "--model=fsdn needs --scale"),
 ])
 def test_bad_values_are_refused_before_any_work(tmp_path, t91_subset, args, words):
