@@ -56,8 +56,8 @@ SCALES = (2.0, 3.3)
 PARTS = ("saved_model", "tflite", "refusals")
 LOADERS = ("saved_model.load", "session")
 BOMB_SIDE = 12000
-DATASETS = pathlib.Path(os.environ.get(
-    "ASDN_DATASETS", pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+DATASETS = pathlib.Path(os.environ.get("ASDN_DATASETS",
+                                      pathlib.Path(__file__).resolve().parents[1] / "data"))
 
 
 def load_asdn():

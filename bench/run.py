@@ -1,7 +1,7 @@
 """Every performance figure in one run: speed, utilisation of this machine, memory.
 
     python -m bench.run --quick                                  # a few minutes, small sizes
-    python -m bench.run --output_json=runs/bench/run.json        # the README figures
+    python -m bench.run --output_json=runs/bench/run.json        # docs/performance.md
     python -m bench.run --sections=tiled --tiled_cases=2048x4    # one section
     python -m bench.run --sections=defaults                      # what a new user meets
 
@@ -36,7 +36,7 @@ stops itself if its RSS passes --max_rss_gib rather than wake the kernel's OOM k
                14 scales, bicubic and asdn) as a fresh process.
 
 The run ends with one table of every target (issue 17's and the earlier ones) beside its
-figure, also as Markdown: the README's performance section takes its targets table from it.
+figure, also as Markdown: docs/performance.md takes its targets table from it.
 """
 
 import contextlib
@@ -709,7 +709,7 @@ def targets(results):
 
 
 def markdown_targets(rows):
-    """`targets` as the README's Markdown table."""
+    """`targets` as docs/performance.md's Markdown table."""
     return "\n".join(["| figure | value | target | met |", "|---|---|---|---|",
                       *(f"| {figure} | {value} | {target} | {'yes' if met else 'no'} |"
                         for figure, value, target, met in rows)])
@@ -774,7 +774,7 @@ def run(settings, sections, weights=None, tiled_cases=None, echo=print, save=Non
     heading = "targets" + (" (--quick sizes: not the targets' sizes)" if settings == QUICK else "")
     echo(f"\n== {heading}\n" + _table(["figure", "value", "target", "met"],
                                    [[*row[:3], "yes" if row[3] else "NO"] for row in rows]))
-    echo(f"\nfor the README:\n{markdown_targets(rows)}")
+    echo(f"\nfor docs/performance.md:\n{markdown_targets(rows)}")
     echo(f"load average at the end {results['end']['load_average']}; busy: "
          + (", ".join(f"{p['pid']} {p['cpu_percent']}%" for p in results["end"]["busy_processes"])
             or "none"))

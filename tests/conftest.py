@@ -1,5 +1,6 @@
-"""Shared fixtures. The shared image sets are found through ASDN_DATASETS; the MATLAB test
-vectors ship with the tests (tests/testvectors)."""
+"""Shared fixtures. The image sets (Set5, Set14, T91, BSD200) are found through ASDN_DATASETS
+(default: the clone's data/, laid out in data/README.md); the MATLAB test vectors ship with the
+tests (tests/testvectors)."""
 
 import os
 import pathlib
@@ -13,7 +14,7 @@ import pytest
 os.environ.setdefault("ASDN_AUTO_PRECISION", "float32")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-DATASETS = pathlib.Path(os.environ.get("ASDN_DATASETS", ROOT.parent / "shared" / "datasets"))
+DATASETS = pathlib.Path(os.environ.get("ASDN_DATASETS", ROOT / "data"))
 TESTVECTORS = ROOT / "tests" / "testvectors"
 
 
@@ -28,9 +29,10 @@ def pytest_configure(config):
 
 
 def _require(path):
-    if path.exists():
+    if (path / "Set5").is_dir():
         return path
-    message = f"{path} is missing (set ASDN_DATASETS to the shared datasets folder)"
+    message = (f"{path} is missing (set ASDN_DATASETS to a folder holding Set5, Set14, T91 and "
+               "BSD200; data/README.md)")
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)

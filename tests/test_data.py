@@ -18,6 +18,7 @@ def _batches(config, count=4, **kwargs):
     return [next(iterator) for _ in range(count)]
 
 
+@pytest.mark.slow
 def test_t91_batches_match_their_level(datasets_dir):
     config = DataConfig(sources=(str(datasets_dir / "T91"),), patch_size=12, batch_size=3)
     for batch in _batches(config, 8):
@@ -91,6 +92,7 @@ def test_random_patch_flips_and_turns_by_its_seed_alone():
     np.testing.assert_array_equal(again, data.random_patch(image, 3, [5, 7]).numpy())
 
 
+@pytest.mark.slow
 def test_a_seed_gives_the_same_batches_in_another_process(t91_subset):
     code = ("import sys, numpy as np; from asdn_tf.nn import config; from asdn_tf.data import pipeline as data; "
             f"c = config.DataConfig(sources=({str(t91_subset)!r},), patch_size=8, batch_size=2, "

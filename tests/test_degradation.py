@@ -175,6 +175,7 @@ def test_an_own_step_pair_trains_the_step_inference_runs_second(tiny_model):
     assert float(tf.reduce_max(tf.abs(step_input - bicubic))) > 1e-3
 
 
+@pytest.mark.slow
 def test_training_runs_own_step_updates_as_their_own_step(tmp_path, t91_subset, monkeypatch):
     """With own-step pairs in the mix the training loop hands each update its passes: the
     two-pass updates get a step of their own, traced apart from the plain ones."""

@@ -17,7 +17,7 @@ from asdn_tf.io import errors as cli, fileio
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-# ../shared/docs/ASDN.md §7: MATLAB bicubic, PSNR / SSIM on Y.
+# docs/protocol.md: MATLAB bicubic, PSNR / SSIM on Y.
 LITERATURE = {
     ("Set5", 2): (33.66, 0.9299), ("Set5", 3): (30.39, 0.8682),
     ("Set5", 4): (28.42, 0.8104), ("Set5", 8): (24.40, 0.6580),
@@ -26,6 +26,7 @@ LITERATURE = {
 }
 
 
+@pytest.mark.slow
 def test_bicubic_reproduces_the_literature_table(datasets_dir):
     results = benchmark.evaluate(benchmark.load_sets(datasets_dir, ["Set5", "Set14"]),
                                 [2, 3, 4, 8], "bicubic")
@@ -66,7 +67,7 @@ def bad_data(tmp_path_factory):
 
 
 @pytest.mark.parametrize("overrides,words", [
-    ({"sets": ["Missing"]}, "set folder not found"),
+    ({"sets": ["Missing"]}, "Missing is missing: put the Missing images there"),
     ({"sets": ["Empty"]}, "no images in"),
     ({"sets": ["Broken"]}, "text.png"),
     ({"sets": ["Small"]}, "tiny.png"),
@@ -105,6 +106,7 @@ def _cli(*args):
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_error_is_one_line_and_nonzero(datasets_dir, tmp_path):
     result = _cli(f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2,x3",
                   f"--output_json={tmp_path / 'out.json'}")
@@ -124,6 +126,7 @@ def test_flag_errors_are_one_line():
         parse(["evaluate", "--no_such_flag"])
 
 
+@pytest.mark.slow
 def test_cli_bicubic_writes_json_csv_and_plot(datasets_dir, tmp_path):
     result = _cli(f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2",
                   f"--output_json={tmp_path / 'r.json'}", f"--output_csv={tmp_path / 'r.csv'}",
@@ -142,6 +145,7 @@ def test_cli_bicubic_writes_json_csv_and_plot(datasets_dir, tmp_path):
     assert not [path for path in tmp_path.rglob("*") if fileio.is_temporary(path)]
 
 
+@pytest.mark.slow
 def test_cli_asdn_with_saved_weights(datasets_dir, tmp_path):
     model = asdn_tf.build_model("tiny")
     model.save_weights(tmp_path / "m.weights.h5")
@@ -156,6 +160,7 @@ def test_cli_asdn_with_saved_weights(datasets_dir, tmp_path):
         assert image.size == (288, 288)
 
 
+@pytest.mark.slow
 def test_cli_both_methods_give_the_comparison_and_one_plot(datasets_dir, tmp_path):
     asdn_tf.build_model("tiny").save_weights(tmp_path / "m.weights.h5")
     result = _cli(f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2,1.5",
@@ -198,6 +203,7 @@ def test_fsdn_weights_at_another_scale_are_refused_with_the_reason(datasets_dir)
         benchmark.evaluate(sets, [3], "asdn", fsdn)
 
 
+@pytest.mark.slow
 def test_other_degradations_are_named_in_the_table(datasets_dir, tmp_path):
     result = _cli(f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2",
                   "--degradation=bicubic,jpeg75", f"--output_json={tmp_path / 'r.json'}")

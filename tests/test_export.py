@@ -152,6 +152,7 @@ def _predict_request(image, scale, signature="serving_default"):
 # SavedModel
 
 
+@pytest.mark.slow
 def test_signatures(loaded, saved_model_dir):
     expected = {
         "serving_default": ({"image": tf.uint8, "scale": tf.float32}, {"image": tf.uint8}),
@@ -199,6 +200,7 @@ def test_float_and_encoded_signatures(loaded, tiny_model, image):
                                           scale=tf.constant(2.5))["image"].numpy())
 
 
+@pytest.mark.slow
 def test_saved_model_cli_run(saved_model_dir, tiny_model, image, tmp_path):
     """`saved_model_cli run` loads through the session loader, as TF Serving does."""
     np.save(tmp_path / "image.npy", image)
@@ -339,6 +341,7 @@ def test_export_refuses_to_replace_and_leaves_nothing_on_failure(tiny_model, tmp
         saved_model.export_saved_model(tiny_model, tmp_path / "3", max_scale=1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,words", [
     (["saved_model", "--weights=missing.weights.h5"], "export: weights file not found"),
     (["tflite", "--weights=missing.keras", "--scale=2", "--images=.", "--output=m.tflite",
@@ -380,6 +383,7 @@ def _constant_model(values):
     return model
 
 
+@pytest.mark.slow
 def test_cli_and_saved_model_give_the_same_bytes_on_exact_halves(tmp_path):
     """`asdn_tf.upscale` (what the command line runs) and the SavedModel quantise an output
     whose values times 255 are exactly 0.5, 2.5 and 4.5 to 1, 3 and 5 (half to even: 0, 2, 4)."""
@@ -413,6 +417,7 @@ def _saved_model_command(tiny_weights, output_dir, *flags, cwd=ROOT):
                  f"--max_output_pixels={MAX_OUTPUT_PIXELS}", *flags], cwd=cwd)
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_an_earlier_saved_model(tiny_model, saved_model_dir, tmp_path):
     earlier = tmp_path / "asdn" / "1"
     shutil.copytree(saved_model_dir, earlier)
@@ -448,6 +453,7 @@ def test_overwrite_refuses_what_is_not_a_saved_model(tiny_model, saved_model_dir
     assert _tree(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_cli_overwrite_leaves_a_folder_of_user_files_alone(tiny_weights, tmp_path):
     before = _user_files(tmp_path / "photos")
     result = _saved_model_command(tiny_weights, tmp_path / "photos", "--overwrite")
@@ -455,6 +461,7 @@ def test_cli_overwrite_leaves_a_folder_of_user_files_alone(tiny_weights, tmp_pat
     assert "holiday.jpg" in result.stderr and _tree(tmp_path / "photos") == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", [".", "..", "working folder"])
 def test_cli_never_writes_over_the_working_folder_or_one_holding_it(tiny_weights, tmp_path,
                                                                     where):
@@ -477,6 +484,7 @@ def test_home_and_root_are_never_outputs(tmp_path, monkeypatch):
     assert _tree(home) == before
 
 
+@pytest.mark.slow
 def test_tflite_overwrite_replaces_only_a_tflite_file(fsdn, set5, tmp_path):
     earlier = tmp_path / "earlier.tflite"
     earlier.write_bytes(bytes(4) + b"TFL3" + bytes(8))
@@ -518,6 +526,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(tiny_model, tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cli_full_disk_is_one_line(tiny_weights, tmp_path):
     script = ("import sys, tensorflow as tf\n"
               "from asdn_tf.cli import export\n"
@@ -551,6 +560,7 @@ def unwritable_folder(tmp_path):
     folder.chmod(0o755)
 
 
+@pytest.mark.slow
 def test_unwritable_folder_is_reported_before_any_work(unwritable_folder, tmp_path):
     """The weights are missing too: the folder is what the command reports, as it checks the
     output before it loads anything."""
@@ -564,6 +574,7 @@ def test_unwritable_folder_is_reported_before_any_work(unwritable_folder, tmp_pa
     _one_line_error(result, f"export: cannot write to folder {unwritable_folder}")
 
 
+@pytest.mark.slow
 def test_runs_from_a_folder_holding_a_clone_named_asdn_tf(tmp_path):
     """From there `asdn_tf` is the clone (a namespace package: python -m puts the working
     folder first on sys.path), and a top-level folder of the clone named like a module of the
@@ -648,6 +659,7 @@ def test_load_model_gives_the_fsdn(fsdn, tmp_path):
         asdn_tf.load_model(tmp_path / "missing.weights.h5", fsdn_scale=2)
 
 
+@pytest.mark.slow
 def test_cli_tflite(fsdn, set5, tmp_path):
     weights = tmp_path / "fsdn.weights.h5"
     fsdn.save_weights(weights)

@@ -75,6 +75,7 @@ def _encoded(signatures, image_bytes, scale=2.0):
                                          scale=tf.constant(scale, tf.float32))["png_bytes"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loader", ["saved_model.load", "session"])
 def test_bombs_are_refused_cheaply(bench, saved_model_dir, loader):
     """A 17 KB PNG and a 600-byte JPEG that claim 12000×12000 (432 MB as RGB, 1.7 GB as float)
@@ -87,6 +88,7 @@ def test_bombs_are_refused_cheaply(bench, saved_model_dir, loader):
         assert row["seconds"] < 1.0 and row["extra_mb"] < 300, row
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("image_bytes,words", [
     (b"", "must be a PNG or JPEG file"),
     (b"GIF89a" + bytes(20), "must be a PNG or JPEG file"),
@@ -117,6 +119,7 @@ def test_header_size_is_checked_before_decoding(bench, signatures, session):
         _encoded(signatures, empty)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [[8, 8, 3], [1, 8, 8, 1], [1, 8, 8, 4], [1, 1, 8, 8, 3], [3]])
 def test_batch_signatures_check_rank_and_channels(signatures, session, shape):
     for name, dtype in (("serving_default", np.uint8), ("upscale_float", np.float32)):

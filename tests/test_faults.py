@@ -158,6 +158,7 @@ def run(trained, tmp_path):
     return tmp_path / "run"
 
 
+@pytest.mark.slow
 def test_killed_at_any_moment_the_same_command_resumes_and_finishes(data, tmp_path, caplog):
     run, steps = tmp_path / "run", 30
     script = tmp_path / "faulty_train.py"
@@ -245,6 +246,7 @@ DAMAGE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", DAMAGE)
 def test_damage_costs_a_warning_and_resumes_from_the_newest_intact_checkpoint(
         case, run, data, caplog):
@@ -263,6 +265,7 @@ def test_damage_costs_a_warning_and_resumes_from_the_newest_intact_checkpoint(
     assert curve[0] == "step,x2" and curve[-1].startswith(f"{step + 1},")
 
 
+@pytest.mark.slow
 def test_garbage_state_keeps_the_best_psnr_of_best_json(run, data, caplog):
     best = json.loads((run / "best.json").read_text())["validation_psnr"]["2"]
     (run / "state.json").write_text("[]")
@@ -275,6 +278,7 @@ def test_garbage_state_keeps_the_best_psnr_of_best_json(run, data, caplog):
     assert json.loads((run / "state.json").read_text())["best_psnr"] == pytest.approx(now)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["bit flip", "another network"])
 def test_a_failed_restore_leaves_no_variable_of_it_behind(damage, run, trained, data, tmp_path,
                                                           caplog):
@@ -302,6 +306,7 @@ def test_a_failed_restore_leaves_no_variable_of_it_behind(damage, run, trained, 
     assert all(np.array_equal(a, b) for a, b in zip(expected, restored, strict=True))
 
 
+@pytest.mark.slow
 def test_when_no_checkpoint_restores_it_stops_and_changes_nothing_until_restart(
         run, data, caplog):
     for path in (run / "checkpoints").glob("*.data-*"):
@@ -319,11 +324,13 @@ def test_when_no_checkpoint_restores_it_stops_and_changes_nothing_until_restart(
     assert _files(previous) == before
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_model_stops_with_one_line(run, data):
     error = _train(_flags(data, run, 6) + ["--features=16"])
     assert "ckpt-4: it was written for another network" in error and "\n" not in error
 
 
+@pytest.mark.slow
 def test_the_command_says_one_line_and_no_traceback(run, data, tmp_path):
     flipped = tmp_path / "flipped"
     shutil.copytree(run, flipped)

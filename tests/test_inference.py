@@ -47,6 +47,7 @@ def test_recursion_runs_the_plan(tiny_model):
     np.testing.assert_allclose(upscale_tensor(tiny_model, x, 2.8), image, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_tensor_scale_in_a_graph(tiny_model):
     fn = tf.function(lambda x, s: upscale_tensor(tiny_model, x, s),
                      input_signature=[tf.TensorSpec([None, None, None, 3]), tf.TensorSpec([])])
@@ -120,6 +121,7 @@ def test_the_scale_is_checked_before_the_pixels(tiny_model):
         asdn_tf.upscale(nans, 40, model=tiny_model, size=(8, 8))
 
 
+@pytest.mark.slow
 def test_the_default_model_is_loaded_once(monkeypatch, tmp_path, tiny_model):
     """Without `model=`, the bundled model is loaded and traced on the first call only."""
     monkeypatch.setenv(precision_lib.AUTO_PRECISION_ENV, "float32")

@@ -154,6 +154,7 @@ def _source_version(source):
     raise AssertionError("asdn_tf/__init__.py has no __version__")
 
 
+@pytest.mark.slow
 def test_importing_the_package_loads_no_tensorflow():
     """`import asdn_tf` (as `asdn-upscale --help` does first) is quick; each public name loads
     its module on first use; TensorFlow's C++ start-up log is off unless the user set it."""

@@ -42,6 +42,7 @@ def test_batch_is_the_tf_pipelines(image_folder):
     np.testing.assert_array_equal(again["hr"], batch["hr"])
 
 
+@pytest.mark.slow
 def test_update_matches_tensorflow(tmp_path, image_folder):
     """Two FSDN updates from the same weights and batches: the same losses and weights under
     both backends, and every weight trained (no level's mask)."""
@@ -97,6 +98,7 @@ def test_update_matches_tensorflow(tmp_path, image_folder):
         assert moved > 1e-5 if id(variable) in trainable else moved == 0, variable.path
 
 
+@pytest.mark.slow
 def test_command_line_without_tensorflow(tmp_path, image_folder):
     """`python -m asdn_tf.train --model=fsdn` under JAX, TensorFlow unimportable: starts from an
     ASDN's trunk, validates at its own scale (as TensorFlow measures it), resumes, and writes

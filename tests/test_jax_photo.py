@@ -198,6 +198,7 @@ def test_photo_batches_are_decided_by_seed_and_step():
     assert not np.array_equal(first["x_up"], bicubic["x_up"])
 
 
+@pytest.mark.slow
 def test_trains_under_jax_without_tensorflow(tmp_path, image_folder):  # noqa: F811
     result = run_jax(BLOCK_TENSORFLOW + f"""
 import sys

@@ -99,6 +99,7 @@ def jax_steps(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_one_update_matches_tensorflow(jax_steps):
     import keras
     from asdn_tf.training import train_step as train_lib
@@ -167,6 +168,7 @@ assert not [name for name in sys.modules if name.startswith("tensorflow")]
 """
 
 
+@pytest.mark.slow
 def test_resumes_at_the_right_step(tmp_path, image_folder):
     """2 updates, then the same command for 4 with a damaged newer checkpoint beside: it
     resumes at step 2 and ends where 4 updates in one go end. Every run, the command line's
@@ -193,6 +195,7 @@ def test_resumes_at_the_right_step(tmp_path, image_folder):
         np.testing.assert_array_equal(resumed, straight)
 
 
+@pytest.mark.slow
 def test_data_parallel_matches_one_device(tmp_path):
     """--strategy=mirrored: DataParallel over two (forced) CPU devices gives the update one
     device gives on the same global batch."""
@@ -227,6 +230,7 @@ def test_data_parallel_matches_one_device(tmp_path):
     assert float(difference) <= 1e-5
 
 
+@pytest.mark.slow
 def test_imports_without_tensorflow_and_refuses_what_needs_it():
     result = subprocess.run(
         [sys.executable, "-c", BLOCK_TENSORFLOW + textwrap.dedent("""

@@ -62,7 +62,7 @@ def test_step_size_ops_match_step_sizes(scale, plan):
 
 
 def test_step_sizes_vectors():
-    # ../shared/docs/ASDN.md §4: intermediate sizes are round(h · product of the steps so far).
+    # docs/method.md: intermediate sizes are round(h · product of the steps so far).
     assert lfr.step_sizes(10, 10, 5.7) == [(2.0, (20, 20)), (2.0, (40, 40)), (1.425, (57, 57))]
     assert lfr.step_sizes(5, 3, 3.3) == [(2.0, (10, 6)), (1.65, (17, 10))]
     assert lfr.step_sizes(5, 3, 3.3, size=(18, 11))[-1] == (1.65, (18, 11))

@@ -14,6 +14,7 @@ def _x(h=9, w=11, batch=1, seed=0):
     return np.random.default_rng(seed).random((batch, h, w, 3), dtype=np.float32)
 
 
+@pytest.mark.slow
 def test_preset_sizes():
     paper = asdn_tf.build_model("paper")
     assert 19e6 <= paper.count_params() <= 23e6

@@ -147,6 +147,7 @@ def data(tmp_path_factory, datasets_dir):
     return make_run_data(tmp_path_factory.mktemp("multiworker_data"), datasets_dir, 4)
 
 
+@pytest.mark.slow
 def test_two_workers_train_one_model_as_one_process_does(data, tmp_path, start_workers):
     """Two workers, 4 updates with clipping, validation and checkpoints every 2: both exit 0,
     the run folder holds one run's files, written by the chief alone, and the weights are a
@@ -178,6 +179,7 @@ def test_two_workers_train_one_model_as_one_process_does(data, tmp_path, start_w
     assert difference < 1e-5
 
 
+@pytest.mark.slow
 def test_a_killed_worker_stops_the_other_and_the_same_commands_resume(data, tmp_path,
                                                                      start_workers):
     """Worker 1 dies (SIGKILL) after update 3 of 8: the chief stops with one line within 60 s;
@@ -219,6 +221,7 @@ def test_a_killed_worker_stops_the_other_and_the_same_commands_resume(data, tmp_
     assert difference < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pipelines, replicas, degradation",
                          [(2, 4, "bicubic"), (1, 2, "bicubic"), (2, 2, "photo")])
 def test_pipelines_cut_the_batches_of_one_process_in_equal_parts(data, pipelines, replicas,

@@ -60,6 +60,7 @@ def _text(notebook):
                    for output in cell.outputs)
 
 
+@pytest.mark.slow
 def test_quickstart_runs_without_datasets(kernel_environment, monkeypatch):
     """As on Colab: the sample photograph is the evaluation set."""
     keras.utils.set_random_seed(0)
@@ -78,6 +79,7 @@ def test_quickstart_runs_without_datasets(kernel_environment, monkeypatch):
     assert "sample photograph" in _text(notebook)
 
 
+@pytest.mark.slow
 def test_train_and_export_runs_on_a_folder(kernel_environment, monkeypatch, datasets_dir):
     monkeypatch.setenv("ASDN_DATASETS", str(datasets_dir))
     for name, value in {"ASDN_NB_STEPS": "20", "ASDN_NB_FSDN_STEPS": "6", "ASDN_NB_PATCH": "8",

@@ -61,6 +61,7 @@ def test_the_environment_overrides_the_hardware(hardware, monkeypatch):
         precision_lib.resolve_precision("auto")
 
 
+@pytest.mark.slow
 def test_loaders_default_to_auto(hardware, tmp_path, tiny_model):
     weights = tmp_path / "tiny.weights.h5"
     tiny_model.save_weights(weights)
@@ -85,6 +86,7 @@ def test_a_model_built_in_bfloat16_has_the_float32_weights(tmp_path, tiny_model)
         np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.slow
 def test_evaluate_states_the_precision(hardware, datasets_dir, tmp_path, tiny_model):
     weights = tmp_path / "tiny.weights.h5"
     tiny_model.save_weights(weights)

@@ -1,18 +1,21 @@
-"""The README is true to the repository.
+"""The README and the docs (docs/*.md, data/README.md, serving/README.md) are true to the
+repository.
 
-- Every repository path it names exists, or git ignores it (an output); an ignored path that a
+- Every repository path they name exists, or git ignores it (an output); an ignored path that a
   command reads (`--weights=...`, `load_model("...")`) lies under the `--output_dir` of a
-  flagfile or of a command shown, so a documented step writes it first.
-- Every `python -m asdn_tf.*`, `python -m bench.*` and `asdn-upscale` command in README.md and
-  data/README.md, in code blocks or inline, parses its flags with the program's own flag
-  definitions and parser (absl stops on an unknown flag or a bad value, reading flagfiles too).
-- Every `asdn_tf.name` it mentions resolves.
+  flagfile or of a command shown, so a documented step writes it first. Markdown links are
+  read relative to their document, other paths relative to the repository's root.
+- Every `python -m asdn_tf.*`, `python -m bench.*` and `asdn-upscale` command in them, in code
+  blocks or inline, parses its flags with the program's own flag definitions and parser (absl
+  stops on an unknown flag or a bad value, reading flagfiles too).
+- Every `asdn_tf.name` they mention resolves.
 
 The flags and names are checked in one child process (one TensorFlow start), which runs each
 program's `__main__` up to absl's `app.run`, then parses each command's arguments.
 """
 
 import json
+import os
 import pathlib
 import re
 import shlex
@@ -22,7 +25,8 @@ import tomllib
 import warnings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-COMMAND_DOCUMENTS = ("README.md", "data/README.md")
+DOCUMENTS = sorted(["README.md", "data/README.md", "serving/README.md"]
+                   + [f"docs/{path.name}" for path in (ROOT / "docs").glob("*.md")])
 MODULE = r"(?:asdn_tf|bench)(?:\.\w+)+"
 PROGRAM = re.compile(rf"python -m {MODULE}\b|asdn-upscale\b")
 HELP_FLAGS = {"--help", "--helpshort", "--helpfull", "-h", "-?"}
@@ -107,9 +111,17 @@ def _output_dirs(text):
             for folder in re.findall(r"--output_dir=(\S+)", source)}
 
 
-def _named_paths(text):
-    """{path: read}: repository-relative paths the README names, and whether a command or
-    Python call reads it."""
+def _data_folders():
+    """The image folders data/README.md lays out (`data/<name>/`): a user fills them, so
+    commands may read them though git ignores them."""
+    text = (ROOT / "data" / "README.md").read_text()
+    layout = text[text.index("## Layout"):].split("```")[1]
+    return set(re.findall(r"^  ([\w.-]+)/", layout, re.M))
+
+
+def _named_paths(text, folder="."):
+    """{path: read}: repository-relative paths a document in `folder` (relative to the root)
+    names, and whether a command or Python call reads it."""
     named = {}
     for line, _, args in _commands(text):
         for arg in args:
@@ -121,22 +133,28 @@ def _named_paths(text):
         named[path] = True
     for path in re.findall(r"\]\(([^)#\s]+)\)", text):  # Markdown links
         if "://" not in path:
-            named.setdefault(path, False)
+            named.setdefault(os.path.normpath(os.path.join(folder, path)), False)
     for span in re.findall(r"`([^`]+)`", _prose(text)) + [b for _, b in _fenced(text)]:
         for path in PATH.findall(span):
             named.setdefault(path, False)
     return named
 
 
-def test_every_repository_path_in_the_readme_exists_or_is_written_first():
+def test_every_repository_path_in_the_docs_exists_or_is_written_first():
     if _git("rev-parse", "--git-dir").returncode != 0:
         import pytest
         pytest.skip("needs the git repository (which paths git ignores)")
-    text = (ROOT / "README.md").read_text()
+    texts = {document: (ROOT / document).read_text() for document in DOCUMENTS}
     tracked_tops = {line.split("/")[0] for line in _git("ls-files").stdout.splitlines()}
-    outputs = _output_dirs(text)
+    outputs = _output_dirs("\n".join(texts.values()))
+    data_folders = _data_folders()
+    named = {}
+    for document, text in texts.items():
+        for path, read in _named_paths(text, os.path.dirname(document) or ".").items():
+            named.setdefault(path, (document, False))
+            named[path] = (named[path][0], named[path][1] or read)
     problems = []
-    for path, read in sorted(_named_paths(text).items()):
+    for path, (document, read) in sorted(named.items()):
         path = path.rstrip("/.,")
         if path.startswith(("../", "/", "~")) or not path:
             continue
@@ -144,22 +162,26 @@ def test_every_repository_path_in_the_readme_exists_or_is_written_first():
         if not in_repository or (ROOT / path).exists() or any(ROOT.glob(path)):
             continue
         if not _ignored(path):
-            problems.append(f"{path}: not in the repository")
+            problems.append(f"{document}: {path}: not in the repository")
+        elif path.startswith("data/"):
+            if path.split("/")[1] not in data_folders:
+                problems.append(f"{document}: {path}: not a folder data/README.md lays out")
         elif read and not any(folder in pathlib.PurePosixPath(path).parents
                               for folder in outputs):
-            problems.append(f"{path}: read by a command, but no documented step writes it "
-                            f"(output folders: {sorted(map(str, outputs))})")
+            problems.append(f"{document}: {path}: read by a command, but no documented step "
+                            f"writes it (output folders: {sorted(map(str, outputs))})")
     assert not problems, "\n".join(problems)
 
 
 def test_every_documented_command_parses_its_flags():
     jobs = {}
-    for document in COMMAND_DOCUMENTS:
+    for document in DOCUMENTS:
         for line, target, args in _commands((ROOT / document).read_text()):
             jobs.setdefault(target, []).append((f"{document}: {line}", args))
     assert {"asdn_tf.train", "asdn_tf.evaluate", "asdn_tf.export", "asdn_tf.cli.upscale:run",
             "bench.run"} <= set(jobs)
-    names = sorted(set(NAME.findall((ROOT / "README.md").read_text())))
+    names = sorted({name for document in DOCUMENTS
+                    for name in NAME.findall((ROOT / document).read_text())})
     result = subprocess.run([sys.executable, __file__],
                             input=json.dumps({"jobs": jobs, "names": names}), cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
@@ -172,7 +194,7 @@ def test_every_documented_command_parses_its_flags():
 def test_the_preset_table_lists_every_preset():
     from asdn_tf.nn.config import PRESETS
 
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "upscaling.md").read_text()
     table = text[text.index("| preset | parameters |"):].split("\n\n")[0]
     assert sorted(re.findall(r"^\| (\w+) \| [\d,]+ \|", table, re.M)) == sorted(PRESETS)
 
@@ -243,7 +265,7 @@ def _check_in_this_process(jobs, names):
             for part in parts[end:]:
                 value = getattr(value, part)
         except AttributeError:
-            problems.append(f"{name}: the README names it, but it does not resolve")
+            problems.append(f"{name}: the docs name it, but it does not resolve")
     return {"problems": problems, "checked": checked}
 
 

@@ -30,6 +30,7 @@ def test_matches_matlab(vectors, key, source, scale):
     assert np.abs(out - vectors[key]).max() <= 1e-5
 
 
+@pytest.mark.slow
 def test_matches_matlab_under_jax(testvectors_dir):
     script = f"""
 import json, sys

@@ -100,6 +100,7 @@ def test_pixel_output_is_the_float_output_rounded(tiny_model, dtype):
     np.testing.assert_array_equal(kept, pixels.from_float(floats, dtype))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fits", [True, False])
 def test_the_memory_budget_decides_one_pass_or_two(monkeypatch, fits):
     model = _tiny()  # its own traces: the counting below sees them
@@ -129,6 +130,7 @@ def _counting(call, calls):
     return counted
 
 
+@pytest.mark.slow
 def test_without_channel_attention_each_region_runs_once():
     model = _tiny(channel_attention=False)
     image = _image()

@@ -112,6 +112,7 @@ def test_cli_tiles_seamlessly_and_draws_progress(monkeypatch, tmp_path, weights,
     assert np.abs(tiled.astype(int) - untiled).max() <= 1
 
 
+@pytest.mark.slow
 def test_cli_bfloat16_precision_is_close_to_float32(capsys, tmp_path, weights, tiny_model):
     pixels = _pixels((40, 56, 3), seed=3)
     source = _save(tmp_path / "in.png", pixels)
@@ -127,6 +128,7 @@ def test_cli_bfloat16_precision_is_close_to_float32(capsys, tmp_path, weights, t
         assert 10 * np.log10(255 ** 2 / np.mean((output - exact) ** 2)) > 40
 
 
+@pytest.mark.slow
 def test_cli_says_what_auto_precision_chose_once(capsys, monkeypatch, tmp_path, weights):
     monkeypatch.setattr(upscale_command, "_precision_said", False)
     monkeypatch.setenv(precision_lib.AUTO_PRECISION_ENV, "bfloat16")
@@ -451,6 +453,7 @@ def test_tiling_keeps_gray_alpha_and_sixteen_bits(tiny_model):
         assert np.abs(tiled.astype(int) - untiled).max() <= peak // 255
 
 
+@pytest.mark.slow
 def test_large_outputs_are_tiled_automatically(tiny_model, monkeypatch):
     # The automatic choice with smaller numbers: tile above 160² output pixels, by 80.
     monkeypatch.setattr(tiling, "AUTO_TILE_PIXELS", 160 * 160)
@@ -514,6 +517,7 @@ def _only_our_line(stderr):
     return ours[0]
 
 
+@pytest.mark.slow
 def test_module_command(tmp_path, weights):
     _save(tmp_path / "in.png")
     done = _process(["-m", "asdn_tf.cli.upscale", "--input=in.png", "--output=out.png",
@@ -532,6 +536,7 @@ def _console_script(after=""):
             f"\ntry:\n    {function}()\nfinally:\n    {after or 'pass'}")
 
 
+@pytest.mark.slow
 def test_console_script_failure_has_no_traceback(tmp_path, weights):
     _save(tmp_path / "in.png")
     done = _process(["-c", _console_script(), "--input=in.png", "--output=o.png", "--scale=2",

@@ -21,6 +21,7 @@ def test_bundled_weights_load_with_their_sidecar():
     assert set(sidecar["validation_psnr"]) >= {"2", "3", "4"}
 
 
+@pytest.mark.slow
 def test_bundled_weights_beat_bicubic_on_set5(datasets_dir):
     images = {"Set5": benchmark.load_set(datasets_dir / "Set5")}
     scales = [2, 3.3]
@@ -35,6 +36,7 @@ def test_bundled_weights_beat_bicubic_on_set5(datasets_dir):
 FLOORS = {("Set5", 2.0): 37.0, ("Set5", 3.0): 32.8, ("Set5", 4.0): 30.4, ("Set14", 2.0): 32.5}
 
 
+@pytest.mark.slow
 def test_bundled_weights_clear_the_srcnn_floors(datasets_dir):
     model = asdn_tf.load_pretrained()
     for name in ("Set5", "Set14"):
@@ -50,6 +52,7 @@ def test_the_bundled_model_does_not_hide_behind_a_missing_file(monkeypatch, tmp_
         asdn_tf.load_pretrained()
 
 
+@pytest.mark.slow
 def test_bfloat16_precision_keeps_the_quality(datasets_dir):
     images = {"Set5": benchmark.load_set(datasets_dir / "Set5")}
     model32 = asdn_tf.load_pretrained(precision="float32")
@@ -110,6 +113,7 @@ def test_keras_files_load_in_safe_mode(monkeypatch, tmp_path, tiny_model):
     assert calls == [{"safe_mode": True}]
 
 
+@pytest.mark.slow
 def test_the_photo_model_is_bundled_and_upscales_by_default():
     photo = weights_io.load_pretrained("photo")
     sidecar = weights_io.read_sidecar(weights_io.bundled_weights("photo"))

@@ -1,13 +1,13 @@
 """Checks image folders before a long run: counts, modes, sizes, small and unreadable images.
 
-    python -m asdn_tf.check_data data/DIV2K/DIV2K_train_HR data/benchmark/Set5 [--patch_size=96]
+    python -m asdn_tf.check_data data/DIV2K/DIV2K_train_HR data/Set5 [--patch_size=96]
 
 Every image is decoded exactly as training and evaluation read it (`asdn_tf.io.image_io`), so a
-truncated or mislabelled file shows up here rather than hours into a run. Exits non-zero when
-a folder is missing, holds no images, or holds unreadable files.
+truncated or mislabelled file shows up here rather than hours into a run. Stops before any
+work when a folder is missing; exits non-zero when one holds no images or unreadable files.
 
 Example:
-    >>> report = inspect_folder("../shared/datasets/Set14", patch_size=96)
+    >>> report = inspect_folder("data/Set14", patch_size=96)
     >>> report.count, dict(report.modes)
     (14, {'RGB': 13, 'L': 1})
 """
@@ -22,6 +22,7 @@ import sys
 from absl import app, flags
 from PIL import Image
 
+from asdn_tf.data import data_folders
 from asdn_tf.io import errors as cli, image_io
 from asdn_tf.nn import config
 
@@ -119,6 +120,10 @@ def main(argv):
     patch_size = flags.FLAGS.patch_size
     if patch_size < 1:
         sys.exit(f"check_data: --patch_size must be a positive integer, got {patch_size}")
+    missing = [path for path in paths if not pathlib.Path(path).is_dir()]
+    if missing:
+        others = f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""
+        sys.exit(f"check_data: {data_folders.missing_message(missing[0])}{others}")
     failed = []
     for path in paths:
         report = inspect_folder(path, patch_size)

@@ -1,6 +1,6 @@
 """Benchmark tables: Y-channel PSNR / SSIM of bicubic or ASDN on image sets, at any scales.
 
-    python -m asdn_tf.evaluate --data_dir=../shared/datasets --sets=Set5,Set14 \
+    python -m asdn_tf.evaluate --data_dir=data --sets=Set5,Set14 \
         --scales=2,3,4,8,1.5 --method=bicubic --output_json=runs/bicubic.json --plot=runs/bicubic.png
 
 The protocol is in asdn_tf/evaluation/protocol.py, the measuring in benchmark.py beside it and
@@ -109,7 +109,7 @@ def main(argv):
         sys.exit(f"evaluate: unexpected arguments {' '.join(argv[1:])}")
     options = flags.FLAGS
     try:
-        table = run(options.data_dir or os.environ.get("ASDN_DATASETS"), options.sets,
+        table = run(options.data_dir or os.environ.get("ASDN_DATASETS") or "data", options.sets,
                     options.scales, options.method, options.weights, options.preset,
                     options.output_json, options.output_csv, options.save_images, options.plot,
                     progress.bar("evaluate"), options.degradation,
@@ -124,8 +124,9 @@ def main(argv):
 
 if __name__ == "__main__":
     # Flags are defined here, not at import, so importing the library defines none.
-    flags.DEFINE_string("data_dir", None, "Folder with one folder per set "
-                        "(default: the ASDN_DATASETS environment variable).")
+    flags.DEFINE_string("data_dir", None, "Folder with one folder per set (default: the "
+                        "ASDN_DATASETS environment variable, else data, laid out in "
+                        "data/README.md).")
     flags.DEFINE_list("sets", ["Set5", "Set14"], "Set folders inside --data_dir.")
     flags.DEFINE_list("scales", ["2", "3", "4", "8", "1.5"], "Scales > 1, integer or decimal.")
     flags.DEFINE_list("method", ["bicubic"], "bicubic, asdn, or both (bicubic,asdn: the table "

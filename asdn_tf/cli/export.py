@@ -3,7 +3,7 @@
     python -m asdn_tf.export saved_model --output_dir=serving/artifacts/asdn/1 \\
         [--weights=training/cpu/best.weights.h5 --preset=default]
     python -m asdn_tf.export tflite --weights=fsdn_x2.weights.h5 --scale=2 --quantize=int8 \\
-        --images=../shared/datasets/Set5 --output=serving/artifacts/fsdn_x2_int8.tflite
+        --images=data/Set5 --output=serving/artifacts/fsdn_x2_int8.tflite
 
 The exports themselves are in asdn_tf/export/ (saved_model.py, tflite.py).
 """
@@ -14,6 +14,7 @@ import sys
 from absl import app, flags
 
 from asdn_tf.cli.model_flags import check_model_choice, define_model_flags, load_chosen_model
+from asdn_tf.data import data_folders
 from asdn_tf.export.output_files import check_output, write_export
 from asdn_tf.export.saved_model import DEFAULT_MAX_OUTPUT_PIXELS, check_limits, export_saved_model
 from asdn_tf.export.tflite import QUANTIZATIONS, convert_tflite, verification_images, verify_tflite
@@ -91,6 +92,7 @@ def _tflite_command(flag_values):
             raise ValueError(f"--{name} is required for tflite")
     if flag_values.scale < 2:
         raise ValueError(f"--scale must be an integer >= 2, got {flag_values.scale}")
+    data_folders.require_sources([flag_values.images])
     if flag_values.calibration_patches < 1:
         raise ValueError(f"--calibration_patches must be positive, "
                          f"got {flag_values.calibration_patches}")

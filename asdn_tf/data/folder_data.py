@@ -9,7 +9,7 @@ batch come from (seed, step) alone, so a resumed run reads the batches it would 
 (the draws are numpy's, not tf.data's: the two pipelines make different patches).
 
 Example:
-    >>> images = load_folder_images(["../shared/datasets/T91"], min_size=96)
+    >>> images = load_folder_images(["data/T91"], min_size=96)
     >>> batches = training_batches(images, DataConfig(), start_step=0)
     >>> batch = next(batches)    # {"x_up", "hr", "level"}, numpy float32 / int32
 """
@@ -22,14 +22,11 @@ import numpy as np
 from absl import logging
 from keras import ops
 
-from asdn_tf.nn import config as config_lib
-from asdn_tf.data import photo_degradation
+from asdn_tf.data import data_folders, photo_degradation, resizing
+from asdn_tf.data.data_folders import TFDS_PREFIX
 from asdn_tf.io import image_io, pixels
+from asdn_tf.nn import config as config_lib
 from asdn_tf.nn import lfr
-from asdn_tf.data import resizing
-
-# The prefix of a tensorflow-datasets source (asdn_tf.data.pipeline reads them; this module cannot).
-TFDS_PREFIX = "tfds:"
 
 
 def hr_patch_size(patch_size, level, num_levels=lfr.DEFAULT_LEVELS):
@@ -93,6 +90,7 @@ def check_sources(sources):
                          "give image folders or globs, e.g. DIV2K's HR images unpacked")
     if not sources:
         raise ValueError("no training data: give at least one image folder or glob")
+    data_folders.require_sources(sources)
 
 
 def level_probabilities(num_levels, weights=()):

@@ -1,4 +1,4 @@
-"""MATLAB-exact bicubic `imresize` in TensorFlow (../shared/docs/ASDN.md §7), with the kernel of
+"""MATLAB-exact bicubic `imresize` in TensorFlow (docs/protocol.md), with the kernel of
 `asdn_tf.data.resizing`.
 
 MATLAB semantics: Keys cubic kernel with a = -0.5; when downscaling the kernel is stretched by

@@ -6,7 +6,7 @@ network input x_up made from the LR by bicubic pre-upsampling. Patches are flipp
 before degradation, so input and target always agree.
 
 Example:
-    >>> dataset = training_dataset(DataConfig(sources=("../shared/datasets/T91",)))
+    >>> dataset = training_dataset(DataConfig(sources=("data/T91",)))
     >>> batch = next(iter(dataset))     # {"x_up", "hr", "level"}
 """
 

@@ -49,7 +49,7 @@ def resize_matrix(in_size, out_size, scale, antialias=True):
     """
     kernel_scale = np.float32(scale if antialias and scale < 1 else 1.0)
     taps = int(math.ceil(4.0 / float(kernel_scale))) + 2
-    # float32, as the widely used Python reference (../shared/testvectors) computes them:
+    # float32, as the widely used Python reference (tests/testvectors) computes them:
     # float64 positions move some pixels by about 1e-5.
     x = np.arange(1, out_size + 1, dtype=np.float32)
     u = x / np.float32(scale) + np.float32(0.5 * (1.0 - 1.0 / scale))

@@ -3,7 +3,7 @@ scales, under the protocol of asdn_tf/evaluation/protocol.py, with TensorFlow's 
 (`degradation.fixed_lr`) and super-resolvers (bicubic `imresize`, the compiled ASDN, an FSDN).
 
 Example (notebook):
-    >>> sets = load_sets("../shared/datasets", ["Set5"])
+    >>> sets = load_sets("data", ["Set5"])
     >>> results = evaluate(sets, [2, 4], "bicubic")
     >>> print(tables.format_table(results))
 """
@@ -12,6 +12,7 @@ import pathlib
 
 import numpy as np
 
+from asdn_tf.data import data_folders
 from asdn_tf.data import degradation as degradation_lib
 from asdn_tf.data.imresize import imresize
 from asdn_tf.evaluation.protocol import (METHODS, crop, lr_size, parse_scales, shave, sr_image,
@@ -33,8 +34,7 @@ def load_set(folder):
             (the message names it).
     """
     folder = pathlib.Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"set folder not found: {folder}")
+    data_folders.require_folder(folder)
     paths = image_io.list_images(folder)
     if not paths:
         raise ValueError(f"no images in {folder}")

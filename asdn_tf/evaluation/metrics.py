@@ -1,4 +1,4 @@
-"""PSNR and SSIM as the super-resolution literature reports them (../shared/docs/ASDN.md §7).
+"""PSNR and SSIM as the super-resolution literature reports them (docs/protocol.md).
 
 Both take images on the [0, 255] scale (uint8, as an SR output saved to PNG, or float), measure
 the BT.601 luma of RGB images (kept float, not rounded) or the values of a gray image directly,

@@ -1,4 +1,4 @@
-"""The benchmark protocol, one image at a time: the literature's (../shared/docs/ASDN.md §7).
+"""The benchmark protocol, one image at a time: the literature's (docs/protocol.md).
 
 For an integer scale s the HR image is cropped to a multiple of s; LR = imresize(HR, 1/s)
 (MATLAB-exact, ceil(H/s) pixels), quantised to uint8 as the benchmark LR PNGs are; the SR is

@@ -3,7 +3,7 @@
     python -m asdn_tf.export saved_model --output_dir=serving/artifacts/asdn/1 \
         [--weights=training/cpu/best.weights.h5 --preset=default]
     python -m asdn_tf.export tflite --weights=fsdn_x2.weights.h5 --scale=2 --quantize=int8 \
-        --images=../shared/datasets/Set5 --output=serving/artifacts/fsdn_x2_int8.tflite
+        --images=data/Set5 --output=serving/artifacts/fsdn_x2_int8.tflite
 
 SavedModel signatures; each takes `scale`, a float32 scalar in (1, max_scale]:
 

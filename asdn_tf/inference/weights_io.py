@@ -27,11 +27,11 @@ WEIGHTS_FOLDER = pathlib.Path(__file__).parents[1] / "weights"
 PACKAGE_WEIGHTS = WEIGHTS_FOLDER / "default.weights.h5"
 # The models bundled in the package, by name: "default" is trained on the benchmark's bicubic
 # (the literature's protocol), "photo" on a random mix of resizing kernels, blur, noise and JPEG
-# (real photographs; ../README.md compares them).
+# (real photographs; docs/photos.md compares them).
 BUNDLED = ("default", "photo")
 # What `asdn-upscale` and `asdn_tf.upscale` use when no model is named: real inputs are seldom
 # made the benchmark's way, and on Set5/Set14 x2-x4 "photo" is at worst 0.27 dB below bicubic
-# under other degradations where "default" is up to 3.2 dB below (README, Real photos). The
+# under other degradations where "default" is up to 3.2 dB below (docs/photos.md). The
 # benchmark commands (evaluate, export) use "default".
 UPSCALE_MODEL = "photo"
 

@@ -22,7 +22,7 @@ from asdn_tf.nn import lfr
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Hyper-parameters of the ASDN network (../shared/docs/ASDN.md §2).
+    """Hyper-parameters of the ASDN network (docs/method.md).
 
     Args:
         num_blocks: int, B, the number of dense attention blocks in the trunk.
@@ -114,7 +114,7 @@ DEGRADATIONS = {"bicubic": None, "photo": PhotoDegradation()}
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where training patches come from and how they are made (../shared/docs/ASDN.md §5).
+    """Where training patches come from and how they are made (docs/method.md).
 
     Args:
         sources: tuple of str, image folders or globs, or "tfds:div2k" for DIV2K's HR images

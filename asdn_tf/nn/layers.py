@@ -1,4 +1,4 @@
-"""The building blocks of ASDN (../shared/docs/ASDN.md §2) as Keras 3 layers.
+"""The building blocks of ASDN (docs/method.md) as Keras 3 layers.
 
 Each layer builds its sublayers in `build()`, keeps one attribute per constructor argument and
 round-trips through `get_config()`.
@@ -299,7 +299,7 @@ _SKIP_PAD = 2
 class BicubicUpsample(layers.Layer):
     """MATLAB bicubic upsampling by an integer factor as a fixed transposed convolution.
 
-    Equal to `asdn_tf.imresize(x, scale)` (a = -0.5, symmetric borders), built from ops that
+    Equal to `asdn_tf.data.imresize(x, scale)` (a = -0.5, symmetric borders), built from ops that
     convert to TFLite builtins (MIRROR_PAD, TRANSPOSE_CONV), so FSDN's global skip runs on a phone.
 
     Args:

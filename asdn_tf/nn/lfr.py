@@ -1,4 +1,4 @@
-"""Laplacian frequency representation arithmetic (../shared/docs/ASDN.md §3–4).
+"""Laplacian frequency representation arithmetic (docs/method.md).
 
 Which two reconstruction branches a scale blends, with what weight; the chain of steps that
 reaches a scale above 2; the size of every step's output. Each rule has a Python form (numbers)

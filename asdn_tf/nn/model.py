@@ -1,8 +1,8 @@
 """ASDN: one trunk pass, eleven reconstruction branches, a Laplacian blend of two of them.
 
 The model maps a pre-upsampled image x_up (N×H×W×3, float in [0, 1]) to the super-resolved
-image at the same size. `scale` in (1, 2] picks and blends two branches (../shared/docs/ASDN.md
-§3); `level` runs a single branch, as training does. Pre-upsampling and the recursion for scales
+image at the same size. `scale` in (1, 2] picks and blends two branches (docs/method.md,
+LFR); `level` runs a single branch, as training does. Pre-upsampling and the recursion for scales
 above 2 live in `asdn_tf.inference.engine`.
 """
 
@@ -121,7 +121,7 @@ class FSDN(keras.Model):
 
     The trunk runs at LR resolution (post-upsampling), a 1×1 conv compresses its output to
     `features` channels, a stride-s transposed conv upsamples, and the reconstruction branch
-    adds the bicubic-upsampled input (../shared/docs/ASDN.md §6). Initialise it from a trained
+    adds the bicubic-upsampled input (docs/method.md). Initialise it from a trained
     ASDN with `init_from_asdn`.
 
     Args:

@@ -5,6 +5,7 @@ import pathlib
 
 from absl import logging
 
+from asdn_tf.data import data_folders
 from asdn_tf.inference.weights_io import (BUNDLED, WEIGHTS_FOLDER, bundled_weights, load_model,
                                           read_sidecar)
 from asdn_tf.io import progress
@@ -73,9 +74,6 @@ def resolve_init_from(value):
 
 
 def check_validation_dir(folder):
-    folder = pathlib.Path(folder)
-    if not folder.is_dir():
-        raise TrainingError(
-            f"--validation_dir {folder} does not exist: make {folder.resolve()} and put the HR "
-            "images of a benchmark set in it (Set5, Set14, ...: data/README.md says where each "
-            "comes from), or pass --validate_every=0")
+    if not pathlib.Path(folder).is_dir():
+        raise TrainingError(f"--validation_dir {data_folders.missing_message(folder)}, or pass "
+                            "--validate_every=0")

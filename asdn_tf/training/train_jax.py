@@ -37,7 +37,7 @@ import numpy as np
 from absl import logging
 from keras import ops
 
-from asdn_tf.data import folder_data, resizing
+from asdn_tf.data import data_folders, folder_data, resizing
 from asdn_tf.evaluation import protocol
 from asdn_tf.io import image_io, pixels
 from asdn_tf.nn import lfr
@@ -173,8 +173,8 @@ def load_validation_set(folder):
     """[(name, uint8 H×W or H×W×3)] of the images in `folder` (8-bit, as the protocol needs)."""
     folder = pathlib.Path(folder)
     if not folder.is_dir():
-        raise TrainingError(f"--validation_dir {folder} does not exist: put the HR images of a "
-                            "benchmark set in it (data/README.md), or pass --validate_every=0")
+        raise TrainingError(f"--validation_dir {data_folders.missing_message(folder)}, or "
+                            "pass --validate_every=0")
     images = []
     for path in image_io.list_images(folder):
         image = image_io.read_image(path)

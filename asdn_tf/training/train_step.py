@@ -196,7 +196,7 @@ def make_strategy(name):
 
 
 _TF_CONFIG_HELP = ('(JSON, e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-                   '"task": {"type": "worker", "index": 0}}; README: Training on several '
+                   '"task": {"type": "worker", "index": 0}}; docs/training.md: On several '
                    'machines)')
 
 

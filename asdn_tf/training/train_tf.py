@@ -29,6 +29,7 @@ import numpy as np
 from absl import logging
 
 from asdn_tf.inference.precision import dtype_policy
+from asdn_tf.data import data_folders
 from asdn_tf.evaluation import benchmark
 from asdn_tf.io import pixels
 from asdn_tf.training import common, run_folder, tf_checkpoints
@@ -60,6 +61,7 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
             none of which can be restored, stated in one line.
     """
     check_arguments(model, scale, mixed_precision)
+    data_folders.require_sources(data_config.sources)
     from asdn_tf.training import train_step  # TensorFlow from here on
     distribution = train_step.make_strategy(strategy)
     cluster = train_step.cluster_of(distribution)
@@ -257,7 +259,7 @@ class _Session:
 
 
 def validate(network, images, scales):
-    """Mean Y-PSNR per scale under the evaluation protocol (../shared/docs/ASDN.md §7)."""
+    """Mean Y-PSNR per scale under the evaluation protocol (docs/protocol.md)."""
     rows = benchmark.evaluate({"validation": images}, scales, "asdn", network)
     return {float(row["scale"]): float(row["psnr"]) for row in rows}
 
