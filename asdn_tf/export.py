@@ -16,8 +16,9 @@ so one SavedModel serves every scale. A bad request fails with InvalidArgumentEr
 problem before anything large is allocated: the scale (NaN, infinite, ≤ 1 or above max_scale),
 then the image (not [N, H, W, 3]; not a PNG or JPEG, or a malformed header), then the output
 (empty, over max_output_pixels, or not larger than the input). `upscale_encoded` reads the size
-from the PNG or JPEG header, so a small file that claims a huge image is refused undecoded; it
-turns the image upright by its EXIF orientation, as `python -m asdn_tf.upscale` does.
+from the PNG or JPEG header, so a small file that claims a huge image is refused undecoded, and so
+is one that claims more pixels than its bytes can hold (`image_io.MAX_PIXELS_PER_BYTE`: a
+truncated file or an altered header, which the decoder would fill in); it turns the image upright by its EXIF orientation, as `python -m asdn_tf.upscale` does.
 
 The TFLite model is an FSDN (one fixed integer scale, post-upsampling) with float32 input and
 output N×H×W×3 in [0, 1]; the command verifies it with ai-edge-litert against the Keras model
@@ -43,13 +44,14 @@ from absl import app, flags
 
 from asdn_tf import cli, data_folders, fileio, lfr, metrics, pixels
 from asdn_tf import config as config_lib
-from asdn_tf.image_io import list_images, read_image
+from asdn_tf.image_io import MAX_PIXELS_PER_BYTE, list_images, read_image
 from asdn_tf.inference import upscale_tensor
 from asdn_tf.model import ASDN, FSDN
 from asdn_tf.weights_io import load_model, load_pretrained
 
 # A larger request is refused before anything is allocated (the memory of one pass). Raise it
-# (--max_output_pixels) on a server with the memory for it.
+# (--max_output_pixels) on a server with the memory for it: a pass of the default preset peaks
+# near 2 KB per output pixel (6.6 GB for 4194304 pixels at x32; `config.model_cost`).
 DEFAULT_MAX_OUTPUT_PIXELS = config_lib.MAX_PASS_PIXELS
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 # What each quantization must reach against the Keras FSDN, outputs in [0, 1] units.
@@ -82,7 +84,9 @@ def export_saved_model(model, output_dir, max_scale=lfr.DEFAULT_MAX_SCALE,
         model: a built `ASDN`.
         output_dir: the SavedModel folder to create.
         max_scale: float, the largest scale the signatures accept.
-        max_output_pixels: int, the largest batch × height × width of an output.
+        max_output_pixels: int, the largest batch × height × width of an output. Each costs
+            about 2 KB of memory at the peak of a request (default preset), so the default
+            1048576 needs about 2 GB, 4194304 about 8 GB.
         overwrite: bool, replace `output_dir` if it is an earlier SavedModel export.
 
     Returns:
@@ -276,6 +280,7 @@ def _checked_decode(image_bytes, scale, max_scale, max_output_pixels):
                        lambda: tf.image.extract_jpeg_shape(image_bytes, tf.int64)[:2])
     _check_output_size(checks, tf.constant(1, tf.int64), size[0], size[1], scale,
                        max_output_pixels)
+    _check_plausible(checks, size, length, is_png)
     image_bytes = _after(checks, image_bytes)
     # INTEGER_ACCURATE is the IDCT Pillow uses: the pixels are those the CLI upscales.
     image = tf.cond(is_png, lambda: tf.io.decode_png(image_bytes, channels=3),
@@ -283,6 +288,21 @@ def _checked_decode(image_bytes, scale, max_scale, max_output_pixels):
                                               dct_method="INTEGER_ACCURATE"))
     image = tf.ensure_shape(image, [None, None, 3])
     return _upright(image, _exif_orientation(image_bytes, length, is_png))
+
+
+def _check_plausible(checks, size, length, is_png):
+    """Checks that the header's size (int64 height, width) fits in `length` bytes of a complete
+    PNG or JPEG (`image_io.MAX_PIXELS_PER_BYTE`)."""
+    limit = tf.where(is_png, tf.constant(MAX_PIXELS_PER_BYTE["PNG"], tf.float64),
+                     tf.constant(MAX_PIXELS_PER_BYTE["JPEG"], tf.float64))
+    count = tf.cast(size[0], tf.float64) * tf.cast(size[1], tf.float64)
+    _check(checks, "check_pixels_per_byte", lambda: count <= limit * tf.cast(length, tf.float64),
+           lambda: tf.strings.join([
+               tf.strings.format("image_bytes claims {}x{} pixels in {} bytes, more than a "
+                                 "complete ", (size[1], size[0], length)),
+               tf.where(is_png, "PNG", "JPEG"),
+               tf.strings.format(" holds ({} pixels a byte): the file is truncated or its "
+                                 "header altered", [tf.cast(limit, tf.int64)])]))
 
 
 def _read(data, length, position, count):
@@ -743,8 +763,12 @@ def _define_flags():
     flags.DEFINE_float("max_scale", lfr.DEFAULT_MAX_SCALE,
                        "saved_model: the largest scale the signatures accept.")
     flags.DEFINE_integer("max_output_pixels", DEFAULT_MAX_OUTPUT_PIXELS,
-                         "saved_model: the largest batch × height × width of an output.")
-    flags.DEFINE_integer("scale", None, "tflite: the FSDN's integer scale (2, 3, 4, 8, ...).")
+                         "saved_model: the largest batch × height × width of an output. Each "
+                         "output pixel costs about 2 KB of memory at a request's peak (default "
+                         "preset): the default needs about 2 GB, 4194304 about 8 GB.")
+    flags.DEFINE(_WholeScaleParser(), "scale", None,
+                 "tflite: the FSDN's integer scale (2, 3, 4, 8, ...).",
+                 serializer=flags.ArgumentSerializer())
     flags.DEFINE_enum("quantize", "none", list(QUANTIZATIONS), "tflite: weight/activation types.")
     flags.DEFINE_string("input_size", "dynamic",
                         "tflite: HEIGHTxWIDTH of a fixed input (e.g. 256x256), or 'dynamic'.")
@@ -754,6 +778,18 @@ def _define_flags():
     flags.DEFINE_integer("num_threads", None, "tflite: interpreter threads while verifying.")
     flags.DEFINE_bool("overwrite", False, "Replace the output if it is an earlier export "
                       "(a SavedModel folder, a TFLite file); nothing else is ever replaced.")
+
+
+class _WholeScaleParser(flags.IntegerParser):
+    """tflite's --scale: digits only, and a plain word for anything else (int() would say
+    "invalid literal for int() with base 10")."""
+
+    def convert(self, argument):
+        if isinstance(argument, str) and not re.fullmatch(r"\s*\d+\s*", argument):
+            raise ValueError(f"a TFLite export is an FSDN, which upscales by one whole factor "
+                             f"(2, 3, 4, ...), not {argument.strip()!r}; for any scale, export "
+                             "ASDN as a SavedModel (saved_model)")
+        return super().convert(argument)
 
 
 def _parse_input_size(text):
@@ -795,8 +831,9 @@ def _tflite_command(flag_values):
     for name in ("weights", "scale", "output", "images"):
         if getattr(flag_values, name) in (None, ""):
             raise ValueError(f"--{name} is required for tflite")
-    if flag_values.scale < 2:
-        raise ValueError(f"--scale must be an integer >= 2, got {flag_values.scale}")
+    if not 2 <= flag_values.scale <= config_lib.MAX_FSDN_SCALE:
+        raise ValueError(f"--scale must be an integer in [2, {config_lib.MAX_FSDN_SCALE}], "
+                         f"got {flag_values.scale}")
     data_folders.require_sources([flag_values.images])
     if flag_values.calibration_patches < 1:
         raise ValueError(f"--calibration_patches must be positive, "

@@ -12,7 +12,8 @@ for one path from Python.
 Every error a user can cause (a bad path, image, scale or size, a missing or unfitting weights
 file, an output that exists or cannot be written) is found before the network runs, and ends in
 one line on stderr and a non-zero exit status; outputs are written atomically. An image's size
-comes from its header, so a request too large for it is refused before its pixels are decoded,
+comes from its header, so a request too large for it, an input above --max_input_pixels, or a
+file that claims more pixels than its bytes hold is refused before its pixels are decoded,
 and TensorFlow is imported only once an image is known to need the network: `--help`,
 `--version` and every refusal are immediate.
 
@@ -150,11 +151,13 @@ def _output_name(name, image_format):
 def upscale_file(source, destination, scale=None, *, size=None, width=None, height=None,
                  model=None, tile=None, tile_overlap=None, image_format=None,
                  quality=DEFAULT_QUALITY, overwrite=False, max_pixels=DEFAULT_MAX_PIXELS,
-                 max_scale=lfr.DEFAULT_MAX_SCALE, progress=None, precision="auto"):
+                 max_scale=lfr.DEFAULT_MAX_SCALE, progress=None, precision="auto",
+                 max_input_pixels=image_io.MAX_INPUT_PIXELS):
     """Upscales the image file `source` into `destination`; every check comes before the work.
 
     The request is checked against the size in the image's header before the pixels are
-    decoded: a small file that decodes to billions of pixels is refused at no cost.
+    decoded: a small file that decodes to billions of pixels is refused in well under a second
+    (`image_io.check_decode_cost`).
     Grayscale stays grayscale, alpha is kept (resized with bicubic), 16-bit PNGs stay 16-bit,
     EXIF orientation is applied and the ICC profile is kept where the output format allows. Of
     an animated image or a multi-page TIFF the first frame is used, with an
@@ -171,6 +174,7 @@ def upscale_file(source, destination, scale=None, *, size=None, width=None, heig
         quality: JPEG and WebP quality, 1–100.
         overwrite: replace an existing output file (never a folder, never the source).
         max_pixels: refuse outputs of more pixels than this.
+        max_input_pixels: refuse inputs of more pixels than this.
         max_scale: the largest accepted scale.
         progress: optional callable(done, total), called after each network pass.
         precision: of the bundled model, when `model` is None: "auto" (bfloat16 where the
@@ -188,13 +192,13 @@ def upscale_file(source, destination, scale=None, *, size=None, width=None, heig
     output = {"image_format": image_format, "overwrite": overwrite, "quality": quality}
     precision_lib.check_precision(precision)
     destination = output_path(source, destination, image_format)
-    header = _check_file(source, destination, request)
+    header = _check_file(source, destination, request, max_input_pixels)
     image_io.check_output(destination, header.alpha, **output)
     return _upscale_checked(source, destination, request, output, model, tile, tile_overlap,
                             progress, precision)
 
 
-def _check_file(source, destination, request):
+def _check_file(source, destination, request, max_input_pixels):
     """The checks of one file that need no decoding; returns its `image_io.Header`."""
     source = pathlib.Path(source)
     if not source.is_file():
@@ -203,7 +207,8 @@ def _check_file(source, destination, request):
         raise ValueError(f"output {destination} is the input itself; choose another name or folder")
     header = image_io.read_header(source)
     target_size((header.height, header.width), **request)
-    return header
+    # After the output's limit, whose message says more to most users; a header is cheap.
+    return image_io.check_decode_cost(source, max_input_pixels)
 
 
 def _upscale_checked(source, destination, request, output, model, tile, tile_overlap, progress,
@@ -394,6 +399,9 @@ def define_flags(flag_values=flags.FLAGS):
     define("bool", "fail_fast", False, "Stop at the first file that fails.")
     define("integer", "max_pixels", DEFAULT_MAX_PIXELS,
            "Refuse outputs of more pixels than this (default: a 4096x2160 frame at x4).")
+    define("integer", "max_input_pixels", image_io.MAX_INPUT_PIXELS,
+           "Refuse inputs of more pixels than this, from their header (default: 8192x8192); "
+           "decoding takes 3-4 bytes a pixel.")
     define("bool", "version", False, "Print the version and exit.")
     return defined
 
@@ -433,8 +441,9 @@ def _check_flags(values):
     if values.format is not None:
         image_io.output_format("", values.format)
     image_io.check_quality(values.quality)
-    if values.max_pixels < 1:
-        raise ValueError(f"--max_pixels must be a positive number, got {values.max_pixels}")
+    for name in ("max_pixels", "max_input_pixels"):
+        if getattr(values, name) < 1:
+            raise ValueError(f"--{name} must be a positive number, got {getattr(values, name)}")
     output = {"image_format": values.format, "overwrite": values.overwrite,
               "quality": values.quality}
     return request, output, tiles
@@ -495,7 +504,7 @@ def execute(values, arguments=()):
             skipped += 1
             continue
         try:
-            header = _check_file(source, destination, request)
+            header = _check_file(source, destination, request, values.max_input_pixels)
             destination.parent.mkdir(parents=True, exist_ok=True)
             image_io.check_output(destination, header.alpha, **output)
         except _USER_ERRORS as error:
