@@ -125,12 +125,13 @@ def test_level_scale_ops_match_level_scales():
     assert [float(lfr.level_scale_ops(np.int32(level))) for level in range(11)] == scales
 
 
-@pytest.mark.parametrize("text", ["1_5", "nan", "inf", "0x2", "\u0661.\u0665", "2,5", ""])
+@pytest.mark.parametrize("text", ["1_5", "nan", "inf", "0x2", "\u0661.\u0665", "2,5", "",
+                                  "1.5e0", ".5e1"])
 def test_scale_text_must_be_a_plain_decimal(text):
     with pytest.raises(ValueError, match="must be a number in"):
         lfr.check_scale(text)
 
 
-@pytest.mark.parametrize("text,value", [("2", 2.0), (" 3.3 ", 3.3), ("1.5e0", 1.5), (".5e1", 5.0)])
+@pytest.mark.parametrize("text,value", [("2", 2.0), (" 3.3 ", 3.3), ("1.5", 1.5), ("4.", 4.0)])
 def test_plain_decimal_scale_text_is_read(text, value):
     assert lfr.check_scale(text) == value

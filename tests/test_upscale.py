@@ -243,7 +243,7 @@ BAD = {
     "scale 1": (["--scale=1"], "not an upscaling"),
     "scale nan": (["--scale=nan"], "--scale must be a number in (1, 32] written in decimal"),
     "scale inf": (["--scale=inf"], "--scale must be a number in (1, 32] written in decimal"),
-    "scale 1e6": (["--scale=1e6"], "at most 32"),
+    "scale 1000000": (["--scale=1000000"], "at most 32"),
     "scale abc": (["--scale=abc"], "--scale must be a number"),
     "no scale or size": ([], "give exactly one of --scale"),
     "scale and width": (["--scale=2", "--width=64"], "not --scale and --width"),

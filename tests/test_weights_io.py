@@ -78,9 +78,9 @@ def test_an_unknown_precision_is_refused():
     ("tiny", "must hold a JSON object, not a string"),
     ({"model_config": {"num_blocks": 2, "bogus": 1}},
      "has a bad \"model_config\": unknown model config keys: ['bogus']"),
-    ({"model_config": {"num_blocks": "four"}}, "num_blocks must be a positive integer"),
+    ({"model_config": {"num_blocks": "four"}}, "num_blocks must be an integer in [1, 64]"),
     ({"model": 3}, 'has "model": 3; expected "asdn" or "fsdn"'),
-    ({"model": "fsdn", "scale": "2"}, 'has "scale": "2"; an FSDN needs an integer scale >= 2'),
+    ({"model": "fsdn", "scale": "2"}, 'has "scale": "2"; an FSDN needs an integer scale in [2, 32]'),
 ])
 def test_a_malformed_sidecar_is_one_line_naming_it(tmp_path, sidecar, words):
     weights = tmp_path / "run.weights.h5"

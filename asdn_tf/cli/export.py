@@ -9,6 +9,7 @@ The exports themselves are in asdn_tf/export/ (saved_model.py, tflite.py).
 """
 
 import pathlib
+import re
 import sys
 
 from absl import app, flags
@@ -43,8 +44,12 @@ def _define_flags():
     flags.DEFINE_float("max_scale", lfr.DEFAULT_MAX_SCALE,
                        "saved_model: the largest scale the signatures accept.")
     flags.DEFINE_integer("max_output_pixels", DEFAULT_MAX_OUTPUT_PIXELS,
-                         "saved_model: the largest batch × height × width of an output.")
-    flags.DEFINE_integer("scale", None, "tflite: the FSDN's integer scale (2, 3, 4, 8, ...).")
+                         "saved_model: the largest batch × height × width of an output. Each "
+                         "output pixel costs about 2 KB of memory at a request's peak (default "
+                         "preset): the default needs about 2 GB, 4194304 about 8 GB.")
+    flags.DEFINE(_WholeScaleParser(), "scale", None,
+                 "tflite: the FSDN's integer scale (2, 3, 4, 8, ...).",
+                 serializer=flags.ArgumentSerializer())
     flags.DEFINE_enum("quantize", "none", list(QUANTIZATIONS), "tflite: weight/activation types.")
     flags.DEFINE_string("input_size", "dynamic",
                         "tflite: HEIGHTxWIDTH of a fixed input (e.g. 256x256), or 'dynamic'.")
@@ -54,6 +59,18 @@ def _define_flags():
     flags.DEFINE_integer("num_threads", None, "tflite: interpreter threads while verifying.")
     flags.DEFINE_bool("overwrite", False, "Replace the output if it is an earlier export "
                       "(a SavedModel folder, a TFLite file); nothing else is ever replaced.")
+
+
+class _WholeScaleParser(flags.IntegerParser):
+    """tflite's --scale: digits only, and a plain word for anything else (int() would say
+    "invalid literal for int() with base 10")."""
+
+    def convert(self, argument):
+        if isinstance(argument, str) and not re.fullmatch(r"\s*\d+\s*", argument):
+            raise ValueError(f"a TFLite export is an FSDN, which upscales by one whole factor "
+                             f"(2, 3, 4, ...), not {argument.strip()!r}; for any scale, export "
+                             "ASDN as a SavedModel (saved_model)")
+        return super().convert(argument)
 
 
 def _parse_input_size(text):
@@ -90,8 +107,9 @@ def _tflite_command(flag_values):
     for name in ("weights", "scale", "output", "images"):
         if getattr(flag_values, name) in (None, ""):
             raise ValueError(f"--{name} is required for tflite")
-    if flag_values.scale < 2:
-        raise ValueError(f"--scale must be an integer >= 2, got {flag_values.scale}")
+    if not 2 <= flag_values.scale <= config_lib.MAX_FSDN_SCALE:
+        raise ValueError(f"--scale must be an integer in [2, {config_lib.MAX_FSDN_SCALE}], "
+                         f"got {flag_values.scale}")
     data_folders.require_sources([flag_values.images])
     if flag_values.calibration_patches < 1:
         raise ValueError(f"--calibration_patches must be positive, "

@@ -11,7 +11,8 @@
 Every error a user can cause (a bad path, image, scale or size, a missing or unfitting weights
 file, an output that exists or cannot be written) is found before the network runs, and ends in
 one line on stderr and a non-zero exit status; outputs are written atomically. An image's size
-comes from its header, so a request too large for it is refused before its pixels are decoded,
+comes from its header, so a request too large for it, an input above --max_input_pixels, or a
+file that claims more pixels than its bytes hold is refused before its pixels are decoded,
 and TensorFlow is imported only once an image is known to need the network: `--help`,
 `--version` and every refusal are immediate.
 
@@ -120,6 +121,9 @@ def define_flags(flag_values=flags.FLAGS):
     define("bool", "fail_fast", False, "Stop at the first file that fails.")
     define("integer", "max_pixels", DEFAULT_MAX_PIXELS,
            "Refuse outputs of more pixels than this (default: a 4096x2160 frame at x4).")
+    define("integer", "max_input_pixels", image_io.MAX_INPUT_PIXELS,
+           "Refuse inputs of more pixels than this, from their header (default: 8192x8192); "
+           "decoding takes 3-4 bytes a pixel.")
     define("bool", "version", False, "Print the version and exit.")
     return defined
 
@@ -160,8 +164,9 @@ def _check_flags(values):
     if values.format is not None:
         image_io.output_format("", values.format)
     image_io.check_quality(values.quality)
-    if values.max_pixels < 1:
-        raise ValueError(f"--max_pixels must be a positive number, got {values.max_pixels}")
+    for name in ("max_pixels", "max_input_pixels"):
+        if getattr(values, name) < 1:
+            raise ValueError(f"--{name} must be a positive number, got {getattr(values, name)}")
     output = {"image_format": values.format, "overwrite": values.overwrite,
               "quality": values.quality}
     return request, output, tiles
@@ -253,7 +258,7 @@ def _checked_jobs(pairs, request, output, values):
             skipped += 1
             continue
         try:
-            header = check_file(source, destination, request)
+            header = check_file(source, destination, request, values.max_input_pixels)
             destination.parent.mkdir(parents=True, exist_ok=True)
             image_io.check_output(destination, header.alpha, **output)
         except _USER_ERRORS as error:

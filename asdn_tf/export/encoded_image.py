@@ -4,6 +4,7 @@ decoded and turned upright by its EXIF orientation, as `asdn-upscale` reads file
 
 import tensorflow as tf
 
+from asdn_tf.io.image_io import MAX_PIXELS_PER_BYTE
 from asdn_tf.export.request_checks import after_checks, add_check, check_output_size, check_scale
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -36,7 +37,8 @@ def checked_decode(image_bytes, scale, max_scale, max_output_pixels):
         size = tf.cond(is_png, lambda: tf.stack([_number(ihdr[12:16]), _number(ihdr[8:12])]),
                        lambda: tf.image.extract_jpeg_shape(image_bytes, tf.int64)[:2])
     check_output_size(checks, tf.constant(1, tf.int64), size[0], size[1], scale,
-                       max_output_pixels)
+                      max_output_pixels)
+    _check_plausible(checks, size, length, is_png)
     image_bytes = after_checks(checks, image_bytes)
     # INTEGER_ACCURATE is the IDCT Pillow uses: the pixels are those the CLI upscales.
     image = tf.cond(is_png, lambda: tf.io.decode_png(image_bytes, channels=3),
@@ -44,6 +46,22 @@ def checked_decode(image_bytes, scale, max_scale, max_output_pixels):
                                               dct_method="INTEGER_ACCURATE"))
     image = tf.ensure_shape(image, [None, None, 3])
     return _upright(image, _exif_orientation(image_bytes, length, is_png))
+
+
+def _check_plausible(checks, size, length, is_png):
+    """Checks that the header's size (int64 height, width) fits in `length` bytes of a complete
+    PNG or JPEG (`image_io.MAX_PIXELS_PER_BYTE`)."""
+    limit = tf.where(is_png, tf.constant(MAX_PIXELS_PER_BYTE["PNG"], tf.float64),
+                     tf.constant(MAX_PIXELS_PER_BYTE["JPEG"], tf.float64))
+    count = tf.cast(size[0], tf.float64) * tf.cast(size[1], tf.float64)
+    add_check(checks, "check_pixels_per_byte",
+              lambda: count <= limit * tf.cast(length, tf.float64),
+              lambda: tf.strings.join([
+                  tf.strings.format("image_bytes claims {}x{} pixels in {} bytes, more than a "
+                                    "complete ", (size[1], size[0], length)),
+                  tf.where(is_png, "PNG", "JPEG"),
+                  tf.strings.format(" holds ({} pixels a byte): the file is truncated or its "
+                                    "header altered", [tf.cast(limit, tf.int64)])]))
 
 
 def _read(data, length, position, count):

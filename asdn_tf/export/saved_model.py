@@ -16,8 +16,10 @@ so one SavedModel serves every scale. A bad request fails with InvalidArgumentEr
 problem before anything large is allocated: the scale (NaN, infinite, ≤ 1 or above max_scale),
 then the image (not [N, H, W, 3]; not a PNG or JPEG, or a malformed header), then the output
 (empty, over max_output_pixels, or not larger than the input). `upscale_encoded` reads the size
-from the PNG or JPEG header, so a small file that claims a huge image is refused undecoded; it
-turns the image upright by its EXIF orientation, as `asdn-upscale` does.
+from the PNG or JPEG header, so a small file that claims a huge image is refused undecoded, and so
+is one that claims more pixels than its bytes can hold (`image_io.MAX_PIXELS_PER_BYTE`: a
+truncated file or an altered header, which the decoder would fill in); it turns the image
+upright by its EXIF orientation, as `asdn-upscale` does.
 
 The request checks are in asdn_tf/export/request_checks.py, the PNG and JPEG header reading in
 asdn_tf/export/encoded_image.py, and what may be overwritten in asdn_tf/export/output_files.py.
@@ -50,7 +52,8 @@ from asdn_tf.nn import lfr
 from asdn_tf.nn.model import ASDN
 
 # A larger request is refused before anything is allocated (the memory of one pass). Raise it
-# (--max_output_pixels) on a server with the memory for it.
+# (--max_output_pixels) on a server with the memory for it: a pass of the default preset peaks
+# near 2 KB per output pixel (6.6 GB for 4194304 pixels at x32; `config.model_cost`).
 DEFAULT_MAX_OUTPUT_PIXELS = config_lib.MAX_PASS_PIXELS
 
 
@@ -66,7 +69,9 @@ def export_saved_model(model, output_dir, max_scale=lfr.DEFAULT_MAX_SCALE,
         model: a built `ASDN`.
         output_dir: the SavedModel folder to create.
         max_scale: float, the largest scale the signatures accept.
-        max_output_pixels: int, the largest batch × height × width of an output.
+        max_output_pixels: int, the largest batch × height × width of an output. Each costs
+            about 2 KB of memory at the peak of a request (default preset), so the default
+            1048576 needs about 2 GB, 4194304 about 8 GB.
         overwrite: bool, replace `output_dir` if it is an earlier SavedModel export.
 
     Returns:

@@ -12,6 +12,7 @@ Example:
     (66, 99, 3)
 """
 
+import math
 import weakref
 
 import numpy as np
@@ -22,6 +23,10 @@ from asdn_tf.nn import lfr
 from asdn_tf.io import pixels as pixels_lib
 from asdn_tf.inference import precision as precision_lib
 from asdn_tf.data.imresize import imresize
+
+# How far float pixels may stray outside [0, 1] (rounding in the caller's arithmetic) before
+# they are taken for another range, such as 0..255.
+RANGE_SLOP = 1e-3
 
 
 def _checked_scale(scale, max_scale):
@@ -47,7 +52,8 @@ def upscale_tensor(model, images, scale, size=None, max_scale=lfr.DEFAULT_MAX_SC
 
     Args:
         model: an `ASDN`.
-        images: float tensor N×H×W×3 in [0, 1].
+        images: float tensor N×H×W×3 in [0, 1]; eagerly, values outside it (by more than
+            `RANGE_SLOP`) are refused.
         scale: number or float scalar tensor in (1, max_scale]; sets the recursion plan, the
             blend weights and the sampling positions of the pre-upsampling.
         size: optional (height, width) of the output; by default round(scale·h) × round(scale·w).
@@ -56,10 +62,14 @@ def upscale_tensor(model, images, scale, size=None, max_scale=lfr.DEFAULT_MAX_SC
 
     Returns:
         float32 N×h_out×w_out×3, clipped to [0, 1].
+
+    Raises:
+        ValueError: a bad scale, integer images (divide uint8 by 255, or call `upscale`), a
+            missing batch axis, or (eagerly) values outside [0, 1].
     """
     if isinstance(scale, (int, float)):
         lfr.check_scale(scale, max_scale)
-    images = tf.convert_to_tensor(images, tf.float32)
+    images = _checked_batch(images)
     scale = _checked_scale(tf.cast(scale, tf.float64), max_scale)
     in_h, in_w = tf.shape(images)[1], tf.shape(images)[2]
     if size is None:
@@ -97,6 +107,31 @@ def compiled_upscaler(model, max_scale=lfr.DEFAULT_MAX_SCALE):
     return cache[key]
 
 
+def _checked_batch(images):
+    """`images` as a float32 tensor, once its dtype and shape (and, eagerly, range) fit."""
+    dtype = getattr(images, "dtype", None)
+    if dtype is not None and not tf.as_dtype(dtype).is_floating:
+        raise ValueError(f"images must be float in [0, 1], got {tf.as_dtype(dtype).name}; "
+                         "divide by 255 (or pass the uint8 image to asdn_tf.upscale)")
+    images = tf.convert_to_tensor(images, tf.float32)
+    shape = images.shape
+    if shape.rank is not None and (shape.rank != 4 or shape[-1] not in (None, 3)):
+        hint = "; add the batch axis with images[None]" if shape.rank == 3 else ""
+        raise ValueError(f"images must be a batch N×H×W×3, got shape {tuple(shape)}{hint}")
+    if tf.executing_eagerly() and tf.size(images) > 0:
+        _check_range(float(tf.reduce_min(images)), float(tf.reduce_max(images)))
+    return images
+
+
+def _check_range(low, high):
+    """Refuses float pixels outside [0, 1] (by more than RANGE_SLOP), and NaN or infinity."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError("image has NaN or infinite values")
+    if low < -RANGE_SLOP or high > 1 + RANGE_SLOP:
+        raise ValueError(f"float pixels must be in [0, 1], got values in [{low:g}, {high:g}]; "
+                         "divide 0-255 values by 255 (or pass uint8)")
+
+
 def _check_layout(image):
     """Checks what the array's shape and type say; reads no pixel."""
     if not isinstance(image, np.ndarray):
@@ -129,7 +164,8 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
 
     Args:
         image: H×W (gray), H×W×1, H×W×3 or H×W×4 (alpha is resized with bicubic); uint8,
-            uint16 or float in [0, 1].
+            uint16 or float in [0, 1] (values outside it by more than `RANGE_SLOP` are
+            refused: divide 0-255 floats by 255).
         scale: the factor; without it, the largest of the size ratios.
         model: an `ASDN`; by default the bundled pretrained model, loaded once per process
             (`weights_io.shared_pretrained`). It computes in its own precision.
@@ -154,6 +190,8 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
     tiled = tiling.choose_tile(size, tile) > 0
     tile_overlap = tiling.check_overlap(tile_overlap)
     precision_lib.check_precision(precision)
+    if np.issubdtype(image.dtype, np.floating):
+        _check_range(float(image.min()), float(image.max()))
     pixels = pixels_lib.to_float(image)
     if model is None:
         model = weights_io.shared_pretrained(precision)

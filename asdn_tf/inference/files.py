@@ -40,11 +40,13 @@ def _output_name(name, image_format):
 def upscale_file(source, destination, scale=None, *, size=None, width=None, height=None,
                  model=None, tile=None, tile_overlap=None, image_format=None,
                  quality=DEFAULT_QUALITY, overwrite=False, max_pixels=DEFAULT_MAX_PIXELS,
-                 max_scale=lfr.DEFAULT_MAX_SCALE, progress=None, precision="auto"):
+                 max_scale=lfr.DEFAULT_MAX_SCALE, progress=None, precision="auto",
+                 max_input_pixels=image_io.MAX_INPUT_PIXELS):
     """Upscales the image file `source` into `destination`; every check comes before the work.
 
     The request is checked against the size in the image's header before the pixels are
-    decoded: a small file that decodes to billions of pixels is refused at no cost.
+    decoded: a small file that decodes to billions of pixels is refused in well under a second
+    (`image_io.check_decode_cost`).
     Grayscale stays grayscale, alpha is kept (resized with bicubic), 16-bit PNGs stay 16-bit,
     EXIF orientation is applied and the ICC profile is kept where the output format allows. Of
     an animated image or a multi-page TIFF the first frame is used, with an
@@ -61,6 +63,7 @@ def upscale_file(source, destination, scale=None, *, size=None, width=None, heig
         quality: JPEG and WebP quality, 1–100.
         overwrite: replace an existing output file (never a folder, never the source).
         max_pixels: refuse outputs of more pixels than this.
+        max_input_pixels: refuse inputs of more pixels than this.
         max_scale: the largest accepted scale.
         progress: optional callable(done, total), called after each network pass.
         precision: of the bundled model, when `model` is None: "auto" (bfloat16 where the
@@ -78,13 +81,13 @@ def upscale_file(source, destination, scale=None, *, size=None, width=None, heig
     output = {"image_format": image_format, "overwrite": overwrite, "quality": quality}
     precision_lib.check_precision(precision)
     destination = output_path(source, destination, image_format)
-    header = check_file(source, destination, request)
+    header = check_file(source, destination, request, max_input_pixels)
     image_io.check_output(destination, header.alpha, **output)
     return upscale_checked(source, destination, request, output, model, tile, tile_overlap,
                             progress, precision)
 
 
-def check_file(source, destination, request):
+def check_file(source, destination, request, max_input_pixels):
     """The checks of one file that need no decoding; returns its `image_io.Header`."""
     source = pathlib.Path(source)
     if not source.is_file():
@@ -93,7 +96,8 @@ def check_file(source, destination, request):
         raise ValueError(f"output {destination} is the input itself; choose another name or folder")
     header = image_io.read_header(source)
     target_size((header.height, header.width), **request)
-    return header
+    # After the output's limit, whose message says more to most users; a header is cheap.
+    return image_io.check_decode_cost(source, max_input_pixels)
 
 
 def upscale_checked(source, destination, request, output, model, tile, tile_overlap, progress,

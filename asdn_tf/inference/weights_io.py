@@ -52,7 +52,8 @@ def read_sidecar(weights_path):
     """The sidecar's dict, or {} when there is none.
 
     What loading reads is checked: the JSON is an object, "model" is "asdn" or "fsdn", an
-    FSDN's "scale" is an integer >= 2, and "model_config" is an object of ModelConfig fields.
+    FSDN's "scale" is an integer in [2, config.MAX_FSDN_SCALE], and "model_config" is an object
+    of ModelConfig fields, each in its range (`config.MODEL_RANGES`), of a bounded cost.
     Other keys are the training run's record (steps, data, scores) and are not checked.
 
     Raises:
@@ -80,8 +81,10 @@ def _sidecar_problem(sidecar):
     if model not in ("asdn", "fsdn"):
         return f'has "model": {json.dumps(model)}; expected "asdn" or "fsdn"'
     scale = sidecar.get("scale")
-    if model == "fsdn" and (isinstance(scale, bool) or not isinstance(scale, int) or scale < 2):
-        return f'has "scale": {json.dumps(scale)}; an FSDN needs an integer scale >= 2'
+    if model == "fsdn" and (isinstance(scale, bool) or not isinstance(scale, int)
+                            or not 2 <= scale <= config_lib.MAX_FSDN_SCALE):
+        return (f'has "scale": {json.dumps(scale)}; an FSDN needs an integer scale in '
+                f"[2, {config_lib.MAX_FSDN_SCALE}]")
     if "model_config" not in sidecar:
         return None
     values = sidecar["model_config"]
@@ -164,11 +167,12 @@ def _load_weights(model, path, preset):
         if stored is None:
             raise ValueError(f"{path} is not a readable .weights.h5 file: "
                              f"{cli.first_line(error)}") from None
-        label = preset if isinstance(preset, str) else "the given config"
-        network = f"an x{model.scale} FSDN of preset" if isinstance(model, FSDN) else "preset"
-        raise ValueError(f"weights {path} do not fit {network} {label}: the file holds "
-                         f"{stored:,} parameters, the preset needs {model.count_params():,}") \
-            from None
+        named = isinstance(preset, str)
+        label = f"preset {preset}" if named else "the given config"
+        network = f"an x{model.scale} FSDN of {label}" if isinstance(model, FSDN) else label
+        raise ValueError(f"weights {path} do not fit {network}: the file holds {stored:,} "
+                         f"parameters, the {'preset' if named else 'config'} needs "
+                         f"{model.count_params():,}") from None
 
 
 def bundled_weights(name="default"):

@@ -4,8 +4,12 @@ Writing is atomic: the image goes to a temporary file in the destination folder,
 the destination only once complete, so an interrupted write leaves no partial image.
 
 `read_header` tells an image's size from its header alone, so that a small file which decodes to
-billions of pixels (a decompression bomb) is refused before it is decoded. TensorFlow is imported
-only for 16-bit PNGs, which Pillow cannot hold: the upscale command's checks do not wait for it.
+billions of pixels (a decompression bomb) is refused before it is decoded: `check_decode_cost`
+bounds the pixels, and every reader refuses a PNG or JPEG that claims more pixels than its bytes
+can hold (a truncated file, or one whose header was altered), which the decoder would otherwise
+fill in. A file that decodes short is an error, never filled in (reading refuses to run while
+Pillow's LOAD_TRUNCATED_IMAGES is set). TensorFlow is imported only for 16-bit PNGs, which Pillow cannot hold: the upscale
+command's checks do not wait for it. docs/limits.md lists the limits.
 
 Example:
     >>> pixels, profile = read_image_and_profile("photo.jpg")
@@ -15,6 +19,7 @@ Example:
 import collections
 import contextlib
 import glob
+import io
 import os
 import pathlib
 import struct
@@ -22,7 +27,7 @@ import warnings
 import zlib
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from asdn_tf.io import fileio
 from asdn_tf.io import pixels as pixels_lib
@@ -37,6 +42,15 @@ _ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
 _ICC_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
 _QUALITY_FORMATS = ("JPEG", "WEBP")
 _EXIF_ORIENTATION = 0x0112
+# The most pixels an input may have by default: an 8192x8192 image. Decoding it takes 3-4 bytes
+# a pixel (200-270 MB), the network's float copy 12 more; Pillow warns above 89 M pixels.
+MAX_INPUT_PIXELS = 8192 * 8192
+# The most pixels a byte of a complete file can hold, with a margin. PNG: deflate expands a byte
+# at most 1032 times and a pixel takes at least a bit (8256). JPEG: a Huffman-coded 8x8 block
+# takes at least a bit in its DC scan (512 for gray). More is a truncated file or an altered
+# header, which the decoder would fill in. Other formats (WebP, TIFF, BMP) can hold a blank image
+# in a few bytes whatever its size: only the pixel limit bounds them.
+MAX_PIXELS_PER_BYTE = {"PNG": 10_000, "JPEG": 1024}
 # ImageOps.exif_transpose's operations, for arrays Pillow cannot hold (16-bit colour).
 _ORIENTATIONS = {
     2: lambda a: a[:, ::-1],
@@ -90,8 +104,25 @@ def _hidden(relative):
     return any(part.startswith(".") for part in relative.parts)
 
 
+def check_decode_cost(source, max_pixels=MAX_INPUT_PIXELS):
+    """The `Header` of an image (a path, or the bytes of an upload) once its decoding is known to
+    be bounded: at most `max_pixels` pixels, and no more than its bytes can hold
+    (`MAX_PIXELS_PER_BYTE`). Reads the header only: under a second and a few MB for any file.
+
+    Raises:
+        ValueError: one line, for an image over either bound or one that cannot be read.
+    """
+    header = read_header(source)
+    if header.height * header.width > max_pixels:
+        raise ValueError(f"{_label(source)} has {header.width}x{header.height} = "
+                         f"{header.height * header.width:,} pixels, more than the input limit "
+                         f"of {max_pixels:,} (max_input_pixels)")
+    return header
+
+
 def read_header(path):
-    """The `Header` of an image file, read without decoding its pixels: cheap for any file.
+    """The `Header` of an image file (or its bytes), read without decoding its pixels: cheap for
+    any file.
 
     The size is the one `read_image` returns, EXIF orientation applied, except for a PNG whose
     orientation is stored after its pixels (rare): that one is known only once decoded.
@@ -134,11 +165,12 @@ def read_image(path):
     Of an animated image or a multi-page TIFF, the first frame, with a `FirstFrameWarning`.
 
     Raises:
-        ValueError: the file is empty, truncated or not an image (the message names it).
+        ValueError: the file is empty, truncated, claims more pixels than its bytes can hold, or
+            is not an image (the message names it).
     """
     with _decoding(path) as image:
         _warn_if_several_frames(image, path)
-        image.load()
+        _load(image)
         return to_array(ImageOps.exif_transpose(image))
 
 
@@ -157,27 +189,54 @@ def read_image_and_profile(path):
             pixels = _ORIENTATIONS.get(image.getexif().get(_EXIF_ORIENTATION, 1),
                                        lambda a: a)(pixels)
         else:
-            image.load()
+            _load(image)
             pixels = to_array(ImageOps.exif_transpose(image))
     space = profile[16:20] if profile is not None else None
     return pixels, profile if space == (b"GRAY" if pixels.ndim == 2 else b"RGB ") else None
 
 
 @contextlib.contextmanager
-def _decoding(path):
-    """Opens `path` with Pillow; any decoding error in the block becomes one ValueError."""
-    path = pathlib.Path(path)
+def _decoding(source):
+    """Opens `source` (a path or bytes) with Pillow and refuses one that claims more pixels than
+    its bytes can hold; any decoding error in the block becomes one ValueError."""
+    data = source if isinstance(source, (bytes, bytearray)) else None
+    size = None
     try:
+        size = len(data) if data is not None else os.stat(source).st_size
         with warnings.catch_warnings():
             # Pillow warns above 89 M pixels and refuses above 179 M. Callers that care check
-            # `read_header` against their own limit first; the refusal is the last guard.
+            # `check_decode_cost` first; the refusal is the last guard.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(data) if data is not None else source) as image:
+                _check_plausible(image, size)
                 yield image
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
             Image.DecompressionBombError) as error:
-        reason = "empty file" if path.exists() and path.stat().st_size == 0 else _message(error)
-        raise ValueError(f"cannot read image {path}: {reason}") from None
+        reason = "empty file" if size == 0 else _message(error)
+        raise ValueError(f"cannot read {_label(source)}: {reason}") from None
+
+
+def _load(image):
+    """Decodes `image`: data that ends short is an error, never filled in."""
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise ValueError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set in this process, which "
+                         "would fill in missing data; unset it to read images here")
+    image.load()
+
+
+def _label(source):
+    if isinstance(source, (bytes, bytearray)):
+        return "the image data"
+    return f"image {pathlib.Path(source)}"
+
+
+def _check_plausible(image, size):
+    limit = MAX_PIXELS_PER_BYTE.get(image.format)
+    width, height = image.size
+    if limit is not None and width * height > limit * size:
+        raise ValueError(f"its header claims {width}x{height} pixels in {size:,} bytes, more "
+                         f"than a complete {image.format} holds ({limit:,} pixels a byte): the "
+                         "file is truncated or its header altered")
 
 
 def _message(error):

@@ -49,13 +49,17 @@ class ModelConfig:
     global_skip: bool = True
 
     def __post_init__(self):
-        for name in ("num_blocks", "num_layers", "features", "growth", "ca_reduction",
-                     "sa_features"):
+        for name, (low, high) in MODEL_RANGES.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.num_levels, int) or self.num_levels < 2:
-            raise ValueError(f"num_levels must be an integer >= 2, got {self.num_levels!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+        parameters, activations = model_cost(self)
+        if parameters > MAX_PARAMETERS or activations > MAX_ACTIVATION_BYTES_PER_PIXEL:
+            raise ValueError(
+                f"this config builds {parameters:,} parameters and about {activations:,} bytes "
+                f"of activations per output pixel; at most {MAX_PARAMETERS:,} and "
+                f"{MAX_ACTIVATION_BYTES_PER_PIXEL:,} are accepted (the paper's: "
+                f"{PAPER_COST[0]:,} and {PAPER_COST[1]:,})")
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -67,6 +71,50 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
         return cls(**values)
+
+
+# The accepted range of each size of a ModelConfig: wide enough for any real ASDN (the paper's
+# is 16 blocks, 8 layers, 64 features, growth 64, 11 levels), so that a sidecar or a `.keras`
+# file that asks for 10^12 blocks is refused in one line before anything is built.
+MODEL_RANGES = {"num_blocks": (1, 64), "num_layers": (1, 32), "features": (1, 1024),
+                "growth": (1, 1024), "num_levels": (2, 64), "ca_reduction": (1, 1024),
+                "sa_features": (1, 1024)}
+# The most a config may cost: 9 times the paper's parameters (800 MB as float32) and about 5
+# times its activations.
+MAX_PARAMETERS = 200_000_000
+# The largest scale of an FSDN (its transposed convolution holds scale² · features² weights).
+MAX_FSDN_SCALE = int(lfr.DEFAULT_MAX_SCALE)
+MAX_ACTIVATION_BYTES_PER_PIXEL = 64 * 1024
+
+
+def model_cost(model_config):
+    """(parameters, activation bytes per output pixel) of the ASDN `model_config` describes,
+    computed without building it. The activations are an estimate of one pass in float32: the
+    trunk's concatenated features and an intra dense block's stack, each held twice while it is
+    concatenated (about 2 KB a pixel for the default preset, as measured)."""
+    cfg = model_config
+    features, growth = cfg.features, cfg.growth
+    squeeze = max(features // cfg.ca_reduction, 1)
+    parameters = _conv(3, 3, features)
+    for block in range(cfg.num_blocks):
+        parameters += _conv(1, features * (block + 1), features)
+        parameters += sum(_conv(3, features + layer * growth, growth)
+                          for layer in range(cfg.num_layers))
+        parameters += _conv(1, features + cfg.num_layers * growth, features)
+        if cfg.channel_attention:
+            parameters += _conv(1, features, squeeze) + _conv(1, squeeze, features)
+    trunk_channels = features * (cfg.num_blocks + 1)
+    branch = _conv(1, trunk_channels, 3)
+    if cfg.spatial_attention:
+        branch += _conv(1, 3, cfg.sa_features) + _conv(1, cfg.sa_features, 1)
+    parameters += cfg.num_levels * branch
+    stack = features + cfg.num_layers * growth
+    return parameters, 4 * 2 * (trunk_channels + stack)
+
+
+def _conv(kernel, inputs, outputs):
+    """The parameters of a kernel×kernel convolution with bias (a Dense layer is kernel 1)."""
+    return kernel * kernel * inputs * outputs + outputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +160,10 @@ class PhotoDegradation:
 DEGRADATIONS = {"bicubic": None, "photo": PhotoDegradation()}
 
 
+# The accepted sizes of a batch of LR patches (the paper's: 16 of 48×48).
+DATA_RANGES = {"patch_size": (4, 1024), "batch_size": (1, 4096)}
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Where training patches come from and how they are made (docs/method.md).
@@ -152,10 +204,10 @@ class DataConfig:
         weights = self.level_weights
         if weights and (not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0):
             raise ValueError(f"level_weights must be finite numbers >= 0, not all 0, got {weights!r}")
-        if not isinstance(self.patch_size, int) or self.patch_size < 4:
-            raise ValueError(f"patch_size must be an integer >= 4, got {self.patch_size!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        for name, (low, high) in DATA_RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,6 +288,7 @@ PRESETS = {
     # For tests: builds and runs in well under a second.
     "tiny": ModelConfig(num_blocks=2, num_layers=2, features=8, growth=8, sa_features=4),
 }
+PAPER_COST = model_cost(PRESETS["paper"])
 
 
 def preset(name):

@@ -25,9 +25,9 @@ DEFAULT_MAX_SCALE = 32.0
 # on a level (1.3 → 1.29999995) leaves a weight of 5e-7. Snapping by this much puts such values
 # back on the grid.
 SNAP = 1e-6
-# A scale written as text: a plain decimal number (Python's float also takes "1_5", "١٫٥" and
-# "nan", which a user never means as a scale).
-DECIMAL = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
+# A scale written as text: a plain decimal number, digits and at most one point (Python's float
+# also takes "1_5", "١٫٥", "2e0" and "nan", which a user never means as a scale).
+DECIMAL = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)\s*", re.ASCII)
 
 
 def _ops():

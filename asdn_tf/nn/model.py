@@ -139,8 +139,10 @@ class FSDN(keras.Model):
             model_config = config_lib.ModelConfig()
         elif isinstance(model_config, dict):
             model_config = config_lib.ModelConfig.from_dict(model_config)
-        if not isinstance(scale, int) or scale < 2:
-            raise ValueError(f"FSDN scale must be an integer >= 2, got {scale!r}")
+        if isinstance(scale, bool) or not isinstance(scale, int) \
+                or not 2 <= scale <= config_lib.MAX_FSDN_SCALE:
+            raise ValueError(f"FSDN scale must be an integer in [2, {config_lib.MAX_FSDN_SCALE}], "
+                             f"got {scale!r}")
         self.model_config = model_config
         self.scale = scale
         cfg = model_config

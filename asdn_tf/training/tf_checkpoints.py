@@ -83,7 +83,7 @@ class Checkpoints:
                              self.folder / f"{CHECKPOINT_NAME}-{step}_temp"]:
                     fileio.remove(path)  # half-written
             raise TrainingError(f"cannot write a checkpoint in {self.output_dir}: "
-                                f"{getattr(error, 'message', error)}; {self.newest()}") from None
+                                f"{cli.first_line(error)}; {self.newest()}") from None
 
     def _save_copy(self, step):
         import tensorflow as tf
