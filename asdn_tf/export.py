@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from asdn_tf import cli, fileio, lfr, metrics, pixels
+from asdn_tf import cli, fileio, lfr, metrics, onnx_export, pixels
 from asdn_tf import config as config_lib
 from asdn_tf.image_io import list_images, read_image
 from asdn_tf.inference import upscale_tensor
@@ -729,13 +729,14 @@ _COMMAND_FLAGS = {
                     "overwrite"},
     "tflite": {"output", "weights", "preset", "scale", "quantize", "input_size", "images",
                "calibration_patches", "num_threads", "overwrite"},
+    "onnx": onnx_export.COMMAND_FLAGS,
 }
 
 
 def _define_flags():
     flags.DEFINE_string("output_dir", None, "saved_model: the SavedModel folder to write "
                         "(a numbered version folder for TF Serving, e.g. models/asdn/1).")
-    flags.DEFINE_string("output", None, "tflite: the .tflite file to write.")
+    flags.DEFINE_string("output", None, "tflite: the .tflite file to write; onnx: the .onnx file.")
     flags.DEFINE_string("weights", None, "saved_model: ASDN weights (.weights.h5 or .keras; "
                         "default: the bundled weights). tflite: FSDN weights (required).")
     flags.DEFINE_string("preset", None, "Model preset when the weights have no sidecar: "
@@ -744,12 +745,16 @@ def _define_flags():
                        "saved_model: the largest scale the signatures accept.")
     flags.DEFINE_integer("max_output_pixels", DEFAULT_MAX_OUTPUT_PIXELS,
                          "saved_model: the largest batch × height × width of an output.")
-    flags.DEFINE_integer("scale", None, "tflite: the FSDN's integer scale (2, 3, 4, 8, ...).")
+    flags.DEFINE_float("scale", None, "tflite: the FSDN's integer scale (2, 3, 4, 8, ...); "
+                       "onnx: the scale the file does (an ASDN: 1.1 to 32; an FSDN: its own).")
+    flags.DEFINE_enum("layout", "nhwc", list(onnx_export.LAYOUTS),
+                      "onnx: the input and output layout, N×H×W×3 or N×3×H×W.")
     flags.DEFINE_enum("quantize", "none", list(QUANTIZATIONS), "tflite: weight/activation types.")
     flags.DEFINE_string("input_size", "dynamic",
                         "tflite: HEIGHTxWIDTH of a fixed input (e.g. 256x256), or 'dynamic'.")
     flags.DEFINE_string("images", None, "tflite: folder or glob of real images to verify on "
-                        "(and to calibrate int8 on).")
+                        "(and to calibrate int8 on); onnx: the same, by default the quick "
+                        "start's photograph.")
     flags.DEFINE_integer("calibration_patches", 64, "tflite: int8 calibration patches.")
     flags.DEFINE_integer("num_threads", None, "tflite: interpreter threads while verifying.")
     flags.DEFINE_bool("overwrite", False, "Replace the output if it is an earlier export "
@@ -795,8 +800,9 @@ def _tflite_command(flag_values):
     for name in ("weights", "scale", "output", "images"):
         if getattr(flag_values, name) in (None, ""):
             raise ValueError(f"--{name} is required for tflite")
-    if flag_values.scale < 2:
-        raise ValueError(f"--scale must be an integer >= 2, got {flag_values.scale}")
+    if flag_values.scale < 2 or not flag_values.scale.is_integer():
+        raise ValueError(f"--scale must be an integer >= 2, got {flag_values.scale:g}")
+    scale = int(flag_values.scale)
     if flag_values.calibration_patches < 1:
         raise ValueError(f"--calibration_patches must be positive, "
                          f"got {flag_values.calibration_patches}")
@@ -804,14 +810,14 @@ def _tflite_command(flag_values):
     output = pathlib.Path(flag_values.output)
     check_output(output, "tflite", flag_values.overwrite)
     images = verification_images(flag_values.images, input_size)
-    fsdn = load_model(flag_values.weights, flag_values.preset, fsdn_scale=flag_values.scale,
+    fsdn = load_model(flag_values.weights, flag_values.preset, fsdn_scale=scale,
                       precision="float32")
     content = convert_tflite(fsdn, flag_values.quantize, input_size, flag_values.images,
                              flag_values.calibration_patches)
     result = verify_tflite(content, fsdn, images, flag_values.quantize, flag_values.num_threads)
     float_size = 4 * fsdn.count_params()
     shape = "dynamic HxW" if input_size is None else f"{input_size[0]}x{input_size[1]}"
-    print(f"x{flag_values.scale} FSDN, quantize={flag_values.quantize}, input {shape}: "
+    print(f"x{scale} FSDN, quantize={flag_values.quantize}, input {shape}: "
           f"{len(content) / 1e6:.3f} MB (float32 weights {float_size / 1e6:.3f} MB)")
     print(f"vs Keras on {result['images']} image(s) from {flag_values.images}: "
           f"max abs {result['max_abs']:.3g}, PSNR {result['psnr']:.2f} dB, "
@@ -826,9 +832,10 @@ def _tflite_command(flag_values):
 
 
 def main(argv):
-    commands = {"saved_model": _saved_model_command, "tflite": _tflite_command}
+    commands = {"saved_model": _saved_model_command, "tflite": _tflite_command,
+                "onnx": onnx_export.onnx_command}
     if len(argv) != 2 or argv[1] not in commands:
-        print("export: usage: python -m asdn_tf.export saved_model|tflite [--flags]",
+        print("export: usage: python -m asdn_tf.export saved_model|tflite|onnx [--flags]",
               file=sys.stderr)
         return 2
     command = argv[1]

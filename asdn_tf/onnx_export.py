@@ -1,0 +1,309 @@
+"""ONNX export: an ASDN at one fixed scale, or an FSDN, as an ONNX model with dynamic H and W.
+
+    python -m asdn_tf.export onnx --scale=2.5 --output=asdn_x2.5.onnx
+    python -m asdn_tf.export onnx --weights=fsdn_x2.weights.h5 --scale=2 --output=fsdn_x2.onnx
+
+The file takes `image`, float32 N×H×W×3 in [0, 1] (N×3×H×W with --layout=nchw), and returns
+`sr`, the image upscaled by the file's scale (round(s·H) × round(s·W), clipped to [0, 1]). The
+bicubic pre-upsampling (MATLAB's, `asdn_tf.imresize`) and, above ×2, the recursion run inside
+the graph: the recursion is unrolled for the scale, so one file does one scale. The scale,
+layout and range are also in the file's metadata (`metadata_props`).
+
+Before it is written, the file is run in ONNX Runtime on real images (by default the quick
+start's photograph) against the Keras model, and refused when the two differ by more than
+`MAX_ABS_DIFFERENCE`. An ONNX graph that takes the scale as an input is not offered: see
+docs/onnx.md for the converter's error.
+"""
+
+import logging
+import pathlib
+import time
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from asdn_tf import fileio, lfr, metrics, pixels
+from asdn_tf.image_io import list_images, read_image
+from asdn_tf.imresize import imresize
+from asdn_tf.inference import upscale_tensor
+from asdn_tf.model import ASDN, FSDN
+from asdn_tf.weights_io import load_model, load_pretrained
+
+OPSET = 17
+LAYOUTS = ("nhwc", "nchw")
+# Largest |ONNX Runtime − Keras| in [0, 1] units a file may show: a fifth of a grey level, so
+# its 8-bit output is within one grey level of `asdn_tf.upscale`'s.
+MAX_ABS_DIFFERENCE = 0.2 / 255
+# Verification crops are at most this side, and smaller at large scales so that an output stays
+# near VERIFY_OUTPUT_SIDE pixels a side.
+VERIFY_MAX_SIDE = 96
+VERIFY_OUTPUT_SIDE = 1024
+INPUT_NAME, OUTPUT_NAME = "image", "sr"
+# What the command and the tests recognise as one of these exports.
+_METADATA_MARK = "asdn_tf.scale"
+
+
+def quick_start_image():
+    """The quick start's photograph (Grace Hopper, shipped with matplotlib)."""
+    import matplotlib.cbook
+
+    return pathlib.Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+def upscale_fixed(model, images, scale):
+    """`model` upscaling float32 N×H×W×3 `images` by the Python number `scale`: an FSDN by its
+    own scale, an ASDN through `lfr.recursion_plan(scale)` unrolled (each step a Python scale,
+    so each blend is one fixed pair of branches: no `switch_case`, which tf2onnx cannot
+    convert). Equal to `inference.upscale_tensor(model, images, scale)`."""
+    if isinstance(model, FSDN):
+        return tf.clip_by_value(tf.cast(model(images), tf.float32), 0.0, 1.0)
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    plan = lfr.recursion_plan(scale)
+    output = images
+    for index, step in enumerate(plan):
+        reached = scale if index == len(plan) - 1 else 2.0 ** (index + 1)
+        x_up = imresize(output, scale=step, size=lfr.output_size_ops(height, width, reached))
+        output = tf.clip_by_value(tf.cast(model(x_up, scale=step), tf.float32), 0.0, 1.0)
+    return output
+
+
+def check_model_scale(model, scale):
+    """`scale` as a float, if `model` can be exported at it; else ValueError naming the range."""
+    if isinstance(model, FSDN):
+        if scale != model.scale:
+            raise ValueError(f"the FSDN upscales by {model.scale} only; pass --scale="
+                             f"{model.scale}, or ASDN weights for other scales")
+        return float(scale)
+    if not isinstance(model, ASDN):
+        raise ValueError(f"the ONNX export takes an ASDN or FSDN, got a {type(model).__name__}")
+    return lfr.check_scale(scale, lfr.DEFAULT_MAX_SCALE)
+
+
+def convert_onnx(model, scale, layout="nhwc", description=""):
+    """Converts `model` (float32 ASDN or FSDN) at `scale` to an ONNX model.
+
+    Args:
+        model: a built `ASDN` or `FSDN` computing in float32.
+        scale: float in (1, 32] for an ASDN; the FSDN's own scale for an FSDN.
+        layout: "nhwc" (N×H×W×3) or "nchw" (N×3×H×W), for input and output alike.
+        description: what the model is, stored in the metadata.
+
+    Returns:
+        The serialized ONNX model (bytes).
+    """
+    scale = check_model_scale(model, scale)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    tf2onnx = _tf2onnx()
+    nchw = layout == "nchw"
+    shape = [None, 3, None, None] if nchw else [None, None, None, 3]
+    spec = [tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)]
+
+    def call(image):
+        images = tf.transpose(image, [0, 2, 3, 1]) if nchw else image
+        output = upscale_fixed(model, images, scale)
+        return tf.transpose(output, [0, 3, 1, 2]) if nchw else output
+
+    function = tf.function(call, input_signature=spec, autograph=False)
+    proto, _ = tf2onnx.convert.from_function(
+        function, input_signature=spec, opset=OPSET,
+        custom_op_handlers={"FloorMod": (_floor_mod, [])})
+    _name_outputs(proto, layout)
+    metadata = {_METADATA_MARK: f"{scale:g}", "asdn_tf.layout": layout.upper(),
+                "asdn_tf.range": "float32 in [0, 1], RGB", "asdn_tf.model": description}
+    for key, value in metadata.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.doc_string = (f"x{scale:g} super-resolution ({description}); input {layout.upper()} "
+                        "float32 RGB in [0, 1], dynamic height and width")
+    return proto.SerializeToString()
+
+
+def _tf2onnx():
+    """tf2onnx, patched as Keras's own ONNX export patches it (numpy 2), and quiet."""
+    try:
+        import tf2onnx
+        from keras.src.export.tf2onnx_lib import patch_tf2onnx
+    except ImportError as error:
+        raise ValueError(f"the ONNX export needs tf2onnx, onnx and onnxruntime ({error}); "
+                         "pip install 'asdn_tf[onnx]'") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the patch's np.object probe
+        patch_tf2onnx()
+    tf2onnx.logging.set_level(logging.ERROR)
+    return tf2onnx
+
+
+def _floor_mod(ctx, node, name, args):
+    """TF FloorMod as ONNX Mod(fmod=0), Python's modulo. tf2onnx's own conversion computes
+    x - (x / y)·y with a truncating integer division: wrong for the negative tap indices
+    `imresize` mirrors at the image's top and left borders (an edge band off by 0.2)."""
+    del ctx, name, args
+    node.type = "Mod"
+    node.set_attr("fmod", 0)
+
+
+def _name_outputs(proto, layout):
+    """Names the output `sr` (tf2onnx calls it after the TF tensor, "Identity:0") and the
+    dynamic dimensions after what they are."""
+    graph = proto.graph
+    old = graph.output[0].name
+    for node in graph.node:
+        node.output[:] = [OUTPUT_NAME if name == old else name for name in node.output]
+    graph.output[0].name = OUTPUT_NAME
+    axes = ("batch", "channels", "{}height", "{}width") if layout == "nchw" else (
+        "batch", "{}height", "{}width", "channels")
+    for value, prefix in ((graph.input[0], ""), (graph.output[0], "out_")):
+        for dim, axis in zip(value.type.tensor_type.shape.dim, axes):
+            if not dim.HasField("dim_value"):
+                dim.dim_param = axis.format(prefix)
+
+
+def verification_crops(images, scale):
+    """Two centre crops of each image (float32 H×W×3 in [0, 1]), of different sizes, so the
+    dynamic height and width are exercised; their side shrinks at large scales so that an output
+    stays near VERIFY_OUTPUT_SIDE a side."""
+    side = max(8, min(VERIFY_MAX_SIDE, int(VERIFY_OUTPUT_SIDE / scale)))
+    crops = []
+    for image in images:
+        for height, width in ((side, side), (side * 2 // 3 + 1, side - 3)):
+            height, width = min(height, image.shape[0]), min(width, image.shape[1])
+            top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
+            crops.append(image[top:top + height, left:left + width])
+    return crops
+
+
+def read_verification_images(images=None):
+    """Float32 RGB images from a folder, glob or list of paths (default: the quick start's)."""
+    if images is None:
+        paths = [quick_start_image()]
+    elif isinstance(images, (str, pathlib.Path)):
+        paths = list_images(images)
+    else:
+        paths = list(images)
+    if not paths:
+        raise ValueError(f"no images found in {images}")
+    return [pixels.to_float_rgb(read_image(path)) for path in paths]
+
+
+def verify_onnx(content, model, scale, images, layout="nhwc"):
+    """Runs the ONNX model in ONNX Runtime and `model` in Keras on each image.
+
+    Returns:
+        dict: "max_abs" (largest |difference|, [0, 1] units), "grey_levels" (largest difference
+        of the 8-bit outputs), "psnr" (dB, the worst image), "images", "latency_ms" (median
+        ONNX Runtime run) and "ok" (max_abs within MAX_ABS_DIFFERENCE).
+    """
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
+    max_abs, grey_levels, worst_psnr, latencies = 0.0, 0, float("inf"), []
+    for image in images:
+        batch = np.asarray(image, np.float32)[None]
+        feed = batch.transpose(0, 3, 1, 2) if layout == "nchw" else batch
+        start = time.perf_counter()
+        output = session.run([OUTPUT_NAME], {INPUT_NAME: feed})[0]
+        latencies.append(time.perf_counter() - start)
+        if layout == "nchw":
+            output = output.transpose(0, 2, 3, 1)
+        expected = np.asarray(keras_reference(model, batch, scale))
+        if output.shape != expected.shape:
+            raise ValueError(f"ONNX Runtime returned {output.shape}, Keras {expected.shape}")
+        max_abs = max(max_abs, float(np.max(np.abs(output.astype(np.float64) - expected))))
+        grey_levels = max(grey_levels, int(np.max(np.abs(
+            pixels.from_float(output[0]).astype(int) - pixels.from_float(expected[0])))))
+        worst_psnr = min(worst_psnr, metrics.psnr(output[0] * metrics.PEAK,
+                                                  expected[0] * metrics.PEAK, crop_border=0,
+                                                  test_y_channel=False))
+    return {"max_abs": max_abs, "grey_levels": grey_levels, "psnr": worst_psnr,
+            "images": len(images), "latency_ms": 1e3 * float(np.median(latencies)),
+            "ok": max_abs <= MAX_ABS_DIFFERENCE}
+
+
+def keras_reference(model, batch, scale):
+    """What the Keras model gives: `asdn_tf.upscale`'s own graph for an ASDN."""
+    if isinstance(model, FSDN):
+        return tf.clip_by_value(model(batch), 0.0, 1.0)
+    return upscale_tensor(model, batch, scale)
+
+
+def is_onnx_export(path):
+    """True if `path` is a regular file holding an ONNX model this module wrote."""
+    import onnx
+
+    path = pathlib.Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except Exception:  # protobuf raises DecodeError and others for a file that is not ONNX.
+        return False
+    return any(entry.key == _METADATA_MARK for entry in proto.metadata_props)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line (`python -m asdn_tf.export onnx`; the flags are export.py's)
+
+COMMAND_FLAGS = {"output", "weights", "preset", "scale", "images", "layout", "overwrite"}
+
+
+def check_output(path, overwrite):
+    """Raises unless an ONNX export may be written at `path`: a new file, or with `overwrite`
+    an earlier ONNX export of this module; the folder it goes in must be writable."""
+    path = pathlib.Path(path)
+    if path.suffix != ".onnx":
+        raise ValueError(f"--output must end in .onnx, got {path}")
+    if path.is_symlink():
+        raise ValueError(f"refusing to replace {path}: it is a symbolic link")
+    if path.exists():
+        if not overwrite:
+            raise FileExistsError(f"{path} already exists (pass --overwrite to replace an "
+                                  "earlier export)")
+        if not is_onnx_export(path):
+            raise FileExistsError(f"refusing to replace {path}: it is not an ONNX export of "
+                                  "asdn_tf, so nothing was touched")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OSError(f"cannot write {path}: {folder} is not a folder")
+    fileio.check_writable(folder)
+
+
+def onnx_command(flag_values):
+    """The `onnx` subcommand: checks, converts, verifies, and only then writes."""
+    if not flag_values.output:
+        raise ValueError("--output is required for onnx")
+    if flag_values.scale is None:
+        raise ValueError("--scale is required for onnx")
+    if flag_values.preset and not flag_values.weights:
+        raise ValueError("--preset needs --weights (the bundled weights carry their config)")
+    scale = lfr.check_scale(flag_values.scale, lfr.DEFAULT_MAX_SCALE, name="--scale")
+    output = pathlib.Path(flag_values.output)
+    check_output(output, flag_values.overwrite)
+    images = read_verification_images(flag_values.images)
+    if flag_values.weights:
+        model = load_model(flag_values.weights, flag_values.preset, precision="float32")
+        source = flag_values.weights
+    else:
+        model = load_pretrained(precision="float32")
+        source = "the bundled default weights"
+    check_model_scale(model, scale)
+    name = f"{type(model).__name__} from {source}"
+    content = convert_onnx(model, scale, flag_values.layout, name)
+    result = verify_onnx(content, model, scale, verification_crops(images, scale),
+                         flag_values.layout)
+    print(f"x{scale:g} {name}, {flag_values.layout.upper()} float32 [0, 1], dynamic HxW: "
+          f"{len(content) / 1e6:.3f} MB")
+    print(f"ONNX Runtime vs Keras on {result['images']} crops of "
+          f"{flag_values.images or quick_start_image().name}: max abs {result['max_abs']:.3g} "
+          f"({result['grey_levels']} grey level(s) in 8 bits), PSNR {result['psnr']:.2f} dB; "
+          f"requirement max abs <= {MAX_ABS_DIFFERENCE:.3g}: "
+          f"{'met' if result['ok'] else 'NOT met'}")
+    if not result["ok"]:
+        raise ValueError("ONNX Runtime and Keras disagree; nothing written")
+    check_output(output, flag_values.overwrite)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with fileio.atomic_path(output) as temporary:
+        temporary.write_bytes(content)
+    print(f"wrote {output}")
