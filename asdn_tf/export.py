@@ -749,6 +749,8 @@ def _define_flags():
                        "onnx: the scale the file does (an ASDN: 1.1 to 32; an FSDN: its own).")
     flags.DEFINE_enum("layout", "nhwc", list(onnx_export.LAYOUTS),
                       "onnx: the input and output layout, N×H×W×3 or N×3×H×W.")
+    flags.DEFINE_bool("any_scale", False, "onnx: instead of --scale, a graph with a second "
+                      "input, scale (float32), that serves every scale in (1, 32].")
     flags.DEFINE_enum("quantize", "none", list(QUANTIZATIONS), "tflite: weight/activation types.")
     flags.DEFINE_string("input_size", "dynamic",
                         "tflite: HEIGHTxWIDTH of a fixed input (e.g. 256x256), or 'dynamic'.")

@@ -1,18 +1,20 @@
-"""ONNX export: an ASDN at one fixed scale, or an FSDN, as an ONNX model with dynamic H and W.
+"""ONNX export: an ASDN at one scale or at any, or an FSDN, as ONNX with dynamic H and W.
 
     python -m asdn_tf.export onnx --scale=2.5 --output=asdn_x2.5.onnx
+    python -m asdn_tf.export onnx --any_scale --output=asdn_any.onnx
     python -m asdn_tf.export onnx --weights=fsdn_x2.weights.h5 --scale=2 --output=fsdn_x2.onnx
 
 The file takes `image`, float32 N×H×W×3 in [0, 1] (N×3×H×W with --layout=nchw), and returns
-`sr`, the image upscaled by the file's scale (round(s·H) × round(s·W), clipped to [0, 1]). The
-bicubic pre-upsampling (MATLAB's, `asdn_tf.imresize`) and, above ×2, the recursion run inside
-the graph: the recursion is unrolled for the scale, so one file does one scale. The scale,
-layout and range are also in the file's metadata (`metadata_props`).
+`sr`, the image upscaled (round(s·H) × round(s·W), clipped to [0, 1]). The bicubic
+pre-upsampling (MATLAB's, `asdn_tf.imresize`) and, above ×2, the recursion run inside the
+graph. A fixed-scale file unrolls the recursion for its scale and runs two branches a step;
+an any-scale file (--any_scale) takes a second input, `scale` (float32 scalar), loops over the
+steps and runs every branch (`_blend_all`: tf2onnx cannot convert the model's `switch_case`).
+The scale, layout and range are in the file's metadata (`metadata_props`) too.
 
 Before it is written, the file is run in ONNX Runtime on real images (by default the quick
 start's photograph) against the Keras model, and refused when the two differ by more than
-`MAX_ABS_DIFFERENCE`. An ONNX graph that takes the scale as an input is not offered: see
-docs/onnx.md for the converter's error.
+`MAX_ABS_DIFFERENCE`.
 """
 
 import logging
@@ -39,7 +41,9 @@ MAX_ABS_DIFFERENCE = 0.2 / 255
 # near VERIFY_OUTPUT_SIDE pixels a side.
 VERIFY_MAX_SIDE = 96
 VERIFY_OUTPUT_SIDE = 1024
-INPUT_NAME, OUTPUT_NAME = "image", "sr"
+INPUT_NAME, SCALE_NAME, OUTPUT_NAME = "image", "scale", "sr"
+# The scales an any-scale file is checked at: a blend, a level, one recursion, three.
+ANY_SCALE_CHECKS = (1.35, 2.0, 3.7, 7.3)
 # What the command and the tests recognise as one of these exports.
 _METADATA_MARK = "asdn_tf.scale"
 
@@ -68,8 +72,47 @@ def upscale_fixed(model, images, scale):
     return output
 
 
+def upscale_any(model, images, scale):
+    """An ASDN upscaling `images` by the float32 scalar tensor `scale`, as `upscale_tensor`
+    does, but in ops tf2onnx converts: the recursion is the same `tf.while_loop` (an ONNX
+    Loop), and each step runs every reconstruction branch and weighs them (`_blend_all`)
+    where the model picks two with `switch_case`. A scale outside [1, 32] is clamped into it:
+    an ONNX graph cannot refuse it."""
+    scale = tf.clip_by_value(tf.cast(scale, tf.float64), 1.0, lfr.DEFAULT_MAX_SCALE)
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    size = lfr.output_size_ops(height, width, scale)
+    steps = lfr.num_steps_ops(scale)
+
+    def body(step, image):
+        step_scale, target = lfr.step_size_ops(scale, step, height, width, size)
+        x_up = imresize(image, scale=step_scale, size=target)
+        return step + 1, tf.clip_by_value(_blend_all(model, x_up, step_scale), 0.0, 1.0)
+
+    _, output = tf.while_loop(
+        lambda step, _: step < steps, body, [tf.constant(0), images],
+        shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, None, None, 3])])
+    return output
+
+
+def _blend_all(model, x_up, scale):
+    """`model(x_up, scale=scale)` for a scale tensor with every branch run and the two that
+    `lfr.level_and_weight_ops` picks weighted 1 − w and w (the others 0): about 10 % more
+    arithmetic than running two (the trunk dominates), and no `switch_case`."""
+    features = model.trunk(x_up)
+    upper, weight = lfr.level_and_weight_ops(scale, model.num_levels)
+    kernel, bias = (tf.concat([getattr(branch.to_rgb, name).value for branch in model.branches],
+                              axis=-1) for name in ("kernel", "bias"))
+    rgb = tf.nn.conv2d(features, kernel, 1, "VALID") + bias
+    outputs = tf.stack([branch.finish(rgb[..., 3 * level:3 * level + 3], x_up)
+                        for level, branch in enumerate(model.branches)])
+    weights = (tf.one_hot(upper, model.num_levels) * (1.0 - weight)
+               + tf.one_hot(upper - 1, model.num_levels) * weight)
+    return tf.tensordot(weights, outputs, axes=1)
+
+
 def check_model_scale(model, scale):
-    """`scale` as a float, if `model` can be exported at it; else ValueError naming the range."""
+    """`scale` as a float (None: any scale), if `model` can be exported at it; else ValueError
+    naming the range."""
     if isinstance(model, FSDN):
         if scale != model.scale:
             raise ValueError(f"the FSDN upscales by {model.scale} only; pass --scale="
@@ -77,7 +120,7 @@ def check_model_scale(model, scale):
         return float(scale)
     if not isinstance(model, ASDN):
         raise ValueError(f"the ONNX export takes an ASDN or FSDN, got a {type(model).__name__}")
-    return lfr.check_scale(scale, lfr.DEFAULT_MAX_SCALE)
+    return None if scale is None else lfr.check_scale(scale, lfr.DEFAULT_MAX_SCALE)
 
 
 def convert_onnx(model, scale, layout="nhwc", description=""):
@@ -85,7 +128,8 @@ def convert_onnx(model, scale, layout="nhwc", description=""):
 
     Args:
         model: a built `ASDN` or `FSDN` computing in float32.
-        scale: float in (1, 32] for an ASDN; the FSDN's own scale for an FSDN.
+        scale: float in (1, 32] for an ASDN; the FSDN's own scale for an FSDN; None for an ASDN
+            graph with a second input, `scale` (float32 scalar), that serves every scale.
         layout: "nhwc" (N×H×W×3) or "nchw" (N×3×H×W), for input and output alike.
         description: what the model is, stored in the metadata.
 
@@ -99,10 +143,13 @@ def convert_onnx(model, scale, layout="nhwc", description=""):
     nchw = layout == "nchw"
     shape = [None, 3, None, None] if nchw else [None, None, None, 3]
     spec = [tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)]
+    if scale is None:
+        spec.append(tf.TensorSpec([], tf.float32, name=SCALE_NAME))
 
-    def call(image):
+    def call(image, *scale_input):
         images = tf.transpose(image, [0, 2, 3, 1]) if nchw else image
-        output = upscale_fixed(model, images, scale)
+        output = (upscale_any(model, images, scale_input[0]) if scale is None
+                  else upscale_fixed(model, images, scale))
         return tf.transpose(output, [0, 3, 1, 2]) if nchw else output
 
     function = tf.function(call, input_signature=spec, autograph=False)
@@ -110,12 +157,13 @@ def convert_onnx(model, scale, layout="nhwc", description=""):
         function, input_signature=spec, opset=OPSET,
         custom_op_handlers={"FloorMod": (_floor_mod, [])})
     _name_outputs(proto, layout)
-    metadata = {_METADATA_MARK: f"{scale:g}", "asdn_tf.layout": layout.upper(),
+    scale_text = "any" if scale is None else f"{scale:g}"
+    metadata = {_METADATA_MARK: scale_text, "asdn_tf.layout": layout.upper(),
                 "asdn_tf.range": "float32 in [0, 1], RGB", "asdn_tf.model": description}
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
-    proto.doc_string = (f"x{scale:g} super-resolution ({description}); input {layout.upper()} "
-                        "float32 RGB in [0, 1], dynamic height and width")
+    proto.doc_string = (f"x{scale_text} super-resolution ({description}); input "
+                        f"{layout.upper()} float32 RGB in [0, 1], dynamic height and width")
     return proto.SerializeToString()
 
 
@@ -159,18 +207,20 @@ def _name_outputs(proto, layout):
                 dim.dim_param = axis.format(prefix)
 
 
-def verification_crops(images, scale):
-    """Two centre crops of each image (float32 H×W×3 in [0, 1]), of different sizes, so the
-    dynamic height and width are exercised; their side shrinks at large scales so that an output
-    stays near VERIFY_OUTPUT_SIDE a side."""
-    side = max(8, min(VERIFY_MAX_SIDE, int(VERIFY_OUTPUT_SIDE / scale)))
-    crops = []
-    for image in images:
-        for height, width in ((side, side), (side * 2 // 3 + 1, side - 3)):
-            height, width = min(height, image.shape[0]), min(width, image.shape[1])
-            top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
-            crops.append(image[top:top + height, left:left + width])
-    return crops
+def verification_cases(images, scale):
+    """(crop, scale) pairs to check a file of `scale` on (None: ANY_SCALE_CHECKS): two centre
+    crops of each image (float32 H×W×3 in [0, 1]) of different sizes, so the dynamic height
+    and width are exercised, smaller at large scales so that an output stays near
+    VERIFY_OUTPUT_SIDE a side."""
+    cases = []
+    for each in ANY_SCALE_CHECKS if scale is None else (scale,):
+        side = max(8, min(VERIFY_MAX_SIDE, int(VERIFY_OUTPUT_SIDE / each)))
+        for image in images:
+            for height, width in ((side, side), (side * 2 // 3 + 1, side - 3)):
+                height, width = min(height, image.shape[0]), min(width, image.shape[1])
+                top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
+                cases.append((image[top:top + height, left:left + width], each))
+    return cases
 
 
 def read_verification_images(images=None):
@@ -186,23 +236,26 @@ def read_verification_images(images=None):
     return [pixels.to_float_rgb(read_image(path)) for path in paths]
 
 
-def verify_onnx(content, model, scale, images, layout="nhwc"):
-    """Runs the ONNX model in ONNX Runtime and `model` in Keras on each image.
+def verify_onnx(content, model, cases, layout="nhwc"):
+    """Runs the ONNX model in ONNX Runtime and `model` in Keras on each (image, scale) case.
 
     Returns:
         dict: "max_abs" (largest |difference|, [0, 1] units), "grey_levels" (largest difference
-        of the 8-bit outputs), "psnr" (dB, the worst image), "images", "latency_ms" (median
-        ONNX Runtime run) and "ok" (max_abs within MAX_ABS_DIFFERENCE).
+        of the 8-bit outputs), "psnr" (dB, the worst case), "images" (cases), "latency_ms"
+        (median ONNX Runtime run) and "ok" (max_abs within MAX_ABS_DIFFERENCE).
     """
     import onnxruntime
 
     session = onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
+    takes_scale = SCALE_NAME in {item.name for item in session.get_inputs()}
     max_abs, grey_levels, worst_psnr, latencies = 0.0, 0, float("inf"), []
-    for image in images:
+    for image, scale in cases:
         batch = np.asarray(image, np.float32)[None]
-        feed = batch.transpose(0, 3, 1, 2) if layout == "nchw" else batch
+        feed = {INPUT_NAME: batch.transpose(0, 3, 1, 2) if layout == "nchw" else batch}
+        if takes_scale:
+            feed[SCALE_NAME] = np.array(scale, np.float32)
         start = time.perf_counter()
-        output = session.run([OUTPUT_NAME], {INPUT_NAME: feed})[0]
+        output = session.run([OUTPUT_NAME], feed)[0]
         latencies.append(time.perf_counter() - start)
         if layout == "nchw":
             output = output.transpose(0, 2, 3, 1)
@@ -216,7 +269,7 @@ def verify_onnx(content, model, scale, images, layout="nhwc"):
                                                   expected[0] * metrics.PEAK, crop_border=0,
                                                   test_y_channel=False))
     return {"max_abs": max_abs, "grey_levels": grey_levels, "psnr": worst_psnr,
-            "images": len(images), "latency_ms": 1e3 * float(np.median(latencies)),
+            "images": len(cases), "latency_ms": 1e3 * float(np.median(latencies)),
             "ok": max_abs <= MAX_ABS_DIFFERENCE}
 
 
@@ -244,7 +297,8 @@ def is_onnx_export(path):
 # ---------------------------------------------------------------------------------------------
 # Command line (`python -m asdn_tf.export onnx`; the flags are export.py's)
 
-COMMAND_FLAGS = {"output", "weights", "preset", "scale", "images", "layout", "overwrite"}
+COMMAND_FLAGS = {"output", "weights", "preset", "scale", "any_scale", "images", "layout",
+                 "overwrite"}
 
 
 def check_output(path, overwrite):
@@ -274,11 +328,13 @@ def onnx_command(flag_values):
     """The `onnx` subcommand: checks, converts, verifies, and only then writes."""
     if not flag_values.output:
         raise ValueError("--output is required for onnx")
-    if flag_values.scale is None:
-        raise ValueError("--scale is required for onnx")
+    if (flag_values.scale is None) == (not flag_values.any_scale):
+        raise ValueError("give --scale (a file for that scale) or --any_scale (a file with a "
+                         "scale input), one of them")
     if flag_values.preset and not flag_values.weights:
         raise ValueError("--preset needs --weights (the bundled weights carry their config)")
-    scale = lfr.check_scale(flag_values.scale, lfr.DEFAULT_MAX_SCALE, name="--scale")
+    scale = None if flag_values.any_scale else lfr.check_scale(
+        flag_values.scale, lfr.DEFAULT_MAX_SCALE, name="--scale")
     output = pathlib.Path(flag_values.output)
     check_output(output, flag_values.overwrite)
     images = read_verification_images(flag_values.images)
@@ -288,14 +344,17 @@ def onnx_command(flag_values):
     else:
         model = load_pretrained(precision="float32")
         source = "the bundled default weights"
+    if scale is None and not isinstance(model, ASDN):
+        raise ValueError(f"--any_scale needs an ASDN; {source} holds an x{model.scale} FSDN")
     check_model_scale(model, scale)
     name = f"{type(model).__name__} from {source}"
     content = convert_onnx(model, scale, flag_values.layout, name)
-    result = verify_onnx(content, model, scale, verification_crops(images, scale),
-                         flag_values.layout)
-    print(f"x{scale:g} {name}, {flag_values.layout.upper()} float32 [0, 1], dynamic HxW: "
+    result = verify_onnx(content, model, verification_cases(images, scale), flag_values.layout)
+    what = "any scale (input 'scale')" if scale is None else f"x{scale:g}"
+    print(f"{what} {name}, {flag_values.layout.upper()} float32 [0, 1], dynamic HxW: "
           f"{len(content) / 1e6:.3f} MB")
-    print(f"ONNX Runtime vs Keras on {result['images']} crops of "
+    scales = "" if scale else f" at scales {', '.join(map(str, ANY_SCALE_CHECKS))}"
+    print(f"ONNX Runtime vs Keras on {result['images']} crops{scales} of "
           f"{flag_values.images or quick_start_image().name}: max abs {result['max_abs']:.3g} "
           f"({result['grey_levels']} grey level(s) in 8 bits), PSNR {result['psnr']:.2f} dB; "
           f"requirement max abs <= {MAX_ABS_DIFFERENCE:.3g}: "

@@ -34,11 +34,11 @@ def test_asdn_matches_keras_and_upscale(tiny_model, photo, scale):
     """One blended step, one step on a level, and a recursion of two: ONNX Runtime within a
     grey level of `asdn_tf.upscale` on the photograph, at two sizes."""
     content = onnx_export.convert_onnx(tiny_model, scale, description="tiny")
-    crops = onnx_export.verification_crops([photo], scale)
-    result = onnx_export.verify_onnx(content, tiny_model, scale, crops)
+    cases = onnx_export.verification_cases([photo], scale)
+    result = onnx_export.verify_onnx(content, tiny_model, cases)
     assert result["ok"] and result["max_abs"] < 1e-4, result
     session = _session(content)
-    for crop in crops:
+    for crop, _ in cases:
         image = pixels.from_float(crop)
         output = session.run(["sr"], {"image": pixels.to_float(image)[None]})[0][0]
         expected = asdn_tf.upscale(image, scale, model=tiny_model)
@@ -54,8 +54,8 @@ def test_nchw_layout_and_metadata(tiny_model, photo):
     assert (output.name, output.shape) == ("sr", ["batch", 3, "out_height", "out_width"])
     metadata = session.get_modelmeta().custom_metadata_map
     assert metadata["asdn_tf.scale"] == "2.5" and metadata["asdn_tf.layout"] == "NCHW"
-    crops = onnx_export.verification_crops([photo], 2.5)
-    assert onnx_export.verify_onnx(content, tiny_model, 2.5, crops, layout="nchw")["ok"]
+    cases = onnx_export.verification_cases([photo], 2.5)
+    assert onnx_export.verify_onnx(content, tiny_model, cases, layout="nchw")["ok"]
     with pytest.raises(Exception, match="image"):  # 4 channels: ONNX Runtime names the input
         session.run(["sr"], {"image": np.zeros((1, 4, 8, 8), np.float32)})
 
@@ -64,12 +64,31 @@ def test_fsdn_matches_keras(photo):
     keras.utils.set_random_seed(1)
     fsdn = asdn_tf.build_fsdn("tiny", 2)
     content = onnx_export.convert_onnx(fsdn, 2, description="tiny FSDN")
-    crops = onnx_export.verification_crops([photo], 2)
-    assert onnx_export.verify_onnx(content, fsdn, 2, crops)["ok"]
-    assert _session(content).run(["sr"], {"image": crops[1][None]})[0].shape == (
-        1, 2 * crops[1].shape[0], 2 * crops[1].shape[1], 3)
+    cases = onnx_export.verification_cases([photo], 2)
+    assert onnx_export.verify_onnx(content, fsdn, cases)["ok"]
+    crop = cases[1][0]
+    assert _session(content).run(["sr"], {"image": crop[None]})[0].shape == (
+        1, 2 * crop.shape[0], 2 * crop.shape[1], 3)
     with pytest.raises(ValueError, match="the FSDN upscales by 2 only"):
         onnx_export.convert_onnx(fsdn, 3)
+
+
+def test_any_scale_matches_keras(tiny_model, photo):
+    """One graph, the scale an input: a blend, a level, recursions of two and three steps."""
+    content = onnx_export.convert_onnx(tiny_model, None, description="tiny")
+    session = _session(content)
+    assert [item.name for item in session.get_inputs()] == ["image", "scale"]
+    assert session.get_modelmeta().custom_metadata_map["asdn_tf.scale"] == "any"
+    cases = onnx_export.verification_cases([photo], None)
+    assert {scale for _, scale in cases} == set(onnx_export.ANY_SCALE_CHECKS)
+    result = onnx_export.verify_onnx(content, tiny_model, cases)
+    assert result["ok"] and result["max_abs"] < 1e-4, result
+    image = np.zeros((1, 10, 20, 3), np.float32)
+    for scale, shape in [(1.27, (13, 25)), (40.0, (320, 640)), (0.5, (10, 20))]:  # clamped
+        output = session.run(["sr"], {"image": image, "scale": np.array(scale, np.float32)})
+        assert output[0].shape == (1, *shape, 3)
+    with pytest.raises(ValueError, match="the FSDN upscales by 2 only"):
+        onnx_export.convert_onnx(asdn_tf.build_fsdn("tiny", 2), None)
 
 
 def test_bad_scales_are_refused(tiny_model):
@@ -120,10 +139,29 @@ def test_command_writes_an_fsdn(tmp_path):
     wrong = _run(f"--weights={weights}", "--scale=2", f"--output={output}")
     assert wrong.returncode == 1 and _error_lines(wrong) == [
         "export: the FSDN upscales by 3 only; pass --scale=3, or ASDN weights for other scales"]
+    anything = _run(f"--weights={weights}", "--any_scale", f"--output={output}")
+    assert anything.returncode == 1 and _error_lines(anything) == [
+        f"export: --any_scale needs an ASDN; {weights} holds an x3 FSDN"]
     result = _run(f"--weights={weights}", "--scale=3", f"--output={output}", "--layout=nchw")
     assert result.returncode == 0, result.stderr
     assert "x3 FSDN from" in result.stdout and "NCHW" in result.stdout
     assert _session(output.read_bytes()).get_inputs()[0].shape == ["batch", 3, "height", "width"]
+
+
+def test_command_writes_any_scale(tmp_path, tiny_model):
+    weights = tmp_path / "tiny.weights.h5"
+    tiny_model.save_weights(weights)
+    (tmp_path / "tiny.json").write_text(json.dumps(
+        {"model": "asdn", "model_config": tiny_model.model_config.to_dict()}))
+    output = tmp_path / "any.onnx"
+    result = _run(f"--weights={weights}", "--any_scale", f"--output={output}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("any scale (input 'scale') ASDN from")
+    assert "on 8 crops at scales 1.35, 2.0, 3.7, 7.3 of grace_hopper.jpg" in result.stdout
+    session = _session(output.read_bytes())
+    output_image = session.run(["sr"], {"image": np.zeros((1, 10, 20, 3), np.float32),
+                                        "scale": np.array(3.3, np.float32)})[0]
+    assert output_image.shape == (1, 33, 66, 3)
 
 
 def test_command_refuses_to_write_on_mismatch(tmp_path):
@@ -140,7 +178,10 @@ def test_command_refuses_to_write_on_mismatch(tmp_path):
     (["--scale=0.5"], "export: --scale must be greater than 1 (1 is not an upscaling) and at "
                       "most 32, got 0.5"),
     (["--scale=40"], "export: --scale must be at most 32 (the configured maximum), got 40"),
-    ([], "export: --scale is required for onnx"),
+    ([], "export: give --scale (a file for that scale) or --any_scale (a file with a scale "
+         "input), one of them"),
+    (["--scale=2", "--any_scale"], "export: give --scale (a file for that scale) or "
+                                   "--any_scale (a file with a scale input), one of them"),
     (["--scale=2", "--weights=missing.weights.h5"],
      "export: weights file not found: missing.weights.h5"),
     (["--scale=2", "--layout=hwc"], "export: flag --layout=hwc: value should be one of "
