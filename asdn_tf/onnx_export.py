@@ -8,7 +8,7 @@ The file takes `image`, float32 N×H×W×3 in [0, 1] (N×3×H×W with --layout=n
 `sr`, the image upscaled (round(s·H) × round(s·W), clipped to [0, 1]). The bicubic
 pre-upsampling (MATLAB's, `asdn_tf.imresize`) and, above ×2, the recursion run inside the
 graph. A fixed-scale file unrolls the recursion for its scale and runs two branches a step;
-an any-scale file (--any_scale) takes a second input, `scale` (float32 scalar), loops over the
+an any-scale file (--any_scale) takes a second input, `scale` (float64 scalar), loops over the
 steps and runs every branch (`_blend_all`: tf2onnx cannot convert the model's `switch_case`).
 The scale, layout and range are in the file's metadata (`metadata_props`) too.
 
@@ -28,7 +28,7 @@ import tensorflow as tf
 from asdn_tf import fileio, lfr, metrics, pixels
 from asdn_tf.image_io import list_images, read_image
 from asdn_tf.imresize import imresize
-from asdn_tf.inference import upscale_tensor
+from asdn_tf.inference import compiled_upscaler
 from asdn_tf.model import ASDN, FSDN
 from asdn_tf.weights_io import load_model, load_pretrained
 
@@ -43,7 +43,7 @@ VERIFY_MAX_SIDE = 96
 VERIFY_OUTPUT_SIDE = 1024
 INPUT_NAME, SCALE_NAME, OUTPUT_NAME = "image", "scale", "sr"
 # The scales an any-scale file is checked at: a blend, a level, one recursion, three.
-ANY_SCALE_CHECKS = (1.35, 2.0, 3.7, 7.3)
+ANY_SCALE_CHECKS = (1.35, 2.0, 3.3, 7.3)
 # What the command and the tests recognise as one of these exports.
 _METADATA_MARK = "asdn_tf.scale"
 
@@ -59,7 +59,7 @@ def upscale_fixed(model, images, scale):
     """`model` upscaling float32 N×H×W×3 `images` by the Python number `scale`: an FSDN by its
     own scale, an ASDN through `lfr.recursion_plan(scale)` unrolled (each step a Python scale,
     so each blend is one fixed pair of branches: no `switch_case`, which tf2onnx cannot
-    convert). Equal to `inference.upscale_tensor(model, images, scale)`."""
+    convert). What `asdn_tf.upscale` computes (`keras_reference`)."""
     if isinstance(model, FSDN):
         return tf.clip_by_value(tf.cast(model(images), tf.float32), 0.0, 1.0)
     height, width = tf.shape(images)[1], tf.shape(images)[2]
@@ -73,7 +73,7 @@ def upscale_fixed(model, images, scale):
 
 
 def upscale_any(model, images, scale):
-    """An ASDN upscaling `images` by the float32 scalar tensor `scale`, as `upscale_tensor`
+    """An ASDN upscaling `images` by the float64 scalar tensor `scale`, as `upscale_tensor`
     does, but in ops tf2onnx converts: the recursion is the same `tf.while_loop` (an ONNX
     Loop), and each step runs every reconstruction branch and weighs them (`_blend_all`)
     where the model picks two with `switch_case`. A scale outside [1, 32] is clamped into it:
@@ -129,7 +129,7 @@ def convert_onnx(model, scale, layout="nhwc", description=""):
     Args:
         model: a built `ASDN` or `FSDN` computing in float32.
         scale: float in (1, 32] for an ASDN; the FSDN's own scale for an FSDN; None for an ASDN
-            graph with a second input, `scale` (float32 scalar), that serves every scale.
+            graph with a second input, `scale` (float64 scalar), that serves every scale.
         layout: "nhwc" (N×H×W×3) or "nchw" (N×3×H×W), for input and output alike.
         description: what the model is, stored in the metadata.
 
@@ -144,7 +144,9 @@ def convert_onnx(model, scale, layout="nhwc", description=""):
     shape = [None, 3, None, None] if nchw else [None, None, None, 3]
     spec = [tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)]
     if scale is None:
-        spec.append(tf.TensorSpec([], tf.float32, name=SCALE_NAME))
+        # float64, so that output sizes round as `asdn_tf.upscale` rounds them (see
+        # keras_reference); each step's scale is float32 as there.
+        spec.append(tf.TensorSpec([], tf.float64, name=SCALE_NAME))
 
     def call(image, *scale_input):
         images = tf.transpose(image, [0, 2, 3, 1]) if nchw else image
@@ -253,7 +255,7 @@ def verify_onnx(content, model, cases, layout="nhwc"):
         batch = np.asarray(image, np.float32)[None]
         feed = {INPUT_NAME: batch.transpose(0, 3, 1, 2) if layout == "nchw" else batch}
         if takes_scale:
-            feed[SCALE_NAME] = np.array(scale, np.float32)
+            feed[SCALE_NAME] = np.array(scale, np.float64)
         start = time.perf_counter()
         output = session.run([OUTPUT_NAME], feed)[0]
         latencies.append(time.perf_counter() - start)
@@ -274,10 +276,14 @@ def verify_onnx(content, model, cases, layout="nhwc"):
 
 
 def keras_reference(model, batch, scale):
-    """What the Keras model gives: `asdn_tf.upscale`'s own graph for an ASDN."""
+    """What the Keras model gives: for an ASDN, what `asdn_tf.upscale` runs (untiled): its
+    graph, the scale as float32 and the output size from the float64 scale (at ×3.3 a side of
+    65 gives 215 rows, where a float32 scale gives 214)."""
     if isinstance(model, FSDN):
         return tf.clip_by_value(model(batch), 0.0, 1.0)
-    return upscale_tensor(model, batch, scale)
+    size = lfr.output_size(batch.shape[1], batch.shape[2], scale)
+    return compiled_upscaler(model)(tf.constant(batch), tf.constant(scale, tf.float32),
+                                    tf.constant(size, tf.int32))
 
 
 def is_onnx_export(path):

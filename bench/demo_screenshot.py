@@ -69,11 +69,14 @@ def main(argv):
         with tempfile.TemporaryDirectory() as folder:
             image = pathlib.Path(folder) / "grace_hopper_crop.png"
             Image.open(onnx_export.quick_start_image()).convert("RGB").crop(
-                (200, 110, 296, 190)).save(image)
+                (180, 150, 276, 230)).save(image)
             screenshot(address, image, output)
     finally:
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
     print(f"wrote {output}")
 
 

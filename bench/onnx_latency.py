@@ -71,7 +71,7 @@ def latencies(model, files, size, runs):
                                                providers=["CPUExecutionProvider"])
         feed = {"image": image}
         if name == "any":
-            feed["scale"] = np.array(2.0, np.float32)
+            feed["scale"] = np.array(2.0, np.float64)
         paths[f"onnxruntime {name} file"] = (lambda s=session, f=feed: s.run(["sr"], f))
     output_size = tf.constant([2 * size, 2 * size], tf.int32)
     tensor, scale = tf.constant(image), tf.constant(2.0)

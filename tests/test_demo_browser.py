@@ -65,7 +65,7 @@ def server():
     finally:
         process.send_signal(signal.SIGINT)
         try:
-            assert process.wait(timeout=30) == 0
+            assert process.wait(timeout=120) == 0
         finally:
             if process.poll() is None:
                 process.kill()
