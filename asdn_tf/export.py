@@ -4,6 +4,7 @@
         [--weights=training/cpu/best.weights.h5 --preset=default]
     python -m asdn_tf.export tflite --weights=fsdn_x2.weights.h5 --scale=2 --quantize=int8 \
         --images=../shared/datasets/Set5 --output=serving/artifacts/fsdn_x2_int8.tflite
+    python -m asdn_tf.export onnx --scale=2.5 --output=asdn_x2.5.onnx   # see asdn_tf.onnx_export
 
 SavedModel signatures; each takes `scale`, a float32 scalar in (1, max_scale]:
 
