@@ -341,9 +341,8 @@ def test_tflite_at_a_fractional_scale_is_a_plain_message(tmp_path, weights):
                            f"--output={tmp_path / 'm.tflite'}")
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == (
-        "export: flag --scale=1.5: a TFLite export is an FSDN, which upscales by one whole "
-        "factor (2, 3, 4, ...), not '1.5'; for any scale, export ASDN as a SavedModel "
-        "(saved_model)")
+        "export: a TFLite export is an FSDN, which upscales by one whole factor (2, 3, 4, ...), "
+        "not 1.5; for any scale, export ASDN as a SavedModel (saved_model) or ONNX (onnx)")
     assert "int()" not in done.stderr and list(tmp_path.iterdir()) == []
 
 

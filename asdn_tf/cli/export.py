@@ -1,11 +1,12 @@
-"""Export: ASDN as a SavedModel that serves every scale, FSDN as a TFLite model.
+"""Export: ASDN as a SavedModel that serves every scale, FSDN as a TFLite model, either as ONNX.
 
     python -m asdn_tf.export saved_model --output_dir=serving/artifacts/asdn/1 \\
         [--weights=training/cpu/best.weights.h5 --preset=default]
     python -m asdn_tf.export tflite --weights=fsdn_x2.weights.h5 --scale=2 --quantize=int8 \\
         --images=data/Set5 --output=serving/artifacts/fsdn_x2_int8.tflite
+    python -m asdn_tf.export onnx --scale=2.5 --output=asdn_x2.5.onnx
 
-The exports themselves are in asdn_tf/export/ (saved_model.py, tflite.py).
+The exports themselves are in asdn_tf/export/ (saved_model.py, tflite.py, onnx.py).
 """
 
 import pathlib
@@ -16,26 +17,32 @@ from absl import app, flags
 
 from asdn_tf.cli.model_flags import check_model_choice, define_model_flags, load_chosen_model
 from asdn_tf.data import data_folders
+from asdn_tf.export import onnx as onnx_export
 from asdn_tf.export.output_files import check_output, write_export
 from asdn_tf.export.saved_model import DEFAULT_MAX_OUTPUT_PIXELS, check_limits, export_saved_model
 from asdn_tf.export.tflite import QUANTIZATIONS, convert_tflite, verification_images, verify_tflite
-from asdn_tf.inference.weights_io import load_model
+from asdn_tf.inference.weights_io import load_model, load_pretrained
+from asdn_tf.io import fileio
 from asdn_tf.io import errors as cli
 from asdn_tf.nn import config as config_lib
 from asdn_tf.nn import lfr
+from asdn_tf.nn.model import ASDN
 
 _COMMAND_FLAGS = {
     "saved_model": {"output_dir", "weights", "preset", "max_scale", "max_output_pixels",
                     "overwrite"},
     "tflite": {"output", "weights", "preset", "scale", "quantize", "input_size", "images",
                "calibration_patches", "num_threads", "overwrite"},
+    "onnx": {"output", "weights", "preset", "scale", "any_scale", "images", "layout",
+             "overwrite"},
 }
 
 
 def _define_flags():
     flags.DEFINE_string("output_dir", None, "saved_model: the SavedModel folder to write "
                         "(a numbered version folder for TF Serving, e.g. models/asdn/1).")
-    flags.DEFINE_string("output", None, "tflite: the .tflite file to write.")
+    flags.DEFINE_string("output", None, "tflite: the .tflite file to write; onnx: the .onnx "
+                        "file.")
     define_model_flags(
         weights="saved_model: ASDN weights (.weights.h5 or .keras; default: the bundled "
                 "weights). tflite: FSDN weights (required).",
@@ -47,29 +54,33 @@ def _define_flags():
                          "saved_model: the largest batch × height × width of an output. Each "
                          "output pixel costs about 2 KB of memory at a request's peak (default "
                          "preset): the default needs about 2 GB, 4194304 about 8 GB.")
-    flags.DEFINE(_WholeScaleParser(), "scale", None,
-                 "tflite: the FSDN's integer scale (2, 3, 4, 8, ...).",
+    flags.DEFINE(_PlainScaleParser(), "scale", None,
+                 "tflite: the FSDN's whole scale (2, 3, 4, 8, ...); onnx: the scale the file "
+                 "does (an ASDN: 1.1 to 32; an FSDN: its own).",
                  serializer=flags.ArgumentSerializer())
+    flags.DEFINE_enum("layout", "nhwc", list(onnx_export.LAYOUTS),
+                      "onnx: the input and output layout, N×H×W×3 or N×3×H×W.")
+    flags.DEFINE_bool("any_scale", False, "onnx: instead of --scale, a graph with a second "
+                      "input, scale (float64), that serves every scale in (1, 32].")
     flags.DEFINE_enum("quantize", "none", list(QUANTIZATIONS), "tflite: weight/activation types.")
     flags.DEFINE_string("input_size", "dynamic",
                         "tflite: HEIGHTxWIDTH of a fixed input (e.g. 256x256), or 'dynamic'.")
     flags.DEFINE_string("images", None, "tflite: folder or glob of real images to verify on "
-                        "(and to calibrate int8 on).")
+                        "(and to calibrate int8 on); onnx: the same, by default the quick "
+                        "start's photograph.")
     flags.DEFINE_integer("calibration_patches", 64, "tflite: int8 calibration patches.")
     flags.DEFINE_integer("num_threads", None, "tflite: interpreter threads while verifying.")
     flags.DEFINE_bool("overwrite", False, "Replace the output if it is an earlier export "
                       "(a SavedModel folder, a TFLite file); nothing else is ever replaced.")
 
 
-class _WholeScaleParser(flags.IntegerParser):
-    """tflite's --scale: digits only, and a plain word for anything else (int() would say
-    "invalid literal for int() with base 10")."""
+class _PlainScaleParser(flags.FloatParser):
+    """--scale: a plain decimal (2, 2.5), and a plain word for anything else."""
 
     def convert(self, argument):
-        if isinstance(argument, str) and not re.fullmatch(r"\s*\d+\s*", argument):
-            raise ValueError(f"a TFLite export is an FSDN, which upscales by one whole factor "
-                             f"(2, 3, 4, ...), not {argument.strip()!r}; for any scale, export "
-                             "ASDN as a SavedModel (saved_model)")
+        if isinstance(argument, str) and not re.fullmatch(r"\s*\d+(\.\d+)?\s*", argument):
+            raise ValueError(f"--scale must be a plain decimal such as 2 or 2.5, not "
+                             f"{argument.strip()!r}")
         return super().convert(argument)
 
 
@@ -107,9 +118,14 @@ def _tflite_command(flag_values):
     for name in ("weights", "scale", "output", "images"):
         if getattr(flag_values, name) in (None, ""):
             raise ValueError(f"--{name} is required for tflite")
-    if not 2 <= flag_values.scale <= config_lib.MAX_FSDN_SCALE:
+    if not flag_values.scale.is_integer():
+        raise ValueError(f"a TFLite export is an FSDN, which upscales by one whole factor "
+                         f"(2, 3, 4, ...), not {flag_values.scale:g}; for any scale, export "
+                         "ASDN as a SavedModel (saved_model) or ONNX (onnx)")
+    scale = int(flag_values.scale)
+    if not 2 <= scale <= config_lib.MAX_FSDN_SCALE:
         raise ValueError(f"--scale must be an integer in [2, {config_lib.MAX_FSDN_SCALE}], "
-                         f"got {flag_values.scale}")
+                         f"got {scale}")
     data_folders.require_sources([flag_values.images])
     if flag_values.calibration_patches < 1:
         raise ValueError(f"--calibration_patches must be positive, "
@@ -118,14 +134,14 @@ def _tflite_command(flag_values):
     output = pathlib.Path(flag_values.output)
     check_output(output, "tflite", flag_values.overwrite)
     images = verification_images(flag_values.images, input_size)
-    fsdn = load_model(flag_values.weights, flag_values.preset, fsdn_scale=flag_values.scale,
+    fsdn = load_model(flag_values.weights, flag_values.preset, fsdn_scale=scale,
                       precision="float32")
     content = convert_tflite(fsdn, flag_values.quantize, input_size, flag_values.images,
                              flag_values.calibration_patches)
     result = verify_tflite(content, fsdn, images, flag_values.quantize, flag_values.num_threads)
     float_size = 4 * fsdn.count_params()
     shape = "dynamic HxW" if input_size is None else f"{input_size[0]}x{input_size[1]}"
-    print(f"x{flag_values.scale} FSDN, quantize={flag_values.quantize}, input {shape}: "
+    print(f"x{scale} FSDN, quantize={flag_values.quantize}, input {shape}: "
           f"{len(content) / 1e6:.3f} MB (float32 weights {float_size / 1e6:.3f} MB)")
     print(f"vs Keras on {result['images']} image(s) from {flag_values.images}: "
           f"max abs {result['max_abs']:.3g}, PSNR {result['psnr']:.2f} dB, "
@@ -139,10 +155,57 @@ def _tflite_command(flag_values):
     print(f"wrote {output}")
 
 
+def _onnx_command(flag_values):
+    """The `onnx` subcommand: checks, converts, verifies, and only then writes."""
+    if not flag_values.output:
+        raise ValueError("--output is required for onnx")
+    if (flag_values.scale is None) == (not flag_values.any_scale):
+        raise ValueError("give --scale (a file for that scale) or --any_scale (a file with a "
+                         "scale input), one of them")
+    if flag_values.preset and not flag_values.weights:
+        raise ValueError("--preset needs --weights (the bundled weights carry their config)")
+    scale = None if flag_values.any_scale else lfr.check_scale(
+        flag_values.scale, lfr.DEFAULT_MAX_SCALE, name="--scale")
+    output = pathlib.Path(flag_values.output)
+    onnx_export.check_onnx_output(output, flag_values.overwrite)
+    images = onnx_export.read_verification_images(flag_values.images)
+    if flag_values.weights:
+        model = load_model(flag_values.weights, flag_values.preset, precision="float32")
+        source = flag_values.weights
+    else:
+        model = load_pretrained(precision="float32")
+        source = "the bundled default weights"
+    if scale is None and not isinstance(model, ASDN):
+        raise ValueError(f"--any_scale needs an ASDN; {source} holds an x{model.scale} FSDN")
+    onnx_export.check_model_scale(model, scale)
+    name = f"{type(model).__name__} from {source}"
+    content = onnx_export.convert_onnx(model, scale, flag_values.layout, name)
+    cases = onnx_export.verification_cases(images, scale)
+    result = onnx_export.verify_onnx(content, model, cases, flag_values.layout)
+    what = "any scale (input 'scale')" if scale is None else f"x{scale:g}"
+    print(f"{what} {name}, {flag_values.layout.upper()} float32 [0, 1], dynamic HxW: "
+          f"{len(content) / 1e6:.3f} MB")
+    scales = "" if scale else f" at scales {', '.join(map(str, onnx_export.ANY_SCALE_CHECKS))}"
+    print(f"ONNX Runtime vs Keras on {result['images']} crops{scales} of "
+          f"{flag_values.images or onnx_export.quick_start_image().name}: "
+          f"max abs {result['max_abs']:.3g} "
+          f"({result['grey_levels']} grey level(s) in 8 bits), PSNR {result['psnr']:.2f} dB; "
+          f"requirement max abs <= {onnx_export.MAX_ABS_DIFFERENCE:.3g}: "
+          f"{'met' if result['ok'] else 'NOT met'}")
+    if not result["ok"]:
+        raise ValueError("ONNX Runtime and Keras disagree; nothing written")
+    onnx_export.check_onnx_output(output, flag_values.overwrite)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with fileio.atomic_path(output) as temporary:
+        temporary.write_bytes(content)
+    print(f"wrote {output}")
+
+
 def main(argv):
-    commands = {"saved_model": _saved_model_command, "tflite": _tflite_command}
+    commands = {"saved_model": _saved_model_command, "tflite": _tflite_command,
+                "onnx": _onnx_command}
     if len(argv) != 2 or argv[1] not in commands:
-        print("export: usage: python -m asdn_tf.export saved_model|tflite [--flags]",
+        print("export: usage: python -m asdn_tf.export saved_model|tflite|onnx [--flags]",
               file=sys.stderr)
         return 2
     command = argv[1]
