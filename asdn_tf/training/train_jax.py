@@ -10,13 +10,14 @@ from level to level, so one program for all levels would need padded inputs.
 
 The loop itself is `asdn_tf.training.loop`'s, as under TensorFlow; this module is its JAX step
 adapter. Batches come from image folders through `asdn_tf.data.folder_data` (numpy and PIL),
-decided by the seed and the step, so a resumed run reads the batches it would have read. Checkpoints are
-`checkpoints/ckpt-<step>.npz` in the run folder (`asdn_tf.training.jax_checkpoints`); the same
-command resumes from the newest one that loads. Validation follows the evaluation
-protocol (bicubic LR quantised to 8 bits, the ×2 recursion above 2, Y-PSNR with the border
-shaved: `asdn_tf.evaluation.protocol`). Everything else in the run folder (--restart, state.json,
-validation.csv, `best`/`final.weights.h5` and their sidecars) is `asdn_tf.training.run_folder`'s, as
-the TensorFlow trainer writes it; the weights load in TensorFlow (`asdn_tf.inference.weights_io`).
+decided by the seed and the step, so a resumed run reads the batches it would have read.
+Checkpoints are `checkpoints/ckpt-<step>.npz` in the run folder
+(`asdn_tf.training.jax_checkpoints`); the same command resumes from the newest one that loads.
+Validation follows the evaluation protocol (bicubic LR quantised to 8 bits, the ×2 recursion
+above 2, Y-PSNR with the border shaved: `asdn_tf.evaluation.protocol`). Everything else in the
+run folder (--restart, state.json, validation.csv, `best`/`final.weights.h5` and their
+sidecars) is written by `asdn_tf.training.loop` and `run_folder`, as under TensorFlow; the
+weights load in TensorFlow (`asdn_tf.inference.weights_io`).
 
 `--strategy=mirrored` trains data-parallel over all local devices
 (`keras.distribution.DataParallel`): the global batch is split over them and each update is
