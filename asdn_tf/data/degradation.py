@@ -1,7 +1,8 @@
 """How LR images are made from HR ones: the benchmark's bicubic, or a random mix for photos.
 
-Training draws a degradation per patch (`random_lr`, inside `tf.data`); evaluation applies a
-named, fixed one to whole images (`fixed_lr`). The ranges of the photo mix live in
+Training draws a degradation per patch (`random_lr`, inside `tf.data`: the mix of
+`asdn_tf.data.photo_mix` on TensorFlow's operations); evaluation applies a named, fixed one to
+whole images (`fixed_lr`). The ranges of the photo mix live in
 `config.PhotoDegradation`; the named evaluation degradations in `EVALUATION`.
 
 Photos met in practice were downscaled by other software (bicubic without antialiasing,
@@ -19,9 +20,9 @@ import numpy as np
 import tensorflow as tf
 
 from asdn_tf.io import pixels
+from asdn_tf.data import photo_mix
 from asdn_tf.data.imresize import imresize
-
-KERNELS = ("bicubic", "bicubic_noaa", "bilinear", "area")
+from asdn_tf.data.photo_mix import KERNELS
 
 # Named LR makers for `evaluate --degradation`: (kernel, blur sigma in LR pixels, noise sigma in
 # [0, 1] units, JPEG quality or 0). "bicubic" is the literature's protocol.
@@ -108,8 +109,50 @@ def jpeg(images, quality):
                      fn_output_signature=tf.TensorSpec(images.shape[1:], tf.float32))
 
 
+class TensorFlowMix:
+    """`photo_mix`'s operations in TensorFlow for N patches, stateless: every draw comes from
+    its own part of `seed`, so the same seed gives the same LR, eagerly or in a graph."""
+
+    # The part of the seed each draw takes.
+    _SEEDS = {"kernel": 0, "blur applied": 1, "blur": 2, "noise applied": 3, "noise": 4,
+              "noise field": 5, "jpeg applied": 6, "jpeg": 7, "clean": 8}
+
+    def __init__(self, count, seed):
+        self.count = count
+        self.seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 9)
+
+    def uniform(self, name, low=0.0, high=1.0):
+        return tf.random.stateless_uniform([self.count], self.seeds[self._SEEDS[name]], low, high)
+
+    def choose(self, name, options):
+        return tf.gather(options, tf.random.stateless_uniform(
+            [self.count], self.seeds[self._SEEDS[name]], 0, len(options), tf.int32))
+
+    @staticmethod
+    def where(condition, x, y):
+        return tf.where(condition, x, y)
+
+    @staticmethod
+    def round_int(values):
+        return tf.cast(tf.round(values), tf.int32)
+
+    def downscale(self, hr, size, scale, kernel):
+        candidates = tf.stack([downscale(hr, size, scale, name) for name in KERNELS])
+        return tf.gather_nd(tf.transpose(candidates, [1, 0, 2, 3, 4]),
+                            tf.stack([tf.range(self.count), kernel], axis=1))
+
+    gaussian_blur = staticmethod(gaussian_blur)
+    quantize = staticmethod(quantize)
+    jpeg = staticmethod(jpeg)
+
+    def add_noise(self, lr, sigma):
+        return lr + sigma[:, None, None, None] / 255.0 * tf.random.stateless_normal(
+            tf.shape(lr), self.seeds[self._SEEDS["noise field"]])
+
+
 def random_lr(hr, size, scale, photo, seed):
-    """LR patches made from N×H×W×3 float HR patches by a degradation drawn per patch.
+    """LR patches made from N×H×W×3 float HR patches by the photo mix (`photo_mix.random_lr`),
+    drawn per patch.
 
     Args:
         hr: float32 N×H×W×3 in [0, 1].
@@ -121,34 +164,7 @@ def random_lr(hr, size, scale, photo, seed):
     Returns:
         float32 N×size×3 in [0, 1], quantised to 8 bits.
     """
-    count = tf.shape(hr)[0]
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 9)
-
-    def uniform(index, low=0.0, high=1.0):
-        return tf.random.stateless_uniform([count], seeds[index], low, high)
-
-    def applied(index, probability):
-        return uniform(index) < probability
-
-    # Clean patches (the benchmark's LR, only quantised) keep the network exact on clean input.
-    clean = applied(8, photo.clean_probability)
-    kernels = [KERNELS.index(name) for name in photo.kernels]
-    choice = tf.gather(kernels, tf.random.stateless_uniform(
-        [count], seeds[0], 0, len(kernels), tf.int32))
-    choice = tf.where(clean, KERNELS.index("bicubic"), choice)
-    candidates = tf.stack([downscale(hr, size, scale, name) for name in KERNELS])
-    lr = tf.gather_nd(tf.transpose(candidates, [1, 0, 2, 3, 4]),
-                      tf.stack([tf.range(count), choice], axis=1))
-    sigma = tf.where(applied(1, photo.blur_probability) & ~clean, uniform(2, *photo.blur_sigma),
-                     0.0)
-    lr = gaussian_blur(lr, sigma, math.ceil(3 * photo.blur_sigma[1]))
-    noise = tf.where(applied(3, photo.noise_probability) & ~clean, uniform(4, *photo.noise_sigma),
-                     0.0)
-    lr += noise[:, None, None, None] / 255.0 * tf.random.stateless_normal(tf.shape(lr), seeds[5])
-    lr = quantize(lr)
-    quality = tf.where(applied(6, photo.jpeg_probability) & ~clean,
-                       tf.cast(tf.round(uniform(7, *photo.jpeg_quality)), tf.int32), 0)
-    return jpeg(lr, quality)
+    return photo_mix.random_lr(hr, size, scale, photo, TensorFlowMix(tf.shape(hr)[0], seed))
 
 
 def fixed_lr(hr, size, scale, name, seed=0):

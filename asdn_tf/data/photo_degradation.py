@@ -1,15 +1,14 @@
 """`--degradation=photo` in numpy and PIL, for training without TensorFlow (JAX).
 
-The same mix as `asdn_tf.data.degradation.random_lr` and `asdn_tf.data.pipeline._photo_pair`,
-with the ranges of `config.PhotoDegradation`: per patch clean (the benchmark's bicubic,
-quantised) or one kernel drawn from `photo.kernels`, then maybe a Gaussian blur, noise, 8-bit
-quantisation and JPEG; per update maybe the first step of a ×3 or ×4 recursion. The draws come
-from a numpy Generator (`asdn_tf.data.folder_data` seeds it from (seed, step)), so they follow
-the same distribution as TensorFlow's, not the same values. The kernels without antialiasing are
-`tf.image.resize`'s arithmetic (half-pixel centres; Keys a = -0.5 from its 1024-entry table;
-TF's area), the blur is `degradation.gaussian_blur`'s; JPEG goes through PIL, which writes
-TensorFlow's bytes but decodes them with the accurate IDCT where `tf.image.adjust_jpeg_quality`
-uses the fast one (43 to 51 dB apart on a Set5 crop: tests/test_jax_photo.py).
+The mix is `asdn_tf.data.photo_mix`'s, as under `tf.data`; this module holds its numpy
+operations (`NumpyMix`) and the recursion pairs of `asdn_tf.data.pipeline._photo_pair`: per
+update maybe the first step of a ×3 or ×4 recursion. The draws come from a numpy Generator
+(`asdn_tf.data.folder_data` seeds it from (seed, step)), so they follow the same distribution as
+TensorFlow's, not the same values. The kernels without antialiasing are `tf.image.resize`'s
+arithmetic (half-pixel centres; Keys a = -0.5 from its 1024-entry table; TF's area), the blur is
+`degradation.gaussian_blur`'s; JPEG goes through PIL, which writes TensorFlow's bytes but decodes
+them with the accurate IDCT where `tf.image.adjust_jpeg_quality` uses the fast one (43 to 51 dB
+apart on a Set5 crop: tests/test_jax_photo.py).
 
 Example:
     >>> rng = np.random.default_rng([seed, step])
@@ -23,7 +22,7 @@ import math
 import numpy as np
 import PIL.Image
 
-from asdn_tf.data import resizing
+from asdn_tf.data import photo_mix, resizing
 from asdn_tf.io import pixels
 from asdn_tf.nn import lfr
 
@@ -147,41 +146,63 @@ def jpeg(image, quality):
     return pixels.to_float(np.asarray(PIL.Image.open(buffer).convert("RGB")))
 
 
+class NumpyMix:
+    """`photo_mix`'s operations in numpy and PIL for `count` patches, the draws taken from
+    the numpy Generator `rng` in the order `photo_mix.draw` asks for them (the names only
+    document them)."""
+
+    def __init__(self, count, rng):
+        self.count, self.rng = count, rng
+
+    def uniform(self, name, low=0.0, high=1.0):
+        return self.rng.uniform(low, high, self.count)
+
+    def choose(self, name, options):
+        return np.asarray(options)[self.rng.integers(len(options), size=self.count)]
+
+    @staticmethod
+    def where(condition, x, y):
+        return np.where(condition, x, y)
+
+    @staticmethod
+    def round_int(values):
+        return np.round(values).astype(np.int32)
+
+    def downscale(self, hr, size, scale, kernel):
+        lr = np.empty((len(hr), *size, hr.shape[-1]), np.float32)
+        for index in np.unique(kernel):
+            chosen = kernel == index
+            lr[chosen] = downscale(hr[chosen], size, scale, photo_mix.KERNELS[index])
+        return lr
+
+    gaussian_blur = staticmethod(gaussian_blur)
+    quantize = staticmethod(quantize)
+
+    def add_noise(self, lr, sigma):
+        return lr + (sigma[:, None, None, None] / 255.0
+                     * self.rng.standard_normal(lr.shape)).astype(np.float32)
+
+    @staticmethod
+    def jpeg(lr, quality):
+        for index, level in enumerate(quality):
+            if level:
+                lr[index] = jpeg(lr[index], level)
+        return lr
+
+
 def draw(count, photo, rng):
-    """The per-patch draws of `random_lr` for `count` patches: a dict of [count] arrays
-    "kernel" (names), "blur" (sigma, 0: none), "noise" (sigma in grey levels, 0: none) and
-    "quality" (JPEG, 0: none)."""
-    clean = rng.random(count) < photo.clean_probability
-    kernel = np.where(clean, "bicubic", np.asarray(photo.kernels)[
-        rng.integers(len(photo.kernels), size=count)])
-
-    def sometimes(probability, low, high):
-        applied = (rng.random(count) < probability) & ~clean
-        return np.where(applied, rng.uniform(low, high, count), 0.0)
-
-    return {"kernel": kernel,
-            "blur": sometimes(photo.blur_probability, *photo.blur_sigma),
-            "noise": sometimes(photo.noise_probability, *photo.noise_sigma),
-            "quality": np.round(sometimes(photo.jpeg_probability,
-                                          *photo.jpeg_quality)).astype(np.int32)}
+    """The per-patch draws of `random_lr` for `count` patches (`photo_mix.draw`): a dict of
+    [count] arrays "kernel" (names), "blur" (sigma, 0: none), "noise" (sigma in grey levels,
+    0: none) and "quality" (JPEG, 0: none)."""
+    kernel, blur, noise, quality = photo_mix.draw(photo, NumpyMix(count, rng))
+    return {"kernel": np.asarray(photo_mix.KERNELS)[kernel], "blur": blur, "noise": noise,
+            "quality": quality}
 
 
 def random_lr(hr, size, scale, photo, rng):
-    """`degradation.random_lr` in numpy: N×size×3 float32 LR patches, quantised to 8 bits,
-    from N×H×W×3 float HR patches, a degradation drawn per patch from `rng`."""
-    draws = draw(len(hr), photo, rng)
-    lr = np.empty((len(hr), *size, hr.shape[-1]), np.float32)
-    for kernel in np.unique(draws["kernel"]):
-        chosen = draws["kernel"] == kernel
-        lr[chosen] = downscale(hr[chosen], size, scale, kernel)
-    lr = gaussian_blur(lr, draws["blur"], math.ceil(3 * photo.blur_sigma[1]))
-    lr += (draws["noise"][:, None, None, None] / 255.0
-           * rng.standard_normal(lr.shape)).astype(np.float32)
-    lr = quantize(lr)
-    for index, quality in enumerate(draws["quality"]):
-        if quality:
-            lr[index] = jpeg(lr[index], quality)
-    return lr
+    """`photo_mix.random_lr` in numpy: N×size×3 float32 LR patches, quantised to 8 bits, from
+    N×H×W×3 float HR patches, a degradation drawn per patch from `rng`."""
+    return photo_mix.random_lr(hr, size, scale, photo, NumpyMix(len(hr), rng))
 
 
 def recursion_draw(photo, rng):

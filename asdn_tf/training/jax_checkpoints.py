@@ -7,12 +7,51 @@ import re
 import numpy as np
 from absl import logging
 
-from asdn_tf.io import fileio
-from asdn_tf.training import run_folder
+from asdn_tf.io import errors, fileio
+from asdn_tf.training import checkpoint_fallback, run_folder
 from asdn_tf.training.run_folder import TrainingError
 
 # run_folder's checkpoint names, as numpy archives: TF's checkpoint format needs TensorFlow.
 _CHECKPOINT = re.compile(rf"{run_folder.CHECKPOINT_NAME}-(\d+)\.npz")
+
+
+class Checkpoints:
+    """The checkpoints of a JAX run in `output_dir/checkpoints/`, the newest `keep` of them,
+    each with state.json written after it (the interface of `tf_checkpoints.Checkpoints`).
+    `step()` is the updates made, `values()` the update's (trainable, non_trainable, optimizer)
+    values, and `assign(step, values)` takes restored ones."""
+
+    def __init__(self, output_dir, keep, step, values, assign):
+        self.output_dir, self.keep = output_dir, keep
+        self.folder = output_dir / run_folder.CHECKPOINTS
+        self.step, self.values, self.assign = step, values, assign
+
+    def restore(self):
+        """Restores the newest checkpoint that loads; returns its step, or None."""
+        run_folder.sweep_leftovers(self.output_dir)
+        step, state = restore_newest(self.folder, self.values())
+        if step is not None:
+            logging.info("resumed from %s at step %d", checkpoint_path(self.folder, step), step)
+            self.assign(step, state)
+        return step
+
+    def newest(self):
+        """What a stopped run can resume from, for its error message."""
+        steps = checkpoint_steps(self.folder)
+        if not steps:
+            return "no checkpoint had been written yet"
+        return f"the newest checkpoint, {checkpoint_path(self.folder, steps[-1])}, is intact"
+
+    def save(self, state, elapsed):
+        """Saves a checkpoint of the current step and then `state`, with `elapsed()` added to
+        its training time."""
+        try:
+            save_checkpoint(self.folder, self.step(), self.values(), self.keep)
+            state.seconds += elapsed()
+            run_folder.save_state(self.output_dir, state)
+        except OSError as error:
+            raise TrainingError(f"cannot write a checkpoint in {self.output_dir}: "
+                                f"{errors.first_line(error)}; {self.newest()}") from None
 
 
 def checkpoint_path(folder, step):
@@ -43,39 +82,33 @@ def checkpoint_steps(folder):
 
 def restore_newest(folder, state):
     """(step, state) from the newest checkpoint in `folder` that loads and fits `state`'s
-    shapes; (None, state) without one. Checkpoints that do not load are named in a warning
-    and moved to `folder/damaged-<time>/`.
+    shapes; (None, state) without one. Those that do not load are set aside
+    (`checkpoint_fallback`); writes are atomic, so none is a killed write's leftover.
 
     Raises:
-        TrainingError: checkpoints exist and none fits.
+        TrainingError: checkpoints exist and none loads, or the newest that loads was written
+            for another network.
     """
-    damaged = []
-    for step in reversed(checkpoint_steps(folder)):
+    restored = {}
+
+    def restore(step):
         path = checkpoint_path(folder, step)
         try:
             with np.load(path) as arrays:
-                restored = tuple([arrays[f"{prefix}{i}"] for i in range(len(values))]
-                                 for prefix, values in zip("tno", state))
+                values = tuple([arrays[f"{prefix}{i}"] for i in range(len(group))]
+                               for prefix, group in zip("tno", state))
                 stored_step = int(arrays["step"])
         except (OSError, ValueError, KeyError, EOFError) as error:
-            damaged.append((path, str(error).splitlines()[0] if str(error) else "unreadable"))
-            continue
-        if stored_step != step or any(
-                a.shape != tuple(b.shape) for group, values in zip(restored, state)
-                for a, b in zip(group, values)):
+            return str(error).splitlines()[0] if str(error) else "unreadable"
+        if stored_step != step or any(a.shape != tuple(b.shape)
+                                      for group, ours in zip(values, state)
+                                      for a, b in zip(group, ours)):
             raise TrainingError(f"{path} was written for another network or optimizer (other "
                                 "model flags?): rerun with --restart, or use another "
                                 "--output_dir")
-        if damaged:
-            aside = run_folder.damaged_folder(folder)
-            for bad, _ in damaged:
-                bad.rename(aside / bad.name)
-            logging.warning("%s; moved to %s; resuming from ckpt-%d",
-                            "; ".join(f"{p.name} cannot be read ({why})" for p, why in damaged),
-                            aside, step)
-        return step, restored
-    if damaged:
-        raise TrainingError(f"no checkpoint in {folder} can be restored ("
-                            + "; ".join(f"{p.name}: {why}" for p, why in damaged)
-                            + "): rerun with --restart, or use another --output_dir")
-    return None, state
+        restored[step] = values
+        return None
+
+    step = checkpoint_fallback.restore_first(folder, checkpoint_steps(folder), restore,
+                                             lambda step: [checkpoint_path(folder, step)])
+    return (None, state) if step is None else (step, restored[step])

@@ -3,7 +3,7 @@
     OUTPUT_DIR/
       checkpoints/        ckpt-<step>.index and .data-*, TF's `checkpoint` state file; the
                           newest keep_checkpoints of them (`tf_checkpoints`); under JAX
-                          ckpt-<step>.npz instead (`asdn_tf.training.train_jax`)
+                          ckpt-<step>.npz instead (`jax_checkpoints`)
         damaged-<time>/   checkpoints that could not be restored, set aside
       state.json          `RunState`: training time and best PSNR, as of the newest checkpoint
       validation.csv      the validation curve: step, then mean Y-PSNR per scale (x2, x1.5, ...)
@@ -16,8 +16,8 @@
       *.bad-<time>        a state.json or validation.csv that could not be read, set aside
 
 Every file is written through a temporary and a rename (`fileio.atomic_path`), so a kill never
-leaves half of one; the temporaries a kill leaves are swept when the run resumes. TensorFlow's
-checkpoints are written and restored by asdn_tf/training/tf_checkpoints.py.
+leaves half of one; the temporaries a kill leaves are swept when the run resumes. The loop that
+writes them is asdn_tf/training/loop.py, the same for both backends.
 """
 
 import contextlib

@@ -12,8 +12,9 @@ import tempfile
 from absl import logging
 
 from asdn_tf.io import errors as cli, fileio
+from asdn_tf.training import checkpoint_fallback
 from asdn_tf.training.run_folder import (CHECKPOINT_NAME, CHECKPOINTS, TrainingError,
-                                         damaged_folder, save_state, sweep_leftovers)
+                                         save_state, sweep_leftovers)
 
 CHECKPOINT_INDEX = re.compile(rf"{CHECKPOINT_NAME}-(\d+)\.index")
 
@@ -201,56 +202,16 @@ def restore_newest(checkpoint, step_variable, folder):
     recorded = _recorded_steps(folder)
     on_disk = {int(match[1]) for match in map(CHECKPOINT_INDEX.fullmatch,
                                                (path.name for path in folder.iterdir())) if match}
-    restored, interrupted, damaged = _restore_first(checkpoint, step_variable, folder,
-                                                    sorted(on_disk | (recorded or set()),
-                                                           reverse=True), recorded)
-    if restored is None and damaged:
-        listed = "; ".join(f"ckpt-{step}: {reason}" for step, reason in damaged)
-        raise TrainingError(f"no checkpoint in {folder} can be restored ({listed}); nothing was "
-                            "changed: rerun with --restart to move the run's files aside and "
-                            "start from step 0, or use another --output_dir")
-    if interrupted is not None:
-        for path in _checkpoint_files(folder, interrupted):
-            path.unlink()
-        logging.info("removed ckpt-%d, a checkpoint whose writing was interrupted", interrupted)
-    if damaged or recorded is None:
-        _set_aside_damaged(folder, damaged, recorded is None, restored)
+    restored = checkpoint_fallback.restore_first(
+        folder, on_disk | (recorded or set()),
+        lambda step: _restore(checkpoint, step_variable, folder, step),
+        lambda step: _checkpoint_files(folder, step),
+        interrupted_after=None if recorded is None else max(recorded, default=0),
+        unreadable_state=folder / "checkpoint" if recorded is None else None)
     kept = sorted(step for step in on_disk if _checkpoint_files(folder, step))
     if restored is not None and (recorded != set(kept) or max(kept) != restored):
         _write_checkpoint_state(folder, kept)
     return restored
-
-
-def _restore_first(checkpoint, step_variable, folder, candidates, recorded):
-    """(step restored or None, the interrupted newest step or None, [(step, why)] of damaged
-    ones) after trying `candidates` in turn until one restores."""
-    interrupted, damaged = None, []
-    for step in candidates:
-        reason = _restore(checkpoint, step_variable, folder, step)
-        if reason is None:
-            return step, interrupted, damaged
-        if step == candidates[0] and recorded is not None and step > max(recorded, default=0):
-            interrupted = step
-        else:
-            damaged.append((step, reason))
-    return None, interrupted, damaged
-
-
-def _set_aside_damaged(folder, damaged, state_unreadable, restored):
-    """Moves the `damaged` checkpoints, and the state file if unreadable, into
-    `folder/damaged-<time>/` with one warning."""
-    aside = damaged_folder(folder)
-    for step, _ in damaged:
-        for path in _checkpoint_files(folder, step):
-            path.rename(aside / path.name)
-    if state_unreadable and (folder / "checkpoint").exists():
-        (folder / "checkpoint").rename(aside / "checkpoint")
-    problems = [f"ckpt-{step} cannot be restored ({reason})" for step, reason in damaged]
-    if state_unreadable:
-        problems.append("the state file `checkpoint` is unreadable")
-    logging.warning("%s: %s; moved to %s; %s", folder, ", ".join(problems), aside,
-                    "starting from step 0" if restored is None
-                    else f"resuming from ckpt-{restored}")
 
 
 def _write_checkpoint_state(folder, steps):

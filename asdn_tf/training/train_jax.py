@@ -8,14 +8,16 @@ the other branches' weights and Adam moments stay as they are (the optimizer's u
 masked). Each level's update is one `jax.jit` program: its input size round(p · r_l) differs
 from level to level, so one program for all levels would need padded inputs.
 
-Batches come from image folders through `asdn_tf.data.folder_data` (numpy and PIL), decided by the
-seed and the step, so a resumed run reads the batches it would have read. Checkpoints are
-`checkpoints/ckpt-<step>.npz` in the run folder (`asdn_tf.training.jax_checkpoints`); the same
-command resumes from the newest one that loads. Validation follows the evaluation
-protocol (bicubic LR quantised to 8 bits, the ×2 recursion above 2, Y-PSNR with the border
-shaved: `asdn_tf.evaluation.protocol`). Everything else in the run folder (--restart, state.json,
-validation.csv, `best`/`final.weights.h5` and their sidecars) is `asdn_tf.training.run_folder`'s, as
-the TensorFlow trainer writes it; the weights load in TensorFlow (`asdn_tf.inference.weights_io`).
+The loop itself is `asdn_tf.training.loop`'s, as under TensorFlow; this module is its JAX step
+adapter. Batches come from image folders through `asdn_tf.data.folder_data` (numpy and PIL),
+decided by the seed and the step, so a resumed run reads the batches it would have read.
+Checkpoints are `checkpoints/ckpt-<step>.npz` in the run folder
+(`asdn_tf.training.jax_checkpoints`); the same command resumes from the newest one that loads.
+Validation follows the evaluation protocol (bicubic LR quantised to 8 bits, the ×2 recursion
+above 2, Y-PSNR with the border shaved: `asdn_tf.evaluation.protocol`). Everything else in the
+run folder (--restart, state.json, validation.csv, `best`/`final.weights.h5` and their
+sidecars) is written by `asdn_tf.training.loop` and `run_folder`, as under TensorFlow; the
+weights load in TensorFlow (`asdn_tf.inference.weights_io`).
 
 `--strategy=mirrored` trains data-parallel over all local devices
 (`keras.distribution.DataParallel`): the global batch is split over them and each update is
@@ -26,15 +28,11 @@ batches of p×p LR and (p·S)×(p·S) HR patches (`folder_data.fixed_scale_batch
 trunk with `--init_from`, validated at S alone.
 """
 
-import dataclasses
-import math
 import pathlib
-import time
 
 import jax
 import keras
 import numpy as np
-from absl import logging
 from keras import ops
 
 from asdn_tf.data import data_folders, folder_data, resizing
@@ -46,9 +44,8 @@ from asdn_tf.nn.model import FSDN, build_fsdn, build_model
 from asdn_tf.inference.precision import dtype_policy
 from asdn_tf.training.run_folder import TrainingError
 from asdn_tf.training.schedule import learning_rate_schedule
-from asdn_tf.training import common
+from asdn_tf.training import jax_checkpoints, loop
 from asdn_tf.training.common import check_arguments, resolve_init_from, warm_start
-from asdn_tf.training.jax_checkpoints import checkpoint_path, restore_newest, save_checkpoint
 
 
 def make_update(network, optimizer, level, clip_norm=0.0, passes=1):
@@ -225,28 +222,6 @@ def validate(network, images, scales):
 
 # ---- training -------------------------------------------------------------------------
 
-def _resume(output_dir, restart, network, optimizer, init_from, model_config, model):
-    """(step, update state, RunState) to go on from in `output_dir`: the newest checkpoint's,
-    or step 0's (with the weights file `init_from`'s, if given, as `asdn_tf.train` takes them);
-    `restart` first moves an earlier run's files aside."""
-    if restart:
-        run_folder.set_aside_run(output_dir)
-    run_folder.sweep_leftovers(output_dir)
-    checkpoints = output_dir / run_folder.CHECKPOINTS
-    step, state = restore_newest(checkpoints, initial_state(network, optimizer))
-    if step is not None:
-        logging.info("resumed from %s at step %d", checkpoint_path(checkpoints, step), step)
-        assign_state(network, optimizer, state)
-    else:
-        step = 0
-        if init_from:
-            warm_start(network, init_from, model_config, model)
-    run_state = run_folder.load_state(output_dir)
-    # Read now so that a bad curve is set aside at the start, with its warning.
-    run_folder.read_validation_curve(output_dir / run_folder.VALIDATION_CURVE)
-    return step, initial_state(network, optimizer), run_state
-
-
 def train(model_config, data_config, train_config, output_dir, model="asdn", scale=None,
           init_from=None, strategy="default", jit_compile="auto", mixed_precision="none",
           preset_name=None, restart=False):
@@ -275,22 +250,24 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
     keras.utils.set_random_seed(train_config.seed)
     network, optimizer = build(model_config, train_config, mixed_precision, fixed_scale)
     with run_folder.output_folder(output_dir):
-        step, state, run_state = _resume(output_dir, restart, network, optimizer, init_from,
-                                         model_config, model)
-        run = _Run(network, optimizer, output_dir, run_state, validation_images, run_folder
-                   .WeightsSidecar(model=model, scale=scale, preset=preset_name,
-                                   model_config=model_config, data_config=data_config,
-                                   train_config=train_config, steps=step,
-                                   training_seconds=0.0, validation_psnr={},
-                                   backend=f"jax {jax.__version__} ({jax.devices()[0].platform},"
-                                           f" {devices} device{'s' * (devices > 1)})"))
-        batches = folder_data.training_batches(images, data_config, step,
-                                               model_config.num_levels, train_config.seed,
-                                               fixed_scale=fixed_scale)
-        step, state = run.loop(batches, step, state, fixed_scale)
-        run.save_weights(run_folder.FINAL_WEIGHTS, step, state)
-    logging.info("done: %s (%d steps)", output_dir / run_folder.FINAL_WEIGHTS, step)
-    return output_dir / run_folder.FINAL_WEIGHTS
+        steps = _Steps(network, optimizer, validation_images, fixed_scale,
+                       train_config.clip_norm)
+        checkpoints = jax_checkpoints.Checkpoints(output_dir, train_config.keep_checkpoints,
+                                                  steps.step, steps.values, steps.restored)
+        state = loop.resume(output_dir, restart, checkpoints,
+                            lambda: steps.warm_start(init_from, model_config, model))
+        steps.state = initial_state(network, optimizer)
+        steps.batches = folder_data.training_batches(images, data_config, steps.step(),
+                                                     model_config.num_levels, train_config.seed,
+                                                     fixed_scale=fixed_scale)
+        run = loop.Loop(steps, checkpoints, network, output_dir, run_folder.WeightsSidecar(
+            model=model, scale=scale, preset=preset_name, model_config=model_config,
+            data_config=data_config, train_config=train_config, steps=0, training_seconds=0.0,
+            validation_psnr={}, backend=f"jax {jax.__version__} ({jax.devices()[0].platform}, "
+                                        f"{devices} device{'s' * (devices > 1)})"),
+            validation_images, state=state)
+        run.run()
+        return run.finish()
 
 
 def _check_settings(data_config, model, scale, mixed_precision):
@@ -310,74 +287,48 @@ def _check_settings(data_config, model, scale, mixed_precision):
     return fixed_scale
 
 
-class _Run:
-    """The update loop and what it writes in the run folder: checkpoints, state, the
-    validation curve and best/final weights (`run_folder`'s layout)."""
+class _Steps:
+    """The JAX step adapter `loop.Loop` drives (see there): one jitted update per level (and
+    number of passes), on the update state that `sync` writes back into the Keras variables."""
 
-    def __init__(self, network, optimizer, output_dir, run_state, validation_images, sidecar):
-        self.network, self.optimizer, self.output_dir = network, optimizer, output_dir
-        self.run_state, self.validation_images, self.sidecar = (run_state, validation_images,
-                                                                sidecar)
-        self.train_config = sidecar.train_config
-        # FSDN is measured at its own scale only.
-        self.validation_scales = (self.train_config.validation_scales if sidecar.model == "asdn"
-                                  else (float(sidecar.scale),))
-        self.session_start = time.time()
+    def __init__(self, network, optimizer, validation_images, fixed_scale, clip_norm):
+        self.network, self.optimizer = network, optimizer
+        self.images, self.fixed_scale, self.clip_norm = validation_images, fixed_scale, clip_norm
+        self.updates, self.updates_made, self.batches = {}, 0, None
+        self.state = initial_state(network, optimizer)
 
-    def loop(self, batches, step, state, fixed_scale):
-        """Updates until the configured steps; returns (step, state)."""
-        config, updates = self.train_config, {}
-        started, first_step = time.time(), step
-        rates = learning_rate_schedule(config)
-        while step < config.steps:
-            batch = next(batches)
-            level = None if fixed_scale is not None else int(batch["level"][0])
-            passes = int(batch["passes"][0]) if "passes" in batch else 1
-            if (level, passes) not in updates:
-                updates[level, passes] = make_update(self.network, self.optimizer, level,
-                                                     config.clip_norm, passes)
-            inputs = batch["x_up"] if fixed_scale is None else batch["lr"]
-            loss, state = updates[level, passes](state,
-                                                 *distribute_batch([inputs, batch["hr"]]))
-            step += 1
-            loss = float(loss)
-            if not math.isfinite(loss):
-                raise TrainingError(f"loss became {loss} at step {step}; stopped without saving")
-            if step % config.log_every == 0 or step == config.steps:
-                rate = (step - first_step) / max(time.time() - started, 1e-9)
-                common.progress_line(step, config.steps, loss, float(rates(step)), rate)
-            self.after_update(step, state)
-        return step, state
+    def step(self):
+        return self.updates_made
 
-    def after_update(self, step, state):
-        """Validates and checkpoints when `step` is due."""
-        config = self.train_config
-        validating = self.validation_images and (step % config.validate_every == 0
-                                                 or step == config.steps)
-        saving = step % config.checkpoint_every == 0 or step == config.steps
-        if validating or saving:
-            assign_state(self.network, self.optimizer, state)
-        if validating:
-            latest = validate(self.network, self.validation_images, self.validation_scales)
-            logging.info("step %d validation PSNR %s", step,
-                         ", ".join(f"x{s:g} {v:.2f}" for s, v in latest.items()))
-            self.run_state.latest_validation = {f"{s:g}": v for s, v in latest.items()}
-            run_folder.record_validation(self.output_dir / run_folder.VALIDATION_CURVE, step,
-                                         latest)
-            if run_folder.mean_psnr(latest) > self.run_state.best_psnr:
-                self.run_state.best_psnr = run_folder.mean_psnr(latest)
-                self.save_weights(run_folder.BEST_WEIGHTS, step, state, assigned=True)
-        if saving:
-            save_checkpoint(self.output_dir / run_folder.CHECKPOINTS, step, state,
-                            config.keep_checkpoints)
-            self.run_state.seconds += time.time() - self.session_start
-            self.session_start = time.time()
-            run_folder.save_state(self.output_dir, self.run_state)
+    def values(self):
+        return self.state
 
-    def save_weights(self, name, step, state, assigned=False):
-        """`name` (best or final weights) with its sidecar, from the update's `state`."""
-        if not assigned:
-            assign_state(self.network, self.optimizer, state)
-        run_folder.save_weights(self.network, self.output_dir / name, dataclasses.replace(
-            self.sidecar, steps=step, training_seconds=round(self.run_state.seconds, 1),
-            validation_psnr=self.run_state.latest_validation))
+    def restored(self, step, state):
+        self.updates_made = step
+        assign_state(self.network, self.optimizer, state)
+
+    def warm_start(self, init_from, model_config, model):
+        if init_from:
+            warm_start(self.network, init_from, model_config, model)
+
+    def update(self):
+        batch = next(self.batches)
+        level = None if self.fixed_scale is not None else int(batch["level"][0])
+        passes = int(batch["passes"][0]) if "passes" in batch else 1
+        if (level, passes) not in self.updates:
+            self.updates[level, passes] = make_update(self.network, self.optimizer, level,
+                                                      self.clip_norm, passes)
+        inputs = batch["x_up"] if self.fixed_scale is None else batch["lr"]
+        loss, self.state = self.updates[level, passes](
+            self.state, *distribute_batch([inputs, batch["hr"]]))
+        self.updates_made += 1
+        return float(loss)
+
+    def sync(self):
+        assign_state(self.network, self.optimizer, self.state)
+
+    def validate(self, scales):
+        return validate(self.network, self.images, scales)
+
+    def summarize(self, step, values, samples=False):
+        """No TensorBoard log under JAX."""

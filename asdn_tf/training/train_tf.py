@@ -12,17 +12,16 @@ FSDN (`--model=fsdn --scale=S`) fine-tunes a fixed-scale network, usually from A
 The flags mirror `ModelConfig`, `DataConfig` and `TrainConfig` (asdn_tf/nn/config.py); `--preset`
 picks the base model config and any model flag given explicitly overrides it.
 
-This module is the TensorFlow loop: the step is in asdn_tf/training/train_step.py, the files of
---output_dir in asdn_tf/training/run_folder.py and the command line in asdn_tf/cli/train.py.
+This module is the TensorFlow step adapter of the one loop (asdn_tf/training/loop.py): the step
+is in asdn_tf/training/train_step.py, the files of --output_dir in asdn_tf/training/run_folder.py
+and the command line in asdn_tf/cli/train.py.
 TensorFlow is imported when `train` runs, not with this module, so that the command can hand
 another Keras backend its own trainer.
 """
 
 
 import contextlib
-import math
 import pathlib
-import sys
 import time
 
 import numpy as np
@@ -32,7 +31,7 @@ from asdn_tf.inference.precision import dtype_policy
 from asdn_tf.data import data_folders
 from asdn_tf.evaluation import benchmark
 from asdn_tf.io import pixels
-from asdn_tf.training import common, run_folder, tf_checkpoints
+from asdn_tf.training import loop, run_folder, tf_checkpoints
 from asdn_tf.training.common import (check_arguments, check_validation_dir, resolve_init_from,
                                      warm_start)
 from asdn_tf.training.run_folder import TrainingError
@@ -76,11 +75,10 @@ def train(model_config, data_config, train_config, output_dir, model="asdn", sca
     trainer = _build_trainer(distribution, configs, model, scale, mixed_precision)
     session = _Session(configs, model, scale, preset_name, pathlib.Path(output_dir),
                        distribution, cluster, trainer, use_jit, images)
-    with run_folder.output_folder(session.output_dir) if cluster.chief \
+    with run_folder.output_folder(session.loop.output_dir) if cluster.chief \
             else contextlib.nullcontext():
         session.begin(restart, init_from)
-        session.loop(batches)
-        return session.finish()
+        return session.run(batches)
 
 
 def _validation_images(train_config):
@@ -121,25 +119,25 @@ def _build_trainer(distribution, configs, model, scale, mixed_precision):
 
 
 class _Session:
-    """One run of `train`: the loop and what its parts share."""
+    """One run of `train` under TensorFlow: the step adapter `loop.Loop` drives (see there)."""
 
     def __init__(self, configs, model, scale, preset_name, output_dir, distribution, cluster,
                  trainer, use_jit, images):
-        from asdn_tf.training import schedule, train_step
-        self.model_config, self.data_config, self.train_config = configs
-        self.model, self.scale, self.preset_name = model, scale, preset_name
-        self.output_dir, self.distribution, self.cluster = output_dir, distribution, cluster
+        from asdn_tf.training import train_step
+        model_config, data_config, train_config = configs
+        self.model, self.distribution, self.cluster = model, distribution, cluster
         self.network, self.optimizer = trainer.network, trainer.optimizer
         self.steps = train_step.per_level_steps(trainer, distribution, use_jit)
-        self.schedule = schedule.learning_rate_schedule(self.train_config)
-        self.images = images
-        # FSDN is measured at its own scale only.
-        self.validation_scales = (self.train_config.validation_scales if model == "asdn"
-                                  else (float(scale),))
+        self.images, self.iterator, self.writer = images, None, None
         self.checkpoints = tf_checkpoints.Checkpoints(
-            output_dir, self.network, self.optimizer, self.train_config.keep_checkpoints,
+            output_dir, self.network, self.optimizer, train_config.keep_checkpoints,
             cluster.chief, cluster.task)
-        self.state, self.writer, self.clock = run_folder.RunState(), None, None
+        self.loop = loop.Loop(self, self.checkpoints, self.network, output_dir,
+                              run_folder.WeightsSidecar(
+                                  model=model, scale=scale, preset=preset_name,
+                                  model_config=model_config, data_config=data_config,
+                                  train_config=train_config, steps=0, training_seconds=0.0,
+                                  validation_psnr={}), images, cluster.chief)
 
     def step(self):
         return int(self.optimizer.iterations.numpy())
@@ -148,11 +146,13 @@ class _Session:
         """Resumes, or warm-starts from `init_from`, in the run folder (the chief) or from the
         chief (the others)."""
         import tensorflow as tf
+        output_dir = self.loop.output_dir
         if self.cluster.chief:
-            self._resume(restart, init_from)
-        self.writer = (tf.summary.create_file_writer(str(self.output_dir / run_folder.LOGS))
+            self.loop.state = loop.resume(output_dir, restart, self.checkpoints,
+                                          lambda: self._warm_start(init_from))
+        self.writer = (tf.summary.create_file_writer(str(output_dir / run_folder.LOGS))
                        if self.cluster.chief else tf.summary.create_noop_writer())
-        self.clock = time.time()
+        self.loop.clock = time.time()
         if self.cluster.workers > 1:
             from asdn_tf.training import train_step
             with self._peers_checked():
@@ -161,101 +161,43 @@ class _Session:
             if not self.cluster.chief:
                 logging.info("%s starts at step %d, the chief's", self.cluster.task, self.step())
 
-    def _resume(self, restart, init_from):
-        if restart:
-            run_folder.set_aside_run(self.output_dir)
-        if self.checkpoints.restore() is None and init_from:
-            warm_start(self.network, init_from, self.model_config, self.model)
-        self.state = run_folder.load_state(self.output_dir)
-        # Read now so that a bad curve is set aside at the start, with its warning.
-        run_folder.read_validation_curve(self.output_dir / run_folder.VALIDATION_CURVE)
+    def _warm_start(self, init_from):
+        if init_from:
+            warm_start(self.network, init_from, self.loop.sidecar.model_config, self.model)
 
     def _peers_checked(self):
         from asdn_tf.training import train_step
         return train_step.peers_checked(self.cluster, self.checkpoints.resume_point)
 
-    def loop(self, batches):
-        """Updates until train_config.steps, logging, validating and saving on the way."""
-        config, total = self.train_config, self.train_config.steps
-        first_step, started = self.step(), time.time()
-        iterator = iter(batches)
-        while self.step() < total:
-            loss = self._update(iterator)
-            step = self.step()
-            if step % config.log_every == 0 or step == total:
-                self._log(step, loss, (step - first_step) / max(time.time() - started, 1e-9))
-            # Only the chief validates, with no collective op: the others wait in the next update.
-            if self.images and (step % config.validate_every == 0 or step == total):
-                self._validate(step)
-            if step % config.checkpoint_every == 0 or step == total:
-                self.checkpoints.save(self.state, self._elapsed)
+    def run(self, batches):
+        self.iterator = iter(batches)
+        self.loop.run()
         self.writer.flush()
-        sys.stderr.write("\n")
+        return self.loop.finish(self.cluster.task)
 
-    def _elapsed(self):
-        """Seconds since the last call, or since the start."""
-        now = time.time()
-        seconds, self.clock = now - self.clock, now
-        return seconds
-
-    def _update(self, iterator):
-        """One update; its loss, or TrainingError when that is not finite."""
+    def update(self):
         from asdn_tf.training import train_step
         with self._peers_checked():
-            batch = next(iterator)
+            batch = next(self.iterator)
         update = (train_step.pop_update(batch, self.distribution) if self.model == "asdn"
                   else (None,))
         with self._peers_checked():
-            loss = float(self.steps(*update)(batch))
-        if not math.isfinite(loss):
-            raise TrainingError(f"loss became {loss} at step {self.step()}; stopped without "
-                                f"saving; {self.checkpoints.newest()}")
-        return loss
+            return float(self.steps(*update)(batch))
 
-    def _log(self, step, loss, rate):
+    def sync(self):
+        """TensorFlow's updates write the variables themselves."""
+
+    def validate(self, scales):
+        return validate(self.network, self.images, scales)
+
+    def summarize(self, step, values, samples=False):
         import tensorflow as tf
-        learning_rate = float(self.schedule(step))
         with self.writer.as_default(step=step):
-            tf.summary.scalar("loss", loss)
-            tf.summary.scalar("learning_rate", learning_rate)
-        common.progress_line(step, self.train_config.steps, loss, learning_rate, rate)
-
-    def _validate(self, step):
-        """Validates, logs and records the PSNR; keeps the weights when they are the best."""
-        import tensorflow as tf
-        psnr = validate(self.network, self.images, self.validation_scales)
-        with self.writer.as_default(step=step):
-            for scale, value in psnr.items():
-                tf.summary.scalar(f"validation/psnr_x{scale:g}", value)
-            tf.summary.image("samples", _sample_images(
-                self.network, self.images, self.validation_scales[0]), max_outputs=3)
-        logging.info("step %d validation PSNR %s", step, ", ".join(
-            f"x{scale:g} {value:.2f}" for scale, value in psnr.items()))
-        self.state.latest_validation = {f"{scale:g}": value for scale, value in psnr.items()}
-        run_folder.record_validation(self.output_dir / run_folder.VALIDATION_CURVE, step, psnr)
-        if run_folder.mean_psnr(psnr) > self.state.best_psnr:
-            self.state.best_psnr = run_folder.mean_psnr(psnr)
-            run_folder.save_weights(self.network, self.output_dir / run_folder.BEST_WEIGHTS,
-                                    self._sidecar())
-
-    def _sidecar(self):
-        return run_folder.WeightsSidecar(
-            model=self.model, scale=self.scale, preset=self.preset_name,
-            model_config=self.model_config, data_config=self.data_config,
-            train_config=self.train_config, steps=self.step(),
-            training_seconds=round(self.state.seconds, 1),
-            validation_psnr=self.state.latest_validation)
-
-    def finish(self):
-        """Writes the final weights (the chief); returns their path, or None (the others)."""
-        if not self.cluster.chief:
-            logging.info("done: %s (%d steps); the chief writes the weights", self.cluster.task,
-                         self.step())
-            return None
-        final_path = self.output_dir / run_folder.FINAL_WEIGHTS
-        run_folder.save_weights(self.network, final_path, self._sidecar())
-        logging.info("done: %s (%d steps)", final_path, self.step())
-        return final_path
+            for name, value in values.items():
+                tf.summary.scalar(name, value)
+            if samples:
+                tf.summary.image("samples", _sample_images(
+                    self.network, self.images, self.loop.scales[0]), max_outputs=3)
 
 
 def validate(network, images, scales):
