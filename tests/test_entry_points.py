@@ -30,5 +30,6 @@ def test_a_folder_holding_a_clone_does_not_shadow_the_package(tmp_path):
     assert result.returncode == 0, result.stderr
     origins = result.stdout.split()
     assert origins[0].endswith(os.path.join("asdn_tf", "__init__.py"))
-    assert [pathlib.Path(origin).name for origin in origins[1:]] == [
-        "data.py", "export.py", "train.py", "evaluate.py"]
+    package = pathlib.Path(origins[0]).parent
+    assert [pathlib.Path(origin).relative_to(package).as_posix() for origin in origins[1:]] == [
+        "data/__init__.py", "export/__init__.py", "train.py", "evaluate.py"]
