@@ -79,6 +79,8 @@ def _upscale_in(folder, data, fields, request, name, max_pixels):
     header = image_io.read_header(source)
     target_size((header.height, header.width), max_pixels=max_pixels, **request)
     with _LOCK:
+        if _CLOSING.is_set():
+            raise OSError("the page is shutting down")
         model = weights_io.shared_pretrained(name=name)
         upscale_file(source, destination, model=model, max_pixels=max_pixels, **request)
     image = image_io.read_image(source)
@@ -89,6 +91,9 @@ def _upscale_in(folder, data, fields, request, name, max_pixels):
 
 # One upscale at a time: a second request waits rather than doubling the memory.
 _LOCK = threading.Lock()
+# Set when the server stops: no upscale starts after it, and the one running is waited for, so
+# that no TensorFlow work is in flight while the interpreter shuts down.
+_CLOSING = threading.Event()
 
 
 def _request(fields):
@@ -194,7 +199,10 @@ def main(argv):
     except KeyboardInterrupt:
         pass
     finally:
+        _CLOSING.set()
         httpd.server_close()
+        with _LOCK:
+            pass
     return 0
 
 
