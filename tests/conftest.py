@@ -2,11 +2,20 @@
 (default: the clone's data/, laid out in data/README.md); the MATLAB test vectors ship with the
 tests (tests/testvectors)."""
 
+import importlib
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
+import textwrap
+import tomllib
 
+import numpy as np
 import pytest
+from PIL import Image
+
+from asdn_tf.io import fileio
 
 # precision="auto" picks bfloat16 on CPUs with bfloat16 instructions; the tests compare outputs
 # exactly across paths, so they pin it to float32 (child processes inherit it). The tests of
@@ -76,3 +85,118 @@ def make_run_data(root, datasets_dir, train_images):
     with Image.open(datasets_dir / "Set5" / "baby.png") as image:
         image.crop((200, 200, 224, 224)).save(root / "val" / "crop.png")
     return root
+
+
+# ---------------------------------------------------------------- helpers shared by test files
+# Imported as `from conftest import ...`; pytest puts tests/ on sys.path (rootdir conftest).
+
+def leftovers(folder):
+    """What a killed write leaves: fileio's temporaries and TF's checkpoint writer's."""
+    return [path for path in pathlib.Path(folder).rglob("*")
+            if fileio.is_temporary(path) or path.name.endswith("_temp")
+            or path.name.startswith("checkpoint.tmp")]
+
+
+IMRESIZE_CASES = [("down_2", "input_butterfly", 1 / 2), ("down_3", "input_butterfly", 1 / 3),
+                  ("down_4", "input_butterfly", 1 / 4), ("down_8", "input_butterfly", 1 / 8),
+                  ("down_1_3", "input_butterfly", 1 / 1.3), ("down_1_7", "input_butterfly", 1 / 1.7),
+                  ("up_2", "input_crop64", 2), ("up_1_5", "input_crop64", 1.5),
+                  ("up_3", "input_crop64", 3), ("up_1_27", "input_crop64", 1.27)]
+
+
+# Raises on `import tensorflow` in the child: what a machine without TensorFlow does.
+BLOCK_TENSORFLOW = """
+import sys
+class _NoTensorFlow:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "tensorflow_datasets"):
+            raise ImportError(f"{name} is blocked")
+sys.meta_path.insert(0, _NoTensorFlow())
+"""
+
+
+def run_jax(script, *args, devices=1):
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+    if devices > 1:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
+                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+# Every update at ×2: one program to compile, not one per level drawn.
+ONE_LEVEL = (0.0,) * 10 + (1.0,)
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        pixels = rng.integers(0, 256, (40, 48, 3), np.uint8)
+        Image.fromarray(pixels).save(folder / f"{index}.png")
+    return folder
+
+
+# The command's module; the name `asdn_tf.upscale` is the function for arrays.
+upscale_command = importlib.import_module("asdn_tf.cli.upscale")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory, tiny_model):
+    path = tmp_path_factory.mktemp("weights") / "tiny.weights.h5"
+    tiny_model.save_weights(path)
+    return path
+
+
+@pytest.fixture
+def quick_model(monkeypatch, tiny_model, weights):
+    """The command loads the tiny weights as the session's model: no rebuild and retrace per run.
+
+    `test_cli_writes_the_same_image_as_the_python_api` checks the real loading gives the same.
+    """
+    load = upscale_command.load_model
+
+    def quick(path=None, preset=None, precision="auto", name=None):
+        if (path, preset, name) == (str(weights), "tiny", None) and precision != "bfloat16":
+            return tiny_model
+        return load(path, preset, precision, name)
+
+    monkeypatch.setattr(upscale_command, "load_model", quick)
+
+
+def _pixels(shape=(24, 32, 3), seed=0, dtype=np.uint8):
+    peak = np.iinfo(dtype).max
+    return np.random.default_rng(seed).integers(0, peak + 1, shape, dtype=dtype)
+
+
+def _save(path, pixels=None, **options):
+    Image.fromarray(_pixels() if pixels is None else pixels).save(path, **options)
+    return path
+
+
+def _cli(capsys, *args):
+    status = upscale_command.run_cli(["upscale", *map(str, args)])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _files(folder):
+    return sorted(p.name for p in pathlib.Path(folder).iterdir())
+
+
+def _process(args, tmp_path):
+    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    return subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _console_script(after=""):
+    """What the `asdn-upscale` script that pyproject.toml declares runs, as a `python -c`
+    program; `after` runs once it has exited. (tests/test_install.py runs the installed one.)"""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, function = scripts["asdn-upscale"].split(":")
+    return (f"import sys; from {module} import {function}; sys.argv[0] = 'asdn-upscale'"
+            f"\ntry:\n    {function}()\nfinally:\n    {after or 'pass'}")

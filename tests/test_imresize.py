@@ -3,12 +3,7 @@ import pytest
 import tensorflow as tf
 
 from asdn_tf.data.imresize import imresize
-
-CASES = [("down_2", "input_butterfly", 1 / 2), ("down_3", "input_butterfly", 1 / 3),
-         ("down_4", "input_butterfly", 1 / 4), ("down_8", "input_butterfly", 1 / 8),
-         ("down_1_3", "input_butterfly", 1 / 1.3), ("down_1_7", "input_butterfly", 1 / 1.7),
-         ("up_2", "input_crop64", 2), ("up_1_5", "input_crop64", 1.5),
-         ("up_3", "input_crop64", 3), ("up_1_27", "input_crop64", 1.27)]
+from conftest import IMRESIZE_CASES as CASES
 
 
 @pytest.fixture(scope="module")

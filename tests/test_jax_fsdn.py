@@ -12,7 +12,7 @@ from PIL import Image
 
 from asdn_tf.nn import config as config_lib
 from asdn_tf.data import folder_data
-from test_jax_train import BLOCK_TENSORFLOW, run_jax
+from conftest import BLOCK_TENSORFLOW, run_jax
 
 PATCH, SCALE = 8, 2
 DATA_CONFIG = config_lib.DataConfig(patch_size=PATCH, batch_size=2)

@@ -12,7 +12,7 @@ from asdn_tf.evaluation import benchmark
 from asdn_tf.data import pipeline as data, degradation, folder_data
 from asdn_tf.nn import config
 from asdn_tf.data import photo_degradation as photo_np
-from test_jax_train import BLOCK_TENSORFLOW, ONE_LEVEL, image_folder, run_jax  # noqa: F401
+from conftest import BLOCK_TENSORFLOW, ONE_LEVEL, run_jax
 
 # Deterministic mixes: no blur, noise, JPEG or recursion, so TF and numpy make the same pair.
 PLAIN = config.PhotoDegradation(clean_probability=0.0, blur_probability=0.0,
@@ -199,7 +199,7 @@ def test_photo_batches_are_decided_by_seed_and_step():
 
 
 @pytest.mark.slow
-def test_trains_under_jax_without_tensorflow(tmp_path, image_folder):  # noqa: F811
+def test_trains_under_jax_without_tensorflow(tmp_path, image_folder):
     result = run_jax(BLOCK_TENSORFLOW + f"""
 import sys
 from asdn_tf.nn import config

@@ -11,10 +11,10 @@ import textwrap
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from asdn_tf.nn import config as config_lib
 from asdn_tf.data import folder_data
+from conftest import BLOCK_TENSORFLOW, ONE_LEVEL, run_jax
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PATCH = 8
@@ -26,25 +26,6 @@ TRAIN_CONFIG = config_lib.TrainConfig(learning_rate=1e-3, clip_norm=0.05)
 UPDATES = ((3, 1), (7, 1), (5, 2))
 OWN_STEP = config_lib.PhotoDegradation(clean_probability=1.0, recursion_probability=0.0,
                                        own_step_probability=1.0)
-# Raises on `import tensorflow` in the child: what a machine without TensorFlow does.
-BLOCK_TENSORFLOW = """
-import sys
-class _NoTensorFlow:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "tensorflow_datasets"):
-            raise ImportError(f"{name} is blocked")
-sys.meta_path.insert(0, _NoTensorFlow())
-"""
-
-
-def run_jax(script, *args, devices=1):
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
-    if devices > 1:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
-                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
 def batch(level, seed, passes=1):
@@ -140,18 +121,6 @@ def test_weights_written_under_jax_load_in_tensorflow(jax_steps):
     np.testing.assert_allclose(output, np.load(jax_steps / "jax.npz")["output"], atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for index in range(3):
-        pixels = rng.integers(0, 256, (40, 48, 3), np.uint8)
-        Image.fromarray(pixels).save(folder / f"{index}.png")
-    return folder
-
-
-# Every update at ×2: one program to compile, not one per level drawn.
-ONE_LEVEL = (0.0,) * 10 + (1.0,)
 # Trains into each (folder, steps) of its arguments after the image folder.
 TRAIN_SCRIPT = BLOCK_TENSORFLOW + f"""
 import sys

@@ -13,7 +13,7 @@ from keras import ops
 
 from asdn_tf.data import resizing
 
-from test_imresize import CASES
+from conftest import IMRESIZE_CASES as CASES
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -19,11 +19,11 @@ from absl import flags
 import asdn_tf
 from asdn_tf.cli import train
 from asdn_tf.training import common, train_tf
-from asdn_tf.io import fileio
 from asdn_tf.nn import config
 from asdn_tf.training import run_folder, schedule, train_step
 from asdn_tf.nn.config import DataConfig, ModelConfig, TrainConfig, preset
 from asdn_tf.inference.weights_io import PACKAGE_WEIGHTS
+from conftest import leftovers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,13 +48,6 @@ def _run(sources, output_dir, steps, **train_kwargs):
                                    validate_every=train_kwargs.pop("validate_every", 0),
                                    validation_dir=train_kwargs.pop("validation_dir", "")),
                        output_dir, **train_kwargs)
-
-
-def leftovers(folder):
-    """What a killed write leaves: fileio's temporaries and TF's checkpoint writer's."""
-    return [path for path in pathlib.Path(folder).rglob("*")
-            if fileio.is_temporary(path) or path.name.endswith("_temp")
-            or path.name.startswith("checkpoint.tmp")]
 
 
 def _checkpoint_steps(output_dir):

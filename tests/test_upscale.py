@@ -4,15 +4,11 @@ Most command lines run in process through `asdn_tf.cli.upscale.run_cli`; a few r
 check the entry points and that a failure prints no traceback.
 """
 
-import importlib
 import io
-import os
 import pathlib
 import re
 import struct
-import subprocess
 import sys
-import tomllib
 import zlib
 
 import numpy as np
@@ -27,53 +23,9 @@ from asdn_tf.inference import request as upscale_request
 from asdn_tf.io import image_io
 from asdn_tf.inference import precision as precision_lib
 from asdn_tf.data.imresize import imresize
+from conftest import _cli, _console_script, _files, _pixels, _process, _save, upscale_command
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# The command's module; the name `asdn_tf.upscale` is the function for arrays.
-upscale_command = importlib.import_module("asdn_tf.cli.upscale")
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory, tiny_model):
-    path = tmp_path_factory.mktemp("weights") / "tiny.weights.h5"
-    tiny_model.save_weights(path)
-    return path
-
-
-@pytest.fixture
-def quick_model(monkeypatch, tiny_model, weights):
-    """The command loads the tiny weights as the session's model: no rebuild and retrace per run.
-
-    `test_cli_writes_the_same_image_as_the_python_api` checks the real loading gives the same.
-    """
-    load = upscale_command.load_model
-
-    def quick(path=None, preset=None, precision="auto", name=None):
-        if (path, preset, name) == (str(weights), "tiny", None) and precision != "bfloat16":
-            return tiny_model
-        return load(path, preset, precision, name)
-
-    monkeypatch.setattr(upscale_command, "load_model", quick)
-
-
-def _pixels(shape=(24, 32, 3), seed=0, dtype=np.uint8):
-    peak = np.iinfo(dtype).max
-    return np.random.default_rng(seed).integers(0, peak + 1, shape, dtype=dtype)
-
-
-def _save(path, pixels=None, **options):
-    Image.fromarray(_pixels() if pixels is None else pixels).save(path, **options)
-    return path
-
-
-def _cli(capsys, *args):
-    status = upscale_command.run_cli(["upscale", *map(str, args)])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def _files(folder):
-    return sorted(p.name for p in pathlib.Path(folder).iterdir())
 
 
 # ---------------------------------------------------------------- the command, in process
@@ -502,13 +454,6 @@ def _with_exif(png, exif):
 # ---------------------------------------------------------------- real processes
 
 
-def _process(args, tmp_path):
-    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-    return subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
-
-
 def _only_our_line(stderr):
     """TensorFlow's native start-up log aside, stderr holds one `upscale:` line and nothing else."""
     ours = [line for line in stderr.splitlines() if line.startswith("upscale:")]
@@ -525,15 +470,6 @@ def test_module_command(tmp_path, weights):
     assert done.returncode == 0, done.stderr
     assert "upscaled 1 of 1 files" in done.stdout
     assert Image.open(tmp_path / "out.png").size == (80, 60)
-
-
-def _console_script(after=""):
-    """What the `asdn-upscale` script that pyproject.toml declares runs, as a `python -c`
-    program; `after` runs once it has exited. (tests/test_install.py runs the installed one.)"""
-    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    module, function = scripts["asdn-upscale"].split(":")
-    return (f"import sys; from {module} import {function}; sys.argv[0] = 'asdn-upscale'"
-            f"\ntry:\n    {function}()\nfinally:\n    {after or 'pass'}")
 
 
 @pytest.mark.slow

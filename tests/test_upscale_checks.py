@@ -19,8 +19,7 @@ from asdn_tf.inference import files, tiling
 from asdn_tf.inference import request as upscale_request
 from asdn_tf.io import image_io
 from asdn_tf.nn import lfr
-from test_upscale import (_cli, _console_script, _files, _pixels, _process, _save,  # noqa: F401
-                          quick_model, upscale_command, weights)
+from conftest import _cli, _console_script, _files, _pixels, _process, _save, upscale_command
 
 # ---------------------------------------------------------------- decompression bombs
 
