@@ -14,6 +14,7 @@ import pytest
 
 import asdn_tf
 from asdn_tf.export import onnx as onnx_export
+from asdn_tf.export import output_files
 from asdn_tf.io import pixels
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -124,11 +125,12 @@ def test_command_writes_the_bundled_model(tmp_path):
     session = _session(output.read_bytes())
     assert session.run(["sr"], {"image": np.zeros((1, 10, 20, 3), np.float32)})[0].shape == (
         1, 15, 30, 3)
-    assert onnx_export.is_onnx_export(output)
+    assert output_files.is_onnx_export(output)
     assert [path.name for path in output.parent.iterdir()] == [output.name]
     again = _run("--scale=1.5", f"--output={output}")
     assert again.returncode == 1 and _error_lines(again) == [
-        f"export: {output} already exists (pass --overwrite to replace an earlier export)"]
+        f"export: {output} already exists (pass overwrite / --overwrite to replace an earlier "
+        "export)"]
 
 
 def test_command_writes_an_fsdn(tmp_path):
@@ -202,7 +204,8 @@ def test_command_errors_are_one_line(tmp_path, args, line):
 def test_command_replaces_only_an_onnx_export(tmp_path):
     for name, content, line in [
             ("m.onnx", b"not a model", "refusing to replace {}: it is not an ONNX export of "
-                                       "asdn_tf, so nothing was touched"),
+                                       "asdn_tf; overwrite replaces only an earlier export, so "
+                                       "nothing was touched"),
             ("m.txt", b"", "--output must end in .onnx, got {}")]:
         path = tmp_path / name
         path.write_bytes(content)

@@ -22,7 +22,6 @@ from asdn_tf.export.output_files import check_output, write_export
 from asdn_tf.export.saved_model import DEFAULT_MAX_OUTPUT_PIXELS, check_limits, export_saved_model
 from asdn_tf.export.tflite import QUANTIZATIONS, convert_tflite, verification_images, verify_tflite
 from asdn_tf.inference.weights_io import load_model, load_pretrained
-from asdn_tf.io import fileio
 from asdn_tf.io import errors as cli
 from asdn_tf.nn import config as config_lib
 from asdn_tf.nn import lfr
@@ -167,7 +166,9 @@ def _onnx_command(flag_values):
     scale = None if flag_values.any_scale else lfr.check_scale(
         flag_values.scale, lfr.DEFAULT_MAX_SCALE, name="--scale")
     output = pathlib.Path(flag_values.output)
-    onnx_export.check_onnx_output(output, flag_values.overwrite)
+    if output.suffix != ".onnx":
+        raise ValueError(f"--output must end in .onnx, got {output}")
+    check_output(output, "onnx", flag_values.overwrite)
     images = onnx_export.read_verification_images(flag_values.images)
     if flag_values.weights:
         model = load_model(flag_values.weights, flag_values.preset, precision="float32")
@@ -194,10 +195,7 @@ def _onnx_command(flag_values):
           f"{'met' if result['ok'] else 'NOT met'}")
     if not result["ok"]:
         raise ValueError("ONNX Runtime and Keras disagree; nothing written")
-    onnx_export.check_onnx_output(output, flag_values.overwrite)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with fileio.atomic_path(output) as temporary:
-        temporary.write_bytes(content)
+    write_export(output, lambda path: path.write_bytes(content), "onnx", flag_values.overwrite)
     print(f"wrote {output}")
 
 

@@ -27,9 +27,9 @@ import tensorflow as tf
 
 from asdn_tf.data.imresize import imresize
 from asdn_tf.evaluation import metrics
+from asdn_tf.export.output_files import ONNX_MARK
 from asdn_tf.inference.engine import compiled_upscaler
-from asdn_tf.inference.weights_io import load_model, load_pretrained
-from asdn_tf.io import fileio, pixels
+from asdn_tf.io import pixels
 from asdn_tf.io.image_io import list_images, read_image
 from asdn_tf.nn import lfr
 from asdn_tf.nn.model import ASDN, FSDN
@@ -46,8 +46,6 @@ VERIFY_OUTPUT_SIDE = 1024
 INPUT_NAME, SCALE_NAME, OUTPUT_NAME = "image", "scale", "sr"
 # The scales an any-scale file is checked at: a blend, a level, one recursion, three.
 ANY_SCALE_CHECKS = (1.35, 2.0, 3.3, 7.3)
-# What the command and the tests recognise as one of these exports.
-_METADATA_MARK = "asdn_tf:scale"
 
 
 def quick_start_image():
@@ -162,7 +160,7 @@ def convert_onnx(model, scale, layout="nhwc", description=""):
         custom_op_handlers={"FloorMod": (_floor_mod, [])})
     _name_outputs(proto, layout)
     scale_text = "any" if scale is None else f"{scale:g}"
-    metadata = {_METADATA_MARK: scale_text, "asdn_tf:layout": layout.upper(),
+    metadata = {ONNX_MARK: scale_text, "asdn_tf:layout": layout.upper(),
                 "asdn_tf:range": "float32 in [0, 1], RGB", "asdn_tf:model": description}
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
@@ -286,40 +284,3 @@ def keras_reference(model, batch, scale):
     size = lfr.output_size(batch.shape[1], batch.shape[2], scale)
     return compiled_upscaler(model)(tf.constant(batch), tf.constant(scale, tf.float32),
                                     tf.constant(size, tf.int32))
-
-
-def is_onnx_export(path):
-    """True if `path` is a regular file holding an ONNX model this module wrote."""
-    import onnx
-
-    path = pathlib.Path(path)
-    if path.is_symlink() or not path.is_file():
-        return False
-    try:
-        proto = onnx.load(path, load_external_data=False)
-    except Exception:  # protobuf raises DecodeError and others for a file that is not ONNX.
-        return False
-    return any(entry.key == _METADATA_MARK for entry in proto.metadata_props)
-
-
-def check_onnx_output(path, overwrite):
-    """Raises unless an ONNX export may be written at `path`: a new file, or with `overwrite`
-    an earlier ONNX export of this module; the folder it goes in must be writable."""
-    path = pathlib.Path(path)
-    if path.suffix != ".onnx":
-        raise ValueError(f"--output must end in .onnx, got {path}")
-    if path.is_symlink():
-        raise ValueError(f"refusing to replace {path}: it is a symbolic link")
-    if path.exists():
-        if not overwrite:
-            raise FileExistsError(f"{path} already exists (pass --overwrite to replace an "
-                                  "earlier export)")
-        if not is_onnx_export(path):
-            raise FileExistsError(f"refusing to replace {path}: it is not an ONNX export of "
-                                  "asdn_tf, so nothing was touched")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise OSError(f"cannot write {path}: {folder} is not a folder")
-    fileio.check_writable(folder)

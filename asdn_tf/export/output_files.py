@@ -18,10 +18,14 @@ _SAVED_MODEL_FILES = {"saved_model.pb", "fingerprint.pb"}
 _SAVED_MODEL_FOLDERS = {"variables", "assets"}
 _VARIABLES_FILE = re.compile(r"^variables\.(index|data-\d{5}-of-\d{5})$")
 _TFLITE_IDENTIFIER = b"TFL3"  # bytes 4 to 8 of a TFLite flatbuffer
+# The metadata key an ONNX export of this project carries (its scale, or "any").
+ONNX_MARK = "asdn_tf:scale"
+_KINDS = ("saved_model", "tflite", "onnx")
 
 
 def check_output(path, kind, overwrite=False):
-    """Raises unless an export of `kind` ("saved_model" or "tflite") may be written at `path`.
+    """Raises unless an export of `kind` ("saved_model", "tflite" or "onnx") may be written at
+    `path`.
 
     Run it before any work. `path` may be written when it does not exist, or, with `overwrite`,
     when it is an earlier export of that kind: a folder holding only what TF writes into a
@@ -35,8 +39,8 @@ def check_output(path, kind, overwrite=False):
         ValueError: `path` is a folder no export may replace, or a symbolic link.
         OSError: the folder it goes in cannot be written.
     """
-    if kind not in ("saved_model", "tflite"):
-        raise ValueError(f"kind must be 'saved_model' or 'tflite', got {kind!r}")
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
     path = pathlib.Path(path)
     _check_replaceable(path, kind, overwrite)
     folder = path.parent
@@ -58,7 +62,8 @@ def _check_replaceable(path, kind, overwrite):
     if not overwrite:
         raise FileExistsError(f"{path} already exists (pass overwrite / --overwrite to replace "
                               "an earlier export)")
-    problem = _saved_model_problem(path) if kind == "saved_model" else _tflite_problem(path)
+    problem = {"saved_model": _saved_model_problem, "tflite": _tflite_problem,
+               "onnx": _onnx_problem}[kind](path)
     if problem:
         raise FileExistsError(f"refusing to replace {path}: {problem}; overwrite replaces only "
                               "an earlier export, so nothing was touched")
@@ -112,6 +117,28 @@ def _tflite_problem(path):
         header = file.read(8)
     if header[4:8] != _TFLITE_IDENTIFIER:
         return "it is not a TFLite model"
+    return None
+
+
+def is_onnx_export(path):
+    """True if `path` is a regular file holding an ONNX model that asdn_tf.export.onnx wrote."""
+    import onnx
+
+    path = pathlib.Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except Exception:  # protobuf raises DecodeError and others for a file that is not ONNX.
+        return False
+    return any(entry.key == ONNX_MARK for entry in proto.metadata_props)
+
+
+def _onnx_problem(path):
+    if path.is_dir():
+        return "it is a folder, not an ONNX model"
+    if not is_onnx_export(path):
+        return "it is not an ONNX export of asdn_tf"
     return None
 
 
