@@ -200,3 +200,26 @@ def _console_script(after=""):
     module, function = scripts["asdn-upscale"].split(":")
     return (f"import sys; from {module} import {function}; sys.argv[0] = 'asdn-upscale'"
             f"\ntry:\n    {function}()\nfinally:\n    {after or 'pass'}")
+
+
+# Runs in a child process, which measures its own peak memory (VmHWM) and the CPU time of each
+# request (wall time on a busy test machine would measure the machine).
+MEASURE_REQUESTS = """
+import json, sys, time
+import asdn_tf
+from asdn_tf.cli.upscale import run_cli
+
+def peak_mb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+
+base = peak_mb()
+for kind, args in json.loads(sys.argv[1]):
+    began = time.process_time()
+    try:
+        result = (run_cli(["upscale", *args]) if kind == "cli"
+                  else str(asdn_tf.upscale_file(*args)))
+    except ValueError as error:
+        result = str(error)
+    print(json.dumps([result, time.process_time() - began, peak_mb() - base]), flush=True)
+"""

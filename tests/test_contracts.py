@@ -27,6 +27,7 @@ from asdn_tf.inference import engine as inference, weights_io
 from asdn_tf.inference.files import upscale_file
 from asdn_tf.io import errors as cli, image_io
 from asdn_tf.nn import config
+from conftest import MEASURE_REQUESTS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -66,28 +67,6 @@ def weights(tmp_path_factory, tiny_model):
 # ---------------------------------------------------------------- work bounded before decoding
 
 
-# Runs in a child process: the issue's bomb through the command and the Python file API, each
-# measured by its CPU time and the growth of the process's peak memory (VmHWM).
-_MEASURE = """
-import json, sys, time
-from asdn_tf.cli.upscale import run_cli
-from asdn_tf.inference.files import upscale_file
-
-def peak_mb():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
-
-base = peak_mb()
-for kind, args in json.loads(sys.argv[1]):
-    began = time.process_time()
-    try:
-        result = run_cli(["upscale", *args]) if kind == "cli" else str(upscale_file(*args))
-    except ValueError as error:
-        result = str(error)
-    print(json.dumps([result, time.process_time() - began, peak_mb() - base]), flush=True)
-"""
-
-
 @pytest.mark.slow
 def test_the_issues_jpeg_bomb_is_refused_in_a_second_and_little_memory(tmp_path, weights):
     """A 4 KB JPEG claiming 10000×10000 at ×1.1 (121 M output pixels, under --max_pixels) ran
@@ -96,8 +75,8 @@ def test_the_issues_jpeg_bomb_is_refused_in_a_second_and_little_memory(tmp_path,
     requests = [("cli", ["--input=bomb.jpg", "--output=out.png", "--scale=1.1",
                          f"--weights={weights}", "--preset=tiny"]),
                 ("api", ["bomb.jpg", "out.png", 1.1])]
-    done = subprocess.run([sys.executable, "-c", _MEASURE, json.dumps(requests)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300,
+    done = subprocess.run([sys.executable, "-c", MEASURE_REQUESTS, json.dumps(requests)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("[")]
     assert len(results) == 2, done.stderr

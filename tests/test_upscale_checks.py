@@ -19,7 +19,8 @@ from asdn_tf.inference import files, tiling
 from asdn_tf.inference import request as upscale_request
 from asdn_tf.io import image_io
 from asdn_tf.nn import lfr
-from conftest import _cli, _console_script, _files, _pixels, _process, _save, upscale_command
+from conftest import (MEASURE_REQUESTS, _cli, _console_script, _files, _pixels, _process, _save,
+                      upscale_command)
 
 # ---------------------------------------------------------------- decompression bombs
 
@@ -40,29 +41,6 @@ def _bomb(path, side, rows=None):
     return path
 
 
-# Runs in a child process, which measures its own peak memory (VmHWM) and the CPU time of each
-# request (wall time on a busy test machine would measure the machine).
-_MEASURE = """
-import json, sys, time
-import asdn_tf
-from asdn_tf.cli.upscale import run_cli
-
-def peak_mb():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
-
-base = peak_mb()
-for kind, args in json.loads(sys.argv[1]):
-    began = time.process_time()
-    try:
-        result = (run_cli(["upscale", *args]) if kind == "cli"
-                  else str(asdn_tf.upscale_file(*args)))
-    except ValueError as error:
-        result = str(error)
-    print(json.dumps([result, time.process_time() - began, peak_mb() - base]), flush=True)
-"""
-
-
 def test_a_decompression_bomb_is_refused_before_decoding(tmp_path, weights):
     """A 420 KB PNG of 12000² pixels (432 MB decoded): the request is refused from the header."""
     bomb = _bomb(tmp_path / "bomb.png", 12000)
@@ -77,7 +55,7 @@ def test_a_decompression_bomb_is_refused_before_decoding(tmp_path, weights):
         ("cli", ["--input=bomb.png", "--width=24000", *cli]),
         ("cli", ["--input=huge.png", "--scale=2", "--max_pixels=1000000000000", *cli]),
     ]
-    done = _process(["-c", _MEASURE, json.dumps(requests)], tmp_path)
+    done = _process(["-c", MEASURE_REQUESTS, json.dumps(requests)], tmp_path)
     assert done.returncode == 0, done.stderr
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("[")]
     expected = ["more than the limit of 141,557,760 (max_pixels)", "finite",
