@@ -73,7 +73,8 @@ def server():
 
 
 @pytest.fixture
-def page(browser, server):
+def page(server, browser):
+    """A fresh page; the browser closes before the server stops (fixtures end in reverse)."""
     page = browser.new_page()
     page.goto(server)
     yield page
