@@ -673,3 +673,11 @@ def test_cli_tflite(fsdn, set5, tmp_path):
     size = float(result.stdout.split("input dynamic HxW: ")[1].split(" MB")[0])
     assert abs(size - output.stat().st_size / 1e6) < 1e-3
     assert [p.name for p in tmp_path.iterdir() if p.suffix != ".h5"] == ["m.tflite"]
+
+
+def test_export_without_a_known_command_prints_its_usage(capsys):
+    from asdn_tf.cli import export as export_command
+
+    assert export_command.main(["export", "pdf"]) == 2
+    assert capsys.readouterr().err == (
+        "export: usage: python -m asdn_tf.export saved_model|tflite|onnx [--flags]\n")
