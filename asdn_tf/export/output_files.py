@@ -122,7 +122,10 @@ def _tflite_problem(path):
 
 def is_onnx_export(path):
     """True if `path` is a regular file holding an ONNX model that asdn_tf.export.onnx wrote."""
-    import onnx
+    try:
+        import onnx
+    except ImportError:
+        raise ValueError("reading an ONNX file needs onnx: pip install 'asdn_tf[onnx]'") from None
 
     path = pathlib.Path(path)
     if path.is_symlink() or not path.is_file():
