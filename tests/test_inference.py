@@ -6,6 +6,8 @@ import tensorflow as tf
 
 import asdn_tf
 from asdn_tf.inference import engine as inference, weights_io
+from asdn_tf.evaluation import notebook
+from asdn_tf.io import image_io, pixels
 from asdn_tf.nn import lfr
 from asdn_tf.inference import precision as precision_lib
 from asdn_tf.data.imresize import imresize
@@ -141,7 +143,7 @@ def test_the_default_model_is_loaded_once(monkeypatch, tmp_path, tiny_model):
     assert asdn_tf.upscale(image, 3.3).shape == (40, 53, 3)
     assert len(loads) == 1
     model = weights_io.shared_pretrained()
-    assert inference.compiled_upscaler(model).experimental_get_tracing_count() == 1
+    assert inference.traced_step(model).experimental_get_tracing_count() == 1
     np.testing.assert_array_equal(first, asdn_tf.upscale(image, 2, model=tiny_model))
     # Each precision is a model of its own, kept as well; "auto" is the one it resolves to.
     assert weights_io.shared_pretrained("float32") is model
@@ -160,7 +162,22 @@ def test_one_trace_serves_every_size_scale_and_recursion_depth():
                           ((10, 6), 3.3), ((5, 6), 8.0), ((6, 5), 1.5)]:
         image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         assert asdn_tf.upscale(image, scale, model=model).shape[:2] == lfr.output_size(h, w, scale)
-    assert inference.compiled_upscaler(model).experimental_get_tracing_count() == 1
+    assert inference.traced_step(model).experimental_get_tracing_count() == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["default", "photo"])
+def test_the_engine_whole_image_gives_the_bytes_of_one_graph(name):
+    """The bundled models' untiled outputs: the engine's step by step recursion gives the
+    bytes of `upscale_tensor`'s single graph (a `tf.while_loop`), as `asdn_tf.upscale` gave
+    them before the engine, on the quick start's photograph."""
+    model = weights_io.load_pretrained(name, precision="float32")
+    photo = image_io.read_image(notebook.sample_image_path())[200:328, 150:310]
+    for scale in (2.5, 3.3):
+        size = lfr.output_size(*photo.shape[:2], scale)
+        graph = inference.compiled_upscaler(model)(pixels.to_float(photo)[None], scale, size)[0]
+        np.testing.assert_array_equal(asdn_tf.upscale(photo, scale, model=model, tile=0),
+                                      pixels.from_float(graph.numpy(), np.uint8))
 
 
 def test_the_compiled_upscaler_is_upscale_tensor(tiny_model):

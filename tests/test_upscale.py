@@ -5,6 +5,7 @@ check the entry points and that a failure prints no traceback.
 """
 
 import io
+import math
 import pathlib
 import re
 import struct
@@ -57,8 +58,8 @@ def test_cli_tiles_seamlessly_and_draws_progress(monkeypatch, tmp_path, weights,
                                   "--scale=2", "--tile=40", f"--weights={weights}",
                                   "--preset=tiny"])
     assert status == 0
-    # 2×3 regions of the 80×112 output, each in the attention-statistics and the output pass.
-    assert "\r[1/1] in.png " in terminal.getvalue() and " 12/12" in terminal.getvalue()
+    # 2×3 regions of the 80×112 output, one tick as each is kept.
+    assert "\r[1/1] in.png " in terminal.getvalue() and " 6/6" in terminal.getvalue()
     untiled = asdn_tf.upscale(pixels, 2, model=tiny_model, tile=0)
     tiled = image_io.read_image(tmp_path / "t.png")
     assert np.abs(tiled.astype(int) - untiled).max() <= 1
@@ -407,23 +408,30 @@ def test_tiling_keeps_gray_alpha_and_sixteen_bits(tiny_model):
 
 @pytest.mark.slow
 def test_large_outputs_are_tiled_automatically(tiny_model, monkeypatch):
-    # The automatic choice with smaller numbers: tile above 160² output pixels, by 80.
-    monkeypatch.setattr(tiling, "AUTO_TILE_PIXELS", 160 * 160)
-    monkeypatch.setattr(tiling, "DEFAULT_TILE", 80)
+    # The automatic choice with a smaller budget: the whole image while its pass fits it
+    # (the ×2 step, 120×160), else regions whose pass fits it (80 + context a side).
+    cost = tiling.pass_bytes(tiny_model.model_config, 1)
+    monkeypatch.setattr(tiling, "MEMORY_BUDGET", cost * 120 * 160)
+    assert tiling.auto_tile(tiny_model.model_config) == math.isqrt(120 * 160) - 2 * 5
     image = _pixels((60, 80, 3), seed=4)
     calls = []
     tiled = asdn_tf.upscale(image, 3, model=tiny_model, progress=lambda *call: calls.append(call))
-    # Step ×2 (120×160) fits one region; step ×1.5 (180×240) takes 3×3 regions, each in the
-    # attention-statistics pass and the output pass.
-    assert calls[-1] == (1 + 9 * 2, 1 + 9 * 2)
+    # Step ×1.5 (180×240) takes 2×2 regions of at most 128 pixels a side.
+    assert calls[-1] == (1 + 2 * 2, 1 + 2 * 2)
     untiled = asdn_tf.upscale(image, 3, model=tiny_model, tile=0)
     assert np.abs(tiled.astype(int) - untiled).max() <= 1
 
 
 def test_automatic_tiling_and_radius():
-    assert tiling.choose_tile((1024, 1024)) == 0
-    assert tiling.choose_tile((1025, 1024)) == tiling.DEFAULT_TILE
+    default = asdn_tf.preset("default")
+    fits = tiling.MEMORY_BUDGET // tiling.pass_bytes(default, 1)
+    assert tiling.choose_tile((1, fits)) == 0
+    assert tiling.choose_tile((1, fits + 1)) == tiling.auto_tile(default)
+    assert tiling.pass_bytes(default, (tiling.auto_tile(default) + 34) ** 2) \
+        <= tiling.MEMORY_BUDGET
     assert tiling.choose_tile((4000, 4000), 0) == 0
+    # A model too large for the budget still keeps regions twice its context.
+    assert tiling.auto_tile(asdn_tf.preset("paper")) == 2 * 129
     assert tiling.receptive_radius(asdn_tf.preset("default")) == 17
     with pytest.raises(ValueError, match="tile overlap"):
         tiling.check_overlap(-1)

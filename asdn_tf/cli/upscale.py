@@ -104,11 +104,13 @@ def define_flags(flag_values=flags.FLAGS):
                   "1.5-2.4x faster there for under 0.01 dB on Set5; float32 elsewhere, where "
                   "bfloat16 is slower.",
         flag_values=flag_values)
-    # asdn_tf.inference.tiling's DEFAULT_TILE, written out: that module imports TensorFlow, which
-    # --help does not wait for (test_help_states_the_tiling_defaults checks they agree).
+    # asdn_tf.inference.tiling's MEMORY_BUDGET and auto_tile, written out: that module imports
+    # TensorFlow, which --help does not wait for (test_help_states_the_tiling_defaults checks
+    # they agree).
     define("integer", "tile", None,
            "Side of the regions the network runs on at once, in its input pixels; 0 never "
-           f"tiles. By default outputs above {config.MAX_PASS_PIXELS / 1e6:.1f} M pixels use 512.")
+           "tiles. By default each step runs on the whole image when its pass fits in 448 MiB, "
+           "else on regions that do (444 pixels a side for the default model).")
     define("integer", "tile_overlap", None,
            "Context around each region; by default the model's receptive radius, which makes "
            "tiles seamless.")

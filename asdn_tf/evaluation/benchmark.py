@@ -19,7 +19,7 @@ from asdn_tf.evaluation.protocol import (METHODS, crop, lr_size, parse_scales, s
                                          y_psnr, y_ssim)
 from asdn_tf.inference import precision as precision_lib
 from asdn_tf.inference import weights_io
-from asdn_tf.inference.engine import compiled_upscaler
+from asdn_tf.inference import engine
 from asdn_tf.io import image_io
 from asdn_tf.io.pixels import to_float, to_rgb
 from asdn_tf.nn.model import ASDN
@@ -152,9 +152,9 @@ def super_resolve(lr, scale, size, method, model=None):
         return imresize(pixels, scale=scale, size=size).numpy()
     rgb = to_rgb(pixels)
     if isinstance(model, ASDN):
-        # One graph for every image, size and scale (as float32, as `asdn_tf.upscale` takes
-        # it): nothing is traced per image.
-        output = compiled_upscaler(model)(rgb[None], float(scale), size)[0].numpy()
+        # The upscale engine, every step on the whole image (the protocol's exact pass): one
+        # traced step for every image, size and scale, nothing traced per image.
+        output = engine.run(model, rgb, float(scale), size, tile=0)
     else:  # FSDN: a fixed-scale network on the LR image.
         if float(scale) != model.scale:
             raise ValueError(f"these are FSDN weights for ×{model.scale} only; measure them "

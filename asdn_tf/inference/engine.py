@@ -1,10 +1,15 @@
-"""Upscaling by any factor: bicubic pre-upsampling, the LFR blend, and the ×2 recursion.
+"""The upscale engine: the ×2 recursion, each step pre-upsampling and one pass of the network.
 
-`upscale_tensor` is graph friendly (the scale may be a tensor; the recursion is a
-`tf.while_loop`), so the same code runs eagerly, in a `tf.function` and inside a SavedModel.
-`compiled_upscaler` is that function traced once per model: every image size, scale and
-recursion depth runs the same graph, so a folder of photographs of many sizes pays the tracing
-once. `upscale` is the numpy entry point for users.
+`run` is the engine for one image: the recursion of `asdn_tf.inference.recursion`, every step
+by one of two strategies, the whole image in one pass (`whole_image_step`, traced once per
+model for every size and scale) or region by region (`asdn_tf.inference.tiling`), chosen per
+step from a memory budget. `upscale` (numpy, for users), `upscale_file`, the command and
+`evaluate` all go through it.
+
+`upscale_tensor` is the whole-image strategy for a batch in a graph: the scale may be a tensor,
+and the recursion the same plan as a `tf.while_loop` (`lfr.step_size_ops`), so the same step
+runs eagerly, in a `tf.function` and inside a SavedModel. `compiled_upscaler` is that function
+traced once per model.
 
 Example:
     >>> model = asdn_tf.build_model("tiny")
@@ -18,7 +23,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from asdn_tf.inference import tiling, weights_io
+from asdn_tf.inference import recursion, tiling, weights_io
 from asdn_tf.nn import lfr
 from asdn_tf.io import pixels as pixels_lib
 from asdn_tf.inference import precision as precision_lib
@@ -79,14 +84,86 @@ def upscale_tensor(model, images, scale, size=None, max_scale=lfr.DEFAULT_MAX_SC
 
     def body(step, image):
         step_scale, target = lfr.step_size_ops(scale, step, in_h, in_w, size)
-        x_up = imresize(image, scale=step_scale, size=target)
-        output = tf.cast(model(x_up, scale=step_scale), tf.float32)
-        return step + 1, tf.clip_by_value(output, 0.0, 1.0)
+        return step + 1, whole_image_step(model, image, step_scale, target)
 
     _, output = tf.while_loop(
         lambda step, _: step < steps, body, [tf.constant(0), images],
         shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, None, None, 3])])
     return output
+
+
+def whole_image_step(model, images, step, size):
+    """One recursion step on whole images: the bicubic pre-upsampling of `images` (N×H×W×3
+    float32) by `step` (float64) to `size`, then the network, clipped to [0, 1]."""
+    x_up = imresize(images, scale=step, size=size)
+    return tf.clip_by_value(tf.cast(model(x_up, scale=step), tf.float32), 0.0, 1.0)
+
+
+def run(model, rgb, scale, size, tile=None, overlap=None, progress=None, dtype=np.float32):
+    """Upscales one image through the recursion, each step on the whole image or by regions.
+
+    Args:
+        model: an `ASDN`.
+        rgb: float32 H×W×3 numpy array in [0, 1].
+        scale: the factor, already checked; rounded to float32 as `compiled_upscaler` takes it.
+        size: (height, width) of the output.
+        tile: region side for every step (0: the whole image); None chooses per step from the
+            memory budget (`tiling.choose_tile`).
+        overlap: context around each region; by default the model's receptive radius.
+        progress: optional callable(done, total), after each pass (whole image or region).
+        dtype: of the result: float32 in [0, 1], or uint8 / uint16 (rounded as the last step's
+            output is kept, region by region).
+
+    Returns:
+        size×3 numpy array of `dtype`.
+    """
+    overlap = tiling.check_overlap(overlap)
+    if overlap is None:
+        overlap = tiling.receptive_radius(model.model_config)
+    scale = float(np.float32(scale))
+    steps = recursion.plan(*rgb.shape[:2], scale, size)
+    tiles = {target: tiling.choose_tile(target, tile, model.model_config) for _, target in steps}
+    ticker = _Ticker(progress, sum(tiling.count_regions(target, tiles[target]) if tiles[target]
+                                   else 1 for _, target in steps))
+
+    def step(image, step_scale, target, last):
+        kept = dtype if last else np.float32
+        if tiles[target]:
+            return tiling.upscale_step(model, image, step_scale, target, tiles[target], overlap,
+                                       ticker.tick, kept)
+        output = traced_step(model)(tf.constant(image[None]),
+                                    tf.constant(step_scale, tf.float64),
+                                    tf.constant(target, tf.int32))[0].numpy()
+        ticker.tick()
+        return output if kept == np.float32 else pixels_lib.from_float(output, kept)
+
+    return recursion.run(np.asarray(rgb, np.float32), scale, size, step)
+
+
+class _Ticker:
+    """Counts passes for a progress callable(done, total)."""
+
+    def __init__(self, progress, total):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def tick(self):
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+_STEPS = weakref.WeakKeyDictionary()
+
+
+def traced_step(model):
+    """`whole_image_step` for `model` as a `tf.function`, traced once for every size and step."""
+    if model not in _STEPS:
+        _STEPS[model] = tf.function(
+            lambda images, step, size: whole_image_step(model, images, step, size),
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32),
+                             tf.TensorSpec([], tf.float64), tf.TensorSpec([2], tf.int32)],
+            autograph=False)
+    return _STEPS[model]
 
 
 _COMPILED = weakref.WeakKeyDictionary()
@@ -172,8 +249,8 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
         size: optional (height, width) of the output.
         max_scale: the largest accepted scale.
         tile: run the network on regions of this side (`asdn_tf.inference.tiling`); 0 never
-            tiles; None tiles the recursion steps whose output is above
-            `tiling.AUTO_TILE_PIXELS` pixels.
+            tiles; None tiles the recursion steps whose pass would not fit
+            `tiling.MEMORY_BUDGET`.
         tile_overlap: context around each region; by default the model's receptive radius.
         progress: optional callable(done, total), called after each network pass.
         precision: of the bundled model, when `model` is None: "auto" (bfloat16 where the
@@ -187,7 +264,7 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
     _check_layout(image)
     height, width = image.shape[:2]
     scale, size = _scale_and_size(height, width, scale, size, max_scale)
-    tiled = tiling.choose_tile(size, tile) > 0
+    tiling.check_tile(tile)
     tile_overlap = tiling.check_overlap(tile_overlap)
     precision_lib.check_precision(precision)
     if np.issubdtype(image.dtype, np.floating):
@@ -197,17 +274,10 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
         model = weights_io.shared_pretrained(precision)
     pixels = pixels.reshape(height, width, -1)
     channels = pixels.shape[2]
-    rgb = pixels_lib.to_rgb(pixels)
     dtype = np.uint16 if image.dtype == np.uint16 else np.uint8
-    if tiled and channels == 3:  # pixels straight from the regions: no float copy of it all
-        return tiling.upscale_tiled(model, rgb, scale, size, tile, tile_overlap, progress, dtype)
-    if tiled:
-        output = tiling.upscale_tiled(model, rgb, scale, size, tile, tile_overlap, progress)
-    else:
-        output = compiled_upscaler(model, max_scale)(
-            tf.constant(rgb[None]), tf.constant(scale, tf.float32), tf.constant(size, tf.int32))[0]
-        if progress is not None:
-            progress(1, 1)
+    # Three channels come out as pixels straight from the last step: no float copy of it all.
+    output = run(model, pixels_lib.to_rgb(pixels), scale, size, tile, tile_overlap, progress,
+                 dtype if channels == 3 else np.float32)
     if channels == 1:
         output = tf.reduce_mean(output, axis=-1, keepdims=True)
     elif channels == 4:
@@ -216,7 +286,7 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
     output = np.asarray(output)
     if image.ndim == 2:
         output = output[..., 0]
-    return pixels_lib.from_float(output, dtype)
+    return output if channels == 3 else pixels_lib.from_float(output, dtype)
 
 
 def _scale_and_size(height, width, scale, size, max_scale):

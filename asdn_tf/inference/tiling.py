@@ -1,8 +1,8 @@
-"""Tiled upscaling: a large image goes through the network one region at a time.
+"""The regions strategy of the upscale engine: one recursion step's network pass, region by region.
 
-Each recursion step pre-upsamples exactly as `asdn_tf.inference.engine` does (bicubic, with the
-sampling positions of the whole image) and runs the network on overlapping regions of that
-step's input, keeping the centre of each. Tiling after the pre-upsampling, rather than cutting the input, is
+The step pre-upsamples exactly as the whole-image strategy does (bicubic, with the sampling
+positions of the whole image) and runs the network on overlapping regions of that input,
+keeping the centre of each. Tiling after the pre-upsampling, rather than cutting the input, is
 what makes any scale work: a cut-out input tile is sampled at (x + 0.5) / scale - 0.5 from its
 own corner, which lines up with the whole image's positions only when scale × its offset is a
 whole number.
@@ -11,23 +11,27 @@ The network is convolutional with a receptive radius of 1 + B·D pixels (a 3×3 
 blocks of D chained 3×3 convolutions), so an overlap of that radius gives every kept pixel the
 neighbourhood it has in one pass. The one image-wide quantity is each block's channel attention,
 which pools the mean over the image of that block's output, and that output depends on the
-earlier blocks' attention. So the regions go through the trunk together, one block at a time
-(`FeatureMappingBranch.start` and `resume` pause a pass at every attention): the mean over all
-regions' kept parts is handed to every region, which then goes on to the next block. Each
-region's features are computed once, and the result equals the untiled pass up to rounding.
+earlier blocks' attention. The means come from attention rounds: regions go through the trunk
+together, one block at a time (`FeatureMappingBranch.start` and `resume` pause a pass at every
+attention), each block's attention pooling the mean over all of their kept parts.
 
-The paused regions keep their features (the trunk's output channels per pixel). When those,
-with the step's images, would exceed MEMORY_BUDGET, each region instead runs alone, its
-attention pooling its own kept part, only to measure the image-wide means; a second pass then
-runs every region with those means. Tiled and untiled outputs then differ by well under a grey
-level (about 1e-4 of one with the bundled weights), for twice the work.
+- Exact: when the paused features of every region fit MEMORY_BUDGET (beside one region's
+  pass), the rounds run on the regions themselves and each then finishes its pass. The result
+  equals the whole-image pass up to float rounding, and each region is computed once.
+- Sampled: otherwise the rounds run on a sample, crops of SAMPLE_TILE kept pixels a side (with
+  their context) spread evenly over the step, SAMPLE_FRACTION of its pixels; every region then
+  runs once with the sample's means. The sample costs about 1.6 × SAMPLE_FRACTION of a pass,
+  and the memory of a region's pass stays the step's only large cost. With the bundled weights
+  the output is within one grey level of the whole-image pass (tests/test_tiling.py).
 
-Besides the pre-upsampling, this module only schedules regions: the network's computation is
-all the model's own (`FeatureMappingBranch.start` and `resume`, `ASDN.blend`, and `ASDN.call`
-with `channel_means`).
+The automatic choice (`choose_tile`) follows from the same budget: the whole image when its
+pass fits MEMORY_BUDGET (`config.model_cost` gives a pass's bytes per pixel), otherwise regions
+as large as the budget allows. Besides the pre-upsampling, this module only schedules regions:
+the network's computation is all the model's own (`FeatureMappingBranch.start` and `resume`,
+`ASDN.blend`, and `ASDN.call` with `channel_means`).
 
 Example:
-    >>> rgb = upscale_tiled(model, pixels, 4.0, (2048, 2048), tile=512)
+    >>> rgb = upscale_step(model, image, 2.0, (2048, 2048), tile=400, overlap=17, tick=print)
 """
 
 import math
@@ -37,17 +41,17 @@ import numpy as np
 import tensorflow as tf
 
 from asdn_tf.nn import config as config_lib
-from asdn_tf.nn import lfr
 from asdn_tf.io import pixels as pixels_lib
 from asdn_tf.data.resizing import resize_matrix
 
-DEFAULT_TILE = 512
-# Outputs of more pixels are tiled unless told otherwise (the memory of one pass).
-AUTO_TILE_PIXELS = config_lib.MAX_PASS_PIXELS
 MIN_TILE = 8
-# Bytes a step holds besides one region's activations: its input and output images, and the
-# features of the regions paused at an attention (652 per pixel: float32 default preset).
-MEMORY_BUDGET = 1 << 30
+# Bytes one step's network may hold: a pass's activations (`config.model_cost`, float32), and
+# in the exact strategy the features of the regions paused at an attention. The process holds
+# about 0.9 GB besides (the TensorFlow runtime, the model, the images).
+MEMORY_BUDGET = 448 << 20
+# The sample whose attention rounds give a large step's channel means.
+SAMPLE_FRACTION = 0.05
+SAMPLE_TILE = 128
 
 
 def receptive_radius(model_config):
@@ -65,12 +69,30 @@ def check_tile(tile):
     return int(tile)
 
 
-def choose_tile(size, tile=None):
-    """The region side for an output `size`: `tile` (0 = untiled), or automatic when None."""
+def pass_bytes(model_config, pixels):
+    """Bytes of one network pass over `pixels` pixels (`config.model_cost`'s estimate)."""
+    return pixels * config_lib.model_cost(model_config)[1]
+
+
+def auto_tile(model_config):
+    """The side of the kept part of regions whose pass, context included, fits MEMORY_BUDGET;
+    at least twice the context (a model too large for the budget then takes more memory rather
+    than spend most of its work on overlaps)."""
+    radius = receptive_radius(model_config)
+    side = math.isqrt(MEMORY_BUDGET // config_lib.model_cost(model_config)[1])
+    return max(side - 2 * radius, 2 * radius, MIN_TILE)
+
+
+def choose_tile(size, tile=None, model_config=None):
+    """The region side for a step's output `size`: `tile` (0 = the whole image), or when None
+    0 if the whole image's pass fits MEMORY_BUDGET, else `auto_tile`."""
     tile = check_tile(tile)
-    if tile is None:
-        return DEFAULT_TILE if size[0] * size[1] > AUTO_TILE_PIXELS else 0
-    return tile
+    if tile is not None:
+        return tile
+    model_config = model_config or config_lib.ModelConfig()
+    if pass_bytes(model_config, size[0] * size[1]) <= MEMORY_BUDGET:
+        return 0
+    return auto_tile(model_config)
 
 
 def check_overlap(overlap):
@@ -82,52 +104,9 @@ def check_overlap(overlap):
     return int(overlap)
 
 
-def upscale_tiled(model, rgb, scale, size, tile=None, overlap=None, progress=None,
-                  dtype=np.float32):
-    """Upscales one image region by region; the result matches `inference.upscale_tensor`.
-
-    Args:
-        model: an `ASDN`.
-        rgb: float32 H×W×3 numpy array in [0, 1].
-        scale: the factor, already validated; rounded to float32 as the untiled path does.
-        size: (height, width) of the output.
-        tile: int, side of the kept part of each region, in pixels of the network's input
-            (0: the whole image as one region); None chooses per step, as `choose_tile`.
-        overlap: int, context around each region; by default `receptive_radius`.
-        progress: optional callable(done, total): called once per region of each step, or
-            twice where the regions pool the image (the attention rounds, then the output).
-        dtype: of the result: float32, or uint8 / uint16 (`pixels.from_float`, applied region
-            by region, so that a float copy of a large output never exists: 8192² × 3 is
-            805 MB in float32 and 201 MB in uint8).
-
-    Returns:
-        h×w×3 numpy array of `dtype`: float32 in [0, 1], or pixels.
-    """
-    overlap = check_overlap(overlap)
-    if overlap is None:
-        overlap = receptive_radius(model.model_config)
-    scale = float(np.float32(scale))
-    height, width = rgb.shape[:2]
-    plan, sizes = zip(*lfr.step_sizes(height, width, scale, size, max_scale=math.inf))
-    region_lists = [_regions(step_size, choose_tile(step_size, tile) or max(step_size), overlap)
-                    for step_size in sizes]
-    global_attention = model.model_config.channel_attention
-    total = sum(len(regions) * (2 if global_attention and len(regions) > 1 else 1)
-                for regions in region_lists)
-    done = 0
-
-    def tick():
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
-    image = np.asarray(rgb, np.float32)
-    last = len(plan) - 1
-    for index, (step, step_size, regions) in enumerate(zip(plan, sizes, region_lists)):
-        image = _upscale_step(model, image, step, step_size, regions, tick,
-                              dtype if index == last else np.float32)
-    return image
+def count_regions(size, tile):
+    """How many regions of side `tile` cover an image of `size`."""
+    return len(_spans(size[0], tile)) * len(_spans(size[1], tile))
 
 
 def _spans(length, tile):
@@ -159,12 +138,25 @@ def _bands(in_size, out_size, step, spans):
     return bands
 
 
-def _upscale_step(model, image, step, size, regions, tick, dtype=np.float32):
-    """One recursion step: pre-upsampling by `step` to `size`, then the network, by regions;
-    the output in `dtype` (`upscale_tiled`)."""
+def upscale_step(model, image, step, size, tile, overlap, tick, dtype=np.float32):
+    """One recursion step by regions: pre-upsampling `image` (H×W×3 float32) by `step` to
+    `size`, then the network on regions of side `tile` with `overlap` pixels of context.
+
+    `tick()` is called as each region's output is kept. Returns size×3 of `dtype`: float32 in
+    [0, 1], or uint8 / uint16 (`pixels.from_float`, applied region by region, so that a float
+    copy of a large output never exists: 8192² × 3 is 805 MB in float32, 201 MB in uint8).
+    """
+    regions = _regions(size, tile, overlap)
+    attention = model.model_config.channel_attention and len(regions) > 1
+    context_pixels = sum(_area(context) for _, context in regions)
+    largest = max(_area(context) for _, context in regions)
+    exact = (context_pixels * _feature_bytes(model) + pass_bytes(model.model_config, largest)
+             <= MEMORY_BUDGET)
+    sample = _sample(size, overlap) if attention and not exact else []
     step = tf.constant(step, tf.float64)
-    rows = _bands(image.shape[0], size[0], step, [context[:2] for _, context in regions])
-    cols = _bands(image.shape[1], size[1], step, [context[2:] for _, context in regions])
+    boxes = [context for _, context in regions + sample]
+    rows = _bands(image.shape[0], size[0], step, [box[:2] for box in boxes])
+    cols = _bands(image.shape[1], size[1], step, [box[2:] for box in boxes])
 
     def region_inputs(context):
         i0, i1, row_weights = rows[context[:2]]
@@ -182,38 +174,49 @@ def _upscale_step(model, image, step, size, regions, tick, dtype=np.float32):
         tick()
 
     passes = _passes(model)
-    if not model.model_config.channel_attention or len(regions) == 1:
+    if not attention:
         for kept, context in regions:
             keep(passes.run("local", *region_inputs(context), step), kept, context)
-        return output
-    pixels = sum((bottom - top) * (right - left) for _, (top, bottom, left, right) in regions)
-    if pixels * _feature_bytes(model) + image.nbytes + output.nbytes <= MEMORY_BUDGET:
-        paused, sums = _attention_rounds(passes, regions, region_inputs, tick)
+    elif not sample:
+        paused, sums = _attention_rounds(passes, regions, region_inputs)
         means = tf.cast(sums / (size[0] * size[1]), tf.float32)[:, None]
         # Every block already pooled the whole image: finish each region's pass.
         for index, (kept, context) in enumerate(regions):
             x_up, state = paused[index]
             paused[index] = None
             keep(passes.run("finish", state, means[-1], x_up, step), kept, context)
-        return output
-    sums = sum(_attention_rounds(passes, [region], region_inputs, tick)[1] for region in regions)
-    means = tf.cast(sums / (size[0] * size[1]), tf.float32)[:, None]
-    for kept, context in regions:
-        keep(passes.run("image_wide", *region_inputs(context), step, means), kept, context)
+    else:
+        sums = _attention_rounds(passes, sample, region_inputs)[1]
+        means = tf.cast(sums / sum(_area(kept) for kept, _ in sample), tf.float32)[:, None]
+        for kept, context in regions:
+            keep(passes.run("image_wide", *region_inputs(context), step, means), kept, context)
     return output
 
 
-def _attention_rounds(passes, regions, region_inputs, tick):
+def _area(box):
+    return (box[1] - box[0]) * (box[3] - box[2])
+
+
+def _sample(size, overlap):
+    """Regions of side SAMPLE_TILE (with their context), SAMPLE_FRACTION of `size`'s pixels,
+    picked at even intervals in reading order: spread over every band of rows."""
+    crops = _regions(size, SAMPLE_TILE, overlap)
+    count = max(1, round(SAMPLE_FRACTION * size[0] * size[1] / SAMPLE_TILE**2))
+    return [crops[int((index + 0.5) * len(crops) / count)] for index in range(min(count,
+                                                                                 len(crops)))]
+
+
+def _attention_rounds(passes, regions, region_inputs):
     """Brings every region to its last channel attention, one block at a time: each block's
     attention pools the mean over these regions' kept parts.
 
     Returns each region's (x_up, paused state) and the kept sums of every block's output before
-    its attention (B×C, float64). `tick` is called once per region, spread over the rounds.
+    its attention (B×C, float64).
     """
     num_blocks = passes.model.model_config.num_blocks
     crops = [tf.constant(_crop(kept, context), tf.int32) for kept, context in regions]
-    pixels = sum((kept[1] - kept[0]) * (kept[3] - kept[2]) for kept, _ in regions)
-    paused, sums, steps = [], [], 0
+    pixels = sum(_area(kept) for kept, _ in regions)
+    paused, sums = [], []
     for index in range(num_blocks):
         total = 0.0
         for region, ((_, context), crop) in enumerate(zip(regions, crops)):
@@ -226,9 +229,6 @@ def _attention_rounds(passes, regions, region_inputs, tick):
                 state, kept_sum = passes.run("resume", state, means, crop)
                 paused[region] = x_up, state
             total = total + kept_sum
-            steps += 1
-            if steps % num_blocks == 0:
-                tick()
         sums.append(total)
         means = tf.cast(total / pixels, tf.float32)[None]
     return paused, tf.stack(sums)

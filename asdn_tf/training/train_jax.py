@@ -41,6 +41,7 @@ from asdn_tf.io import image_io, pixels
 from asdn_tf.nn import lfr
 from asdn_tf.training import run_folder
 from asdn_tf.nn.model import FSDN, build_fsdn, build_model
+from asdn_tf.inference import recursion
 from asdn_tf.inference.precision import dtype_policy
 from asdn_tf.training.run_folder import TrainingError
 from asdn_tf.training.schedule import learning_rate_schedule
@@ -185,15 +186,17 @@ def load_validation_set(folder):
 
 
 def upscale(network, image, scale, size):
-    """float32 N×H×W×3 → N×size×3 through `lfr.recursion_plan` passes, as
-    `asdn_tf.inference.engine.upscale_tensor` does: the steps before the last reach round(h · 2^k).
+    """float32 N×H×W×3 → N×size×3 through the upscale recursion (`inference.recursion`), each
+    step on the whole images with `keras.ops`.
     An FSDN takes the LR image itself, at its own scale (`benchmark.super_resolve`)."""
     if isinstance(network, FSDN):
         return ops.convert_to_numpy(ops.clip(ops.cast(network(image), "float32"), 0.0, 1.0))
-    for step, target in lfr.step_sizes(*image.shape[1:3], scale, size):
-        x_up = resizing.imresize(image, scale=step, size=target)
-        image = ops.clip(ops.cast(network(x_up, scale=step), "float32"), 0.0, 1.0)
-    return ops.convert_to_numpy(image)
+
+    def step(image, step_scale, target, last):
+        x_up = resizing.imresize(image, scale=step_scale, size=target)
+        return ops.clip(ops.cast(network(x_up, scale=step_scale), "float32"), 0.0, 1.0)
+
+    return ops.convert_to_numpy(recursion.run(image, scale, size, step))
 
 
 def measure_psnr(network, hr, scale):
