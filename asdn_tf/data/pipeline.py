@@ -83,7 +83,8 @@ def training_pair(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, 
 
 
 def _photo_pair(hr_patches, scale, patch_size, photo, seed):
-    """(x_up, target, passes) of one update at step scale r under the photo degradation.
+    """(x_up, target, passes) of one update at step scale r under the photo degradation; the
+    pair's kind and patch sides are `photo_mix.pair_kind` and `photo_mix.pair_sides`.
 
     With `photo.recursion_probability` the pair is the first step of a recursion instead: the LR
     is made from the HR by r·k (k = 1.5 or 2: the ×3 and ×4 recursions start with a ×2 step on
