@@ -205,19 +205,14 @@ def random_lr(hr, size, scale, photo, rng):
 
 
 def recursion_draw(photo, rng):
-    """(k, passes) of one update (`photo_mix.pair_kind`), drawn from the numpy Generator `rng`:
-    (1, 1) for a plain step, (1.5 or 2, 1) for a recursion's first step, (2, 2) for an own
-    step."""
+    """(k, passes) of one update (`photo_mix.pair_kind`), drawn from the numpy Generator `rng`."""
     kind = photo_mix.pair_kind(photo, rng.random(), int(rng.integers(2)))
     return photo_mix.FACTORS[kind], photo_mix.PASSES[kind]
 
 
 def photo_pair(hr_patches, scale, patch_size, photo, rng):
     """(x_up, target, passes) float32 of one update at step scale `scale` from N×S×S×3 uint8 HR
-    patches (S at least round(p · scale)), as `data._photo_pair` makes them: the LR made from
-    the HR by r·k, the target the HR brought down by k with the exact bicubic (k from
-    `recursion_draw`; k = 1 keeps the HR); an own-step pair (passes 2) has the ×2 first step's
-    input as x_up and the HR as its target."""
+    patches (S at least round(p · scale)), as `data._photo_pair` makes them."""
     factor, passes = recursion_draw(photo, rng)
     sides = photo_mix.pair_sides(patch_size, scale, factor)
     hr = pixels.to_float(hr_patches[:, :sides.region, :sides.region])

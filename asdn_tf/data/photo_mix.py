@@ -72,11 +72,10 @@ def _output_side(side, scale):
 
 
 def pair_kind(photo, draw, half, where=_select):
-    """The index in `FACTORS` and `PASSES` of one update's pair: with
-    `photo.recursion_probability` a recursion's first step (k = 1.5 if `half` is 0, else 2),
-    else with `photo.own_step_probability` an own step, else a plain step. `draw` is uniform in
-    [0, 1) and `half` 0 or 1, drawn by the backend's generator; `where` is its select (Python's
-    conditional for numbers)."""
+    """The index in `FACTORS` and `PASSES` of one update's pair: a recursion's first step with
+    `photo.recursion_probability` (k = 1.5 for `half` 0, else 2), else an own step with
+    `photo.own_step_probability`, else a plain step. `draw` (uniform in [0, 1)) and `half` (0
+    or 1) come from the backend's generator, `where` is its select."""
     first_step = draw < photo.recursion_probability
     own_step = draw < photo.recursion_probability + photo.own_step_probability
     return where(first_step, 1 + half, where(own_step, OWN_STEP, PLAIN))
