@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from asdn_tf.nn import config as config_lib
-from asdn_tf.data import degradation as degradation_lib
+from asdn_tf.data import degradation as degradation_lib, photo_mix
 from asdn_tf.io import pixels
 from asdn_tf.nn import lfr
 from asdn_tf.data.folder_data import TFDS_PREFIX, hr_patch_size, load_folder_images
@@ -83,7 +83,8 @@ def training_pair(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, 
 
 
 def _photo_pair(hr_patches, scale, patch_size, photo, seed):
-    """(x_up, target, passes) of one update at step scale r under the photo degradation.
+    """(x_up, target, passes) of one update at step scale r under the photo degradation; the
+    pair's kind and patch sides are `photo_mix.pair_kind` and `photo_mix.pair_sides`.
 
     With `photo.recursion_probability` the pair is the first step of a recursion instead: the LR
     is made from the HR by r·k (k = 1.5 or 2: the ×3 and ×4 recursions start with a ×2 step on
@@ -97,31 +98,24 @@ def _photo_pair(hr_patches, scale, patch_size, photo, seed):
     input that step gets at inference. `passes` is 1 for every other pair.
     """
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
-    draw = tf.random.stateless_uniform([], seeds[0])
-    recursion = draw < photo.recursion_probability
-    own_step = ~recursion & (draw < photo.recursion_probability + photo.own_step_probability)
-    factor = tf.where(recursion, tf.gather(tf.constant([1.5, 2.0], tf.float64),
-                                           tf.random.stateless_uniform([], seeds[1], 0, 2,
-                                                                       tf.int32)), 1.0)
-    factor = tf.where(own_step, tf.constant(2.0, tf.float64), factor)
+    kind = photo_mix.pair_kind(photo, tf.random.stateless_uniform([], seeds[0]),
+                               tf.random.stateless_uniform([], seeds[1], 0, 2, tf.int32),
+                               tf.where)
+    own_step = tf.equal(kind, photo_mix.OWN_STEP)
+    recursion = ~own_step & tf.not_equal(kind, photo_mix.PLAIN)
+    factor = tf.gather(tf.constant(photo_mix.FACTORS, tf.float64), kind)
     scale = tf.cast(scale, tf.float64)
-    lr_side = tf.cast(tf.math.floor(patch_size / factor), tf.int32)
-    side = lfr.output_size_ops(lr_side, lr_side, scale)[0]
-    # The HR region is the step's unrounded output side brought up by `factor`.
-    unrounded = tf.cast(lr_side, tf.float64) * scale
-    region = lfr.output_size_ops(unrounded, unrounded, factor)[0]
-    first_side = lfr.output_size_ops(lr_side, lr_side, factor)[0]
-    hr = pixels.to_float_ops(hr_patches[:, :region, :region, :])
-    lr = degradation_lib.random_lr(hr, (lr_side, lr_side), scale * factor, photo, seeds[2])
-    # An own-step pair's region is the recursion's output: round(2r · LR side), as inference
-    # rounds it.
-    own_region = lfr.output_size_ops(lr_side, lr_side, scale * factor)[0]
-    target = tf.case([(recursion, lambda: imresize(hr, scale=1.0 / factor, size=(side, side))),
-                      (own_step, lambda: hr[:, :own_region, :own_region, :])],
+    sides = photo_mix.pair_sides(patch_size, scale, factor, tf.math.floor,
+                                 lambda side, by: lfr.output_size_ops(side, side, by)[0])
+    hr = pixels.to_float_ops(hr_patches[:, :sides.region, :sides.region, :])
+    lr = degradation_lib.random_lr(hr, (sides.lr, sides.lr), scale * factor, photo, seeds[2])
+    step, first_step, own = (sides.step,) * 2, (sides.first_step,) * 2, sides.own_step
+    target = tf.case([(recursion, lambda: imresize(hr, scale=1.0 / factor, size=step)),
+                      (own_step, lambda: hr[:, :own, :own, :])],
                      default=lambda: hr)
-    x_up = tf.cond(own_step, lambda: imresize(lr, scale=factor, size=(first_side, first_side)),
-                   lambda: imresize(lr, scale=scale, size=(side, side)))
-    return x_up, target, tf.where(own_step, 2, 1)
+    x_up = tf.cond(own_step, lambda: imresize(lr, scale=factor, size=first_step),
+                   lambda: imresize(lr, scale=scale, size=step))
+    return x_up, target, tf.gather(tf.constant(photo_mix.PASSES, tf.int32), kind)
 
 
 def make_lr(hr, size, scale, photo=None, seed=None):
