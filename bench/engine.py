@@ -119,14 +119,20 @@ def tiled_against_untiled(image, scale, precision, repeats):
 
 
 def measure(repeats=2, skip_large=False, echo=print):
-    """Every figure; `echo` gets each line as it is measured."""
+    """Every figure, and the printed lines under "lines"; `echo` gets each as it is measured."""
     from asdn_tf.inference import precision as precision_lib
     from asdn_tf.io import image_io
 
-    result = {"machine": cpu_features(), "load_before": os.getloadavg()}
-    echo(f"machine: {result['machine']}; load {result['load_before']}")
+    lines = []
+
+    def say(line):
+        lines.append(line)
+        echo(line)
+
+    result = {"machine": cpu_features(), "load_before": os.getloadavg(), "lines": lines}
+    say(f"machine: {result['machine']}; load {result['load_before']}")
     reference = result["matmul_s"] = round(matmul_seconds(), 3)
-    echo(f"0.3 TFLOP float32 matmul: {reference:.3f} s")
+    say(f"0.3 TFLOP float32 matmul: {reference:.3f} s")
     photo = sample_photo()
     bfloat16 = precision_lib.auto_precision()[0] == "bfloat16"
     precisions = ["float32", "bfloat16"] if bfloat16 else ["float32"]
@@ -136,7 +142,7 @@ def measure(repeats=2, skip_large=False, echo=print):
                                     f"--scale={QUICKSTART_SCALE}", f"--precision={precision}"])
             row["over_matmul"] = round(row["seconds"] / reference, 2)
             result[f"quickstart_{precision}"] = row
-            echo(f"quick start ×{QUICKSTART_SCALE} {precision}: {row['seconds']} s = "
+            say(f"quick start ×{QUICKSTART_SCALE} {precision}: {row['seconds']} s = "
                  f"{row['over_matmul']}× the matmul, peak RSS {row['peak_rss_mib']} MiB")
         image = image_io.read_image(photo)
         square = _square(image, 1024)
@@ -145,7 +151,7 @@ def measure(repeats=2, skip_large=False, echo=print):
                                          ("1024x2", square, 2.0)):
                 row = tiled_against_untiled(picture, scale, precision, repeats)
                 result[f"tiled_{name}_{precision}"] = row
-                echo(f"tiled / untiled, {name} {precision}: {row['ratio']}× ({row['tiled_s']} / "
+                say(f"tiled / untiled, {name} {precision}: {row['ratio']}× ({row['tiled_s']} / "
                      f"{row['untiled_s']} s), largest difference {row['max_grey_difference']} "
                      "grey level(s)")
         if not skip_large:
@@ -154,10 +160,10 @@ def measure(repeats=2, skip_large=False, echo=print):
             row = command_in_child([f"--input={source}", f"--output={folder}/large_x4.png",
                                     "--scale=4", "--precision=float32"])
             result["large_2048x4"] = row
-            echo(f"2048² ×4 → 8192² float32: {row['seconds']} s, peak RSS "
+            say(f"2048² ×4 → 8192² float32: {row['seconds']} s, peak RSS "
                  f"{row['peak_rss_mib']} MiB")
     result["load_after"] = os.getloadavg()
-    echo(f"load after: {result['load_after']}")
+    say(f"load after: {result['load_after']}")
     return result
 
 

@@ -34,6 +34,9 @@ stops itself if its RSS passes --max_rss_gib rather than wake the kernel's OOM k
                its share of the float32 matmul rate; tiled against untiled time for one image
                (256² ×4.5, automatic tiles); and the README's evaluate command (Set5 + Set14,
                14 scales, bicubic and asdn) as a fresh process.
+  engine       the upscale engine's figures as ratios within the run (bench/engine.py): the
+               quick start over a 0.3 TFLOP float32 matmul, tiled against untiled in float32
+               and bfloat16, peak RSS of the quick start and of 2048² ×4 → 8192².
 
 The run ends with one table of every target (issue 17's and the earlier ones) beside its
 figure, also as Markdown: docs/performance.md takes its targets table from it.
@@ -76,10 +79,11 @@ from asdn_tf.inference.engine import upscale_tensor
 from asdn_tf.nn.model import build_model, flops_per_pixel
 from asdn_tf.inference.precision import dtype_policy
 from asdn_tf.training.train_step import compile_trainer, per_level_steps, pop_update
+from bench import engine as engine_bench
 from bench import export_latency, imresize_speed, op_profile, upscale_tiled
 
 SECTIONS = ("matmul", "inference", "profile", "saved_model", "training", "imresize", "tiled",
-            "jit", "defaults")
+            "jit", "defaults", "engine")
 SCALES = (2.0, 3.3)
 POLICIES = ("float32", "mixed_bfloat16")
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
@@ -477,7 +481,7 @@ def measure_defaults(settings, matmul):
     share of the `matmul` float32 rate), tiled against untiled, evaluate."""
     result = {"auto_precision": "{} ({})".format(*precision_lib.auto_precision())}
     with tempfile.TemporaryDirectory(prefix="bench_defaults_") as folder:
-        done, wall = _child(["-m", "asdn_tf.upscale", f"--scale={settings.quickstart_scale:g}",
+        done, wall = _child(["-m", "asdn_tf.cli.upscale", f"--scale={settings.quickstart_scale:g}",
                              f"--output={folder}/quickstart.png", "--overwrite",
                              f"--input={notebook.sample_image_path()}"])
         width, height, seconds = re.search(r"\((\d+)x(\d+), ([\d.]+) s\)", done.stdout).groups()
@@ -613,6 +617,8 @@ def _table(header, rows):
 
 
 def format_section(name, result):
+    if name == "engine":
+        return "\n".join(result["lines"])
     if name == "matmul":
         return "\n".join(f"dense square matrix product, {dtype}: " + ", ".join(
             f"{side}² {rate} GFLOP/s" for side, rate in rates.items())
@@ -752,6 +758,8 @@ def run(settings, sections, weights=None, tiled_cases=None, echo=print, save=Non
                 result = measure_jit(settings)
             elif section == "defaults":
                 result = measure_defaults(settings, matmul)
+            elif section == "engine":
+                result = engine_bench.measure(skip_large=settings is QUICK, echo=lambda line: None)
             else:
                 raise ValueError(f"unknown section {section!r}")
             table = format_section(section, result)
