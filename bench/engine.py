@@ -18,9 +18,12 @@ It prints, on the CPU it runs on (named with its AVX-512, VNNI, bfloat16 and AMX
 Other work on the machine spoils the times; the load average is printed before and after.
 """
 
+import contextlib
+import io
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -74,8 +77,9 @@ def sample_photo():
 
 
 def command_in_child(arguments):
-    """Runs `asdn-upscale arguments` in a fresh process; (upscale seconds it prints, peak RSS
-    MiB from its VmHWM)."""
+    """Runs `asdn-upscale arguments` in a fresh process; its row: the upscale's seconds as the
+    command prints them (decode, upscale and write of the file, after the model is loaded), the
+    whole command's seconds (imports and model load included), and the peak RSS (VmHWM, MiB)."""
     done = subprocess.run([sys.executable, "-m", "bench.engine", "--child", "--", *arguments],
                           capture_output=True, text=True, cwd=REPOSITORY)
     if done.returncode != 0:
@@ -84,15 +88,18 @@ def command_in_child(arguments):
 
 
 def child(arguments):
-    """In the child: the command, then its own time and peak RSS as one JSON line."""
+    """In the child: the command, then its figures as one JSON line."""
     from asdn_tf.cli import upscale as command
 
+    said = io.StringIO()
     start = time.perf_counter()
-    status = command.run_cli(["asdn-upscale", *arguments])
+    with contextlib.redirect_stdout(said):
+        status = command.run_cli(["asdn-upscale", *arguments])
     seconds = time.perf_counter() - start
+    upscale_s = float(re.search(r"\(\d+x\d+, ([\d.]+) s\)", said.getvalue()).group(1))
     peak = next(int(line.split()[1]) for line in open("/proc/self/status")
                 if line.startswith("VmHWM:"))
-    print(json.dumps({"status": status, "seconds": round(seconds, 2),
+    print(json.dumps({"status": status, "seconds": upscale_s, "command_s": round(seconds, 2),
                       "peak_rss_mib": round(peak / 1024)}))
 
 
@@ -142,8 +149,9 @@ def measure(repeats=2, skip_large=False, echo=print):
                                     f"--scale={QUICKSTART_SCALE}", f"--precision={precision}"])
             row["over_matmul"] = round(row["seconds"] / reference, 2)
             result[f"quickstart_{precision}"] = row
-            say(f"quick start ×{QUICKSTART_SCALE} {precision}: {row['seconds']} s = "
-                 f"{row['over_matmul']}× the matmul, peak RSS {row['peak_rss_mib']} MiB")
+            say(f"quick start ×{QUICKSTART_SCALE} {precision}: upscale {row['seconds']} s = "
+                 f"{row['over_matmul']}× the matmul (whole command {row['command_s']} s), peak "
+                 f"RSS {row['peak_rss_mib']} MiB")
         image = image_io.read_image(photo)
         square = _square(image, 1024)
         for precision in precisions:
@@ -160,7 +168,7 @@ def measure(repeats=2, skip_large=False, echo=print):
             row = command_in_child([f"--input={source}", f"--output={folder}/large_x4.png",
                                     "--scale=4", "--precision=float32"])
             result["large_2048x4"] = row
-            say(f"2048² ×4 → 8192² float32: {row['seconds']} s, peak RSS "
+            say(f"2048² ×4 → 8192² float32: upscale {row['seconds']} s, peak RSS "
                  f"{row['peak_rss_mib']} MiB")
     result["load_after"] = os.getloadavg()
     say(f"load after: {result['load_after']}")

@@ -17,6 +17,11 @@ def _image(shape=(40, 56, 3), seed=2):
     return np.random.default_rng(seed).random(shape, dtype=np.float32)
 
 
+def _radius(model):
+    """The full receptive radius: tiles then equal one pass (the default overlap is less)."""
+    return tiling.receptive_radius(model.model_config)
+
+
 def _untiled(model, image, scale):
     return inference.upscale_tensor(model, image[None], scale)[0].numpy()
 
@@ -76,7 +81,7 @@ def test_tiled_follows_a_changed_layer(variant):
     VARIANTS[variant](model)
     untiled = _untiled(model, image, 2.0)
     assert np.abs(untiled - before).max() > 0.02  # the variant does change the output
-    tiled = inference.run(model, image, 2.0, untiled.shape[:2], tile=24)
+    tiled = inference.run(model, image, 2.0, untiled.shape[:2], tile=24, overlap=_radius(model))
     np.testing.assert_allclose(tiled, untiled, atol=1 / 255)
 
 
@@ -86,6 +91,7 @@ def test_tiles_that_keep_their_features_equal_one_pass(tiny_model, scale, tile):
     untiled = _untiled(tiny_model, image, scale)
     calls = []
     tiled = inference.run(tiny_model, image, scale, untiled.shape[:2], tile=tile,
+                          overlap=_radius(tiny_model),
                                  progress=lambda *call: calls.append(call))
     np.testing.assert_allclose(tiled, untiled, atol=2e-5)
     assert [done for done, _ in calls] == list(range(1, calls[0][1] + 1))
@@ -106,7 +112,7 @@ def test_pixel_output_is_the_float_output_rounded(tiny_model, dtype):
 @pytest.mark.parametrize("fits", [True, False])
 def test_the_memory_budget_decides_exact_or_sampled_means(monkeypatch, fits):
     model = _tiny()  # its own traces: the counting below sees them
-    regions = tiling._regions((80, 112), 24, tiling.receptive_radius(model.model_config))
+    regions = tiling._regions((80, 112), 24, _radius(model))
     contexts = [tiling._area(context) for _, context in regions]
     needed = (sum(contexts) * tiling._feature_bytes(model)
               + tiling.pass_bytes(model.model_config, max(contexts)))
@@ -117,7 +123,7 @@ def test_the_memory_budget_decides_exact_or_sampled_means(monkeypatch, fits):
     untiled = _untiled(model, image, 2.0)
     passes.clear()
     calls = []
-    tiled = inference.run(model, image, 2.0, (80, 112), tile=24,
+    tiled = inference.run(model, image, 2.0, (80, 112), tile=24, overlap=_radius(model),
                           progress=lambda *call: calls.append(call))
     # Over the budget a sample's attention rounds give the means, then one pass calls the
     # whole network on every region with them.
@@ -126,14 +132,20 @@ def test_the_memory_budget_decides_exact_or_sampled_means(monkeypatch, fits):
     assert calls[-1] == (len(regions), len(regions))
 
 
+def _photo_crop():
+    """240×320 of the quick start's photograph, float32."""
+    return pixels.to_float(image_io.read_image(notebook.sample_image_path())[100:340, 100:420])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("picture", ["photograph", "half flat"])
 def test_sampled_means_stay_within_half_a_grey_level_with_the_bundled_weights(monkeypatch,
                                                                                picture):
     """The bound of the sampled strategy, on the bundled model: regions of 64 on a 240×320 input
-    at ×2, against the whole-image pass. Measured 0.10 and 0.13 grey levels (means from one
-    wrong corner alone: 0.74); within 0.5, the pixels differ by at most one level."""
-    photo = pixels.to_float(image_io.read_image(notebook.sample_image_path())[100:340, 100:420])
+    at ×2 (its 480×640 step sampled by 3 × 3 crops), against the whole-image pass. Measured 0.10
+    and 0.13 grey levels (means from one wrong corner alone: 0.74); within 0.5, the pixels
+    differ by at most one level."""
+    photo = _photo_crop()
     if picture == "half flat":  # the sample must find the textured half in its proportion
         photo[:, :160] = 0.5
     monkeypatch.setattr(tiling, "MEMORY_BUDGET", 1)
@@ -141,6 +153,22 @@ def test_sampled_means_stay_within_half_a_grey_level_with_the_bundled_weights(mo
     untiled = inference.run(model, photo, 2.0, (480, 640), tile=0)
     tiled = inference.run(model, photo, 2.0, (480, 640), tile=64)
     assert 0.01 / 255 < np.abs(tiled - untiled).max() <= 0.5 / 255
+
+
+@pytest.mark.slow
+def test_the_default_overlap_moves_the_bundled_output_by_under_a_twentieth_of_a_level(
+        monkeypatch):
+    """70 % of the receptive radius, on the bundled model, with the exact strategy (only the
+    overlap differs from one pass): regions of 64, 0.004 grey levels at most when measured;
+    the full radius equals one pass."""
+    monkeypatch.setattr(tiling, "MEMORY_BUDGET", 1 << 40)
+    model = weights_io.load_pretrained(precision="float32")
+    photo = _photo_crop()
+    untiled = inference.run(model, photo, 2.0, (480, 640), tile=0)
+    tiled = inference.run(model, photo, 2.0, (480, 640), tile=64)
+    assert 1e-5 < np.abs(tiled - untiled).max() <= 0.05 / 255
+    exact = inference.run(model, photo, 2.0, (480, 640), tile=64, overlap=_radius(model))
+    assert np.abs(exact - untiled).max() <= 2e-5
 
 
 def _counting(call, calls):
@@ -156,8 +184,8 @@ def test_without_channel_attention_each_region_runs_once():
     image = _image()
     untiled = _untiled(model, image, 2.0)
     calls = []
-    tiled = inference.run(model, image, 2.0, (80, 112), tile=24,
-                                 progress=lambda *call: calls.append(call))
+    tiled = inference.run(model, image, 2.0, (80, 112), tile=24, overlap=_radius(model),
+                          progress=lambda *call: calls.append(call))
     np.testing.assert_allclose(tiled, untiled, atol=2e-5)
     assert calls[-1] == (20, 20)
 
@@ -167,5 +195,5 @@ def test_bfloat16_tiles_keep_bfloat16_features(tiny_model):
     assert tiling._feature_bytes(model) == 24 * 2 + 12
     image = _image()
     untiled = _untiled(model, image, 2.0)
-    tiled = inference.run(model, image, 2.0, (80, 112), tile=24)
+    tiled = inference.run(model, image, 2.0, (80, 112), tile=24, overlap=_radius(model))
     assert np.abs(tiled - untiled).max() < 2 / 255

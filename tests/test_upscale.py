@@ -412,7 +412,7 @@ def test_large_outputs_are_tiled_automatically(tiny_model, monkeypatch):
     # (the ×2 step, 120×160), else regions whose pass fits it (80 + context a side).
     cost = tiling.pass_bytes(tiny_model.model_config, 1)
     monkeypatch.setattr(tiling, "MEMORY_BUDGET", cost * 120 * 160)
-    assert tiling.auto_tile(tiny_model.model_config) == math.isqrt(120 * 160) - 2 * 5
+    assert tiling.auto_tile(tiny_model.model_config) == math.isqrt(120 * 160) - 2 * 4
     image = _pixels((60, 80, 3), seed=4)
     calls = []
     tiled = asdn_tf.upscale(image, 3, model=tiny_model, progress=lambda *call: calls.append(call))
@@ -427,7 +427,8 @@ def test_automatic_tiling_and_radius():
     fits = tiling.MEMORY_BUDGET // tiling.pass_bytes(default, 1)
     assert tiling.choose_tile((1, fits)) == 0
     assert tiling.choose_tile((1, fits + 1)) == tiling.auto_tile(default)
-    assert tiling.pass_bytes(default, (tiling.auto_tile(default) + 34) ** 2) \
+    assert tiling.default_overlap(default) == 12
+    assert tiling.pass_bytes(default, (tiling.auto_tile(default) + 24) ** 2) \
         <= tiling.MEMORY_BUDGET
     assert tiling.choose_tile((4000, 4000), 0) == 0
     # A model too large for the budget still keeps regions twice its context.

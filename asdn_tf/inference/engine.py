@@ -109,7 +109,7 @@ def run(model, rgb, scale, size, tile=None, overlap=None, progress=None, dtype=n
         size: (height, width) of the output.
         tile: region side for every step (0: the whole image); None chooses per step from the
             memory budget (`tiling.choose_tile`).
-        overlap: context around each region; by default the model's receptive radius.
+        overlap: context around each region; by default `tiling.default_overlap`.
         progress: optional callable(done, total), after each pass (whole image or region).
         dtype: of the result: float32 in [0, 1], or uint8 / uint16 (rounded as the last step's
             output is kept, region by region).
@@ -119,7 +119,7 @@ def run(model, rgb, scale, size, tile=None, overlap=None, progress=None, dtype=n
     """
     overlap = tiling.check_overlap(overlap)
     if overlap is None:
-        overlap = tiling.receptive_radius(model.model_config)
+        overlap = tiling.default_overlap(model.model_config)
     scale = float(np.float32(scale))
     steps = recursion.plan(*rgb.shape[:2], scale, size)
     tiles = {target: tiling.choose_tile(target, tile, model.model_config) for _, target in steps}
@@ -251,7 +251,8 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
         tile: run the network on regions of this side (`asdn_tf.inference.tiling`); 0 never
             tiles; None tiles the recursion steps whose pass would not fit
             `tiling.MEMORY_BUDGET`.
-        tile_overlap: context around each region; by default the model's receptive radius.
+        tile_overlap: context around each region; by default `tiling.default_overlap`
+            (70 % of the receptive radius).
         progress: optional callable(done, total), called after each network pass.
         precision: of the bundled model, when `model` is None: "auto" (bfloat16 where the
             hardware runs it fast, `precision.auto_precision`), "float32" or "bfloat16".
