@@ -5,7 +5,6 @@ check the entry points and that a failure prints no traceback.
 """
 
 import io
-import math
 import pathlib
 import re
 import struct
@@ -409,15 +408,16 @@ def test_tiling_keeps_gray_alpha_and_sixteen_bits(tiny_model):
 @pytest.mark.slow
 def test_large_outputs_are_tiled_automatically(tiny_model, monkeypatch):
     # The automatic choice with a smaller budget: the whole image while its pass fits it
-    # (the ×2 step, 120×160), else regions whose pass fits it (80 + context a side).
+    # (the ×2 step, 120×160), else the grid of regions whose passes fit it with the least work.
     cost = tiling.pass_bytes(tiny_model.model_config, 1)
     monkeypatch.setattr(tiling, "MEMORY_BUDGET", cost * 120 * 160)
-    assert tiling.auto_tile(tiny_model.model_config) == math.isqrt(120 * 160) - 2 * 4
+    assert tiling.choose_tile((120, 160), None, tiny_model.model_config) == 0
+    assert tiling.choose_tile((180, 240), None, tiny_model.model_config) == (180, 80)
     image = _pixels((60, 80, 3), seed=4)
     calls = []
     tiled = asdn_tf.upscale(image, 3, model=tiny_model, progress=lambda *call: calls.append(call))
-    # Step ×1.5 (180×240) takes 2×2 regions of at most 128 pixels a side.
-    assert calls[-1] == (1 + 2 * 2, 1 + 2 * 2)
+    # Step ×1.5 (180×240) takes 1×3 regions.
+    assert calls[-1] == (1 + 3, 1 + 3)
     untiled = asdn_tf.upscale(image, 3, model=tiny_model, tile=0)
     assert np.abs(tiled.astype(int) - untiled).max() <= 1
 
@@ -426,13 +426,17 @@ def test_automatic_tiling_and_radius():
     default = asdn_tf.preset("default")
     fits = tiling.MEMORY_BUDGET // tiling.pass_bytes(default, 1)
     assert tiling.choose_tile((1, fits)) == 0
-    assert tiling.choose_tile((1, fits + 1)) == tiling.auto_tile(default)
     assert tiling.default_overlap(default) == 12
-    assert tiling.pass_bytes(default, (tiling.auto_tile(default) + 24) ** 2) \
-        <= tiling.MEMORY_BUDGET
+    for size in [(1, fits + 1), (750, 640), (1500, 1280), (2048, 2048), (8192, 8192)]:
+        height, width = tiling.choose_tile(size)
+        assert tiling.pass_bytes(default, (height + 24) * (width + 24)) <= tiling.MEMORY_BUDGET
+    # The quick start's steps: 2 regions, then 4 × 2 (a square grid would take 3 × 3).
+    assert tiling.count_regions((750, 640), tiling.choose_tile((750, 640))) == 2
+    assert tiling.choose_tile((1500, 1280)) == (375, 640)
     assert tiling.choose_tile((4000, 4000), 0) == 0
-    # A model too large for the budget still keeps regions twice its context.
-    assert tiling.auto_tile(asdn_tf.preset("paper")) == 2 * 129
+    assert tiling.choose_tile((4000, 4000), 100) == 100
+    # A model too large for the budget still keeps regions twice its receptive radius.
+    assert tiling.choose_tile((5000, 5000), None, asdn_tf.preset("paper")) == (258, 258)
     assert tiling.receptive_radius(asdn_tf.preset("default")) == 17
     with pytest.raises(ValueError, match="tile overlap"):
         tiling.check_overlap(-1)

@@ -173,9 +173,8 @@ def test_help_and_version_do_not_wait_for_tensorflow(tmp_path):
 def test_help_states_the_tiling_defaults():
     values = flags.FlagValues()
     upscale_command.define_flags(values)
-    assert (f"fits in {tiling.MEMORY_BUDGET >> 20} MiB, else on regions that do "
-            f"({tiling.auto_tile(asdn_tf.preset('default'))} pixels a side for the default "
-            "model)." in values["tile"].help)
+    assert (f"fits in {tiling.MEMORY_BUDGET >> 20} MiB, else on the grid of regions that do "
+            "with the least work." in values["tile"].help)
 
 
 # ---------------------------------------------------------------- folder runs

@@ -104,13 +104,12 @@ def define_flags(flag_values=flags.FLAGS):
                   "1.5-2.4x faster there for under 0.01 dB on Set5; float32 elsewhere, where "
                   "bfloat16 is slower.",
         flag_values=flag_values)
-    # asdn_tf.inference.tiling's MEMORY_BUDGET and auto_tile, written out: that module imports
-    # TensorFlow, which --help does not wait for (test_help_states_the_tiling_defaults checks
-    # they agree).
+    # asdn_tf.inference.tiling's MEMORY_BUDGET, written out: that module imports TensorFlow,
+    # which --help does not wait for (test_help_states_the_tiling_defaults checks they agree).
     define("integer", "tile", None,
            "Side of the regions the network runs on at once, in its input pixels; 0 never "
-           "tiles. By default each step runs on the whole image when its pass fits in 448 MiB, "
-           "else on regions that do (454 pixels a side for the default model).")
+           "tiles. By default each step runs on the whole image when its pass fits in 576 MiB, "
+           "else on the grid of regions that do with the least work.")
     define("integer", "tile_overlap", None,
            "Context around each region; by default 70% of the model's receptive radius (12 "
            "pixels for the default model: the farthest context moves the output by under 0.01 "

@@ -56,13 +56,17 @@ from asdn_tf.data.resizing import resize_matrix
 MIN_TILE = 8
 # Bytes one step's network may hold: a pass's activations (`config.model_cost`, float32), and
 # in the exact strategy the features of the regions paused at an attention. The process holds
-# about 0.9 GB besides (the TensorFlow runtime, the model, the images).
-MEMORY_BUDGET = 448 << 20
+# about 0.9 GB besides (the TensorFlow runtime, the model, the images); the default model's
+# estimate is about 12 % above what a pass takes here, so a 2 M pixel output peaks near 1.4 GB.
+MEMORY_BUDGET = 576 << 20
 # The sample whose attention rounds give a large step's channel means: a 3 × 3 grid of crops.
 SAMPLE_CROPS = 3
 SAMPLE_TILE = 32
 # The default overlap, as a share of the receptive radius (see above).
 OVERLAP_SHARE = 0.7
+# A region's pass costs a fixed time besides its pixels (about 20 ms on 2 cores for the
+# default model, the time of about 18,000 pixels): fewer, larger regions win a tie.
+REGION_CALL_PIXELS = 18_000
 
 
 def receptive_radius(model_config):
@@ -90,25 +94,41 @@ def pass_bytes(model_config, pixels):
     return pixels * config_lib.model_cost(model_config)[1]
 
 
-def auto_tile(model_config):
-    """The side of the kept part of regions whose pass, with the default overlap around it,
-    fits MEMORY_BUDGET; at least twice the receptive radius (a model too large for the budget
-    then takes more memory rather than spend most of its work on overlaps)."""
-    side = math.isqrt(MEMORY_BUDGET // config_lib.model_cost(model_config)[1])
-    return max(side - 2 * default_overlap(model_config), 2 * receptive_radius(model_config),
-               MIN_TILE)
+def auto_regions(size, model_config):
+    """(kept height, kept width) of the regions covering `size` with the least work, each
+    region's pass (with the default overlap around it) within MEMORY_BUDGET: the fewest pixels
+    computed, counting REGION_CALL_PIXELS for each region's fixed cost. A model too large for
+    the budget keeps regions of twice its receptive radius a side."""
+    overlap = default_overlap(model_config)
+    limit = MEMORY_BUDGET // config_lib.model_cost(model_config)[1]
+    best = None
+    for rows in range(1, size[0] // MIN_TILE + 1):
+        height = -(-size[0] // rows)
+        width = limit // (height + 2 * overlap) - 2 * overlap
+        if width < MIN_TILE:
+            break
+        cols = -(-size[1] // width)
+        work = ((size[0] + 2 * overlap * (rows - 1)) * (size[1] + 2 * overlap * (cols - 1))
+                + REGION_CALL_PIXELS * rows * cols)
+        if best is None or work < best[0]:
+            best = work, height, -(-size[1] // cols)
+    if best is None:
+        side = 2 * receptive_radius(model_config)
+        return side, side
+    return best[1:]
 
 
 def choose_tile(size, tile=None, model_config=None):
-    """The region side for a step's output `size`: `tile` (0 = the whole image), or when None
-    0 if the whole image's pass fits MEMORY_BUDGET, else `auto_tile`."""
+    """The regions for a step's output `size`: `tile` (0 = the whole image; N = regions of N
+    pixels a side), or when None 0 if the whole image's pass fits MEMORY_BUDGET, else
+    `auto_regions` (a (height, width) pair)."""
     tile = check_tile(tile)
     if tile is not None:
         return tile
     model_config = model_config or config_lib.ModelConfig()
     if pass_bytes(model_config, size[0] * size[1]) <= MEMORY_BUDGET:
         return 0
-    return auto_tile(model_config)
+    return auto_regions(size, model_config)
 
 
 def check_overlap(overlap):
@@ -121,8 +141,13 @@ def check_overlap(overlap):
 
 
 def count_regions(size, tile):
-    """How many regions of side `tile` cover an image of `size`."""
-    return len(_spans(size[0], tile)) * len(_spans(size[1], tile))
+    """How many regions of `tile` (a side, or (height, width)) cover an image of `size`."""
+    tile = _pair(tile)
+    return len(_spans(size[0], tile[0])) * len(_spans(size[1], tile[1]))
+
+
+def _pair(tile):
+    return (tile, tile) if isinstance(tile, (int, np.integer)) else tuple(tile)
 
 
 def _spans(length, tile):
@@ -133,12 +158,14 @@ def _spans(length, tile):
 
 
 def _regions(size, tile, overlap):
-    """(kept, context) boxes (top, bottom, left, right) tiling an image of `size`."""
+    """(kept, context) boxes (top, bottom, left, right) tiling an image of `size` with regions
+    of `tile` (a side, or (height, width))."""
     height, width = size
+    tile = _pair(tile)
     return [((top, bottom, left, right),
              (max(top - overlap, 0), min(bottom + overlap, height),
               max(left - overlap, 0), min(right + overlap, width)))
-            for top, bottom in _spans(height, tile) for left, right in _spans(width, tile)]
+            for top, bottom in _spans(height, tile[0]) for left, right in _spans(width, tile[1])]
 
 
 def _bands(in_size, out_size, step, spans):
