@@ -187,8 +187,8 @@ def test_every_documented_command_parses_its_flags():
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-5000:]
     report = json.loads(result.stdout.splitlines()[-1])
-    assert report["checked"] == sum(map(len, jobs.values()))
     assert not report["problems"], "\n\n".join(report["problems"])
+    assert report["checked"] == sum(map(len, jobs.values()))
 
 
 def test_the_preset_table_lists_every_preset():
