@@ -34,8 +34,8 @@ photograph with the bundled weights, while an overlap of the full radius costs 1
 pass's time there. `--tile_overlap` takes the full radius for an exact tiling.
 
 The automatic choice (`choose_tile`) follows from the same budget: the whole image when its
-pass fits MEMORY_BUDGET (`config.model_cost` gives a pass's bytes per pixel), otherwise regions
-as large as the budget allows. Besides the pre-upsampling, this module only schedules regions:
+pass fits MEMORY_BUDGET (`config.model_cost` gives a pass's bytes per pixel), otherwise the grid
+of regions with the least work whose passes fit it (`auto_regions`). Besides the pre-upsampling, this module only schedules regions:
 the network's computation is all the model's own (`FeatureMappingBranch.start` and `resume`,
 `ASDN.blend`, and `ASDN.call` with `channel_means`).
 
@@ -183,7 +183,8 @@ def _bands(in_size, out_size, step, spans):
 
 def upscale_step(model, image, step, size, tile, overlap, tick, dtype=np.float32):
     """One recursion step by regions: pre-upsampling `image` (H×W×3 float32) by `step` to
-    `size`, then the network on regions of side `tile` with `overlap` pixels of context.
+    `size`, then the network on regions of `tile` (a side, or (height, width)) with `overlap`
+    pixels of context.
 
     `tick()` is called as each region's output is kept. Returns size×3 of `dtype`: float32 in
     [0, 1], or uint8 / uint16 (`pixels.from_float`, applied region by region, so that a float
