@@ -142,8 +142,8 @@ def _photo_crop():
 def test_sampled_means_stay_within_half_a_grey_level_with_the_bundled_weights(monkeypatch,
                                                                                picture):
     """The bound of the sampled strategy, on the bundled model: regions of 64 on a 240×320 input
-    at ×2 (its 480×640 step sampled by 3 × 3 crops), against the whole-image pass. Measured 0.10
-    and 0.13 grey levels (means from one wrong corner alone: 0.74); within 0.5, the pixels
+    at ×2 (its 480×640 step sampled by 3 × 3 crops), against the whole-image pass. Measured 0.22
+    and 0.19 grey levels (means from one wrong corner alone: 0.74); within 0.5, the pixels
     differ by at most one level."""
     photo = _photo_crop()
     if picture == "half flat":  # the sample must find the textured half in its proportion
@@ -159,7 +159,7 @@ def test_sampled_means_stay_within_half_a_grey_level_with_the_bundled_weights(mo
 def test_the_default_overlap_moves_the_bundled_output_by_under_a_twentieth_of_a_level(
         monkeypatch):
     """70 % of the receptive radius, on the bundled model, with the exact strategy (only the
-    overlap differs from one pass): regions of 64, 0.004 grey levels at most when measured;
+    overlap differs from one pass): regions of 64, 0.011 grey levels at most when measured;
     the full radius equals one pass."""
     monkeypatch.setattr(tiling, "MEMORY_BUDGET", 1 << 40)
     model = weights_io.load_pretrained(precision="float32")

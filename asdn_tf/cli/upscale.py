@@ -112,8 +112,8 @@ def define_flags(flag_values=flags.FLAGS):
            "else on the grid of regions that do with the least work.")
     define("integer", "tile_overlap", None,
            "Context around each region; by default 70% of the model's receptive radius (12 "
-           "pixels for the default model: the farthest context moves the output by under 0.01 "
-           "grey level); the full radius (17) makes tiles exact.")
+           "pixels for the default model: the farthest context moves the output by at most 0.02 "
+           "grey levels); the full radius (17) makes tiles exact.")
     define("string", "format", None, "Output format png, jpeg, bmp, webp or tiff; by default "
                                      "from the output's extension.")
     define("integer", "quality", DEFAULT_QUALITY, "JPEG and WebP quality, 1-100.")

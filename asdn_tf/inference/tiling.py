@@ -23,13 +23,13 @@ attention), each block's attention pooling the mean over all of their kept parts
   as one batch whose every attention pools the kept parts of all of them; every region then
   runs once with the sample's means. For the default model the sample costs about 28,000
   pixels of network work whatever the image's size (1.5 % of the quick start's 1.9 M). With
-  the bundled weights the output stays within half a grey level of the whole-image pass (0.12
+  the bundled weights the output stays within half a grey level of the whole-image pass (0.11
   on the quick start; tests/test_tiling.py): the attention's gates move little with their
   means.
 
 The default overlap is 70 % of the receptive radius (12 pixels for the default preset, where
 the radius is 17): what a pixel's farthest context adds reaches it through every block's
-convolutions and weighs almost nothing, 0.004 grey levels at most on the quick start's
+convolutions and weighs almost nothing, at most 0.02 grey levels on the quick start's
 photograph with the bundled weights, while an overlap of the full radius costs 12 % of a
 pass's time there. `--tile_overlap` takes the full radius for an exact tiling.
 
