@@ -96,33 +96,21 @@ def child(arguments):
     with contextlib.redirect_stdout(said):
         status = command.run_cli(["asdn-upscale", *arguments])
     seconds = time.perf_counter() - start
+    from bench.upscale_tiled import peak_rss_kib  # after the command: its imports are timed
+
     upscale_s = float(re.search(r"\(\d+x\d+, ([\d.]+) s\)", said.getvalue()).group(1))
-    peak = next(int(line.split()[1]) for line in open("/proc/self/status")
-                if line.startswith("VmHWM:"))
     print(json.dumps({"status": status, "seconds": upscale_s, "command_s": round(seconds, 2),
-                      "peak_rss_mib": round(peak / 1024)}))
+                      "peak_rss_mib": round(peak_rss_kib() / 1024)}))
 
 
 def tiled_against_untiled(image, scale, precision, repeats):
     """In this process: the automatic choice and --tile=0 alternating; each one's best."""
-    import asdn_tf
     from asdn_tf.inference import weights_io
+    from bench import upscale_tiled
 
     model = weights_io.load_pretrained(precision=precision)
-    warm_up = image[:48, :48]
-    for tile in (0, 32):
-        asdn_tf.upscale(warm_up, scale, model=model, tile=tile)
-    best, outputs = {}, {}
-    for _ in range(repeats):
-        for way, tile in (("untiled", 0), ("tiled", None)):
-            start = time.perf_counter()
-            outputs[way] = asdn_tf.upscale(image, scale, model=model, tile=tile)
-            best[way] = min(best.get(way, np.inf), time.perf_counter() - start)
-    return {"input": list(image.shape[:2]), "scale": scale, "precision": precision,
-            "untiled_s": round(best["untiled"], 2), "tiled_s": round(best["tiled"], 2),
-            "ratio": round(best["tiled"] / best["untiled"], 3),
-            "max_grey_difference": int(np.abs(outputs["tiled"].astype(int)
-                                              - outputs["untiled"]).max())}
+    row = upscale_tiled.compare(model, image, scale, repeats=repeats)
+    return {"input": list(image.shape[:2]), "scale": scale, "precision": precision, **row}
 
 
 def measure(repeats=2, skip_large=False, echo=print):
@@ -159,9 +147,9 @@ def measure(repeats=2, skip_large=False, echo=print):
                                          ("1024x2", square, 2.0)):
                 row = tiled_against_untiled(picture, scale, precision, repeats)
                 result[f"tiled_{name}_{precision}"] = row
-                say(f"tiled / untiled, {name} {precision}: {row['ratio']}× ({row['tiled_s']} / "
-                     f"{row['untiled_s']} s), largest difference {row['max_grey_difference']} "
-                     "grey level(s)")
+                say(f"tiled / untiled, {name} {precision}: {row['ratio']}× "
+                    f"({row['tiled_seconds']} / {row['untiled_seconds']} s), largest difference "
+                    f"{row['max_grey_difference']} grey level(s)")
         if not skip_large:
             source = pathlib.Path(folder) / "large.png"
             image_io.write_image(source, _square(image, 2048))

@@ -56,7 +56,7 @@ def _cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
-def _peak_rss_kib():
+def peak_rss_kib():
     """This process's own peak RSS: VmHWM on Linux. `ru_maxrss` is not used there because a
     child started by subprocess inherits the parent's peak (the kernel folds the parent's
     memory into it at exec), so a large parent would be reported as the child's peak."""
@@ -89,7 +89,7 @@ def measure_case(case, tile=None):
         seconds = time.perf_counter() - start
         cpu_seconds = _cpu_seconds() - cpu_start
         height, width = image_io.read_image(path).shape[:2]
-    peak = _peak_rss_kib() / 1024
+    peak = peak_rss_kib() / 1024
     return {"case": case, "input": [side, side], "scale": scale, "output": [height, width],
             "tile": chosen, "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 1),
             "output_megapixels_per_s": round(height * width / 1e6 / seconds, 3),
@@ -97,13 +97,18 @@ def measure_case(case, tile=None):
 
 
 def compare_case(case, tile=None, repeats=1):
-    """Times one case untiled and tiled (`tile`, None: automatic) in this process, alternating
-    the two `repeats` times (so that a change of load hits both); keeps each one's fastest run."""
+    """Times one random case untiled and tiled (`compare`) with the bundled float32 model."""
     side, scale = _parse_case(case)
     model, weights = _model()
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (side, side, 3), np.uint8)
-    warm_up = rng.integers(0, 256, (48, 48, 3), np.uint8)
+    image = np.random.default_rng(0).integers(0, 256, (side, side, 3), np.uint8)
+    return {"case": case, **compare(model, image, scale, tile, repeats), "weights": weights}
+
+
+def compare(model, image, scale, tile=None, repeats=1):
+    """Times `image` upscaled untiled and tiled (`tile`, None: automatic) in this process, after
+    a traced warm-up, alternating the two `repeats` times (so that a change of load hits both);
+    keeps each one's fastest run."""
+    warm_up = image[:48, :48]
     asdn_tf.upscale(warm_up, scale, model=model, tile=0)
     asdn_tf.upscale(warm_up, scale, model=model, tile=32)
     load_before = os.getloadavg()
@@ -116,14 +121,14 @@ def compare_case(case, tile=None, repeats=1):
             best[way] = min(best.get(way, run), run)
     load_after = os.getloadavg()
     (untiled_s, untiled_cpu), (tiled_s, tiled_cpu) = best["untiled"], best["tiled"]
-    return {"case": case, "output": list(outputs["tiled"].shape[:2]), "tile": tile,
+    return {"output": list(outputs["tiled"].shape[:2]), "tile": tile,
             "untiled_seconds": round(untiled_s, 2), "tiled_seconds": round(tiled_s, 2),
             "ratio": round(tiled_s / untiled_s, 3),
             "untiled_cpu_seconds": round(untiled_cpu, 1), "tiled_cpu_seconds": round(tiled_cpu, 1),
             "cpu_ratio": round(tiled_cpu / untiled_cpu, 3),
             "max_grey_difference": int(np.abs(outputs["tiled"].astype(int)
                                               - outputs["untiled"]).max()),
-            "load_average": [round(v, 2) for v in load_before + load_after], "weights": weights}
+            "load_average": [round(v, 2) for v in load_before + load_after]}
 
 
 def run_case_in_child(case, tile=None):
