@@ -149,7 +149,7 @@ def _request(values):
     return {name: whole_pixels(getattr(values, name), f"--{name}")}
 
 
-def _check_flags(values):
+def check_flags(values):
     """Validates every flag that needs no image; returns (request, output, tiles): the options
     of `target_size`, `image_io.check_output` and the tiling."""
     missing = [f"--{name}" for name in ("input", "output") if getattr(values, name) is None]
@@ -215,7 +215,7 @@ def execute(values, arguments=()):
         print(f"asdn-upscale {version()}")
         return 0
     try:
-        request, output, tiles = _check_flags(values)
+        request, output, tiles = check_flags(values)
         pairs = plan_outputs(values.input, values.output, values.format, values.recursive)
     except _USER_ERRORS as error:
         _say(error)

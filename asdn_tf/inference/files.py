@@ -26,10 +26,12 @@ def output_path(source, destination, image_format=None):
     destination = pathlib.Path(destination)
     if not destination.is_dir():
         return destination
-    return destination / _output_name(pathlib.Path(source).name, image_format)
+    return destination / output_name(pathlib.Path(source).name, image_format)
 
 
-def _output_name(name, image_format):
+def output_name(name, image_format):
+    """The output file name of an input named `name`: the same, or with `image_format`'s
+    extension when that format is forced and the name's extension says another."""
     if image_format is not None:
         wanted = image_io.output_format(name, image_format)
         if image_io.FORMATS.get(pathlib.Path(name).suffix.lower()) != wanted:
@@ -172,7 +174,7 @@ def _check_output_folder(folder):
 def _mirrored(path, root, image_format):
     """The output name of `path`: its name, or its place under `root` when given."""
     relative = path.relative_to(root) if root is not None else pathlib.Path(path.name)
-    return relative.parent / _output_name(relative.name, image_format)
+    return relative.parent / output_name(relative.name, image_format)
 
 
 def _check_pairs(pairs):
