@@ -218,7 +218,7 @@ def test_fsdn_skip_is_exact_bicubic():
     from asdn_tf.data.imresize import imresize
     fsdn = asdn_tf.build_fsdn("tiny", 3)
     lr = _x(5, 9)
-    np.testing.assert_allclose(fsdn.skip(lr), imresize(lr, scale=3), atol=1e-5)
+    np.testing.assert_allclose(fsdn.heads[0].skip(lr), imresize(lr, scale=3), atol=1e-5)
 
 
 def test_fsdn_round_trip(tmp_path):

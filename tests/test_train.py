@@ -17,7 +17,7 @@ import tensorflow as tf
 from absl import flags
 
 import asdn_tf
-from asdn_tf.cli import train
+from asdn_tf.cli import config_flags, train
 from asdn_tf.training import common, train_tf
 from asdn_tf.nn import config
 from asdn_tf.training import run_folder, schedule, train_step
@@ -361,20 +361,20 @@ def test_flags_are_typed_by_the_annotations_and_helped_by_the_docstring_at_any_i
         on: bool = True
 
     values = flags.FlagValues()
-    config.define_config_flags(Example, values)
+    config_flags.define_config_flags(Example, values)
     assert values["count"].help == "int, how many of them."
     assert values["ratios"].help == "tuple of float, the ratios."
     assert values["on"].help == "bool, whether."
     values(["train", "--count=3", "--ratios=2,2.5", "--names=a,b", "--noon"])
-    assert config.config_from_flags(Example, values) == Example(3, (2.0, 2.5), ("a", "b"), False)
+    assert config_flags.config_from_flags(Example, values) == Example(3, (2.0, 2.5), ("a", "b"), False)
     values.unparse_flags()
     values(["train", "--names=c"])  # with a base, only the flags given replace its fields
-    assert config.config_from_flags(Example, values, base=Example(count=7, ratios=(4.0,))) \
+    assert config_flags.config_from_flags(Example, values, base=Example(count=7, ratios=(4.0,))) \
         == Example(7, (4.0,), ("c",), True)
     values.unparse_flags()
     values(["train", "--ratios=2,x"])
     with pytest.raises(ValueError, match="--ratios takes numbers, got 'x'"):
-        config.config_from_flags(Example, values)
+        config_flags.config_from_flags(Example, values)
 
 
 def test_a_field_without_help_is_refused():
@@ -390,7 +390,7 @@ def test_a_field_without_help_is_refused():
         forgotten: int = 2
 
     with pytest.raises(TypeError, match="Undocumented.forgotten has no entry"):
-        config.define_config_flags(Undocumented, flags.FlagValues())
+        config_flags.define_config_flags(Undocumented, flags.FlagValues())
 
 
 def test_the_flags_and_a_flagfile_need_no_tensorflow():
@@ -441,8 +441,11 @@ def test_shipped_flagfiles_parse_and_say_what_they_are(path):
     model_config, data_config, train_config = train.configs_from_flags(values)
     assert data_config.sources and train_config.steps > 0
     name = os.path.basename(path)
-    if name.startswith("fsdn"):
-        assert values.model == "fsdn" and values.scale == int(name[len("fsdn_x"):-len(".txt")])
+    if name.startswith("fsdn_x"):
+        assert values.model == "fsdn" and (train.fsdn_scale(values.scale)
+                                           == int(name[len("fsdn_x"):-len(".txt")]))
+    elif name == "fsdn.txt":
+        assert values.model == "fsdn" and train.fsdn_scale(values.scale) == (2, 3, 4)
 
 
 @pytest.fixture(scope="module")

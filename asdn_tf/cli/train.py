@@ -9,6 +9,7 @@ import sys
 
 from absl import app, flags
 
+from asdn_tf.cli import config_flags
 from asdn_tf.inference.weights_io import BUNDLED
 from asdn_tf.io import errors as cli
 from asdn_tf.nn import config as config_lib
@@ -19,9 +20,9 @@ _CONFIG_CLASSES = (config_lib.ModelConfig, config_lib.DataConfig, config_lib.Tra
 
 
 def define_flags(flag_values=flags.FLAGS):
-    """Defines one flag per config field (`config.define_config_flags`) plus the run's flags."""
+    """Defines one flag per config field (`config_flags.define_config_flags`) plus the run's flags."""
     for cls in _CONFIG_CLASSES:
-        config_lib.define_config_flags(cls, flag_values)
+        config_flags.define_config_flags(cls, flag_values)
     fv = {"flag_values": flag_values}
     flags.DEFINE_string("preset", "default",
                         f"Base model config: {sorted(config_lib.PRESETS)}.", **fv)
@@ -29,7 +30,8 @@ def define_flags(flag_values=flags.FLAGS):
                         "Checkpoints, logs and weights go here.", **fv)
     flags.DEFINE_enum("model", "asdn", ["asdn", "fsdn"],
                       "Any-scale ASDN or fixed-scale FSDN.", **fv)
-    flags.DEFINE_integer("scale", None, "FSDN's fixed integer scale.", **fv)
+    flags.DEFINE_list("scale", None, "FSDN's fixed integer scale, or several (2,3,4): one "
+                      "head each on one shared trunk, one drawn per update.", **fv)
     flags.DEFINE_string("init_from", None,
                         "Warm-start weights (FSDN from ASDN): a .weights.h5 file, or the name "
                         f"of a model bundled in the package ({', '.join(BUNDLED)}).", **fv)
@@ -49,10 +51,10 @@ def define_flags(flag_values=flags.FLAGS):
 def configs_from_flags(values):
     """(ModelConfig, DataConfig, TrainConfig) from parsed flags; raises ValueError if invalid.
     The model config is the --preset's, with the model flags given explicitly over it."""
-    model_config = config_lib.config_from_flags(config_lib.ModelConfig, values,
+    model_config = config_flags.config_from_flags(config_lib.ModelConfig, values,
                                                 base=config_lib.preset(values.preset))
-    return (model_config, config_lib.config_from_flags(config_lib.DataConfig, values),
-            config_lib.config_from_flags(config_lib.TrainConfig, values))
+    return (model_config, config_flags.config_from_flags(config_lib.DataConfig, values),
+            config_flags.config_from_flags(config_lib.TrainConfig, values))
 
 
 def run_from_flags(values):
@@ -62,9 +64,22 @@ def run_from_flags(values):
     if not data_config.sources:
         raise TrainingError("--sources is empty: give image folders, globs or tfds:div2k")
     return _trainer_for_backend()(
-        model_config, data_config, train_config, values.output_dir, values.model, values.scale,
+        model_config, data_config, train_config, values.output_dir, values.model,
+        fsdn_scale(values.scale),
         values.init_from, values.strategy, values.jit_compile, values.mixed_precision,
         values.preset, values.restart)
+
+
+def fsdn_scale(items):
+    """--scale's value: None, an int, or a tuple of ints (several heads); raises ValueError
+    naming the flag for an item that is not an integer."""
+    if not items:
+        return None
+    try:
+        factors = tuple(int(item) for item in items)
+    except ValueError:
+        raise ValueError(f"--scale takes integers, got {','.join(items)!r}") from None
+    return factors[0] if len(factors) == 1 else factors
 
 
 def _trainer_for_backend():

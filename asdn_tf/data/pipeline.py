@@ -154,8 +154,9 @@ def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_s
 
     ASDN batches are {"x_up", "hr", "level"} ({"hr", "level"} with `degrade_in_step`); "level"
     holds the batch's level once per patch. Under a photo degradation they also hold "passes",
-    the update's network passes (`_photo_pair`) once per patch. With an integer `fixed_scale`
-    (FSDN) batches are {"lr", "hr"}: p×p LR and (p·s)×(p·s) HR patches.
+    the update's network passes (`_photo_pair`) once per patch. With a `fixed_scale` (FSDN: an
+    integer, or a tuple of them) batches are {"lr", "hr", "level"}: p×p LR and (p·s)×(p·s) HR,
+    "level" the index of the update's factor s in the tuple.
 
     With a `tf.distribute.InputContext` (`distribute_datasets_from_function`), this pipeline
     yields the per-replica batches of its own replicas, in replica order, one after the other:
@@ -166,10 +167,9 @@ def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_s
     from one seed on every replica, since its draws may set the patch size, which must agree
     too; so its per-patch draws repeat from one replica's part of the batch to the next.
     """
-    if fixed_scale is None:
-        crop = hr_patch_size(data_config.patch_size, num_levels - 1, num_levels)
-    else:
-        crop = data_config.patch_size * fixed_scale
+    factors = config_lib.fsdn_scales(fixed_scale) if fixed_scale is not None else ()
+    crop = (data_config.patch_size * max(factors) if factors
+            else hr_patch_size(data_config.patch_size, num_levels - 1, num_levels))
     images = image_dataset(data_config, crop)
     photo = config_lib.DEGRADATIONS[data_config.degradation]
     pipelines, pipeline, replicas = 1, 0, 1
@@ -183,10 +183,14 @@ def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_s
     patches = _patch_batches(images, crop, seed, data_config.batch_size, batch_size, share,
                              pipelines, pipeline)
     # Drawn alike in every pipeline, one for all the replicas of an update: the photo
-    # degradation's seed and the level.
+    # degradation's seed and the level (an FSDN's head).
     seeds = _each_replica(tf.data.Dataset.random(seed=seed + 1).batch(2), local_replicas)
-    if fixed_scale is not None:
-        return _fixed_scale_batches(patches, seeds, data_config.patch_size, fixed_scale, photo)
+    if factors:
+        # One head per update, as ASDN draws a level.
+        heads = _each_replica(level_sampler(len(factors), data_config.level_weights, seed),
+                              local_replicas)
+        return _fixed_scale_batches(patches, heads, seeds, data_config.patch_size, factors,
+                                    photo)
     levels = _each_replica(level_sampler(num_levels, data_config.level_weights, seed),
                            local_replicas)
 
@@ -226,14 +230,18 @@ def _patch_batches(images, crop, seed, global_batch, batch_size, share, pipeline
     return patches
 
 
-def _fixed_scale_batches(patches, seeds, patch_size, fixed_scale, photo):
-    """FSDN batches {"lr", "hr"}: p×p LR and (p·s)×(p·s) HR patches."""
+def _fixed_scale_batches(patches, heads, seeds, patch_size, factors, photo):
+    """FSDN batches {"lr", "hr", "level"}: p×p LR and (p·s)×(p·s) HR patches, s the factor of
+    the update's head ("level", its index in `factors`, once per patch)."""
+    factor_of = tf.constant(factors, tf.int32)
 
-    def make_fixed(batch, batch_seed):
-        hr = pixels.to_float_ops(batch)
-        lr = make_lr(hr, (patch_size,) * 2, float(fixed_scale), photo, batch_seed)
-        return {"lr": lr, "hr": hr}
+    def make_fixed(batch, head, batch_seed):
+        factor = tf.gather(factor_of, head)
+        side = patch_size * factor
+        hr = pixels.to_float_ops(batch[:, :side, :side])
+        lr = make_lr(hr, (patch_size,) * 2, tf.cast(factor, tf.float64), photo, batch_seed)
+        return {"lr": lr, "hr": hr, "level": tf.fill([tf.shape(batch)[0]], head)}
 
-    return (tf.data.Dataset.zip(patches, seeds)
+    return (tf.data.Dataset.zip(patches, heads, seeds)
             .map(make_fixed, num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))

@@ -156,10 +156,12 @@ def super_resolve(lr, scale, size, method, model=None):
         # traced step for every image, size and scale, nothing traced per image.
         output = engine.run(model, rgb, float(scale), size, tile=0)
     else:  # FSDN: a fixed-scale network on the LR image.
-        if float(scale) != model.scale:
-            raise ValueError(f"these are FSDN weights for ×{model.scale} only; measure them "
-                             f"with --scales={model.scale}, or use ASDN weights for ×{scale:g}")
-        output = np.clip(np.asarray(model(rgb[None]), np.float32)[0], 0.0, 1.0)
+        if float(scale) not in model.scales:
+            factors = ",".join(map(str, model.scales))
+            raise ValueError(f"these are FSDN weights for ×{factors.replace(',', ', ×')} only; "
+                             f"measure them with --scales={factors}, or use ASDN weights for "
+                             f"×{scale:g}")
+        output = np.clip(np.asarray(model(rgb[None], scale=int(scale)), np.float32)[0], 0.0, 1.0)
     return output.mean(axis=2, keepdims=True) if pixels.shape[2] == 1 else output
 
 

@@ -1,7 +1,7 @@
 """Typed configuration for ASDN and FSDN, with named presets.
 
 Configs are the single source of defaults: the training flags mirror these fields, each typed
-by its annotation and explained by its class docstring's Args (`define_config_flags`).
+by its annotation and explained by its class docstring's Args (asdn_tf/cli/config_flags.py).
 
 Example:
     >>> from asdn_tf.nn import config
@@ -10,12 +10,7 @@ Example:
 """
 
 import dataclasses
-import inspect
 import math
-import re
-import typing
-
-from absl import flags
 
 from asdn_tf.nn import lfr
 
@@ -85,6 +80,20 @@ MAX_PARAMETERS = 200_000_000
 # The largest scale of an FSDN (its transposed convolution holds scale² · features² weights).
 MAX_FSDN_SCALE = int(lfr.DEFAULT_MAX_SCALE)
 MAX_ACTIVATION_BYTES_PER_PIXEL = 64 * 1024
+
+
+def fsdn_scales(scale):
+    """The tuple of an FSDN's integer factors from an int or a sequence of them (one head
+    each); raises ValueError naming the accepted range."""
+    factors = tuple(scale) if isinstance(scale, (tuple, list)) else (scale,)
+    for factor in factors:
+        if isinstance(factor, bool) or not isinstance(factor, int) \
+                or not 2 <= factor <= MAX_FSDN_SCALE:
+            raise ValueError(f"FSDN scale must be an integer in [2, {MAX_FSDN_SCALE}], "
+                             f"got {scale!r}")
+    if not factors or len(set(factors)) != len(factors):
+        raise ValueError(f"FSDN scales must be distinct integers, got {scale!r}")
+    return factors
 
 
 def model_cost(model_config):
@@ -285,6 +294,9 @@ PRESETS = {
     "paper": ModelConfig(num_blocks=16, num_layers=8, features=64, growth=64),
     # Sized for training and serving on a CPU; the bundled weights use it.
     "default": ModelConfig(),
+    # FSDN's low-resolution trunk for ×2, ×3 and ×4: four times the default's parameters, as
+    # cheap per output pixel at ×2 as the default ASDN, since it runs on the LR image.
+    "fsdn": ModelConfig(features=64, growth=32),
     # For tests: builds and runs in well under a second.
     "tiny": ModelConfig(num_blocks=2, num_layers=2, features=8, growth=8, sa_features=4),
 }
@@ -297,99 +309,3 @@ def preset(name):
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
-
-
-# ---- flags: one absl flag per config field -----------------------------------------------------
-
-_FLAG_DEFINERS = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
-                  str: flags.DEFINE_string}
-# How the error for a bad item of a list flag names what the flag takes.
-_ITEM_WORDS = {int: "integers", float: "numbers", str: "strings"}
-
-
-def define_config_flags(cls, flag_values=flags.FLAGS):
-    """Defines one flag per field of the config dataclass `cls`, named after it, with its
-    default, typed by its annotation (`int`, `float`, `bool`, `str`; `tuple[T, ...]` is a
-    comma-separated list of T) and helped by its entry in the docstring's Args."""
-    helps = _docstring_args(cls.__doc__)
-    hints = typing.get_type_hints(cls)
-    for field in dataclasses.fields(cls):
-        if field.name not in helps:
-            raise TypeError(f"{cls.__name__}.{field.name} has no entry in the docstring's Args")
-        kind = hints[field.name]
-        if _item_type(kind) in _ITEM_WORDS:
-            flags.DEFINE_list(field.name, [str(value) for value in field.default],
-                              helps[field.name], flag_values=flag_values)
-        elif kind in _FLAG_DEFINERS:
-            _FLAG_DEFINERS[kind](field.name, field.default, helps[field.name],
-                                 flag_values=flag_values)
-        else:
-            raise TypeError(f"{cls.__name__}.{field.name}: no flag type for {kind}")
-
-
-def config_from_flags(cls, flag_values, base=None):
-    """The `cls` the parsed flags of `define_config_flags` describe; with `base`, an instance of
-    `cls`, the flags given on the command line (or in a flagfile) override its fields.
-
-    Raises:
-        ValueError: an item of a list flag is not of its type (naming the flag), or the
-            config refuses a value.
-    """
-    hints = typing.get_type_hints(cls)
-    values = {} if base is None else {f.name: getattr(base, f.name)
-                                      for f in dataclasses.fields(cls)}
-    for field in dataclasses.fields(cls):
-        flag = flag_values[field.name]
-        if base is None or flag.present:
-            item_type = _item_type(hints[field.name])
-            values[field.name] = (_list_value(field.name, item_type, flag.value) if item_type
-                                  else flag.value)
-    return cls(**values)
-
-
-def _item_type(annotation):
-    """T for `tuple[T, ...]`, else None."""
-    arguments = typing.get_args(annotation)
-    if typing.get_origin(annotation) is tuple and len(arguments) == 2 and arguments[1] is ...:
-        return arguments[0]
-    return None
-
-
-def _list_value(name, item_type, items):
-    values = []
-    for item in items:
-        try:
-            values.append(item_type(item))
-        except ValueError:
-            raise ValueError(f"--{name} takes {_ITEM_WORDS[item_type]}, got {item!r}") from None
-    return tuple(values)
-
-
-def _docstring_args(docstring):
-    """{name: description} of the Args section of a Google-style docstring, whatever its
-    indentation: an entry is `name: text` at the section's first indentation, continued by
-    the more indented lines below it; the section ends at a line indented no deeper than
-    `Args:`. Descriptions are one line, their whitespace runs made single spaces."""
-    lines = inspect.cleandoc(docstring or "").splitlines()
-    starts = [index for index, line in enumerate(lines) if line.strip() == "Args:"]
-    if not starts:
-        return {}
-    section_depth = _depth(lines[starts[0]])
-    entries, entry_depth = {}, None
-    for line in lines[starts[0] + 1:]:
-        if not line.strip():
-            continue
-        if _depth(line) <= section_depth:
-            break
-        entry_depth = entry_depth or _depth(line)
-        entry = re.fullmatch(r"(\w+):\s*(.*)", line.strip())
-        if _depth(line) == entry_depth and entry:
-            name = entry[1]
-            entries[name] = [entry[2]]
-        elif _depth(line) > entry_depth and entries:
-            entries[name].append(line)
-    return {name: " ".join(" ".join(parts).split()) for name, parts in entries.items()}
-
-
-def _depth(line):
-    return len(line) - len(line.lstrip())

@@ -116,21 +116,69 @@ class ASDN(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="asdn_tf")
-class FSDN(keras.Model):
-    """Fixed Scale Deep Network: ASDN's trunk on the LR image, a transposed conv, one branch.
+class FSDNHead(keras.layers.Layer):
+    """One integer factor of an FSDN: from the trunk's low-resolution features to the image.
 
-    The trunk runs at LR resolution (post-upsampling), a 1×1 conv compresses its output to
-    `features` channels, a stride-s transposed conv upsamples, and the reconstruction branch
-    adds the bicubic-upsampled input (docs/method.md). Initialise it from a trained
-    ASDN with `init_from_asdn`.
+    A 1×1 conv compresses the trunk's output to `features` channels, a stride-s transposed
+    conv upsamples, and the reconstruction branch adds the bicubic-upsampled input.
+
+    Args:
+        features: int, channels of the compressed and upsampled features.
+        scale: int, the factor.
+        sa_features: int, hidden channels of the branch's spatial attention.
+        spatial_attention: bool, use the branch's spatial attention.
+        global_skip: bool, add the bicubic-upsampled input.
+    """
+
+    def __init__(self, features=32, scale=2, sa_features=16, spatial_attention=True,
+                 global_skip=True, **kwargs):
+        super().__init__(**kwargs)
+        self.features, self.scale = features, scale
+        self.sa_features, self.spatial_attention = sa_features, spatial_attention
+        self.global_skip = global_skip
+        self.compress = keras.layers.Conv2D(features, 1, name="compress")
+        self.upsample = keras.layers.Conv2DTranspose(features, scale, strides=scale,
+                                                     name="upsample")
+        self.branch = ReconstructionBranch(sa_features, spatial_attention, global_skip,
+                                           name="irb")
+        self.skip = BicubicUpsample(scale, name="bicubic")
+
+    def build(self, input_shape):
+        features_shape, image_shape = input_shape
+        self.compress.build(features_shape)
+        self.upsample.build((*features_shape[:-1], self.features))
+        self.skip.build(image_shape)
+        self.branch.build([(None, None, None, self.features), (None, None, None, image_shape[-1])])
+        self.built = True
+
+    def call(self, inputs):
+        features, image = inputs
+        return self.branch([self.upsample(self.compress(features)), self.skip(image)])
+
+    def get_config(self):
+        return {**super().get_config(), "features": self.features, "scale": self.scale,
+                "sa_features": self.sa_features, "spatial_attention": self.spatial_attention,
+                "global_skip": self.global_skip}
+
+
+@keras.saving.register_keras_serializable(package="asdn_tf")
+class FSDN(keras.Model):
+    """Fixed Scale Deep Network: ASDN's trunk on the LR image, one head per integer factor.
+
+    The trunk runs once at LR resolution (post-upsampling); each `FSDNHead` compresses its
+    output, upsamples it with a stride-s transposed conv and reconstructs the image over the
+    bicubic-upsampled input (docs/method.md). One FSDN may hold several factors sharing the
+    trunk (e.g. ×2, ×3, ×4): training draws one factor per update, as ASDN draws a level.
+    Initialise a single-factor FSDN from a trained ASDN with `init_from_asdn`.
 
     Args:
         model_config: `ModelConfig` (or its dict) shared with the ASDN it starts from.
-        scale: int, the fixed factor (2, 3, 4, 8, ...).
+        scale: int, the fixed factor (2, 3, 4, 8, ...), or a tuple of such factors, one head
+            each.
 
     Example:
-        >>> fsdn = build_fsdn("tiny", scale=2)
-        >>> fsdn(lr).shape  # (N, 2H, 2W, 3)
+        >>> fsdn = build_fsdn("tiny", scale=(2, 3))
+        >>> fsdn(lr, scale=3).shape  # (N, 3H, 3W, 3)
     """
 
     def __init__(self, model_config=None, scale=2, **kwargs):
@@ -139,39 +187,60 @@ class FSDN(keras.Model):
             model_config = config_lib.ModelConfig()
         elif isinstance(model_config, dict):
             model_config = config_lib.ModelConfig.from_dict(model_config)
-        if isinstance(scale, bool) or not isinstance(scale, int) \
-                or not 2 <= scale <= config_lib.MAX_FSDN_SCALE:
-            raise ValueError(f"FSDN scale must be an integer in [2, {config_lib.MAX_FSDN_SCALE}], "
-                             f"got {scale!r}")
         self.model_config = model_config
-        self.scale = scale
+        self.scales = config_lib.fsdn_scales(scale)
         cfg = model_config
         self.trunk = FeatureMappingBranch(cfg.num_blocks, cfg.features, cfg.growth,
                                           cfg.num_layers, cfg.ca_reduction,
                                           cfg.channel_attention, name="trunk")
-        self.compress = keras.layers.Conv2D(cfg.features, 1, name="compress")
-        self.upsample = keras.layers.Conv2DTranspose(cfg.features, scale, strides=scale,
-                                                     name="upsample")
-        self.branch = ReconstructionBranch(cfg.sa_features, cfg.spatial_attention,
-                                           cfg.global_skip, name="irb")
-        self.skip = BicubicUpsample(scale, name="bicubic")
+        self.heads = [FSDNHead(cfg.features, factor, cfg.sa_features, cfg.spatial_attention,
+                               cfg.global_skip, name=f"head_x{factor}")
+                      for factor in self.scales]
+
+    @property
+    def scale(self):
+        """The factor of a single-factor FSDN; the tuple of factors of one with several."""
+        return self.scales[0] if len(self.scales) == 1 else self.scales
 
     def build(self, input_shape):
         self.trunk.build(input_shape)
-        self.compress.build((*input_shape[:-1], self.trunk.output_channels))
-        self.upsample.build((*input_shape[:-1], self.model_config.features))
-        self.skip.build(input_shape)
-        self.branch.build([(None, None, None, self.model_config.features),
-                           (None, None, None, input_shape[-1])])
+        features_shape = (*input_shape[:-1], self.trunk.output_channels)
+        for head in self.heads:
+            head.build([features_shape, input_shape])
         self.built = True
 
-    def call(self, inputs):
-        features = self.upsample(self.compress(self.trunk(inputs)))
-        return self.branch([features, self.skip(inputs)])
+    def call(self, inputs, scale=None, level=None):
+        """Args: inputs, the LR image; scale, one of `scales` (a Python int), or level, the
+        index of a head (training's draw); a single-factor FSDN needs neither."""
+        return self.heads[self.head_index(scale, level)]([self.trunk(inputs), inputs])
+
+    def head_index(self, scale=None, level=None):
+        """The index of the head for `scale` (or `level`, already an index)."""
+        if level is not None:
+            return int(level)
+        if scale is None:
+            if len(self.scales) > 1:
+                raise ValueError(f"this FSDN holds ×{', ×'.join(map(str, self.scales))}: "
+                                 "name the scale")
+            return 0
+        if float(scale) not in self.scales:
+            raise ValueError(f"this FSDN upscales by {', '.join(map(str, self.scales))} only, "
+                             f"not {scale:g}")
+        return self.scales.index(int(scale))
+
+    def at_scale(self, scale):
+        """A single-factor FSDN for `scale` holding copies of this one's trunk and head (what
+        the exports and other fixed-scale tools take)."""
+        if self.scales == (scale,):
+            return self
+        single = build_fsdn(self.model_config, scale)
+        single.trunk.set_weights(self.trunk.get_weights())
+        single.heads[0].set_weights(self.heads[self.head_index(scale)].get_weights())
+        return single
 
     def get_config(self):
         return {**super().get_config(), "model_config": self.model_config.to_dict(),
-                "scale": self.scale}
+                "scale": self.scale if len(self.scales) == 1 else list(self.scales)}
 
     @classmethod
     def from_config(cls, config):
@@ -179,12 +248,14 @@ class FSDN(keras.Model):
 
 
 def build_fsdn(model_config="default", scale=2):
-    """Returns a built FSDN for `scale` from a preset name, a `ModelConfig` or its dict."""
+    """Returns a built FSDN for `scale` (an int, or a tuple of ints: one head each) from a
+    preset name, a `ModelConfig` or its dict."""
     if isinstance(model_config, str):
         model_config = config_lib.preset(model_config)
     model = FSDN(model_config, scale)
     model.build((None, None, None, 3))
-    model(ops.zeros((1, 8, 8, 3)))
+    for index in range(len(model.scales)):
+        model(ops.zeros((1, 8, 8, 3)), level=index)
     return model
 
 
@@ -194,8 +265,9 @@ def init_from_asdn(fsdn, asdn):
         raise ValueError("FSDN and ASDN configs differ; build the FSDN with the ASDN's config")
     fsdn.trunk.set_weights(asdn.trunk.get_weights())
     source = asdn.branches[-1]
-    if fsdn.branch.sa is not None:
-        fsdn.branch.sa.set_weights(source.sa.get_weights())
+    for head in fsdn.heads:
+        if head.branch.sa is not None:
+            head.branch.sa.set_weights(source.sa.get_weights())
     return fsdn
 
 

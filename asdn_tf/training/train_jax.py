@@ -280,6 +280,9 @@ def _check_settings(data_config, model, scale, mixed_precision):
                             f"{keras.backend.backend()}")
     check_arguments(model, scale, mixed_precision)
     fixed_scale = scale if model == "fsdn" else None
+    if isinstance(fixed_scale, tuple):
+        raise TrainingError("an FSDN with several scales trains under TensorFlow only; under "
+                            "JAX, train one scale (--scale=S)")
     if fixed_scale and data_config.degradation != "bicubic":
         raise TrainingError(f"--model=fsdn with --degradation={data_config.degradation} trains "
                             "under TensorFlow only; under JAX, FSDN trains on bicubic pairs")

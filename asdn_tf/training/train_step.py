@@ -4,7 +4,7 @@ tf.distribute strategy. `python -m asdn_tf.train` and bench/run.py build their s
 Example:
     >>> trainer = compile_trainer(build_model("tiny"), TrainConfig(), patch_size=48)
     >>> step = per_level_steps(trainer)
-    >>> loss = step(*pop_update(batch))(batch)        # step(None)(batch) for FSDN
+    >>> loss = step(*pop_update(batch))(batch)        # ASDN: the level; FSDN: the head
 """
 
 import contextlib
@@ -30,8 +30,8 @@ class Trainer(keras.Model):
     """Wraps ASDN or FSDN with the paper's train step.
 
     `train_step(batch, level, passes)` takes the level as a Python int: the step is traced once
-    per level and only the trunk and that branch are handed to the optimizer, so the other
-    branches get neither gradient nor Adam's momentum. With `passes=2` the batch's x_up is the
+    per level and only the trunk and that branch (an FSDN's: that head) are handed to the
+    optimizer, so the other branches get neither gradient nor Adam's momentum. With `passes=2` the batch's x_up is the
     ×2 first step's input of a recursion, and the level is trained on the network's own output
     of that step (`own_first_step`).
 
@@ -50,11 +50,13 @@ class Trainer(keras.Model):
         self.is_fsdn = isinstance(network, FSDN)
 
     def call(self, inputs, level=None):
-        return self.network(inputs) if self.is_fsdn else self.network(inputs, level=level)
+        return self.network(inputs, level=level)
 
     def step_variables(self, level):
         if self.is_fsdn:
-            return self.network.trainable_variables
+            return (self.network.trunk.trainable_variables
+                    + self.network.heads[self.network.head_index(level=level or 0)]
+                    .trainable_variables)
         return (self.network.trunk.trainable_variables
                 + self.network.branches[level].trainable_variables)
 
@@ -123,7 +125,7 @@ class _ExpectedRetracing(python_logging.Filter):
 
 
 def per_level_steps(trainer, distribution=None, jit_compile=False):
-    """`step(level, passes=1)`: the tf.function of one update at `level` (None for FSDN) with
+    """`step(level, passes=1)`: the tf.function of one update at `level` (an FSDN's head) with
     `passes` network passes (`Trainer.train_step`), made on first use. It runs
     `trainer.train_step` on every replica of `distribution` (default: the current strategy) and
     returns the loss, the mean over the replicas."""
@@ -149,7 +151,7 @@ def per_level_steps(trainer, distribution=None, jit_compile=False):
 
 
 def pop_update(batch, distribution=None):
-    """Takes the LFR level out of an ASDN batch (one level per update) as a Python int, and the
+    """Takes the LFR level (an FSDN's head) out of a batch (one per update) as a Python int, and the
     update's network passes (1 unless the batch holds "passes"): (level, passes)."""
     distribution = distribution or tf.distribute.get_strategy()
 

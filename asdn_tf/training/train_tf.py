@@ -179,8 +179,7 @@ class _Session:
         from asdn_tf.training import train_step
         with self._peers_checked():
             batch = next(self.iterator)
-        update = (train_step.pop_update(batch, self.distribution) if self.model == "asdn"
-                  else (None,))
+        update = train_step.pop_update(batch, self.distribution)
         with self._peers_checked():
             return float(self.steps(*update)(batch))
 
