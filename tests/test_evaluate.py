@@ -93,6 +93,23 @@ def test_run_rejects_bad_input_and_writes_nothing(bad_data, tmp_path, overrides,
     assert not (tmp_path / "out.json").exists()
 
 
+def test_every_missing_set_is_named_in_one_line(bad_data):
+    with pytest.raises(FileNotFoundError) as caught:
+        evaluate.run(bad_data, ["Set5", "Small", "Set14", "Set7"], ["2"])
+    assert str(caught.value) == (
+        f"{bad_data / 'Set5'}, {bad_data / 'Set14'} and {bad_data / 'Set7'} are missing: put "
+        "the Set5, Set14 and Set7 images there (data/README.md says where to get them)")
+
+
+def test_help_keeps_the_example_on_its_lines():
+    # absl's --help prints the module docstring: a backslash continuation there, unescaped,
+    # joined the example's two lines into one with a run of spaces.
+    lines = evaluate.__doc__.splitlines()
+    first = next(number for number, line in enumerate(lines) if "python -m asdn_tf" in line)
+    assert lines[first].endswith("--sets=Set5,Set14 \\")
+    assert lines[first + 1].strip().startswith("--scales=")
+
+
 def test_run_rejects_weights_that_do_not_fit_the_preset(datasets_dir, tmp_path):
     asdn_tf.build_model("tiny").save_weights(tmp_path / "m.weights.h5")
     with pytest.raises(ValueError, match="do not fit preset default"):

@@ -1,6 +1,6 @@
 """Benchmark tables: Y-channel PSNR / SSIM of bicubic or ASDN on image sets, at any scales.
 
-    python -m asdn_tf.evaluate --data_dir=data --sets=Set5,Set14 \
+    python -m asdn_tf.evaluate --data_dir=data --sets=Set5,Set14 \\
         --scales=2,3,4,8,1.5 --method=bicubic --output_json=runs/bicubic.json --plot=runs/bicubic.png
 
 The protocol is in asdn_tf/evaluation/protocol.py, the measuring in benchmark.py beside it and
@@ -8,12 +8,14 @@ the tables in tables.py.
 """
 
 import os
+import pathlib
 import sys
 import time
 
 from absl import app, flags
 
 from asdn_tf.cli.model_flags import check_model_choice, define_model_flags, load_chosen_model
+from asdn_tf.data import data_folders
 from asdn_tf.data import degradation as degradation_lib
 from asdn_tf.evaluation import tables
 from asdn_tf.evaluation.benchmark import evaluate, load_sets
@@ -101,7 +103,21 @@ def _check_options(method, degradation, weights, preset, model_name, precision, 
         raise ValueError("pass --data_dir (a folder with one folder per set) or set ASDN_DATASETS")
     if not sets:
         raise ValueError("--sets is empty: name at least one set folder inside --data_dir")
+    _check_sets_exist(data_dir, sets)
     return methods, degradations
+
+
+def _check_sets_exist(data_dir, sets):
+    """Raises FileNotFoundError naming every set folder that is missing, in one line."""
+    missing = [pathlib.Path(data_dir) / name for name in sets
+               if not (pathlib.Path(data_dir) / name).is_dir()]
+    if len(missing) == 1:
+        raise FileNotFoundError(data_folders.missing_message(missing[0]))
+    if missing:
+        folders = ", ".join(map(str, missing[:-1])) + f" and {missing[-1]}"
+        names = ", ".join(path.name for path in missing[:-1]) + f" and {missing[-1].name}"
+        raise FileNotFoundError(f"{folders} are missing: put the {names} images there "
+                                "(data/README.md says where to get them)")
 
 
 def main(argv):
