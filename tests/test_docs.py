@@ -2,6 +2,7 @@
 the README keeps to its line budget. (tests/test_readme.py checks that the paths, commands and
 names the docs give exist and parse.)"""
 
+import ast
 import os
 import pathlib
 import re
@@ -81,3 +82,36 @@ def test_only_ci_and_test_configuration_know_the_shared_datasets():
 def test_readme_keeps_to_its_line_budget():
     lines = len((ROOT / "README.md").read_text().splitlines())
     assert lines <= README_LINES, f"README.md has {lines} lines; the budget is {README_LINES}"
+
+
+def joined_lines(source):
+    """[line number] of each line of a module docstring (what a command's --help prints) that
+    ends in a lone backslash: in a string that is not raw, it joins the next line to it."""
+    tree = ast.parse(source)
+    if not (tree.body and isinstance(tree.body[0], ast.Expr)
+            and isinstance(tree.body[0].value, ast.Constant)
+            and isinstance(tree.body[0].value.value, str)):
+        return []
+    node = tree.body[0].value
+    if ast.get_source_segment(source, node).lstrip("bBuU")[:1] in "rR":
+        return []
+    lines = source.splitlines()[node.lineno - 1:node.end_lineno - 1]
+    return [node.lineno + offset for offset, line in enumerate(lines)
+            if re.search(r"(?<!\\)(?:\\\\)*\\$", line)]
+
+
+def test_no_docstring_joins_its_lines():
+    problems = [f"{path}: line {number}" for path in _tracked("asdn_tf", "bench", "serving")
+                if path.endswith(".py")
+                for number in joined_lines((ROOT / path).read_text())]
+    assert not problems, "a lone backslash ends a docstring line:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("source,expected", [
+    ('"""Run:\n\n    cmd --a \\\n        --b\n"""\n', [3]),
+    ('"""Run:\n\n    cmd --a \\\\\n        --b\n"""\n', []),
+    ('r"""Run:\n\n    cmd --a \\\n        --b\n"""\n', []),
+    ('import os\n', []),
+])
+def test_joined_docstring_lines_are_found(source, expected):
+    assert joined_lines(source) == expected

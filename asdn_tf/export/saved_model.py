@@ -1,8 +1,8 @@
 """Export: ASDN as a SavedModel that serves every scale, FSDN as a TFLite model.
 
-    python -m asdn_tf.export saved_model --output_dir=serving/artifacts/asdn/1 \
+    python -m asdn_tf.export saved_model --output_dir=serving/artifacts/asdn/1 \\
         [--weights=training/cpu/best.weights.h5 --preset=default]
-    python -m asdn_tf.export tflite --weights=fsdn_x2.weights.h5 --scale=2 --quantize=int8 \
+    python -m asdn_tf.export tflite --weights=fsdn_x2.weights.h5 --scale=2 --quantize=int8 \\
         --images=data/Set5 --output=serving/artifacts/fsdn_x2_int8.tflite
 
 SavedModel signatures; each takes `scale`, a float32 scalar in (1, max_scale]:
