@@ -64,10 +64,13 @@ def read_sidecar(weights_path):
         return {}
     try:
         sidecar = json.loads(path.read_text())
+        problem = _sidecar_problem(sidecar)
+    except RecursionError:  # json's parser recurses once per level of nesting
+        raise ValueError(f"cannot read the weights sidecar {path}: its JSON is nested too "
+                         "deeply") from None
     except (OSError, ValueError) as error:
         raise ValueError(f"cannot read the weights sidecar {path}: {cli.first_line(error)}") \
             from None
-    problem = _sidecar_problem(sidecar)
     if problem:
         raise ValueError(f"weights sidecar {path} {problem}")
     return sidecar
@@ -163,16 +166,21 @@ def _load_weights(model, path, preset):
     try:
         model.load_weights(path)
     except Exception as error:  # h5py and Keras raise many types for a mismatch.
-        stored = _h5_parameters(path)
-        if stored is None:
+        contents = _h5_contents(path)
+        if contents is None:
             raise ValueError(f"{path} is not a readable .weights.h5 file: "
                              f"{cli.first_line(error)}") from None
+        stored, refused = contents
+        if refused:
+            raise ValueError(f"{path} cannot be loaded: {refused}; Keras reads only numbers "
+                             "stored in the file itself") from None
         named = isinstance(preset, str)
         label = f"preset {preset}" if named else "the given config"
         network = f"an x{model.scale} FSDN of {label}" if isinstance(model, FSDN) else label
-        raise ValueError(f"weights {path} do not fit {network}: the file holds {stored:,} "
-                         f"parameters, the {'preset' if named else 'config'} needs "
-                         f"{model.count_params():,}") from None
+        needed = model.count_params()
+        reason = (f"the file holds {stored:,} parameters, the {'preset' if named else 'config'} "
+                  f"needs {needed:,}" if stored != needed else cli.first_line(error))
+        raise ValueError(f"weights {path} do not fit {network}: {reason}") from None
 
 
 def bundled_weights(name="default"):
@@ -208,16 +216,34 @@ def shared_pretrained(precision="auto", name=None):
         return _SHARED[key]
 
 
-def _h5_parameters(path):
-    """How many numbers a .weights.h5 file stores, or None when it is not an HDF5 file."""
+def _h5_contents(path):
+    """(how many numbers a .weights.h5 file stores, what in it Keras refuses to read or None),
+    or None when it is not an HDF5 file."""
     import h5py
     import numpy as np
-    sizes = []
+    sizes, refused = [], []
+
+    def visit(_, item):  # each object once, links not followed
+        if isinstance(item, h5py.Group):
+            for name in item:
+                link = item.get(name, getlink=True)
+                if isinstance(link, h5py.ExternalLink):
+                    refused.append(f"{item.name.rstrip('/')}/{name} is a link to the file "
+                                   f"{link.filename}")
+                elif isinstance(link, h5py.SoftLink):
+                    refused.append(f"{item.name.rstrip('/')}/{name} is a link")
+        elif isinstance(item, h5py.Dataset):
+            sizes.append(int(np.prod(item.shape)))
+            if item.external:
+                refused.append(f"its dataset {item.name} is stored in the external file "
+                               f"{os.fsdecode(item.external[0][0])}")
+            elif item.is_virtual:
+                refused.append(f"its dataset {item.name} is a virtual dataset")
+
     try:
         with h5py.File(path, "r") as file:
-            file.visititems(lambda _, item: sizes.append(int(np.prod(item.shape)))
-                            if isinstance(item, h5py.Dataset) else None)
+            visit("/", file)
+            file.visititems(visit)
     except OSError:
         return None
-    return sum(sizes)
-
+    return sum(sizes), (refused or [None])[0]

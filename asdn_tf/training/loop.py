@@ -27,10 +27,19 @@ from asdn_tf.training.schedule import learning_rate_schedule
 
 def resume(output_dir, restart, checkpoints, warm_start):
     """The run state to go on from in `output_dir`: `restart` first moves an earlier run's
-    files aside; without a checkpoint to restore, `warm_start()` runs. Returns the RunState."""
+    files aside; without a checkpoint to restore, `warm_start()` runs. Returns the RunState.
+
+    Raises:
+        TrainingError: no checkpoint restores and, without `restart`, the folder holds an
+            earlier run's files that starting from step 0 would replace (`check_no_earlier_run`).
+    """
     if restart:
         run_folder.set_aside_run(output_dir)
+    elif not run_folder.has_checkpoint(output_dir):
+        run_folder.check_no_earlier_run(output_dir)  # before anything in the folder changes
     if checkpoints.restore() is None:
+        if not restart:  # checkpoint files there may have been, all a killed write's
+            run_folder.check_no_earlier_run(output_dir)
         warm_start()
     state = run_folder.load_state(output_dir)
     # Read now so that a bad curve is set aside at the start, with its warning.

@@ -47,6 +47,11 @@ RUN_FILES = (CHECKPOINTS, STATE, VALIDATION_CURVE, BEST_WEIGHTS, sidecar_path(BE
              FINAL_WEIGHTS, sidecar_path(FINAL_WEIGHTS).name, LOGS)
 # Checkpoints are CHECKPOINT_NAME-<step>.*, as tf.train.CheckpointManager names them.
 CHECKPOINT_NAME = "ckpt"
+# A checkpoint's files in either backend's format: ckpt-<step>.index and .data-* (TF), .npz (JAX).
+_CHECKPOINT_FILE = re.compile(rf"{CHECKPOINT_NAME}-\d+[.].+")
+# What only a run that has written a checkpoint leaves: state.json follows every checkpoint and
+# the final weights the last one.
+_AFTER_A_CHECKPOINT = (STATE, FINAL_WEIGHTS, sidecar_path(FINAL_WEIGHTS).name)
 # What TF's checkpoint writer leaves when it is killed: the shard folder of an unfinished save
 # and the temporary of the `checkpoint` state file (tf.io's atomic write).
 _CHECKPOINT_LEFTOVER = re.compile(rf"{CHECKPOINT_NAME}-\d+_temp|checkpoint\.tmp[0-9a-f]{{32}}")
@@ -207,6 +212,53 @@ def set_aside_run(output_dir):
     return folder
 
 
+def has_checkpoint(output_dir):
+    """True when `output_dir/checkpoints/` holds a checkpoint's file, restorable or not."""
+    folder = output_dir / CHECKPOINTS
+    return folder.is_dir() and any(_CHECKPOINT_FILE.fullmatch(path.name)
+                                   for path in folder.iterdir())
+
+
+def check_no_earlier_run(output_dir):
+    """For a run about to start from step 0 in `output_dir` without --restart: refuses when the
+    folder holds what an earlier run wrote after one of its checkpoints (state.json, the final
+    weights, or best weights validated past that run's first checkpoint, or of no run of
+    this trainer), since starting over would replace them. A run killed before its first
+    checkpoint leaves none of these, so the same command starts it again.
+
+    Raises:
+        TrainingError: one line naming the file; nothing was changed.
+    """
+    found = [name for name in _AFTER_A_CHECKPOINT if (output_dir / name).exists()]
+    best = output_dir / BEST_WEIGHTS
+    if not found and (best.exists() or sidecar_path(best).exists()) \
+            and not _validated_before_first_checkpoint(best):
+        found = [BEST_WEIGHTS]
+    if found:
+        raise TrainingError(f"{output_dir} holds an earlier run's {found[0]} but no checkpoint "
+                            "to resume that run from; nothing was changed: rerun with --restart "
+                            "to move the run's files aside and start from step 0, or use "
+                            "another --output_dir")
+
+
+def _validated_before_first_checkpoint(best):
+    """True when the sidecar of the best weights `best` says that they were validated at or
+    before the first checkpoint of the run that wrote them (which validates before it saves)."""
+    try:
+        sidecar = read_sidecar(best)
+    except ValueError:
+        return False
+    train_config = sidecar.get("train_config")
+    numbers = [sidecar.get("steps"), *(train_config.get(key) for key in
+                                       ("checkpoint_every", "steps"))] \
+        if isinstance(train_config, dict) else []
+    if len(numbers) != 3 or not all(isinstance(n, int) and not isinstance(n, bool)
+                                    for n in numbers):
+        return False
+    step, checkpoint_every, steps = numbers
+    return step <= min(checkpoint_every, steps)
+
+
 # ---- state, weights, validation curve ----------------------------------------------------------
 
 def load_state(output_dir):
@@ -223,7 +275,7 @@ def load_state(output_dir):
                 and isinstance(values.get("latest_validation", {}), dict)):
             return RunState(**{field.name: values[field.name]
                                for field in dataclasses.fields(RunState) if field.name in values})
-    except (ValueError, AttributeError):  # not JSON, or JSON but not an object
+    except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, too deep
         pass
     aside = set_aside(path)
     state = RunState()
