@@ -10,11 +10,13 @@ import os
 import pathlib
 import re
 import sys
+import tomllib
 
 import keras
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 import asdn_tf
 
@@ -40,9 +42,10 @@ def kernel_environment(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _execute(name, folder):
-    """Runs the notebook in `folder`; nbclient raises CellExecutionError on a failing cell."""
-    notebook = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+def _execute(name, folder, notebook=None):
+    """Runs the notebook (or `notebook`, as read from it) in `folder`; nbclient raises
+    CellExecutionError on a failing cell, leaving the outputs so far in `notebook`."""
+    notebook = notebook or nbformat.read(ROOT / "notebooks" / name, as_version=4)
     client = NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name=KERNEL,
                             resources={"metadata": {"path": str(folder)}})
     client.execute()
@@ -93,6 +96,48 @@ def test_train_and_export_runs_on_a_folder(kernel_environment, monkeypatch, data
     assert (runs / "fsdn_x2.tflite").stat().st_size > 0
     assert _images(notebook) == 2  # the ASDN and the TFLite comparisons
     assert ": met)" in _text(notebook)  # the TFLite model agrees with the Keras FSDN
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("datasets", [None, "empty"])
+def test_train_and_export_without_data_stops_with_one_line(kernel_environment, monkeypatch,
+                                                            datasets):
+    """No training images (no ASDN_DATASETS and no data/T91 beside the notebook's folder, or an
+    empty ASDN_DATASETS) and no opt-in to DIV2K: one line says what to do, before any download.
+    The notebook used to start DIV2K's 4 GB download and end in a ConnectionError traceback."""
+    monkeypatch.delenv("ASDN_DATASETS", raising=False)
+    folder = kernel_environment.parent / "data"  # REPO_DIR / "data": `..` of the notebook
+    if datasets:
+        folder = kernel_environment / datasets
+        folder.mkdir()
+        monkeypatch.setenv("ASDN_DATASETS", str(folder))
+    for name in ("ASDN_NB_DATA", "ASDN_NB_EVAL", "ASDN_NB_DOWNLOAD_DIV2K"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TFDS_DATA_DIR", str(kernel_environment / "tensorflow_datasets"))
+    notebook = nbformat.read(ROOT / "notebooks" / "train_and_export.ipynb", as_version=4)
+    with pytest.raises(CellExecutionError):
+        _execute("train_and_export.ipynb", kernel_environment, notebook)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    failed = [index for index, cell in enumerate(code)
+              if any(output.output_type == "error" for output in cell.outputs)]
+    assert len(failed) == 1
+    error = next(output for output in code[failed[0]].outputs if output.output_type == "error")
+    assert len(error.traceback) == 1 and "\n" not in error.traceback[0].strip(), error.traceback
+    line = error.traceback[0]
+    assert line.startswith("no training images: ") and f"{folder / 'T91'} is missing" in line
+    assert "DOWNLOAD_DIV2K = True" in line and "4.06 GB" in line
+    assert all(cell.execution_count is None for cell in code[failed[0] + 1:])  # nothing ran
+    assert not (kernel_environment / "tensorflow_datasets").exists()
+    assert not (kernel_environment / "runs").exists()
+
+
+def test_the_notebooks_extra_installs_jupyter():
+    """`pip install -e ".[notebooks]"` (docs/install.md) brings Jupyter and the kernel."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    names = {re.split(r"[<>=\[ ]", requirement)[0] for requirement in extras["notebooks"]}
+    assert {"jupyter", "ipykernel", "nbclient"} <= names
+    assert 'pip install -e ".[notebooks]"' in (ROOT / "docs" / "install.md").read_text()
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -21,6 +21,18 @@ from asdn_tf.nn.model import build_model
 FACE_CENTRE = (192, 256)
 
 
+class Stop(Exception):
+    """Raised by a notebook's cell to stop a run with one line, its message, instead of a
+    traceback: IPython shows what `_render_traceback_` returns. Elsewhere a plain exception.
+
+    Example:
+        >>> raise Stop("no training images: put T91 in data/ or set DATA")
+    """
+
+    def _render_traceback_(self):
+        return [str(self)]
+
+
 def sample_image_path():
     """The sample photograph's path, inside matplotlib's installed data (512×600 RGB JPEG)."""
     from matplotlib import cbook
