@@ -199,6 +199,54 @@ def test_the_preset_table_lists_every_preset():
     assert sorted(re.findall(r"^\| (\w+) \| [\d,]+ \|", table, re.M)) == sorted(PRESETS)
 
 
+def _section(text, title):
+    """The body of the README section `## title`, up to the next `## ` heading."""
+    body = text[text.index(f"\n## {title}\n") + len(title) + 5:]
+    return body.split("\n## ")[0]
+
+
+# A time or memory figure: "4.1 s", "1.33 GB", "1 min 22 s".
+FIGURE = re.compile(r"(?<![\w.])(?:\d+ min \d+ s|\d+(?:\.\d+)? (?:s|GB|MB|MiB))\b")
+
+
+def test_the_readme_figures_are_dated_in_performance_md():
+    """Every time and memory figure of the README is one of docs/performance.md, where its date,
+    load, CPU features and commit are given (the README once quoted figures found nowhere)."""
+    readme = _prose((ROOT / "README.md").read_text())
+    performance = (ROOT / "docs" / "performance.md").read_text()
+    figures = set(FIGURE.findall(readme))
+    missing = sorted(figure for figure in figures if figure not in performance)
+    assert not missing, f"README figures that docs/performance.md does not give: {missing}"
+    assert {"1 min 22 s", "12 min 44 s", "4.1 s"} <= figures  # the pattern finds them
+
+
+def test_the_readme_says_which_model_an_export_holds():
+    """The export command loads the bundled default model, not the photo model the upscale
+    command uses: the Serving and ONNX sections say so."""
+    import numpy as np
+
+    from asdn_tf.cli.model_flags import load_chosen_model
+    from asdn_tf.inference import weights_io
+
+    exported = load_chosen_model(precision="float32").get_weights()
+    holds = [name for name in ("default", "photo") if all(
+        np.array_equal(a, b) for a, b in zip(
+            exported, weights_io.load_pretrained(name, "float32").get_weights()))]
+    assert holds == ["default"] and weights_io.UPSCALE_MODEL == "photo"
+    text = (ROOT / "README.md").read_text()
+    for title in ("Serving", "ONNX"):
+        section = " ".join(_section(text, title).split())
+        assert "holds the bundled default model" in section and "photo model" in section, title
+
+
+def test_the_readme_says_how_folder_runs_fail():
+    """A folder run goes on past a bad file (docs/upscaling.md); the README said every bad input
+    stops the command, writing nothing."""
+    section = " ".join(_section((ROOT / "README.md").read_text(), "Command line").split())
+    assert "a folder run names each bad file, upscales the others and exits 1" in section
+    assert "`--fail_fast`" in section
+
+
 def _check_in_this_process(jobs, names):
     """Runs each target's main up to app.run, then parses each command's arguments with the
     flags it defined and the parser it passes to app.run; resolves each dotted name."""
