@@ -103,7 +103,7 @@ def test_cli_says_what_auto_precision_chose_once(capsys, monkeypatch, tmp_path, 
     assert not (tmp_path / "d.png").exists()
 
 
-@pytest.mark.parametrize("flag,expected", [("--size=80x50", (50, 80)), ("--width=64", (48, 64)),
+@pytest.mark.parametrize("flag,expected", [("--size=80x60", (60, 80)), ("--width=64", (48, 64)),
                                            ("--height=30", (30, 40))])
 def test_cli_size_width_height(capsys, tmp_path, weights, quick_model, flag, expected):
     source = _save(tmp_path / "in.png")

@@ -136,8 +136,8 @@ def test_only_the_first_frame_is_used_and_that_is_said(capsys, tmp_path, weights
                                                        tiny_model):
     frames = [Image.fromarray(_pixels(seed=seed)) for seed in range(3)]
     frames[0].save(tmp_path / "pages.tif", save_all=True, append_images=frames[1:])
-    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
-    for name, count in (("pages.tif", "3 pages"), ("anim.gif", "3 frames")):
+    frames[0].save(tmp_path / "anim.webp", save_all=True, append_images=frames[1:])
+    for name, count in (("pages.tif", "3 pages"), ("anim.webp", "3 frames")):
         source = tmp_path / name
         status, _, err = _cli(capsys, f"--input={source}", f"--output={source}.png",
                               "--scale=2", f"--weights={weights}", "--preset=tiny")

@@ -2,10 +2,13 @@
 evaluate, export): --weights (a file), --preset (its config when it has no sidecar), --model
 (a bundled model) and --precision, and the model they choose."""
 
+import pathlib
+
 from absl import flags
 
 from asdn_tf.inference import precision as precision_lib
 from asdn_tf.inference import weights_io
+from asdn_tf.nn import config
 
 
 def define_model_flags(weights, preset, model=None, precision=None, flag_values=flags.FLAGS):
@@ -23,14 +26,23 @@ def define_model_flags(weights, preset, model=None, precision=None, flag_values=
 
 
 def check_model_choice(weights=None, preset=None, name=None):
-    """Raises ValueError, naming the flags, unless they choose one model: a weights file (with
-    its preset) or a bundled model (by name or by default)."""
+    """Raises ValueError (FileNotFoundError for a missing file), naming the flags, unless they
+    choose one model: a weights file (with its preset) or a bundled model (by name or by
+    default). Cheap, without TensorFlow: what remains to find when the model loads is weights
+    that do not fit their preset and a .keras file that does not load."""
     if weights and name:
         raise ValueError("give --model (a bundled model) or --weights (a file), not both")
     if preset and not weights:
         raise ValueError("--preset needs --weights (the bundled weights carry their config)")
     if name:
         weights_io.bundled_weights(name)
+    if preset:
+        config.preset(preset)
+    if weights:
+        if not pathlib.Path(weights).is_file():
+            raise FileNotFoundError(f"weights file not found: {weights}")
+        if pathlib.Path(weights).suffix != ".keras":
+            weights_io.read_sidecar(weights)
 
 
 def load_chosen_model(weights=None, preset=None, name=None, precision="auto", shared=False):

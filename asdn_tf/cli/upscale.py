@@ -10,11 +10,17 @@
 
 Every error a user can cause (a bad path, image, scale or size, a missing or unfitting weights
 file, an output that exists or cannot be written) is found before the network runs, and ends in
-one line on stderr and a non-zero exit status; outputs are written atomically. An image's size
-comes from its header, so a request too large for it, an input above --max_input_pixels, or a
-file that claims more pixels than its bytes hold is refused before its pixels are decoded,
-and TensorFlow is imported only once an image is known to need the network: `--help`,
-`--version` and every refusal are immediate.
+one line on stderr and a non-zero exit status; outputs are written atomically. The flags are
+checked first (--model, --preset and the --weights file included), then each image: from its
+header, so a request too large for it, an input above --max_input_pixels, or a file that claims
+more pixels than its bytes hold is refused before its pixels are decoded, then by decoding it in
+full (a truncated or corrupt file, or pixel values that cannot be read). TensorFlow is imported
+and the model loaded only once an image has passed: `--help`, `--version` and those refusals
+are immediate. Weights that do not fit their preset are found as the model loads, before any
+image is upscaled. In a folder run an image that fails a check (a request its size cannot meet,
+such as --width=3840 for one under 120 pixels wide) is reported on its own line and the others
+go on; the exit status is then 1. --size sets both sides exactly and warns when that stretches
+an image; --width or --height keep the aspect ratio.
 
 The files are upscaled by asdn_tf/inference/files.py (`asdn_tf.upscale_file` for one path from
 Python), the array by `asdn_tf.upscale`.
@@ -30,11 +36,11 @@ import warnings
 from absl import app, flags
 
 from asdn_tf.inference import precision as precision_lib
-from asdn_tf.cli.model_flags import define_model_flags, load_chosen_model
+from asdn_tf.cli.model_flags import check_model_choice, define_model_flags, load_chosen_model
 from asdn_tf.inference import weights_io
 from asdn_tf.inference.files import DEFAULT_QUALITY, check_file, plan_outputs, upscale_checked
-from asdn_tf.inference.request import (DEFAULT_MAX_PIXELS, SIZE_TEXT, WHOLE_NUMBER, decimal,
-                                       whole_pixels)
+from asdn_tf.inference.request import (DEFAULT_MAX_PIXELS, SIZE_TEXT, WHOLE_NUMBER,
+                                       StretchWarning, decimal, whole_pixels)
 from asdn_tf.io import errors as cli, image_io, progress
 from asdn_tf.nn import config, lfr
 
@@ -58,6 +64,9 @@ def load_model(weights=None, preset=None, precision="auto", name=None):
 
 # Whether the precision "auto" chose was said in this process.
 _precision_said = False
+# asdn_tf.inference.tiling's MIN_TILE, written out: that module imports TensorFlow, which a
+# refusal does not wait for (tests/test_promises_images.py checks they agree).
+MIN_TILE = 8
 
 
 class _PlainIntegerParser(flags.IntegerParser):
@@ -90,7 +99,8 @@ def define_flags(flag_values=flags.FLAGS):
     define("bool", "recursive", False,
            "Also upscale the images in --input's subfolders; the outputs mirror them.")
     define("string", "scale", None, f"The factor, in (1, {lfr.DEFAULT_MAX_SCALE:g}], e.g. 3.3.")
-    define("string", "size", None, "The output size WIDTHxHEIGHT, e.g. 1920x1080.")
+    define("string", "size", None, "The output size WIDTHxHEIGHT, e.g. 1920x1080, exactly: an "
+                                   "image of another aspect ratio is stretched (with a warning).")
     define("integer", "width", None, "The output width; the height keeps the aspect ratio.")
     define("integer", "height", None, "The output height; the width keeps the aspect ratio.")
     defined += define_model_flags(
@@ -158,11 +168,12 @@ def check_flags(values):
     request = {**_request(values), "max_scale": lfr.DEFAULT_MAX_SCALE,
                "max_pixels": values.max_pixels}
     tiles = {"tile": values.tile, "tile_overlap": values.tile_overlap}
-    if values.tile is not None or values.tile_overlap is not None:
-        # Imports TensorFlow: only when there is a flag to check.
-        from asdn_tf.inference import tiling
-        tiles = {"tile": tiling.check_tile(values.tile),
-                 "tile_overlap": tiling.check_overlap(values.tile_overlap)}
+    if values.tile is not None and not (values.tile == 0 or values.tile >= MIN_TILE):
+        raise ValueError(f"--tile must be 0 (no tiling) or an integer >= {MIN_TILE}, "
+                         f"got {values.tile}")
+    if values.tile_overlap is not None and values.tile_overlap < 0:
+        raise ValueError(f"--tile_overlap must be an integer >= 0, got {values.tile_overlap}")
+    check_model_choice(values.weights, values.preset, values.model)
     if values.format is not None:
         image_io.output_format("", values.format)
     image_io.check_quality(values.quality)
@@ -182,6 +193,8 @@ _USER_ERRORS = (ValueError, OSError, MemoryError)
 def _say(error, source=None):
     if _out_of_memory(error):
         message = "out of memory; try a smaller --tile"
+    elif isinstance(error, image_io.OutputExistsError):
+        message = f"{error.path} already exists; not replaced without --overwrite"
     else:
         message = cli.first_line(error)
     if source is not None and str(source) not in message:
@@ -221,7 +234,8 @@ def execute(values, arguments=()):
         _say(error)
         return 1
     start = time.perf_counter()
-    jobs, skipped, failed = _checked_jobs(pairs, request, output, values)
+    with _warnings_as_lines():
+        jobs, skipped, failed = _checked_jobs(pairs, request, output, values)
     written, megapixels = 0, 0.0
     if jobs and not (failed and values.fail_fast):
         try:
@@ -249,13 +263,13 @@ def execute(values, arguments=()):
 
 
 def _checked_jobs(pairs, request, output, values):
-    """(jobs, skipped, failed): the (input, output) pairs that passed every check that needs
-    no decoding; in a run over several images, one whose output exists is skipped unless
-    --overwrite."""
+    """(jobs, skipped, failed): the (input, output) pairs that passed every check, the full
+    decode last; in a run over several images, one whose output exists (a dangling link
+    included) is skipped unless --overwrite."""
     several = not pathlib.Path(values.input).is_file()
     jobs, skipped, failed = [], 0, 0
     for source, destination in pairs:
-        if several and not values.overwrite and destination.exists() \
+        if several and not values.overwrite and image_io.occupied(destination) \
                 and not destination.is_dir():
             skipped += 1
             continue
@@ -263,6 +277,7 @@ def _checked_jobs(pairs, request, output, values):
             header = check_file(source, destination, request, values.max_input_pixels)
             destination.parent.mkdir(parents=True, exist_ok=True)
             image_io.check_output(destination, header.alpha, **output)
+            image_io.check_pixels(source)
         except _USER_ERRORS as error:
             _say(error, source)
             failed += 1
@@ -304,18 +319,21 @@ def _run(jobs, total, model, request, output, tiles, fail_fast):
 
 @contextlib.contextmanager
 def _warnings_as_lines():
-    """Shows each `image_io.FirstFrameWarning` as one `upscale: warning: ...` line."""
+    """Shows each `image_io.FirstFrameWarning` and `StretchWarning` as one `upscale: warning:
+    ...` line."""
+    ours = (image_io.FirstFrameWarning, StretchWarning)
     with warnings.catch_warnings():
         show = warnings.showwarning
 
         def one_line(message, category, *args, **kwargs):
-            if issubclass(category, image_io.FirstFrameWarning):
+            if issubclass(category, ours):
                 print(f"upscale: warning: {message}", file=sys.stderr)
             else:
                 show(message, category, *args, **kwargs)
 
         warnings.showwarning = one_line
-        warnings.simplefilter("always", image_io.FirstFrameWarning)
+        for category in ours:
+            warnings.simplefilter("always", category)
         yield
 
 

@@ -29,9 +29,7 @@ from asdn_tf.io import pixels as pixels_lib
 from asdn_tf.inference import precision as precision_lib
 from asdn_tf.data.imresize import imresize
 
-# How far float pixels may stray outside [0, 1] (rounding in the caller's arithmetic) before
-# they are taken for another range, such as 0..255.
-RANGE_SLOP = 1e-3
+RANGE_SLOP = pixels_lib.RANGE_SLOP  # float pixels' tolerance outside [0, 1]
 
 
 def _checked_scale(scale, max_scale):
@@ -244,8 +242,8 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
             uint16 or float in [0, 1] (values outside it by more than `RANGE_SLOP` are
             refused: divide 0-255 floats by 255).
         scale: the factor; without it, the largest of the size ratios.
-        model: an `ASDN`; by default the bundled pretrained model, loaded once per process
-            (`weights_io.shared_pretrained`). It computes in its own precision.
+        model: an `ASDN` (computing in its own precision) or a bundled model's name, "default"
+            or "photo" (by default `weights_io.UPSCALE_MODEL`, loaded once per process).
         size: optional (height, width) of the output.
         max_scale: the largest accepted scale.
         tile: run the network on regions of this side (`asdn_tf.inference.tiling`); 0 never
@@ -268,11 +266,12 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
     tiling.check_tile(tile)
     tile_overlap = tiling.check_overlap(tile_overlap)
     precision_lib.check_precision(precision)
+    _check_model(model)
     if np.issubdtype(image.dtype, np.floating):
         _check_range(float(image.min()), float(image.max()))
     pixels = pixels_lib.to_float(image)
-    if model is None:
-        model = weights_io.shared_pretrained(precision)
+    if model is None or isinstance(model, str):
+        model = weights_io.shared_pretrained(precision, model)
     pixels = pixels.reshape(height, width, -1)
     channels = pixels.shape[2]
     dtype = np.uint16 if image.dtype == np.uint16 else np.uint8
@@ -288,6 +287,16 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
     if image.ndim == 2:
         output = output[..., 0]
     return output if channels == 3 else pixels_lib.from_float(output, dtype)
+
+
+def _check_model(model):
+    """Raises ValueError for an unknown bundled model's name (naming the bundled ones), and a
+    one-line TypeError for a `model` that is neither a name, None nor a Keras model."""
+    if isinstance(model, str):
+        weights_io.bundled_weights(model)
+    elif model is not None and not isinstance(model, tf.keras.Model):
+        raise TypeError(f"model must be an ASDN or a bundled model's name "
+                        f"({', '.join(weights_io.BUNDLED)}), got {type(model).__name__}")
 
 
 def _scale_and_size(height, width, scale, size, max_scale):

@@ -1,6 +1,7 @@
 """Upscaling image files: `upscale_file` for one path, `plan_outputs` for the inputs and
-outputs of a file, a folder or a glob. Every check that needs no decoding comes first, and the
-output is written atomically; TensorFlow is imported only once a file needs the network.
+outputs of a file, a folder or a glob. Every check that needs no decoding comes first, then the
+decoding (a truncated or corrupt file is refused there), and the output is written atomically;
+TensorFlow is imported only once a file has been decoded and needs the network.
 
 Example:
     >>> upscale_file("photo.jpg", "big.png", scale=3.3, model=model)
@@ -9,9 +10,11 @@ Example:
 
 import os
 import pathlib
+import warnings
 
 from asdn_tf.inference import precision as precision_lib
-from asdn_tf.inference.request import DEFAULT_MAX_PIXELS, target_size
+from asdn_tf.inference import weights_io
+from asdn_tf.inference.request import DEFAULT_MAX_PIXELS, StretchWarning, stretch, target_size
 from asdn_tf.io import image_io
 from asdn_tf.nn import lfr
 
@@ -48,7 +51,8 @@ def upscale_file(source, destination, scale=None, *, size=None, width=None, heig
 
     The request is checked against the size in the image's header before the pixels are
     decoded: a small file that decodes to billions of pixels is refused in well under a second
-    (`image_io.check_decode_cost`).
+    (`image_io.check_decode_cost`). The pixels are decoded before the model loads. A `size` of
+    another aspect ratio than the image's stretches it, with a `StretchWarning`.
     Grayscale stays grayscale, alpha is kept (resized with bicubic), 16-bit PNGs stay 16-bit,
     EXIF orientation is applied and the ICC profile is kept where the output format allows. Of
     an animated image or a multi-page TIFF the first frame is used, with an
@@ -57,13 +61,13 @@ def upscale_file(source, destination, scale=None, *, size=None, width=None, heig
     Args:
         source: a PNG, JPEG, BMP, WebP or TIFF file.
         destination: a file name, or an existing folder (the output keeps the source's name).
-        scale, size, width, height: exactly one, as `target_size`.
-        model: an `ASDN`; by default the weights bundled with the package, loaded once per
-            process and precision.
+        scale, size, width, height: exactly one, as `target_size`; `size` is (height, width).
+        model: an `ASDN`, or a bundled model's name ("default", "photo"); by default
+            `weights_io.UPSCALE_MODEL`. A bundled model is loaded once per process and precision.
         tile, tile_overlap: as `asdn_tf.upscale` (by default large outputs are tiled).
         image_format: "png", "jpeg", "bmp", "webp" or "tiff" to override the extension.
         quality: JPEG and WebP quality, 1–100.
-        overwrite: replace an existing output file (never a folder, never the source).
+        overwrite: replace an existing output file or link (never a folder, never the source).
         max_pixels: refuse outputs of more pixels than this.
         max_input_pixels: refuse inputs of more pixels than this.
         max_scale: the largest accepted scale.
@@ -75,13 +79,17 @@ def upscale_file(source, destination, scale=None, *, size=None, width=None, heig
         The path written.
 
     Raises:
-        FileNotFoundError, FileExistsError, OSError, ValueError: with a message naming the
-            problem; nothing is written.
+        FileNotFoundError, OSError, ValueError: with a message naming the problem; nothing is
+            written. An existing output without `overwrite` is an `image_io.OutputExistsError`
+            (a FileExistsError).
+        TypeError: `model` is neither a model nor a name.
     """
     request = {"scale": scale, "size": size, "width": width, "height": height,
                "max_scale": max_scale, "max_pixels": max_pixels}
     output = {"image_format": image_format, "overwrite": overwrite, "quality": quality}
     precision_lib.check_precision(precision)
+    if isinstance(model, str):
+        weights_io.bundled_weights(model)
     destination = output_path(source, destination, image_format)
     header = check_file(source, destination, request, max_input_pixels)
     image_io.check_output(destination, header.alpha, **output)
@@ -90,23 +98,28 @@ def upscale_file(source, destination, scale=None, *, size=None, width=None, heig
 
 
 def check_file(source, destination, request, max_input_pixels):
-    """The checks of one file that need no decoding; returns its `image_io.Header`."""
+    """The checks of one file that need no decoding; returns its `image_io.Header`. Warns with
+    a `StretchWarning` when the request's size changes the image's aspect ratio."""
     source = pathlib.Path(source)
     if not source.is_file():
         raise FileNotFoundError(f"no such image file: {source}")
     if destination.exists() and os.path.samefile(source, destination):
         raise ValueError(f"output {destination} is the input itself; choose another name or folder")
     header = image_io.read_header(source)
-    target_size((header.height, header.width), **request)
+    _, size = target_size((header.height, header.width), **request)
     # After the output's limit, whose message says more to most users; a header is cheap.
-    return image_io.check_decode_cost(source, max_input_pixels)
+    header = image_io.check_decode_cost(source, max_input_pixels)
+    stretched = stretch(header[:2], size) if request.get("size") is not None else None
+    if stretched:
+        warnings.warn(f"{source}: {stretched}", StretchWarning, stacklevel=3)
+    return header
 
 
 def upscale_checked(source, destination, request, output, model, tile, tile_overlap, progress,
                      precision="auto"):
     """Decodes, upscales and writes a file that `check_file` passed."""
-    from asdn_tf.inference import engine as inference  # imports TensorFlow
     pixels, profile = image_io.read_image_and_profile(source)
+    from asdn_tf.inference import engine as inference  # imports TensorFlow, once decoded
     # Again on the decoded size: a PNG may store its orientation after the pixels.
     scale, size = target_size(pixels.shape[:2], **request)
     image_io.check_output(destination, image_io.has_alpha(pixels), **output)

@@ -1,5 +1,10 @@
 """An upscaling request: the output size that a scale, a size, a width or a height asks for,
-checked against the input's size and the limits before anything is decoded."""
+checked against the input's size and the limits before anything is decoded.
+
+A size (both sides) is exact: it stretches an image of another aspect ratio, which `stretch`
+puts in words (the upscale command and `upscale_file` warn with a `StretchWarning`); a width or
+a height keeps the aspect ratio.
+"""
 
 import math
 import re
@@ -12,6 +17,10 @@ DEFAULT_MAX_PIXELS = 4096 * 2160 * 16
 # absl's integer flags, 0x10.
 WHOLE_NUMBER = re.compile(r"\s*[+-]?\d+\s*", re.ASCII)
 SIZE_TEXT = re.compile(r"\s*(\d+)\s*[x×]\s*(\d+)\s*", re.IGNORECASE | re.ASCII)
+
+
+class StretchWarning(UserWarning):
+    """An output size of another aspect ratio than the input's: the image is stretched."""
 
 
 def target_size(input_size, scale=None, size=None, width=None, height=None,
@@ -41,8 +50,8 @@ def target_size(input_size, scale=None, size=None, width=None, height=None,
                                 if isinstance(scale, str) else scale, max_scale)
         out_h, out_w = lfr.output_size(in_h, in_w, scale)
         if (out_h, out_w) == (in_h, in_w):
-            raise ValueError(f"scale {scale:g} is too small for a {in_w}x{in_h} image to grow by "
-                             f"a pixel; the smallest that does is "
+            raise ValueError(f"scale {_number(scale)} is too small for a {in_w}x{in_h} image to "
+                             f"grow by a pixel; the smallest that does is "
                              f"{_smallest_growing_scale(in_h, in_w):g}")
     elif size is not None:
         out_h, out_w = whole_pixels(size[0], "height"), whole_pixels(size[1], "width")
@@ -63,11 +72,38 @@ def target_size(input_size, scale=None, size=None, width=None, height=None,
         scale = out_h / in_h
         out_w = lfr.output_size(in_h, in_w, scale)[1]
     if given[0] != "scale":
-        scale = lfr.check_scale(scale, max_scale, name=f"the scale that {given[0]} asks for")
+        _check_reachable(scale, max_scale, given[0], (in_h, in_w))
     if max_pixels is not None and out_h * out_w > max_pixels:
         raise ValueError(f"output {out_w}x{out_h} would have {out_h * out_w:,} pixels, more than "
                          f"the limit of {max_pixels:,} (max_pixels)")
     return scale, (out_h, out_w)
+
+
+def _check_reachable(scale, max_scale, request, input_size):
+    """Refuses the scale that a size, a width or a height asks for beyond `max_scale`, saying
+    how far this image can grow."""
+    if scale > max_scale:
+        most_h, most_w = lfr.output_size(*input_size, max_scale)
+        raise ValueError(f"the scale that {request} asks for must be at most {max_scale:g}, got "
+                         f"{scale:.4g}: this {input_size[1]}x{input_size[0]} image grows to "
+                         f"{most_w}x{most_h} at most")
+    lfr.check_scale(scale, max_scale, name=f"the scale that {request} asks for")
+
+
+def stretch(input_size, output_size):
+    """A sentence saying how `output_size` stretches an image of `input_size` (both (height,
+    width)), or None when it keeps the aspect ratio up to a pixel of rounding."""
+    (in_h, in_w), (out_h, out_w) = input_size, output_size
+    if abs(in_h * out_w / in_w - out_h) <= 1 or abs(in_w * out_h / in_h - out_w) <= 1:
+        return None
+    return (f"the output {out_w}x{out_h} stretches the {in_w}x{in_h} input (aspect ratio "
+            f"{in_w / in_h:.3g} to {out_w / out_h:.3g}); a width or a height alone keeps it")
+
+
+def _number(value):
+    """`value` as typed: 1.0000001 stays 1.0000001 where :g would say 1; 2.0 is 2."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _smallest_growing_scale(height, width):

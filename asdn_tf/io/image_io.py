@@ -1,15 +1,12 @@
 """Finding, reading and writing image files, shared by the data pipeline, evaluation and upscaling.
 
-Writing is atomic: the image goes to a temporary file in the destination folder, which replaces
-the destination only once complete, so an interrupted write leaves no partial image.
-
-`read_header` tells an image's size from its header alone, so that a small file which decodes to
-billions of pixels (a decompression bomb) is refused before it is decoded: `check_decode_cost`
-bounds the pixels, and every reader refuses a PNG or JPEG that claims more pixels than its bytes
-can hold (a truncated file, or one whose header was altered), which the decoder would otherwise
-fill in. A file that decodes short is an error, never filled in (reading refuses to run while
-Pillow's LOAD_TRUNCATED_IMAGES is set). TensorFlow is imported only for 16-bit PNGs, which Pillow cannot hold: the upscale
-command's checks do not wait for it. docs/limits.md lists the limits.
+Only Pillow's PNG, JPEG, BMP, WebP and TIFF decoders ever run (`DECODERS`), whatever a file's
+name. `read_header` tells an image's size from its header alone, so that a decompression bomb
+is refused before it is decoded (`check_decode_cost`), as is a file that claims more pixels
+than its bytes can hold (truncated, or its header altered). Data that ends short is an error,
+never filled in (reading refuses to run while Pillow's LOAD_TRUNCATED_IMAGES is set), and
+`check_pixels` decodes a file in full before costly work. TensorFlow is imported only for
+16-bit PNGs (`png16`). Writes are atomic. docs/limits.md lists the limits.
 
 Example:
     >>> pixels, profile = read_image_and_profile("photo.jpg")
@@ -22,34 +19,35 @@ import glob
 import io
 import os
 import pathlib
-import struct
 import warnings
-import zlib
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from asdn_tf.io import fileio
+from asdn_tf.io import errors, fileio, png16
 from asdn_tf.io import pixels as pixels_lib
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP",
            ".tif": "TIFF", ".tiff": "TIFF"}
 FORMAT_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif"}
+# The only decoders Pillow may run on a file (whatever its name): the formats the docs promise.
+DECODERS = tuple(FORMAT_EXTENSIONS)
 # What each format stores as written here: 16 bits per channel only in PNG (Pillow has no 16-bit
 # colour mode; TensorFlow's PNG codec does), alpha in PNG, WebP and TIFF, ICC profiles not in BMP.
 _ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
 _ICC_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
 _QUALITY_FORMATS = ("JPEG", "WEBP")
 _EXIF_ORIENTATION = 0x0112
+_WIDE_MODES = ("I", "F")
 # The most pixels an input may have by default: an 8192x8192 image. Decoding it takes 3-4 bytes
 # a pixel (200-270 MB), the network's float copy 12 more; Pillow warns above 89 M pixels.
 MAX_INPUT_PIXELS = 8192 * 8192
 # The most pixels a byte of a complete file can hold, with a margin. PNG: deflate expands a byte
 # at most 1032 times and a pixel takes at least a bit (8256). JPEG: a Huffman-coded 8x8 block
 # takes at least a bit in its DC scan (512 for gray). More is a truncated file or an altered
-# header, which the decoder would fill in. Other formats (WebP, TIFF, BMP) can hold a blank image
-# in a few bytes whatever its size: only the pixel limit bounds them.
+# header, which the decoder would fill in. WebP and compressed BMP and TIFF can hold a blank image
+# in a few bytes whatever its size; uncompressed BMP and TIFF need their rows (`_raw_bytes`).
 MAX_PIXELS_PER_BYTE = {"PNG": 10_000, "JPEG": 1024}
 # ImageOps.exif_transpose's operations, for arrays Pillow cannot hold (16-bit colour).
 _ORIENTATIONS = {
@@ -70,6 +68,14 @@ have, whether an alpha channel is kept, and how many frames (or pages) the file 
 
 class FirstFrameWarning(UserWarning):
     """An animated image or a multi-page TIFF was read: only its first frame is used."""
+
+
+class OutputExistsError(FileExistsError):
+    """An output file (or link) that exists and was not to be replaced; `path` names it."""
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+        super().__init__(f"{self.path} already exists; not replaced without overwrite=True")
 
 
 def is_image_path(path):
@@ -121,8 +127,7 @@ def check_decode_cost(source, max_pixels=MAX_INPUT_PIXELS):
 
 
 def read_header(path):
-    """The `Header` of an image file (or its bytes), read without decoding its pixels: cheap for
-    any file.
+    """The `Header` of an image file (or its bytes), read without decoding its pixels: cheap.
 
     The size is the one `read_image` returns, EXIF orientation applied, except for a PNG whose
     orientation is stored after its pixels (rare): that one is known only once decoded.
@@ -174,6 +179,16 @@ def read_image(path):
         return to_array(ImageOps.exif_transpose(image))
 
 
+def check_pixels(source):
+    """Decodes `source` (a path or bytes) in full, keeping nothing, without TensorFlow (a 16-bit
+    PNG goes through Pillow's 8-bit decoder): the ValueError of `read_image` for data that ends
+    early or is corrupt, or pixel values it refuses, before costly work."""
+    with _decoding(source) as image:
+        _load(image)
+        if image.mode in _WIDE_MODES:
+            pixels_lib.wide_to_uint16(np.asarray(image))
+
+
 def read_image_and_profile(path):
     """`read_image`, keeping all 16 bits of a 16-bit PNG, and the ICC profile (bytes or None).
 
@@ -184,8 +199,8 @@ def read_image_and_profile(path):
     with _decoding(path) as image:
         _warn_if_several_frames(image, path)
         profile = image.info.get("icc_profile") or None
-        if image.format == "PNG" and _png_bit_depth(path) == 16:
-            pixels = _decode_png16(pathlib.Path(path).read_bytes())
+        if image.format == "PNG" and png16.bit_depth(path) == 16:
+            pixels = png16.decode(pathlib.Path(path).read_bytes())
             pixels = _ORIENTATIONS.get(image.getexif().get(_EXIF_ORIENTATION, 1),
                                        lambda a: a)(pixels)
         else:
@@ -207,12 +222,15 @@ def _decoding(source):
             # Pillow warns above 89 M pixels and refuses above 179 M. Callers that care check
             # `check_decode_cost` first; the refusal is the last guard.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data) if data is not None else source) as image:
+            with Image.open(io.BytesIO(data) if data is not None else source,
+                            formats=DECODERS) as image:
                 _check_plausible(image, size)
                 yield image
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
             Image.DecompressionBombError) as error:
-        reason = "empty file" if size == 0 else _message(error)
+        reason = "empty file" if size == 0 else errors.first_line(error)
+        if isinstance(error, UnidentifiedImageError) and size:
+            reason = "cannot identify image file as PNG, JPEG, BMP, WebP or TIFF"
         raise ValueError(f"cannot read {_label(source)}: {reason}") from None
 
 
@@ -237,40 +255,34 @@ def _check_plausible(image, size):
         raise ValueError(f"its header claims {width}x{height} pixels in {size:,} bytes, more "
                          f"than a complete {image.format} holds ({limit:,} pixels a byte): the "
                          "file is truncated or its header altered")
+    needed = _raw_bytes(image)
+    if needed > size:
+        raise ValueError(f"its header claims {width}x{height} pixels, {needed:,} bytes "
+                         f"uncompressed, in {size:,} bytes: the file is truncated or its header "
+                         "altered")
 
 
-def _message(error):
-    text = getattr(error, "message", None) or str(error)
-    lines = text.strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
-def _png_bit_depth(path):
-    with open(path, "rb") as stream:
-        header = stream.read(25)
-    return header[24] if len(header) == 25 else 8
-
-
-def _decode_png16(data):
-    import tensorflow as tf  # Pillow has no 16-bit colour mode; TensorFlow's codec has.
-    try:
-        pixels = tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
-    except tf.errors.OpError as error:
-        raise ValueError(_message(error)) from None
-    if pixels.shape[2] == 1:
-        return pixels[..., 0]
-    if pixels.shape[2] == 2:
-        return np.concatenate([np.repeat(pixels[..., :1], 3, axis=2), pixels[..., 1:]], axis=2)
-    return pixels
+def _raw_bytes(image):
+    """Where the last uncompressed row of `image` (BMP, TIFF) ends in its file; 0: compressed."""
+    ends = [0]
+    for name, extents, offset, args in (tile[:4] for tile in image.tile):
+        if name == "raw" and isinstance(args, tuple) and len(args) > 1 \
+                and isinstance(args[1], int) and args[1] > 0:
+            ends.append(offset + args[1] * (extents[3] - extents[1]))
+    return max(ends)
 
 
 def to_array(image):
-    """A PIL image as a numpy array (see `read_image` for the layouts)."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    """A PIL image as a numpy array (see `read_image` for the layouts). 32-bit gray (Pillow's
+    modes "I" and "F", of TIFF's integers and floats) becomes uint16 by `pixels.wide_to_uint16`,
+    which refuses values it cannot keep."""
+    if image.mode in _WIDE_MODES:
+        return pixels_lib.wide_to_uint16(np.asarray(image))
+    if image.mode in ("I;16", "I;16B", "I;16L"):
         return np.asarray(image).astype(np.uint16)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    elif image.mode in ("1", "LA", "CMYK", "YCbCr", "HSV", "F"):
+    elif image.mode in ("1", "LA", "CMYK", "YCbCr", "HSV"):
         image = image.convert({"1": "L", "LA": "RGBA"}.get(image.mode, "RGB"))
     elif image.mode not in ("L", "RGB", "RGBA"):
         image = image.convert("RGB")
@@ -299,7 +311,7 @@ def check_output(path, alpha=False, image_format=None, overwrite=False, quality=
 
     Raises:
         ValueError: unknown format, bad quality, or a format that cannot hold these pixels.
-        FileExistsError: `path` exists and `overwrite` is False.
+        OutputExistsError: `path` exists (or is a link) and `overwrite` is False.
         OSError: the folder does not exist or is not writable.
     """
     path = pathlib.Path(path)
@@ -310,10 +322,17 @@ def check_output(path, alpha=False, image_format=None, overwrite=False, quality=
                          f"{path.with_suffix('.png').name} (or .webp, .tiff) instead")
     if path.is_dir():
         raise ValueError(f"output {path} is a folder, not a file name")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; not replaced without --overwrite")
+    if occupied(path) and not overwrite:
+        raise OutputExistsError(path)
     check_folder(path.parent)
     return found
+
+
+def occupied(path):
+    """Whether writing `path` would replace something: a file, a folder or a link, even a
+    dangling one (which `Path.exists` calls absent)."""
+    path = pathlib.Path(path)
+    return path.exists() or path.is_symlink()
 
 
 def has_alpha(pixels):
@@ -361,16 +380,14 @@ def write_image(path, pixels, image_format=None, icc_profile=None, quality=95, o
                     quality)
             stream.flush()
             os.fsync(stream.fileno())
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} already exists; not replaced without --overwrite")
+        if occupied(path) and not overwrite:
+            raise OutputExistsError(path)
     return path
 
 
 def _encode(stream, pixels, found, icc_profile, quality):
     if pixels.dtype == np.uint16 and found == "PNG":
-        import tensorflow as tf  # Pillow cannot write 16-bit colour.
-        png = tf.io.encode_png(pixels if pixels.ndim == 3 else pixels[..., None]).numpy()
-        stream.write(_with_icc_profile(png, icc_profile) if icc_profile else png)
+        stream.write(png16.encode(pixels, icc_profile))
         return
     if pixels.dtype == np.uint16:
         pixels = pixels_lib.uint16_to_uint8(pixels)
@@ -381,11 +398,3 @@ def _encode(stream, pixels, found, icc_profile, quality):
         options["quality"] = int(quality)
     Image.fromarray(pixels).save(stream, format=found, **options)
 
-
-def _with_icc_profile(png, profile):
-    """PNG bytes with an iCCP chunk after IHDR (TensorFlow's encoder writes none)."""
-    data = b"ICC Profile\0\0" + zlib.compress(profile)
-    body = b"iCCP" + data
-    chunk = struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-    end_of_header = 8 + 8 + 13 + 4  # signature, IHDR length and type, IHDR data, CRC
-    return png[:end_of_header] + chunk + png[end_of_header:]

@@ -1,4 +1,5 @@
-"""Pixel values: integer images ↔ float in [0, 1], gray/RGBA → RGB, 16 → 8 bits.
+"""Pixel values: integer images ↔ float in [0, 1], gray/RGBA → RGB, 16 → 8 bits, 32-bit gray
+samples → 16 bits.
 
 One convention everywhere (the command line, `asdn_tf.upscale`, the SavedModel, the benchmark):
 an integer image is divided by its peak (255 for uint8, 65535 for uint16), and a float image
@@ -16,6 +17,9 @@ Example:
 import numpy as np
 
 PEAKS = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
+# How far float pixels may stray outside [0, 1] (rounding in the caller's arithmetic) before
+# they are taken for another range, such as 0..255.
+RANGE_SLOP = 1e-3
 # Values rounded at a time: temporaries of a whole large output would double its memory.
 _CHUNK = 1 << 20
 
@@ -74,6 +78,33 @@ def to_uint8_ops(images):
     ops = _ops()
     images = ops.clip(ops.cast(images, "float32"), 0.0, 1.0)
     return ops.cast(ops.floor(images * 255.0 + 0.5), "uint8")
+
+
+def wide_to_uint16(values):
+    """Gray pixels stored in 32 bits (TIFF's 32-bit integers and floats; Pillow's modes "I"
+    and "F") as uint16, when no value is lost or reinterpreted: integers must lie in 0..65535
+    (16-bit values in a wider type, read as they are), floats in [0, 1] (intensities, within
+    RANGE_SLOP; rounded to 16 bits as `from_float` does). Anything else is refused rather than
+    wrapped or clipped.
+
+    Raises:
+        ValueError: one line with the values' range and what would be read.
+    """
+    values = np.asarray(values)
+    if values.size == 0:
+        return values.astype(np.uint16)
+    low, high = values.min(), values.max()
+    if np.issubdtype(values.dtype, np.floating):
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise ValueError("its float pixels include NaN or infinite values")
+        if low < -RANGE_SLOP or high > 1 + RANGE_SLOP:
+            raise ValueError(f"its float pixels lie in [{low:g}, {high:g}], not in [0, 1]; "
+                             "scale them to [0, 1] or save 8 or 16-bit integers")
+        return from_float(values, np.uint16)
+    if low < 0 or high > PEAKS[np.dtype(np.uint16)]:
+        raise ValueError(f"its integer pixels lie in [{low}, {high}], beyond 16 bits "
+                         "(0..65535); save it with 8 or 16 bits")
+    return values.astype(np.uint16)
 
 
 def uint16_to_uint8(pixels):
