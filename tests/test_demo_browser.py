@@ -2,8 +2,6 @@
 starts `python -m asdn_tf.demo` on a free port and stops it. Without Chromium or Playwright it
 is skipped, except under CI=true, where it fails."""
 
-import base64
-import io
 import os
 import pathlib
 import shutil
@@ -72,12 +70,31 @@ def server():
                 process.kill()
 
 
+# Records the page's Content-Security-Policy violations (an init script runs before the page's).
+RECORD_VIOLATIONS = """
+window.violations = [];
+document.addEventListener("securitypolicyviolation",
+                          (e) => window.violations.push(`${e.violatedDirective} ${e.blockedURI}`));
+"""
+
+
+def _open(browser, server, **options):
+    """A fresh page of the demo that keeps its answers (`page.answers`: path -> response)."""
+    page = browser.new_page(**options)
+    page.add_init_script(RECORD_VIOLATIONS)
+    page.answers = {}
+    page.on("response", lambda response: page.answers.update(
+        {response.url.split("?")[0].rsplit("/", 1)[-1]: response}))
+    page.goto(server)
+    return page
+
+
 @pytest.fixture
 def page(server, browser):
     """A fresh page; the browser closes before the server stops (fixtures end in reverse)."""
-    page = browser.new_page()
-    page.goto(server)
+    page = _open(browser, server)
     yield page
+    assert page.evaluate("window.violations") == []  # the page works under its own policy
     page.close()
 
 
@@ -90,18 +107,35 @@ def crop(tmp_path_factory):
     return path
 
 
+# The pixels an <img> shows, through a canvas: [height, width, RGBA values].
+READ_PIXELS = """async (image) => {
+  await image.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = image.naturalWidth;
+  canvas.height = image.naturalHeight;
+  const context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0);
+  const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+  return [canvas.height, canvas.width, Array.from(pixels)];
+}"""
+
+
 def _shown(page, selector):
-    """The image the page shows in `selector` (a PNG data URL), as an array."""
-    url = page.get_attribute(selector, "src")
-    assert url.startswith("data:image/png;base64,")
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+    """The image the page shows in `selector` (the PNG the server answered, as a blob: URL),
+    as an RGB array."""
+    assert page.get_attribute(selector, "src").startswith("blob:")
+    answer = page.answers["bicubic" if "bicubic" in selector else "upscale"]
+    assert answer.headers["content-type"] == "image/png"
+    height, width, values = page.eval_on_selector(selector, READ_PIXELS)
+    return np.array(values, np.uint8).reshape(height, width, 4)[..., :3]
 
 
 def _upscale(page, timeout=RESULT_TIMEOUT_MS):
+    """Clicks Upscale and waits for the status line or an error. (Playwright's
+    wait_for_function evaluates strings, which the page's policy forbids: locators do not.)"""
     page.click("#go")
-    page.wait_for_function("document.querySelector('#status').textContent.includes('×')"
-                           " || document.querySelector('#error').textContent !== ''",
-                           timeout=timeout)
+    page.locator("#status", has_text="×").or_(page.locator("#error:not(:empty)")).wait_for(
+        timeout=timeout)
 
 
 def test_page_upscales_by_a_scale_and_a_width(page, crop):
@@ -135,3 +169,47 @@ def test_page_shows_the_commands_errors(page, crop, tmp_path):
     _upscale(page)
     assert page.inner_text("#error") == ("scale must be at most 32 (the configured maximum), "
                                          "got 40")
+
+
+def _scroll(page, selector):
+    """(scrollLeft, its largest value) of the element `selector`."""
+    return page.eval_on_selector(selector, "e => [e.scrollLeft, e.scrollWidth - e.clientWidth]")
+
+
+def _line_in_view(page, split):
+    """The divider lies at `split` of the before/after box's visible width."""
+    box = page.eval_on_selector("#compare", "e => [e.getBoundingClientRect().left + "
+                                "e.clientLeft, e.clientWidth]")
+    line = page.eval_on_selector("#divider", "e => e.getBoundingClientRect().left")
+    assert line == pytest.approx(box[0] + split * box[1], abs=2)
+
+
+def test_the_first_view_shows_both_sides_at_the_subject(server, browser, crop):
+    """An image wider than its boxes: the panes and the before/after view open at its centre,
+    and the line stays in view when zooming, scrolling and splitting."""
+    page = _open(browser, server, viewport={"width": 300, "height": 800})
+    try:
+        page.set_input_files("#file", str(crop))
+        page.fill("#scale-number", "6")  # 288×240: wider than any box at 300 pixels
+        page.select_option("#model", "default")
+        _upscale(page)
+        assert page.inner_text("#error") == ""
+        for pane in range(2):
+            left, most = _scroll(page, f".pane >> nth={pane}")
+            assert most > 0 and left == pytest.approx(most / 2, abs=1)
+        left, most = _scroll(page, "#compare")
+        assert most > 0 and left == pytest.approx(most / 2, abs=1)
+        _line_in_view(page, 0.5)
+        page.select_option("#zoom", "8")
+        left, most = _scroll(page, "#compare")
+        assert left == pytest.approx(most / 2, abs=5)  # still the centre (±1 pixel at 2×)
+        _line_in_view(page, 0.5)
+        page.eval_on_selector("#compare", "e => e.scrollTo(0, 0)")
+        page.wait_for_timeout(200)  # the scroll event
+        _line_in_view(page, 0.5)
+        page.eval_on_selector("#split", "e => { e.value = 25; "
+                                        "e.dispatchEvent(new Event('input')); }")
+        _line_in_view(page, 0.25)
+        assert page.evaluate("window.violations") == []
+    finally:
+        page.close()

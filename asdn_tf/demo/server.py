@@ -1,32 +1,40 @@
-"""A local web page to upscale an image and compare it with bicubic.
+"""A local web page to upscale an image and compare it with bicubic (`python -m asdn_tf.demo`).
 
-    python -m asdn_tf.demo [--port=8000] [--host=127.0.0.1]
+The server is the standard library's `http.server` and one static page (page.html):
 
-Open the address it prints. Drop or choose an image, pick a scale (1.1 to 8) or a target
-width and a bundled model (photo or default); the page shows the result beside MATLAB bicubic
-at the same size, with a before/after slider and a zoom, and offers the result as a PNG.
+    GET  /                                      the page
+    POST /upscale?scale=S|width=W&model=M&name=N   the file as the body: the result as a PNG
+    POST /bicubic?scale=S|width=W&name=N           the same file: MATLAB bicubic at that size
 
-The server is the standard library's `http.server` and one static page (page.html). An
-upload goes through `asdn_tf.upscale_file`, so the limits and the checks are the
-command's: the scale or width, the output's pixel limit (--max_pixels), an image whose header
-claims more pixels than that refused before it is decoded, and a file that is not an image.
-Each refusal is one line, shown on the page.
+An upload goes through `asdn_tf.upscale_file`, so the limits and the checks are the command's:
+the scale or width, the output's pixel limit (--max_pixels), an image whose header claims more
+pixels than that refused before it is decoded, and a file that is not an image. Each refusal is
+one line of JSON ({"error": ...}), shown on the page. The images travel as PNG bytes, the
+upload goes to a temporary file as it arrives, and one image is worked on at a time: a request
+that comes while another is at work is answered 503 at once.
+
+The page answers only requests addressed to it (Host: the address it listens on, or
+localhost) and refuses POSTs from other origins, so other websites cannot drive it, even
+through DNS rebinding. A client that sends nothing for `READ_TIMEOUT_S` seconds, or takes
+longer than `UPLOAD_DEADLINE_S` for its upload, is disconnected.
 """
 
 import base64
-import io
+import contextlib
+import hashlib
 import json
 import os
 import pathlib
 import re
+import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
+import time
 import urllib.parse
 from http import server
-
-from absl import app, flags
 
 from asdn_tf.inference import weights_io
 from asdn_tf.inference.files import upscale_file
@@ -37,20 +45,33 @@ from asdn_tf.io import image_io, pixels
 PAGE = pathlib.Path(__file__).with_name("page.html")
 # An upload larger than this is refused unread (the command reads files of any size).
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+# A connection that sends nothing for this long is closed (a read or a write); an upload must
+# arrive whole within UPLOAD_DEADLINE_S, however it trickles.
+READ_TIMEOUT_S = 20
+UPLOAD_DEADLINE_S = 120
+BUSY = "the page is busy with another image; try again when it is done"
+_CHUNK = 1 << 20
 _WIDTH = re.compile(r"\s*\d+\s*", re.ASCII)
 _SAFE_NAME = re.compile(r"[^\w.-]", re.ASCII)
+_INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
+# Every answer: no sniffing, no referrer, never inside another site's frame.
+_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+            "Cross-Origin-Resource-Policy": "same-origin"}
+_NOTHING = "default-src 'none'; frame-ancestors 'none'"
 
 
-def upscale_upload(data, fields, max_pixels=DEFAULT_MAX_PIXELS):
-    """Upscales the image file `data` (bytes) as the page's `fields` ask.
+def upscale_upload(source, fields, max_pixels=DEFAULT_MAX_PIXELS):
+    """Upscales the uploaded image file `source` as the page's `fields` ask.
 
     Args:
-        data: the uploaded file.
+        source: pathlib.Path, the upload, named as the user named it (`upload_path`).
         fields: {"scale": text} or {"width": text}, and "model" (one of weights_io.BUNDLED).
         max_pixels: the command's limit on the output's pixels.
 
     Returns:
-        dict: "sr" and "bicubic" (PNG bytes), "width", "height", "scale", "model".
+        (path, info): the result's PNG file (beside `source`) and {"width", "height", "scale",
+        "model"}.
 
     Raises:
         ValueError, OSError: one line naming what is wrong (a bad scale, width, model or image).
@@ -60,41 +81,53 @@ def upscale_upload(data, fields, max_pixels=DEFAULT_MAX_PIXELS):
         raise ValueError(f"unknown model {name!r}; the bundled models are "
                          f"{', '.join(weights_io.BUNDLED)}")
     request = _request(fields)
-    # The upload's file name (the page sends it) names the image in error messages.
-    with tempfile.TemporaryDirectory(prefix="asdn-demo-") as folder:
-        try:
-            return _upscale_in(pathlib.Path(folder), data, fields, request, name, max_pixels)
-        except (ValueError, OSError) as error:
-            # The message names the file as the user does, not by its temporary folder.
-            raise type(error)(cli.first_line(error).replace(folder + os.sep, "")) from None
-
-
-def _upscale_in(folder, data, fields, request, name, max_pixels):
-    """`upscale_upload` with the upload saved in `folder` under its own (safe) name."""
-    upload = _SAFE_NAME.sub("_", pathlib.Path(fields.get("name") or "upload").name)[-100:]
-    source = folder / (upload.lstrip(".") or "upload")
-    destination = folder / ".result.png"  # hidden: never the upload's name (no dot)
-    source.write_bytes(data)
-    # The command's checks that need no decoding (and no model) first: the header's size
-    # against the request and the pixel limit.
-    header = image_io.read_header(source)
-    target_size((header.height, header.width), max_pixels=max_pixels, **request)
-    with _LOCK:
-        if _CLOSING.is_set():
-            raise OSError("the page is shutting down")
+    destination = source.with_name(".result.png")  # hidden: never the upload's name (no dot)
+    with _named_as_uploaded(source):
+        header = _check_header(source, request, max_pixels)
         model = weights_io.shared_pretrained(name=name)
         upscale_file(source, destination, model=model, max_pixels=max_pixels, **request)
-    image = image_io.read_image(source)
-    scale, size = target_size(image.shape[:2], **request)
-    return {"sr": destination.read_bytes(), "bicubic": _png(_bicubic(image, scale, size)),
-            "width": size[1], "height": size[0], "scale": scale, "model": name}
+    scale, _ = target_size((header.height, header.width), max_pixels=max_pixels, **request)
+    made = image_io.read_header(destination)
+    return destination, {"width": made.width, "height": made.height, "scale": scale,
+                         "model": name}
 
 
-# One upscale at a time: a second request waits rather than doubling the memory.
-_LOCK = threading.Lock()
-# Set when the server stops: no upscale starts after it, and the one running is waited for, so
-# that no TensorFlow work is in flight while the interpreter shuts down.
-_CLOSING = threading.Event()
+def bicubic_upload(source, fields, max_pixels=DEFAULT_MAX_PIXELS):
+    """MATLAB bicubic of the uploaded `source` at the size `upscale_upload` gives: (PNG path,
+    info), and the same one-line errors."""
+    request = _request(fields)
+    destination = source.with_name(".bicubic.png")
+    with _named_as_uploaded(source):
+        _check_header(source, request, max_pixels)
+        image = image_io.read_image(source)
+        scale, size = target_size(image.shape[:2], max_pixels=max_pixels, **request)
+        image_io.write_image(destination, _bicubic(image, scale, size), "png")
+    return destination, {"width": size[1], "height": size[0], "scale": scale}
+
+
+def upload_path(folder, fields):
+    """Where an upload is saved in `folder`: under its own (safe) name, which error messages
+    then show."""
+    upload = _SAFE_NAME.sub("_", pathlib.Path(fields.get("name") or "upload").name)[-100:]
+    return pathlib.Path(folder) / (upload.lstrip(".") or "upload")
+
+
+@contextlib.contextmanager
+def _named_as_uploaded(source):
+    """Errors inside name the file as the user does, not by its temporary folder."""
+    try:
+        yield
+    except (ValueError, OSError) as error:
+        folder = str(source.parent) + os.sep
+        raise type(error)(cli.first_line(error).replace(folder, "")) from None
+
+
+def _check_header(source, request, max_pixels):
+    """The command's checks that need no decoding (and no model): the header's size against
+    the request and the pixel limit."""
+    header = image_io.read_header(source)
+    target_size((header.height, header.width), max_pixels=max_pixels, **request)
+    return header
 
 
 def _request(fields):
@@ -116,101 +149,241 @@ def _bicubic(image, scale, size):
     height, width = image.shape[:2]
     values = pixels.to_float(image).reshape(height, width, -1)
     resized = imresize(values, scale=scale, size=size).numpy()
+    del values
     return pixels.from_float(resized.reshape(*size, *image.shape[2:]), image.dtype)
 
 
-def _png(array):
-    from PIL import Image
+def page_policy(page):
+    """The page's Content-Security-Policy: its own inline script and style (by hash), images
+    from blob: URLs (the results), requests to itself only."""
+    found = {"script": [], "style": []}
+    for tag, text in _INLINE.findall(page):
+        digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+        found[tag].append(f"'sha256-{digest}'")
+    return (f"default-src 'none'; script-src {' '.join(found['script'])}; "
+            f"style-src {' '.join(found['style'])}; img-src blob:; connect-src 'self'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
-    stream = io.BytesIO()
-    Image.fromarray(array).save(stream, format="PNG")
-    return stream.getvalue()
+
+class _Gone(Exception):
+    """The client stopped sending (timed out, closed or reset): nobody to answer."""
 
 
 class Handler(server.BaseHTTPRequestHandler):
-    """GET / is the page; POST /upscale?scale=S|width=W&model=M with the file as the body
-    answers JSON: the two images as data URLs, or {"error": one line} with status 400."""
+    """The page's requests (the module's docstring lists them)."""
 
     max_pixels = DEFAULT_MAX_PIXELS
+    timeout = READ_TIMEOUT_S  # StreamRequestHandler sets it on the socket: reads and writes
+    upload_deadline = UPLOAD_DEADLINE_S
 
     def do_GET(self):
-        if urllib.parse.urlsplit(self.path).path != "/":
-            self._send(404, b"not found", "text/plain")
+        if not self._addressed_here(post=False):
             return
-        self._send(200, PAGE.read_bytes(), "text/html; charset=utf-8")
+        if urllib.parse.urlsplit(self.path).path != "/":
+            self._error(404, "not found")
+            return
+        page = PAGE.read_text(encoding="utf-8")
+        self._send(200, page.encode(), "text/html; charset=utf-8", page_policy(page))
 
     def do_POST(self):
-        url = urllib.parse.urlsplit(self.path)
-        if url.path != "/upscale":
-            self._send(404, b"not found", "text/plain")
+        self.close_connection = True  # one upload a connection
+        if not self._addressed_here(post=True):
             return
+        url = urllib.parse.urlsplit(self.path)
+        work = {"/upscale": upscale_upload, "/bicubic": bicubic_upload}.get(url.path)
         fields = {key: values[-1] for key, values in urllib.parse.parse_qs(url.query).items()}
         try:
-            length = int(self.headers.get("Content-Length", "0"))
-            if length <= 0:
-                raise ValueError("no image was sent")
-            if length > MAX_UPLOAD_BYTES:
-                raise ValueError(f"the file is {length / 1e6:.1f} MB, over the page's limit of "
-                                 f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB")
-            result = upscale_upload(self.rfile.read(length), fields, self.max_pixels)
-        except (ValueError, OSError) as error:  # what a user can cause: one line
-            self.close_connection = True
-            self._json(400, {"error": cli.first_line(error)})
+            length = _length(self.headers.get("Content-Length"))
+        except ValueError as error:  # refused unread
+            self._error(400, cli.first_line(error))
             return
-        for key in ("sr", "bicubic"):
-            result[key] = "data:image/png;base64," + base64.b64encode(result[key]).decode()
-        self._json(200, result)
+        try:
+            if work is None:
+                self._discard(length)
+                self._error(404, "not found")
+            else:
+                self._work(work, length, fields)
+        except _Gone:
+            pass
 
-    def _json(self, status, content):
-        self._send(status, json.dumps(content).encode(), "application/json")
+    def _work(self, work, length, fields):
+        """Saves the upload, runs `work` on it and sends the PNG, holding the server's one
+        slot until the image is made; answers 503 at once when another request holds it."""
+        if not self.server.slot.acquire(blocking=False):
+            self._discard(length)
+            self._error(503, BUSY)
+            return
+        with tempfile.TemporaryDirectory(prefix="asdn-demo-") as folder:
+            try:
+                try:
+                    source = upload_path(folder, fields)
+                    self._receive(length, source)
+                    if self.server.closing.is_set():
+                        raise _Gone
+                    result, info = work(source, fields, self.max_pixels)
+                finally:
+                    self.server.slot.release()
+            except (ValueError, OSError) as error:  # what a user can cause: one line
+                self._error(400, cli.first_line(error))
+                return
+            self._send_file(result, info)
 
-    def _send(self, status, body, kind):
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
+    def _addressed_here(self, post):
+        """False, with the refusal sent, for a request addressed to another host (DNS
+        rebinding) or a POST from another origin's page."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        if host not in self.server.hosts:
+            self._error(403, f"this page answers only requests to "
+                             f"{' or '.join(sorted(self.server.hosts))}")
+            return False
+        origin = self.headers.get("Origin")
+        if post and origin is not None and origin.strip().lower() != f"http://{host}":
+            self._error(403, f"requests from {origin} are refused: use the page itself")
+            return False
+        return True
+
+    def _receive(self, length, path):
+        """Writes the `length` bytes of the body to `path` as they arrive; _Gone if the client
+        stops, closes or takes longer than the upload deadline."""
+        deadline = time.monotonic() + self.upload_deadline
+        with open(path, "wb") as file:
+            self._each_chunk(length, deadline, file.write)
+
+    def _discard(self, length):
+        """Reads the body and drops it: a reply before the body is read can be lost to the
+        connection's reset."""
+        self._each_chunk(length, time.monotonic() + self.upload_deadline, lambda chunk: None)
+
+    def _each_chunk(self, length, deadline, use):
+        while length > 0:
+            if time.monotonic() > deadline:
+                raise _Gone
+            try:
+                chunk = self.rfile.read1(min(length, _CHUNK))
+            except OSError as error:  # TimeoutError, ConnectionResetError
+                raise _Gone from error
+            if not chunk:
+                raise _Gone
+            use(chunk)
+            length -= len(chunk)
+
+    def _send_file(self, path, info):
+        headers = {f"X-Image-{key.title()}": str(value) for key, value in info.items()}
+        self._start(200, "image/png", path.stat().st_size, _NOTHING, headers)
+        with open(path, "rb") as file:
+            shutil.copyfileobj(file, self.wfile, _CHUNK)
+
+    def _error(self, status, message):
+        self.close_connection = True
+        self._send(status, json.dumps({"error": message}).encode(), "application/json")
+
+    def _send(self, status, body, kind, policy=_NOTHING):
+        self._start(status, kind, len(body), policy)
         self.wfile.write(body)
+
+    def _start(self, status, kind, length, policy, headers=None):
+        self.send_response(status)
+        for key, value in {"Content-Type": kind, "Content-Length": str(length),
+                           "Content-Security-Policy": policy, **_HEADERS,
+                           **(headers or {})}.items():
+            self.send_header(key, value)
+        self.end_headers()
 
     def log_message(self, format, *args):  # noqa: A002 (the base class's name)
         del format, args  # a local page: no access log on the terminal
 
 
-def make_server(host="127.0.0.1", port=8000, max_pixels=DEFAULT_MAX_PIXELS):
+def _length(text):
+    """The body's declared length; ValueError (one line) unless 1 to MAX_UPLOAD_BYTES."""
+    try:
+        length = int(text or "0")
+    except ValueError:
+        raise ValueError(f"Content-Length is not a number: {text!r}") from None
+    if length <= 0:
+        raise ValueError("no image was sent")
+    if length > MAX_UPLOAD_BYTES:
+        raise ValueError(f"the file is {length / 1e6:.1f} MB, over the page's limit of "
+                         f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB")
+    return length
+
+
+class PageServer(server.ThreadingHTTPServer):
+    """`ThreadingHTTPServer` whose `server_close` disconnects the clients and waits for every
+    request's thread: no TensorFlow work is left running when the interpreter shuts down."""
+
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, address, handler):
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
+        self.slot = threading.Semaphore(1)  # one image at a time: the memory of one upscale
+        self.closing = threading.Event()
+        self.hosts = _hosts(address[0], self.server_address[1])
+        self._connections = set()
+        self._guard = threading.Lock()
+
+    def process_request(self, request, client_address):
+        with self._guard:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self._guard:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self):
+        self.closing.set()
+        with self._guard:
+            for connection in self._connections:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        super().server_close()
+
+    def handle_error(self, request, client_address):
+        """A client that went away (a broken pipe, a reset, a timeout) is not an error."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
+def _hosts(host, port):
+    """The Host headers the page answers: its address, localhost and the loopback addresses,
+    with the port (and without it on port 80)."""
+    names = {"127.0.0.1", "localhost", "[::1]", f"[{host}]" if ":" in host else host}
+    hosts = {f"{name}:{port}" for name in names} | (names if port == 80 else set())
+    return {name.lower() for name in hosts}
+
+
+def make_server(host="127.0.0.1", port=8000, max_pixels=DEFAULT_MAX_PIXELS,
+                timeout=READ_TIMEOUT_S, upload_deadline=UPLOAD_DEADLINE_S):
     """The page's HTTP server (not yet serving); port 0 picks a free port."""
-    handler = type("DemoHandler", (Handler,), {"max_pixels": max_pixels})
-    return server.ThreadingHTTPServer((host, port), handler)
+    handler = type("DemoHandler", (Handler,), {"max_pixels": max_pixels, "timeout": timeout,
+                                               "upload_deadline": upload_deadline})
+    return PageServer((host, port), handler)
 
 
-_HOST = _PORT = _MAX_PIXELS = None
-
-
-def main(argv):
-    del argv
+def serve(host="127.0.0.1", port=8000, max_pixels=DEFAULT_MAX_PIXELS):
+    """Serves the page until Ctrl+C or SIGTERM; the exit status."""
     try:
-        httpd = make_server(_HOST.value, _PORT.value, _MAX_PIXELS.value)
+        httpd = make_server(host, port, max_pixels)
     except OSError as error:
-        print(f"demo: cannot listen on {_HOST.value}:{_PORT.value}: "
-              f"{error.strerror or error}", file=sys.stderr)
+        print(f"demo: cannot listen on {host}:{port}: {error.strerror or error}",
+              file=sys.stderr)
         return 1
-    host, port = httpd.server_address[:2]
     _stop_on_signals()
-    print(f"demo: serving http://{host}:{port}/ (Ctrl+C stops it)", flush=True)
-    try:
-        httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        _CLOSING.set()
-        httpd.server_close()
-        with _LOCK:
+    shown = f"[{host}]" if ":" in host else host
+    print(f"demo: serving http://{shown}:{httpd.server_address[1]}/ (Ctrl+C stops it)",
+          flush=True)
+    with httpd:  # server_close on the way out
+        try:
+            httpd.serve_forever()
+        except KeyboardInterrupt:
             pass
-    # Nothing is left to clean up. The interpreter's own teardown (TensorFlow's included), with
-    # a browser's idle connections still held by handler threads, once kept the process alive
-    # for minutes after Ctrl+C in a loaded test run; the page stops here instead.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    return 0
 
 
 def _stop_on_signals():
@@ -219,14 +392,3 @@ def _stop_on_signals():
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, signal.default_int_handler)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-
-
-def run():
-    """`python -m asdn_tf.demo`: flags are defined here, not at import."""
-    global _HOST, _PORT, _MAX_PIXELS
-    _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to listen on.")
-    _PORT = flags.DEFINE_integer("port", 8000, "Port to listen on (0: any free port).")
-    _MAX_PIXELS = flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS,
-                                       "Refuse outputs of more pixels than this, as "
-                                       "asdn-upscale --max_pixels.")
-    app.run(main, flags_parser=cli.one_line_flags_parser("demo"))
