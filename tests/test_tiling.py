@@ -112,7 +112,7 @@ def test_pixel_output_is_the_float_output_rounded(tiny_model, dtype):
 @pytest.mark.parametrize("fits", [True, False])
 def test_the_memory_budget_decides_exact_or_sampled_means(monkeypatch, fits):
     model = _tiny()  # its own traces: the counting below sees them
-    regions = tiling._regions((80, 112), 24, _radius(model))
+    regions = tiling.region_boxes((80, 112), 24, _radius(model))
     contexts = [tiling._area(context) for _, context in regions]
     needed = (sum(contexts) * tiling._feature_bytes(model)
               + tiling.pass_bytes(model.model_config, max(contexts)))

@@ -23,7 +23,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from asdn_tf.inference import recursion, tiling, weights_io
+from asdn_tf.inference import fsdn_step, recursion, tiling, weights_io
 from asdn_tf.nn import lfr
 from asdn_tf.io import pixels as pixels_lib
 from asdn_tf.inference import precision as precision_lib
@@ -97,7 +97,8 @@ def whole_image_step(model, images, step, size):
     return tf.clip_by_value(tf.cast(model(x_up, scale=step), tf.float32), 0.0, 1.0)
 
 
-def run(model, rgb, scale, size, tile=None, overlap=None, progress=None, dtype=np.float32):
+def run(model, rgb, scale, size, tile=None, overlap=None, progress=None, dtype=np.float32,
+        fsdn=None):
     """Upscales one image through the recursion, each step on the whole image or by regions.
 
     Args:
@@ -111,18 +112,30 @@ def run(model, rgb, scale, size, tile=None, overlap=None, progress=None, dtype=n
         progress: optional callable(done, total), after each pass (whole image or region).
         dtype: of the result: float32 in [0, 1], or uint8 / uint16 (rounded as the last step's
             output is kept, region by region).
+        fsdn: an `FSDN` for the integer part of the scale (`recursion.plan`), or None: the
+            model's ×2 recursion alone.
 
     Returns:
         size×3 numpy array of `dtype`.
     """
-    overlap = tiling.check_overlap(overlap)
+    fsdn_overlap = overlap = tiling.check_overlap(overlap)
     if overlap is None:
         overlap = tiling.default_overlap(model.model_config)
     scale = float(np.float32(scale))
-    steps = recursion.plan(*rgb.shape[:2], scale, size)
-    tiles = {target: tiling.choose_tile(target, tile, model.model_config) for _, target in steps}
-    ticker = _Ticker(progress, sum(tiling.count_regions(target, tiles[target]) if tiles[target]
-                                   else 1 for _, target in steps))
+    factors = fsdn.scales if fsdn is not None else ()
+    steps = recursion.plan(*rgb.shape[:2], scale, size, factors)
+    tiles = {target: tiling.choose_tile(target, tile, model.model_config)
+             for step_scale, target in steps if not isinstance(step_scale, int)}
+    inputs = [rgb.shape[:2], *(target for _, target in steps[:-1])]
+    ticker = _Ticker(progress, sum(
+        fsdn_step.count_passes(fsdn.model_config, source, step_scale, tile)
+        if isinstance(step_scale, int) else
+        tiling.count_regions(target, tiles[target]) if tiles[target] else 1
+        for source, (step_scale, target) in zip(inputs, steps)))
+
+    def fixed_step(image, factor, target, last):
+        return fsdn_step.upscale_step(fsdn, image, factor, tile, fsdn_overlap, ticker.tick,
+                                      dtype if last else np.float32)
 
     def step(image, step_scale, target, last):
         kept = dtype if last else np.float32
@@ -135,7 +148,7 @@ def run(model, rgb, scale, size, tile=None, overlap=None, progress=None, dtype=n
         ticker.tick()
         return output if kept == np.float32 else pixels_lib.from_float(output, kept)
 
-    return recursion.run(np.asarray(rgb, np.float32), scale, size, step)
+    return recursion.run(np.asarray(rgb, np.float32), scale, size, step, fixed_step, factors)
 
 
 class _Ticker:
@@ -234,7 +247,7 @@ def _check_size(size, height, width):
 
 
 def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_SCALE,
-            tile=None, tile_overlap=None, progress=None, precision="auto"):
+            tile=None, tile_overlap=None, progress=None, precision="auto", fsdn="auto"):
     """Upscales one image (numpy) by any scale in (1, max_scale], or to an explicit size.
 
     Args:
@@ -254,6 +267,10 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
         progress: optional callable(done, total), called after each network pass.
         precision: of the bundled model, when `model` is None: "auto" (bfloat16 where the
             hardware runs it fast, `precision.auto_precision`), "float32" or "bfloat16".
+        fsdn: what runs the integer part of the scale (`recursion.plan`): "auto", the FSDN
+            paired with a bundled model where the package ships one
+            (`weights_io.shared_fsdn`); an `FSDN` of your own; or None, the model's ×2
+            recursion alone (the paper's).
 
     Returns:
         uint8 array (uint16 for uint16 input) of the same layout as `image`.
@@ -270,14 +287,13 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
     if np.issubdtype(image.dtype, np.floating):
         _check_range(float(image.min()), float(image.max()))
     pixels = pixels_lib.to_float(image)
-    if model is None or isinstance(model, str):
-        model = weights_io.shared_pretrained(precision, model)
+    model, fsdn = _networks(model, _checked_fsdn(fsdn), precision)
     pixels = pixels.reshape(height, width, -1)
     channels = pixels.shape[2]
     dtype = np.uint16 if image.dtype == np.uint16 else np.uint8
     # Three channels come out as pixels straight from the last step: no float copy of it all.
     output = run(model, pixels_lib.to_rgb(pixels), scale, size, tile, tile_overlap, progress,
-                 dtype if channels == 3 else np.float32)
+                 dtype if channels == 3 else np.float32, fsdn)
     if channels == 1:
         output = tf.reduce_mean(output, axis=-1, keepdims=True)
     elif channels == 4:
@@ -287,6 +303,24 @@ def upscale(image, scale=None, model=None, size=None, max_scale=lfr.DEFAULT_MAX_
     if image.ndim == 2:
         output = output[..., 0]
     return output if channels == 3 else pixels_lib.from_float(output, dtype)
+
+
+def _networks(model, fsdn, precision):
+    """(ASDN, FSDN or None) that run an upscale: a bundled model's, loaded once per process,
+    when `model` is None or its name, paired with its FSDN when `fsdn` is "auto"."""
+    if model is None or isinstance(model, str):
+        if fsdn == "auto":
+            fsdn = weights_io.shared_fsdn(precision, model)
+        model = weights_io.shared_pretrained(precision, model)
+    return model, None if fsdn == "auto" else fsdn
+
+
+def _checked_fsdn(fsdn):
+    """`fsdn` once it is "auto", None or an `FSDN`; raises TypeError in one line otherwise."""
+    from asdn_tf.nn.model import FSDN
+    if fsdn is None or isinstance(fsdn, FSDN) or (isinstance(fsdn, str) and fsdn == "auto"):
+        return fsdn
+    raise TypeError(f'fsdn must be "auto", None or an FSDN, got {fsdn!r:.60}')
 
 
 def _check_model(model):

@@ -157,7 +157,7 @@ def _spans(length, tile):
     return list(zip(edges[:-1], edges[1:]))
 
 
-def _regions(size, tile, overlap):
+def region_boxes(size, tile, overlap):
     """(kept, context) boxes (top, bottom, left, right) tiling an image of `size` with regions
     of `tile` (a side, or (height, width))."""
     height, width = size
@@ -190,13 +190,12 @@ def upscale_step(model, image, step, size, tile, overlap, tick, dtype=np.float32
     [0, 1], or uint8 / uint16 (`pixels.from_float`, applied region by region, so that a float
     copy of a large output never exists: 8192² × 3 is 805 MB in float32, 201 MB in uint8).
     """
-    regions = _regions(size, tile, overlap)
+    regions = region_boxes(size, tile, overlap)
     attention = model.model_config.channel_attention and len(regions) > 1
-    context_pixels = sum(_area(context) for _, context in regions)
-    largest = max(_area(context) for _, context in regions)
-    exact = (context_pixels * _feature_bytes(model) + pass_bytes(model.model_config, largest)
+    exact = (sum(_area(context) for _, context in regions) * _feature_bytes(model)
+             + pass_bytes(model.model_config, max(_area(context) for _, context in regions))
              <= MEMORY_BUDGET)
-    sample = _sample(size, overlap) if attention and not exact else []
+    sample = sample_boxes(size, overlap) if attention and not exact else []
     if attention and not exact and not sample:  # a step too small for the grid: all of it
         sample = regions
     step = tf.constant(step, tf.float64)
@@ -213,7 +212,7 @@ def upscale_step(model, image, step, size, tile, overlap, tick, dtype=np.float32
     output = np.empty((*size, 3), dtype)
 
     def keep(result, kept, context):
-        top, bottom, left, right = _crop(kept, context)
+        top, bottom, left, right = crop_in_context(kept, context)
         part = np.asarray(result[top:bottom, left:right])
         output[kept[0]:kept[1], kept[2]:kept[3]] = (
             part if output.dtype == np.float32 else pixels_lib.from_float(part, output.dtype))
@@ -234,10 +233,11 @@ def upscale_step(model, image, step, size, tile, overlap, tick, dtype=np.float32
     else:
         if sample is regions:
             sums = _attention_rounds(passes, sample, region_inputs)[1]
+            means = tf.cast(sums / sum(_area(kept) for kept, _ in sample), tf.float32)[:, None]
         else:
-            batch = tf.concat([_pre_upsample(*region_inputs(context)) for _, context in sample], 0)
-            sums = passes.run("sample_rounds", batch, tf.constant(_crop(*sample[0]), tf.int32))
-        means = tf.cast(sums / sum(_area(kept) for kept, _ in sample), tf.float32)[:, None]
+            means = sample_means(model, tf.concat([_pre_upsample(*region_inputs(context))
+                                                   for _, context in sample], 0),
+                                 crop_in_context(*sample[0]))
         for kept, context in regions:
             keep(passes.run("image_wide", *region_inputs(context), step, means), kept, context)
     return output
@@ -247,8 +247,8 @@ def _area(box):
     return (box[1] - box[0]) * (box[3] - box[2])
 
 
-def _sample(size, overlap):
-    """SAMPLE_CROPS² crops of SAMPLE_TILE² kept pixels on a regular grid over `size`, each with
+def sample_boxes(size, overlap):
+    """(kept, context) boxes of SAMPLE_CROPS² crops of SAMPLE_TILE² kept pixels on a regular grid over `size`, each with
     its whole context inside the image, so that all have one shape; [] if they do not fit."""
     side = SAMPLE_TILE + 2 * overlap
     if min(size) < side:
@@ -260,6 +260,16 @@ def _sample(size, overlap):
             for top in starts[0] for left in starts[1]]
 
 
+def sample_means(model, batch, crop):
+    """The channel means (B×1×C float32) of every block of `model.trunk` over a `batch` of
+    equal crops (N×h×w×3, the trunk's input), each attention pooling the kept part `crop`
+    (top, bottom, left, right) of all of them: what a large step's regions take as the image's
+    means."""
+    sums = _passes(model).run("sample_rounds", batch, tf.constant(crop, tf.int32))
+    pixels = int(batch.shape[0]) * (crop[1] - crop[0]) * (crop[3] - crop[2])
+    return tf.cast(sums / pixels, tf.float32)[:, None]
+
+
 def _attention_rounds(passes, regions, region_inputs):
     """Brings every region to its last channel attention, one block at a time: each block's
     attention pools the mean over these regions' kept parts.
@@ -268,7 +278,7 @@ def _attention_rounds(passes, regions, region_inputs):
     its attention (B×C, float64).
     """
     num_blocks = passes.model.model_config.num_blocks
-    crops = [tf.constant(_crop(kept, context), tf.int32) for kept, context in regions]
+    crops = [tf.constant(crop_in_context(kept, context), tf.int32) for kept, context in regions]
     pixels = sum(_area(kept) for kept, _ in regions)
     paused, sums = [], []
     for index in range(num_blocks):
@@ -294,7 +304,7 @@ def _feature_bytes(model):
     return model.trunk.output_channels * itemsize + 3 * 4
 
 
-def _crop(kept, context):
+def crop_in_context(kept, context):
     """`kept` in the coordinates of its `context` box."""
     return (kept[0] - context[0], kept[1] - context[0], kept[2] - context[2],
             kept[3] - context[2])

@@ -35,6 +35,11 @@ BUNDLED = ("default", "photo")
 # benchmark commands (evaluate, export) use "default".
 UPSCALE_MODEL = "photo"
 
+# The FSDN each bundled model pairs with for the integer part of a scale (`asdn_tf.upscale`'s
+# fsdn="auto", docs/method.md): `asdn_tf/weights/NAME.weights.h5`, used once it ships, only where
+# it measured better than the model alone (the shipping rule in docs/method.md).
+BUNDLED_FSDN = {"default": "fsdn_default", "photo": "fsdn_photo"}
+
 _SHARED = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -84,10 +89,12 @@ def _sidecar_problem(sidecar):
     if model not in ("asdn", "fsdn"):
         return f'has "model": {json.dumps(model)}; expected "asdn" or "fsdn"'
     scale = sidecar.get("scale")
-    if model == "fsdn" and (isinstance(scale, bool) or not isinstance(scale, int)
-                            or not 2 <= scale <= config_lib.MAX_FSDN_SCALE):
-        return (f'has "scale": {json.dumps(scale)}; an FSDN needs an integer scale in '
-                f"[2, {config_lib.MAX_FSDN_SCALE}]")
+    if model == "fsdn":
+        try:
+            config_lib.fsdn_scales(scale)
+        except ValueError:
+            return (f'has "scale": {json.dumps(scale)[:80]}; an FSDN needs an integer scale in '
+                    f"[2, {config_lib.MAX_FSDN_SCALE}] (or a list of distinct ones)")
     if "model_config" not in sidecar:
         return None
     values = sidecar["model_config"]
@@ -142,17 +149,20 @@ def load_model(weights, preset=None, fsdn_scale=None, precision="auto"):
     else:
         sidecar = read_sidecar(path)
         saved_scale = sidecar.get("scale") if sidecar.get("model") == "fsdn" else None
-        if fsdn_scale and saved_scale and saved_scale != fsdn_scale:
-            raise ValueError(f"{path} is an FSDN for x{saved_scale} (its sidecar), "
-                             f"not x{fsdn_scale}")
-        scale = fsdn_scale or saved_scale
+        saved_scales = config_lib.fsdn_scales(saved_scale) if saved_scale else ()
+        if fsdn_scale and saved_scales and fsdn_scale not in saved_scales:
+            raise ValueError(f"{path} is an FSDN for x{', x'.join(map(str, saved_scales))} "
+                             f"(its sidecar), not x{fsdn_scale}")
+        scale = saved_scales or fsdn_scale
         if preset is None:
             preset = (config_lib.ModelConfig.from_dict(sidecar["model_config"])
                       if "model_config" in sidecar else "default")
         # Built in its precision at once: the weights stay float32 under a mixed policy.
         with precision_lib.dtype_policy(precision_lib.PRECISIONS[precision]):
             model = build_fsdn(preset, scale) if scale else build_model(preset)
-        _load_weights(model, path, preset)
+            _load_weights(model, path, preset)
+            if fsdn_scale and isinstance(model, FSDN):
+                model = model.at_scale(fsdn_scale)
     if fsdn_scale:
         if not isinstance(model, FSDN):
             raise ValueError(f"{path} holds a {type(model).__name__}, not an FSDN")
@@ -176,7 +186,8 @@ def _load_weights(model, path, preset):
                              "stored in the file itself") from None
         named = isinstance(preset, str)
         label = f"preset {preset}" if named else "the given config"
-        network = f"an x{model.scale} FSDN of {label}" if isinstance(model, FSDN) else label
+        network = (f"an x{', x'.join(map(str, model.scales))} FSDN of {label}"
+                   if isinstance(model, FSDN) else label)
         needed = model.count_params()
         reason = (f"the file holds {stored:,} parameters, the {'preset' if named else 'config'} "
                   f"needs {needed:,}" if stored != needed else cli.first_line(error))
@@ -214,6 +225,19 @@ def shared_pretrained(precision="auto", name=None):
         if key not in _SHARED:
             _SHARED[key] = load_pretrained(name, precision)
         return _SHARED[key]
+
+
+def shared_fsdn(precision="auto", name=None):
+    """The FSDN paired with the bundled model `name` (BUNDLED_FSDN), loaded once per process
+    and precision like `shared_pretrained`; None while the package ships none for it."""
+    path = WEIGHTS_FOLDER / f"{BUNDLED_FSDN[name or UPSCALE_MODEL]}.weights.h5"
+    if not path.is_file():
+        return None
+    precision = precision_lib.resolve_precision(precision)
+    with _SHARED_LOCK:
+        if (path, precision) not in _SHARED:
+            _SHARED[path, precision] = load_model(path, precision=precision)
+        return _SHARED[path, precision]
 
 
 def _h5_contents(path):
