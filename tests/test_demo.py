@@ -5,6 +5,8 @@ the answers as PNG bytes (tests/test_demo_browser.py drives the page itself)."""
 import http.client
 import io
 import json
+import os
+import signal
 import socket
 import struct
 import subprocess
@@ -168,9 +170,9 @@ def _closed_within(client, seconds):
 
 
 @pytest.mark.parametrize("sent", [
-    b"POST /upscale?scale=2 HTTP/1.1\r\nHost: 127.0.0.1",  # headers cut short
+    b"POST /upscale?scale=2 HTTP/1.1\r\nHost: 127.0.0.1",
     b"POST /upscale?scale=2 HTTP/1.1\r\nContent-Length: 5000\r\n\r\n" + b"\x89PNG" * 100,
-])
+], ids=["headers cut short", "body cut short"])
 def test_a_stalled_client_is_disconnected(page, sent):
     port = page(timeout=0.5)
     request = sent.replace(b"HTTP/1.1\r\n", f"HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode(), 1)
@@ -226,6 +228,7 @@ def test_a_client_that_goes_away_prints_nothing(page, capfd):
     assert capfd.readouterr().err == ""
 
 
+@pytest.mark.slow
 def test_the_answers_are_pngs(page, monkeypatch, tiny_model):
     monkeypatch.setattr(weights_io, "shared_pretrained", lambda name: tiny_model)
     port = page(timeout=30)
@@ -242,3 +245,23 @@ def test_the_answers_are_pngs(page, monkeypatch, tiny_model):
     image = np.asarray(Image.open(io.BytesIO(upload)))
     expected = pixels.to_uint8(imresize(pixels.to_float(image), scale=2.5, size=(30, 40)))
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(body))), expected)
+
+
+def test_ctrl_c_stops_the_page_with_a_client_connected():
+    """http.server's own shutdown: the clients are disconnected, every request's thread ends
+    and the process exits 0, without a word on stderr."""
+    process = subprocess.Popen([sys.executable, "-m", "asdn_tf.demo", "--port=0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        line = process.stdout.readline()
+        port = int(line.split()[2].rsplit(":", 1)[1].strip("/"))
+        with _stall(port, f"POST /upscale?scale=2 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                          "Content-Length: 100000\r\n\r\n".encode() + _png()[:20]):
+            time.sleep(0.5)
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=15) == 0  # the read timeout is 20 s: not waited for
+        assert process.stderr.read() == ""
+    finally:
+        if process.poll() is None:
+            process.kill()
