@@ -14,6 +14,7 @@ import re
 import sys
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from asdn_tf.cli.model_flags import check_model_choice, define_model_flags, load_chosen_model
 from asdn_tf.data import data_folders
@@ -33,7 +34,7 @@ _COMMAND_FLAGS = {
     "tflite": {"output", "weights", "preset", "scale", "quantize", "input_size", "images",
                "calibration_patches", "num_threads", "overwrite"},
     "onnx": {"output", "weights", "preset", "scale", "any_scale", "images", "layout",
-             "overwrite"},
+             "input_size", "overwrite"},
 }
 
 
@@ -63,7 +64,8 @@ def _define_flags():
                       "input, scale (float64), that serves every scale in (1, 32].")
     flags.DEFINE_enum("quantize", "none", list(QUANTIZATIONS), "tflite: weight/activation types.")
     flags.DEFINE_string("input_size", "dynamic",
-                        "tflite: HEIGHTxWIDTH of a fixed input (e.g. 256x256), or 'dynamic'.")
+                        "tflite, onnx: HEIGHTxWIDTH of a fixed input (e.g. 256x256), or "
+                        "'dynamic' (OpenCV 4.x loads only ONNX files with a fixed input).")
     flags.DEFINE_string("images", None, "tflite: folder or glob of real images to verify on "
                         "(and to calibrate int8 on); onnx: the same, by default the quick "
                         "start's photograph.")
@@ -168,6 +170,9 @@ def _onnx_command(flag_values):
     output = pathlib.Path(flag_values.output)
     if output.suffix != ".onnx":
         raise ValueError(f"--output must end in .onnx, got {output}")
+    input_size = _parse_input_size(flag_values.input_size)
+    if input_size is not None and scale is None:
+        raise ValueError("--input_size is for fixed-scale files (--scale), not --any_scale")
     check_output(output, "onnx", flag_values.overwrite)
     images = onnx_export.read_verification_images(flag_values.images)
     if flag_values.weights:
@@ -180,11 +185,12 @@ def _onnx_command(flag_values):
         raise ValueError(f"--any_scale needs an ASDN; {source} holds an x{model.scale} FSDN")
     onnx_export.check_model_scale(model, scale)
     name = f"{type(model).__name__} from {source}"
-    content = onnx_export.convert_onnx(model, scale, flag_values.layout, name)
-    cases = onnx_export.verification_cases(images, scale)
+    content = onnx_export.convert_onnx(model, scale, flag_values.layout, name, input_size)
+    cases = onnx_export.verification_cases(images, scale, input_size)
     result = onnx_export.verify_onnx(content, model, cases, flag_values.layout)
     what = "any scale (input 'scale')" if scale is None else f"x{scale:g}"
-    print(f"{what} {name}, {flag_values.layout.upper()} float32 [0, 1], dynamic HxW: "
+    shape = "dynamic HxW" if input_size is None else f"input {input_size[0]}x{input_size[1]}"
+    print(f"{what} {name}, {flag_values.layout.upper()} float32 [0, 1], {shape}: "
           f"{len(content) / 1e6:.3f} MB")
     scales = "" if scale else f" at scales {', '.join(map(str, onnx_export.ANY_SCALE_CHECKS))}"
     print(f"ONNX Runtime vs Keras on {result['images']} crops{scales} of "
@@ -213,6 +219,9 @@ def main(argv):
     if stray:
         print(f"export: --{stray[0]} does not apply to {command}", file=sys.stderr)
         return 2
+    # TensorFlow's SavedModel writer logs INFO lines through absl (every signature's input
+    # names, the fingerprint: 12 KB for one export); the command prints its own summary.
+    absl_logging.set_verbosity(absl_logging.WARNING)
     try:
         commands[command](flag_values)
     except (ValueError, OSError) as error:  # FileNotFoundError and FileExistsError included.

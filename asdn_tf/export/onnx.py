@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from asdn_tf.data.imresize import imresize
 from asdn_tf.evaluation import metrics
+from asdn_tf.export import onnx_resize
 from asdn_tf.export.output_files import ONNX_MARK
 from asdn_tf.inference.engine import compiled_upscaler
 from asdn_tf.io import pixels
@@ -57,19 +58,50 @@ def quick_start_image():
 
 def upscale_fixed(model, images, scale):
     """`model` upscaling float32 N×H×W×3 `images` by the Python number `scale`: an FSDN by its
-    own scale, an ASDN through `lfr.recursion_plan(scale)` unrolled (each step a Python scale,
-    so each blend is one fixed pair of branches: no `switch_case`, which tf2onnx cannot
-    convert). What `asdn_tf.upscale` computes (`keras_reference`)."""
+    own scale (`fsdn_static`), an ASDN through `lfr.recursion_plan(scale)` unrolled (each step a
+    Python scale, so each blend is one fixed pair of branches: no `switch_case`, which tf2onnx
+    cannot convert). Each bicubic step is `onnx_resize.resize`, constant parameters only, so
+    the file's output size follows from its input's (`static_sizes` checks the rounding).
+    What `asdn_tf.upscale` computes (`keras_reference`)."""
     if isinstance(model, FSDN):
-        return tf.clip_by_value(tf.cast(model(images), tf.float32), 0.0, 1.0)
-    height, width = tf.shape(images)[1], tf.shape(images)[2]
-    plan = lfr.recursion_plan(scale)
+        return tf.clip_by_value(tf.cast(fsdn_static(model, images), tf.float32), 0.0, 1.0)
     output = images
-    for index, step in enumerate(plan):
-        reached = scale if index == len(plan) - 1 else 2.0 ** (index + 1)
-        x_up = imresize(output, scale=step, size=lfr.output_size_ops(height, width, reached))
+    for step in lfr.recursion_plan(scale):
+        x_up = onnx_resize.resize(output, *onnx_resize.step_ratio(step))
         output = tf.clip_by_value(tf.cast(model(x_up, scale=step), tf.float32), 0.0, 1.0)
     return output
+
+
+def fsdn_static(fsdn, images):
+    """`fsdn(images)` in operations whose output sizes are constant arithmetic on the input's:
+    the learned stride-s transposed convolution (kernel s, so its output blocks do not
+    overlap) as a 1×1 convolution to s·s·features channels and DepthToSpace, and the bicubic
+    skip as `onnx_resize.resize` (Keras's versions slice and shape by `tf.shape`)."""
+    s = fsdn.scale
+    # A single-factor FSDN: its one head (compress, upsample, branch), or the FSDN itself
+    # where those layers are its own.
+    head = getattr(fsdn, "heads", [fsdn])[0]
+    features = head.compress(fsdn.trunk(images))
+    kernel = head.upsample.kernel.value  # (s, s, out, in): output (s·y + i, s·x + j) gets [i, j]
+    out_channels = kernel.shape[2]
+    pointwise = tf.reshape(tf.transpose(kernel, [3, 0, 1, 2]), [1, 1, -1, s * s * out_channels])
+    upsampled = tf.nn.depth_to_space(
+        tf.nn.conv2d(features, pointwise, 1, "VALID") + tf.tile(head.upsample.bias.value, [s * s]),
+        s)
+    return head.branch([upsampled, onnx_resize.resize(images, s, 1)])
+
+
+def static_sizes(scale, sides=range(1, 4097)):
+    """Raises ValueError unless the unrolled steps' integer sizes (`onnx_resize.output_length`)
+    give `lfr.output_size` for every side in `sides`: the file's output size is the command's."""
+    ratios = [onnx_resize.step_ratio(step) for step in lfr.recursion_plan(scale)]
+    for side in sides:
+        length = side
+        for p, q in ratios:
+            length = onnx_resize.output_length(length, p, q)
+        if length != lfr.output_size(side, side, scale)[0]:
+            raise ValueError(f"at x{scale:g} a side of {side} gives {length} rows in the file "
+                             f"but {lfr.output_size(side, side, scale)[0]} in asdn_tf.upscale")
 
 
 def upscale_any(model, images, scale):
@@ -123,7 +155,7 @@ def check_model_scale(model, scale):
     return None if scale is None else lfr.check_scale(scale, lfr.DEFAULT_MAX_SCALE)
 
 
-def convert_onnx(model, scale, layout="nhwc", description=""):
+def convert_onnx(model, scale, layout="nhwc", description="", input_size=None):
     """Converts `model` (float32 ASDN or FSDN) at `scale` to an ONNX model.
 
     Args:
@@ -132,11 +164,17 @@ def convert_onnx(model, scale, layout="nhwc", description=""):
             graph with a second input, `scale` (float64 scalar), that serves every scale.
         layout: "nhwc" (N×H×W×3) or "nchw" (N×3×H×W), for input and output alike.
         description: what the model is, stored in the metadata.
+        input_size: (height, width) of a fixed input (OpenCV 4.x's importer needs one), or
+            None for dynamic height and width; fixed-scale files only.
 
     Returns:
         The serialized ONNX model (bytes).
     """
     scale = check_model_scale(model, scale)
+    if scale is not None:
+        static_sizes(scale)
+    elif input_size is not None:
+        raise ValueError("a fixed input size is for fixed-scale files, not --any_scale")
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     tf2onnx = _tf2onnx()
@@ -157,15 +195,22 @@ def convert_onnx(model, scale, layout="nhwc", description=""):
     function = tf.function(call, input_signature=spec, autograph=False)
     proto, _ = tf2onnx.convert.from_function(
         function, input_signature=spec, opset=OPSET,
-        custom_op_handlers={"FloorMod": (_floor_mod, [])})
+        custom_op_handlers={"FloorMod": (_floor_mod, []),
+                            **{op: (onnx_resize.convert_marker, [])
+                               for op in onnx_resize.MARKER_OPS}})
     _name_outputs(proto, layout)
+    _single_axis_unsqueezes(proto)
+    if input_size is not None:
+        _fix_input_size(proto, layout, input_size)
     scale_text = "any" if scale is None else f"{scale:g}"
     metadata = {ONNX_MARK: scale_text, "asdn_tf:layout": layout.upper(),
                 "asdn_tf:range": "float32 in [0, 1], RGB", "asdn_tf:model": description}
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     proto.doc_string = (f"x{scale_text} super-resolution ({description}); input "
-                        f"{layout.upper()} float32 RGB in [0, 1], dynamic height and width")
+                        f"{layout.upper()} float32 RGB in [0, 1], "
+                        + ("dynamic height and width" if input_size is None
+                           else "{}x{}".format(*input_size)))
     return proto.SerializeToString()
 
 
@@ -209,11 +254,53 @@ def _name_outputs(proto, layout):
                 dim.dim_param = axis.format(prefix)
 
 
-def verification_cases(images, scale):
+def _single_axis_unsqueezes(proto):
+    """Each Unsqueeze of several axes (tf2onnx's for `weights[:, None, None, :]`) as a chain of
+    one-axis Unsqueezes: OpenCV 4.x refuses the former ("Multidimensional unsqueeze")."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        axes = (constants.get(node.input[1])
+                if node.op_type == "Unsqueeze" and len(node.input) > 1 else None)
+        if axes is None or axes.size < 2:
+            nodes.append(node)
+            continue
+        value = node.input[0]
+        for index, axis in enumerate(sorted(int(axis) for axis in axes)):
+            name = f"{node.name}/axis{axis}"
+            graph.initializer.append(numpy_helper.from_array(np.array([axis], np.int64), name))
+            output = node.output[0] if index == axes.size - 1 else name + ":0"
+            nodes.append(onnx.helper.make_node("Unsqueeze", [value, name], [output], name=name))
+            value = output
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _fix_input_size(proto, layout, input_size):
+    """Gives the input the fixed `input_size` and the output the sizes that shape inference
+    (strict, constants only) derives from it."""
+    import onnx
+
+    dims = [1, 3, *input_size] if layout == "nchw" else [1, *input_size, 3]
+    for dim, value in zip(proto.graph.input[0].type.tensor_type.shape.dim, dims):
+        dim.dim_value = value
+    inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True).graph.output[0]
+    for dim, value in zip(proto.graph.output[0].type.tensor_type.shape.dim,
+                          inferred.type.tensor_type.shape.dim):
+        dim.dim_value = value.dim_value
+
+
+def verification_cases(images, scale, input_size=None):
     """(crop, scale) pairs to check a file of `scale` on (None: ANY_SCALE_CHECKS): two centre
     crops of each image (float32 H×W×3 in [0, 1]) of different sizes, so the dynamic height
     and width are exercised, smaller at large scales so that an output stays near
-    VERIFY_OUTPUT_SIDE a side."""
+    VERIFY_OUTPUT_SIDE a side. With a fixed `input_size`, one crop of that size an image."""
+    if input_size is not None:
+        return [(_centre_crop(image, input_size, scale), scale) for image in images]
     cases = []
     for each in ANY_SCALE_CHECKS if scale is None else (scale,):
         side = max(8, min(VERIFY_MAX_SIDE, int(VERIFY_OUTPUT_SIDE / each)))
@@ -223,6 +310,14 @@ def verification_cases(images, scale):
                 top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
                 cases.append((image[top:top + height, left:left + width], each))
     return cases
+
+
+def _centre_crop(image, size, scale):
+    if image.shape[0] < size[0] or image.shape[1] < size[1]:
+        raise ValueError(f"an input size of {size[0]}x{size[1]} needs verification images at "
+                         f"least that large, got {image.shape[0]}x{image.shape[1]}")
+    top, left = (image.shape[0] - size[0]) // 2, (image.shape[1] - size[1]) // 2
+    return image[top:top + size[0], left:left + size[1]]
 
 
 def read_verification_images(images=None):
