@@ -9,12 +9,19 @@ from asdn_tf.data import data_folders
 from asdn_tf.inference.weights_io import (BUNDLED, WEIGHTS_FOLDER, bundled_weights, load_model,
                                           read_sidecar)
 from asdn_tf.io import progress
+from asdn_tf.nn import config as config_lib
 from asdn_tf.training.run_folder import TrainingError
 
 
 def check_arguments(model, scale, mixed_precision):
-    if model == "fsdn" and (scale is None or scale < 2):
-        raise TrainingError("--model=fsdn needs --scale, an integer >= 2")
+    if model == "fsdn":
+        if scale is None:
+            raise TrainingError("--model=fsdn needs --scale, an integer >= 2, or several "
+                                "(--scale=2,3,4: one head each)")
+        try:
+            config_lib.fsdn_scales(scale)
+        except ValueError as error:
+            raise TrainingError(f"--scale: {error}") from None
     if model not in ("asdn", "fsdn"):
         raise TrainingError(f"--model must be asdn or fsdn, got {model!r}")
     if mixed_precision not in ("none", "float16", "bfloat16"):

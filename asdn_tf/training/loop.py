@@ -20,6 +20,7 @@ import time
 
 from absl import logging
 
+from asdn_tf.nn import config as config_lib
 from asdn_tf.training import common, run_folder
 from asdn_tf.training.run_folder import TrainingError
 from asdn_tf.training.schedule import learning_rate_schedule
@@ -60,9 +61,10 @@ class Loop:
                                                                   chief)
         self.config = sidecar.train_config
         self.state = state or run_folder.RunState()
-        # FSDN is measured at its own scale only.
+        # FSDN is measured at its own scales only.
         self.scales = (self.config.validation_scales if sidecar.model == "asdn"
-                       else (float(sidecar.scale),))
+                       else tuple(float(factor) for factor in
+                                  config_lib.fsdn_scales(sidecar.scale)))
         self.schedule = learning_rate_schedule(self.config)
         self.clock = time.time()
 

@@ -84,7 +84,7 @@ class WeightsSidecar:
 
     Args:
         model: str, "asdn" or "fsdn".
-        scale: int or None, an FSDN's scale.
+        scale: int, tuple of int or None, an FSDN's scale (or scales: one head each).
         preset: str or None, the preset the model config started from.
         model_config: ModelConfig.
         data_config: DataConfig.
@@ -97,7 +97,7 @@ class WeightsSidecar:
     """
 
     model: str
-    scale: int | None
+    scale: int | tuple[int, ...] | None
     preset: str | None
     model_config: config_lib.ModelConfig
     data_config: config_lib.DataConfig
