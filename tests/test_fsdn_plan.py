@@ -103,3 +103,64 @@ def test_large_steps_are_cut_into_regions_that_fit_the_budget():
 def test_anything_else_as_the_fsdn_is_one_line():
     with pytest.raises(TypeError, match='fsdn must be "auto", None or an FSDN'):
         asdn_tf.upscale(_image(), 2, model=asdn_tf.build_model("tiny"), fsdn="x4.h5")
+
+
+def _saved_fsdn(folder, fsdn):
+    """An FSDN weights file with the sidecar training writes."""
+    from asdn_tf.nn import config
+    from asdn_tf.training import run_folder
+    path = folder / "fsdn.weights.h5"
+    run_folder.save_weights(fsdn, path, run_folder.WeightsSidecar(
+        model="fsdn", scale=fsdn.scales, preset="tiny", model_config=fsdn.model_config,
+        data_config=config.DataConfig(), train_config=config.TrainConfig(), steps=0,
+        training_seconds=0.0, validation_psnr={}))
+    return path
+
+
+def test_the_command_runs_an_fsdn_file_for_the_integer_part(tmp_path, capsys, weights):
+    from conftest import _cli, _save
+    from asdn_tf.inference.weights_io import load_model
+    _, fsdn = _networks()
+    fsdn_path = _saved_fsdn(tmp_path, fsdn)
+    source = _save(tmp_path / "in.png")
+    status, _, err = _cli(capsys, f"--input={source}", f"--output={tmp_path / 'out.png'}",
+                          "--scale=3.3", f"--weights={weights}", "--preset=tiny",
+                          f"--fsdn={fsdn_path}", "--precision=float32")
+    assert status == 0, err
+    expected = asdn_tf.upscale(np.asarray(asdn_tf.io.image_io.read_image(source)), 3.3,
+                               model=load_model(weights, "tiny", precision="float32"),
+                               fsdn=load_model(fsdn_path, precision="float32"))
+    np.testing.assert_array_equal(asdn_tf.io.image_io.read_image(tmp_path / "out.png"), expected)
+
+
+@pytest.mark.parametrize("value, words", [
+    ("missing.weights.h5", "--fsdn: weights file not found: missing.weights.h5"),
+    ("asdn", "is not an FSDN"),
+])
+def test_a_bad_fsdn_flag_is_one_line_before_any_work(tmp_path, capsys, weights, value, words):
+    from conftest import _cli, _save
+    if value == "asdn":
+        value = tmp_path / "asdn.weights.h5"
+        value.write_bytes(weights.read_bytes())
+        (tmp_path / "asdn.json").write_text('{"model": "asdn"}')
+    source = _save(tmp_path / "in.png")
+    status, _, err = _cli(capsys, f"--input={source}", f"--output={tmp_path / 'out.png'}",
+                          "--scale=2", f"--fsdn={value}")
+    assert status == 1 and words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_evaluate_measures_the_plan_it_is_given(tmp_path, datasets_dir, weights):
+    from asdn_tf.cli import evaluate
+    _, fsdn = _networks()
+    fsdn_path = _saved_fsdn(tmp_path, fsdn)
+    common = dict(data_dir=datasets_dir, sets=["Set5"], scales=["3"], method="asdn",
+                  weights=str(weights), preset="tiny", precision="float32")
+    alone = evaluate.run(**common, fsdn="none", output_json=tmp_path / "alone.json")
+    plan = evaluate.run(**common, fsdn=str(fsdn_path), output_json=tmp_path / "plan.json")
+    assert "plan: ASDN's x2 recursion alone" in alone
+    assert "plan: FSDN for the integer part of each scale, then ASDN" in plan
+    import json
+    rows = [json.loads((tmp_path / f"{name}.json").read_text())["results"][0]
+            for name in ("alone", "plan")]
+    assert [row["fsdn"] for row in rows] == [False, True] and rows[0]["psnr"] != rows[1]["psnr"]

@@ -14,7 +14,8 @@ import time
 
 from absl import app, flags
 
-from asdn_tf.cli.model_flags import check_model_choice, define_model_flags, load_chosen_model
+from asdn_tf.cli.model_flags import (check_fsdn_choice, check_model_choice, define_model_flags,
+                                     load_chosen_fsdn, load_chosen_model)
 from asdn_tf.data import data_folders
 from asdn_tf.data import degradation as degradation_lib
 from asdn_tf.evaluation import tables
@@ -26,7 +27,7 @@ from asdn_tf.io import progress
 
 def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, output_json=None,
         output_csv=None, save_images=None, plot_path=None, progress=None,
-        degradation="bicubic", announce=None, model_name=None, precision="auto"):
+        degradation="bicubic", announce=None, model_name=None, precision="auto", fsdn="auto"):
     """What the command does; returns the report. Raises ValueError / OSError on bad input.
 
     `method` is "bicubic", "asdn", or a list of them ("bicubic,asdn" on the command line);
@@ -35,15 +36,18 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
     README's side-by-side comparison (one per degradation). `announce(text)` is told what will
     be measured before the work starts. `model_name` picks a bundled model ("default",
     "photo") for asdn instead of `weights`; asdn computes in `precision` ("auto", "float32",
-    "bfloat16"), which the report states.
+    "bfloat16"), which the report states. `fsdn` ("auto", "none" or an FSDN weights file)
+    runs the integer part of each scale for asdn, as `asdn_tf.upscale` does by default.
     """
     methods, degradations = _check_options(method, degradation, weights, preset, model_name,
                                            precision, data_dir, sets)
     scales = parse_scales(scales)
     loaded = load_sets(data_dir, sets)
-    model = None
+    model = fsdn_model = None
+    check_fsdn_choice(fsdn)
     if "asdn" in methods:
         model = load_chosen_model(weights, preset, model_name, precision)
+        fsdn_model = load_chosen_fsdn(fsdn, weights, model_name or "default", precision)
         if announce and precision == "auto":
             announce(f"precision auto -> {precision_lib.precision_of(model)} "
                      f"({precision_lib.auto_precision()[1]})")
@@ -57,7 +61,8 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
     results = []
     for lr_name in degradations:
         for name in methods:
-            results += evaluate(loaded, scales, name, model, save_images, progress, lr_name)
+            results += evaluate(loaded, scales, name, model, save_images, progress, lr_name,
+                                fsdn=fsdn_model)
     seconds = time.perf_counter() - start
     if output_json:
         tables.write_json(output_json, results)
@@ -76,6 +81,8 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
                   + tables.format_table(results))
     if model is not None:
         report += f"\nprecision: {precision_lib.describe_precision(model, precision)}"
+        report += ("\nplan: FSDN for the integer part of each scale, then ASDN"
+                   if fsdn_model is not None else "\nplan: ASDN's x2 recursion alone")
     return f"{report}\n({images} SR images measured in {seconds:.1f} s)"
 
 
@@ -130,7 +137,7 @@ def main(argv):
                     options.output_json, options.output_csv, options.save_images, options.plot,
                     progress.bar("evaluate"), options.degradation,
                     lambda text: print(f"evaluate: {text}", file=sys.stderr, flush=True),
-                    options.model, options.precision)
+                    options.model, options.precision, options.fsdn)
     except (ValueError, OSError) as error:
         progress.clear()
         sys.exit(f"evaluate: {error}")
@@ -154,7 +161,7 @@ if __name__ == "__main__":
               "default model).",
         precision="asdn: compute precision; auto is bfloat16 where the hardware runs it fast "
                   "(AMX, AVX512_BF16, GPUs of compute capability 8.0+), else float32. The "
-                  "report states it; the README's table is float32.")
+                  "report states it; the README's table is float32.", fsdn=True)
     flags.DEFINE_string("output_json", None, "Write {\"results\": [...]} (with per-image scores).")
     flags.DEFINE_string("output_csv", None, "Write the results as CSV.")
     flags.DEFINE_string("save_images", None, "Folder for the SR images (PNG).")

@@ -36,7 +36,8 @@ import warnings
 from absl import app, flags
 
 from asdn_tf.inference import precision as precision_lib
-from asdn_tf.cli.model_flags import check_model_choice, define_model_flags, load_chosen_model
+from asdn_tf.cli.model_flags import (check_fsdn_choice, check_model_choice, define_model_flags,
+                                     load_chosen_fsdn, load_chosen_model)
 from asdn_tf.inference import weights_io
 from asdn_tf.inference.files import DEFAULT_QUALITY, check_file, plan_outputs, upscale_checked
 from asdn_tf.inference.request import (DEFAULT_MAX_PIXELS, SIZE_TEXT, WHOLE_NUMBER,
@@ -113,7 +114,7 @@ def define_flags(flag_values=flags.FLAGS):
                   "AMX or AVX512_BF16, GPUs of compute capability 8.0 and above), which runs "
                   "1.5-2.4x faster there for under 0.01 dB on Set5; float32 elsewhere, where "
                   "bfloat16 is slower.",
-        flag_values=flag_values)
+        flag_values=flag_values, fsdn=True)
     # asdn_tf.inference.tiling's MEMORY_BUDGET, written out: that module imports TensorFlow,
     # which --help does not wait for (test_help_states_the_tiling_defaults checks they agree).
     define("integer", "tile", None,
@@ -174,6 +175,7 @@ def check_flags(values):
     if values.tile_overlap is not None and values.tile_overlap < 0:
         raise ValueError(f"--tile_overlap must be an integer >= 0, got {values.tile_overlap}")
     check_model_choice(values.weights, values.preset, values.model)
+    check_fsdn_choice(values.fsdn)
     if values.format is not None:
         image_io.output_format("", values.format)
     image_io.check_quality(values.quality)
@@ -240,6 +242,8 @@ def execute(values, arguments=()):
     if jobs and not (failed and values.fail_fast):
         try:
             model = load_model(values.weights, values.preset, values.precision, values.model)
+            tiles["fsdn"] = load_chosen_fsdn(values.fsdn, values.weights, values.model,
+                                             values.precision)
         except _USER_ERRORS as error:
             _say(error)
             return 1

@@ -54,7 +54,7 @@ def load_sets(data_dir, names):
 
 
 def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progress=None,
-             degradation="bicubic", precision="auto"):
+             degradation="bicubic", precision="auto", fsdn=None):
     """Mean PSNR / SSIM per set and scale.
 
     Args:
@@ -68,6 +68,8 @@ def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progr
         degradation: how the LR is made: "bicubic" (the protocol) or another name in
             `degradation.EVALUATION`.
         precision: of the bundled model when `model` is None ("auto", "float32", "bfloat16").
+        fsdn: an FSDN that runs the integer part of each scale for an ASDN `model`, as
+            `asdn_tf.upscale` does with one (None: the ASDN's recursion alone).
 
     Returns:
         A list of dicts {"set", "scale", "method", "degradation", "psnr", "ssim", "images",
@@ -96,22 +98,25 @@ def evaluate(sets, scales, method="bicubic", model=None, save_images=None, progr
     results = []
     for scale in scales:
         for name, images in sets.items():
-            results.append(_measure_set(name, images, scale, method, model, degradation,
-                                        save_images, tick))
+            results.append(_measure_set(name, images, scale, method, (model, fsdn),
+                                        degradation, save_images, tick))
             if method == "asdn":
                 results[-1]["precision"] = precision_lib.precision_of(model)
+                results[-1]["fsdn"] = fsdn is not None
     return results
 
 
-def _measure_set(name, images, scale, method, model, degradation, save_images, tick):
-    """The result row of one set at one scale; tick(label) after every image."""
+def _measure_set(name, images, scale, method, networks, degradation, save_images, tick):
+    """The result row of one set at one scale by (model, fsdn) `networks`; tick(label) after
+    every image."""
     if not images:
         raise ValueError(f"set {name} has no images")
+    model, fsdn = networks
     scores, per_image = [], []
     for path, hr in images:
         path = pathlib.Path(path)
         try:
-            psnr, ssim, sr = measure(hr, scale, method, model, degradation)
+            psnr, ssim, sr = measure(hr, scale, method, model, degradation, fsdn)
         except ValueError as error:
             raise ValueError(f"{path} at ×{scale:g}: {error}") from None
         if save_images:
@@ -142,8 +147,9 @@ def benchmark_pair(hr, scale, degradation="bicubic"):
     return hr, degradation_lib.fixed_lr(hr, lr_size(*hr.shape[:2], scale), scale, degradation)
 
 
-def super_resolve(lr, scale, size, method, model=None):
-    """LR uint8 H×W×C (C = 1 or 3) → float32 size×C SR image in [0, 1].
+def super_resolve(lr, scale, size, method, model=None, fsdn=None):
+    """LR uint8 H×W×C (C = 1 or 3) → float32 size×C SR image in [0, 1]; an ASDN `model` runs
+    the integer part of the scale on `fsdn` when one is given (`recursion.plan`).
 
     A gray image goes through the model as R = G = B and comes back as the mean of the three.
     """
@@ -154,7 +160,7 @@ def super_resolve(lr, scale, size, method, model=None):
     if isinstance(model, ASDN):
         # The upscale engine, every step on the whole image (the protocol's exact pass): one
         # traced step for every image, size and scale, nothing traced per image.
-        output = engine.run(model, rgb, float(scale), size, tile=0)
+        output = engine.run(model, rgb, float(scale), size, tile=0, fsdn=fsdn)
     else:  # FSDN: a fixed-scale network on the LR image.
         if float(scale) not in model.scales:
             factors = ",".join(map(str, model.scales))
@@ -165,10 +171,10 @@ def super_resolve(lr, scale, size, method, model=None):
     return output.mean(axis=2, keepdims=True) if pixels.shape[2] == 1 else output
 
 
-def measure(hr, scale, method, model=None, degradation="bicubic"):
+def measure(hr, scale, method, model=None, degradation="bicubic", fsdn=None):
     """(PSNR, SSIM, SR uint8) of one HR image (uint8 H×W or H×W×3) at `scale`, its LR made by
     `degradation` (the protocol's by default)."""
     hr, sr = sr_image(hr, scale,
                       lambda image, size: degradation_lib.fixed_lr(image, size, scale, degradation),
-                      lambda lr, size: super_resolve(lr, scale, size, method, model))
+                      lambda lr, size: super_resolve(lr, scale, size, method, model, fsdn))
     return y_psnr(sr, hr, scale), y_ssim(sr, hr, scale), sr

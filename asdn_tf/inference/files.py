@@ -46,7 +46,7 @@ def upscale_file(source, destination, scale=None, *, size=None, width=None, heig
                  model=None, tile=None, tile_overlap=None, image_format=None,
                  quality=DEFAULT_QUALITY, overwrite=False, max_pixels=DEFAULT_MAX_PIXELS,
                  max_scale=lfr.DEFAULT_MAX_SCALE, progress=None, precision="auto",
-                 max_input_pixels=image_io.MAX_INPUT_PIXELS):
+                 max_input_pixels=image_io.MAX_INPUT_PIXELS, fsdn="auto"):
     """Upscales the image file `source` into `destination`; every check comes before the work.
 
     The request is checked against the size in the image's header before the pixels are
@@ -74,6 +74,7 @@ def upscale_file(source, destination, scale=None, *, size=None, width=None, heig
         progress: optional callable(done, total), called after each network pass.
         precision: of the bundled model, when `model` is None: "auto" (bfloat16 where the
             hardware runs it fast), "float32" or "bfloat16".
+        fsdn: as `asdn_tf.upscale`: "auto", None (the model's recursion alone) or an `FSDN`.
 
     Returns:
         The path written.
@@ -94,7 +95,7 @@ def upscale_file(source, destination, scale=None, *, size=None, width=None, heig
     header = check_file(source, destination, request, max_input_pixels)
     image_io.check_output(destination, header.alpha, **output)
     return upscale_checked(source, destination, request, output, model, tile, tile_overlap,
-                            progress, precision)
+                           progress, precision, fsdn)
 
 
 def check_file(source, destination, request, max_input_pixels):
@@ -116,7 +117,7 @@ def check_file(source, destination, request, max_input_pixels):
 
 
 def upscale_checked(source, destination, request, output, model, tile, tile_overlap, progress,
-                     precision="auto"):
+                    precision="auto", fsdn="auto"):
     """Decodes, upscales and writes a file that `check_file` passed."""
     pixels, profile = image_io.read_image_and_profile(source)
     from asdn_tf.inference import engine as inference  # imports TensorFlow, once decoded
@@ -126,7 +127,7 @@ def upscale_checked(source, destination, request, output, model, tile, tile_over
     result = inference.upscale(pixels, scale, model=model, size=size,
                                max_scale=request["max_scale"], tile=tile,
                                tile_overlap=tile_overlap, progress=progress,
-                               precision=precision)
+                               precision=precision, fsdn=fsdn)
     return image_io.write_image(destination, result, output["image_format"], profile,
                                 output["quality"], output["overwrite"])
 
