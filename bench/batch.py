@@ -15,9 +15,9 @@ model and its defaults (precision auto, automatic tiling):
 Each row gives the wall time of the whole process (Python start, imports, model loads, worker
 start-up included) and the images per second it makes; the overhead per image is the
 1-worker pipeline's wall time less the command's, over the images. The peak memory of the
-largest process (a worker, for the pipeline) is sampled every 0.1 s. The pipeline's outputs
-are checked byte-identical to the command's. The CPU's features and the load average come
-with the figures.
+process and of its largest child (a pipeline's worker) is sampled every 0.1 s. The pipeline's
+outputs are checked byte-identical to the command's. The CPU's features and the load average
+come with the figures.
 """
 
 import datetime
@@ -62,8 +62,8 @@ def make_images(folder, count, side):
 
 
 def timed(arguments, env=None):
-    """Runs `python arguments` to its end: (wall seconds, peak RSS in MiB of its largest
-    process, sampled, its children included, and the summary line it printed)."""
+    """Runs `python arguments` to its end: (wall seconds, the peak RSS in MiB of the process
+    and of its largest child (a worker; 0 without one), sampled, and its summary line)."""
     import psutil
 
     start = time.perf_counter()
@@ -91,7 +91,8 @@ def timed(arguments, env=None):
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(arguments)} failed:\n{stderr[-3000:]}")
     summary = stdout.strip().splitlines()[-1]
-    return seconds, max(peak.values(), default=0) / 2**20, summary
+    children = [rss for pid, rss in peak.items() if pid != process.pid]
+    return seconds, peak.get(process.pid, 0) / 2**20, max(children, default=0) / 2**20, summary
 
 
 def measure(folder, out, count, scale):
@@ -109,11 +110,11 @@ def measure(folder, out, count, scale):
              {"TF_NUM_INTRAOP_THREADS": "1"})]
     rows = []
     for name, workers, arguments, env in runs:
-        seconds, peak_mib, summary = timed(arguments, env)
+        seconds, peak_mib, worker_mib, summary = timed(arguments, env)
         inner = float(re.search(r" in ([\d.]+) s", summary).group(1))
         rows.append({"run": name, "workers": workers, "wall_s": round(seconds, 1),
                      "images_per_s": round(count / seconds, 3), "own_time_s": inner,
-                     "peak_rss_mib": round(peak_mib)})
+                     "peak_rss_mib": round(peak_mib), "worker_peak_rss_mib": round(worker_mib)})
     expected = _files(pathlib.Path(out, "command"))
     for name in ("one", "each"):
         if _files(pathlib.Path(out, name)) != expected:
@@ -144,11 +145,12 @@ def main(argv):
     print(f"{report['images']} images of {report['side']}², ×{report['scale']}, "
           f"{report['date']}, {commit}, {report['cpu']}, load {report['load_before']} -> "
           f"{report['load_after']}")
-    print("| run | workers and threads | wall, s | images/s | own time, s | peak RSS, MiB |")
+    print("| run | workers and threads | wall, s | images/s | own time, s | peak RSS, MiB: "
+          "process, largest worker |")
     print("|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['run']} | {row['workers']} | {row['wall_s']} | {row['images_per_s']} | "
-              f"{row['own_time_s']} | {row['peak_rss_mib']} |")
+              f"{row['own_time_s']} | {row['peak_rss_mib']}, {row['worker_peak_rss_mib']} |")
     print(f"overhead per image (1 worker against the command): "
           f"{report['overhead_per_image_s']} s")
     if _JSON.value:
