@@ -70,7 +70,7 @@ from asdn_tf.data import pipeline as data_lib
 from asdn_tf.evaluation import benchmark
 from asdn_tf.evaluation import notebook
 from asdn_tf.inference import weights_io
-from asdn_tf.io import errors as cli
+from asdn_tf.io import errors
 from asdn_tf.nn import lfr
 from asdn_tf.inference import precision as precision_lib
 from asdn_tf.nn.config import DataConfig, TrainConfig
@@ -600,7 +600,7 @@ def measure_jit(settings):
                     jit_compile=True, autograph=False)(x_up[:, ::2, ::2])
         full_upscale = "compiles"
     except tf.errors.InvalidArgumentError as error:
-        full_upscale = f"does not compile: {cli.first_line(error)}"
+        full_upscale = f"does not compile: {errors.first_line(error)}"
     return {"rows": rows, "upscale_tensor_under_jit": full_upscale}
 
 

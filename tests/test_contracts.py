@@ -25,7 +25,7 @@ from asdn_tf.cli.upscale import run_cli
 from asdn_tf.export import saved_model
 from asdn_tf.inference import engine as inference, weights_io
 from asdn_tf.inference.files import upscale_file
-from asdn_tf.io import errors as cli, image_io
+from asdn_tf.io import errors, image_io
 from asdn_tf.nn import config
 from conftest import MEASURE_REQUESTS
 
@@ -267,7 +267,7 @@ def test_tensorflow_op_text_is_not_part_of_a_message():
     error = Exception("{{function_node __wrapped__SaveV2_dtypes_4_device_/job:localhost/replica:0"
                       "/task:0/device:CPU:0}} /run/ckpt-1_temp/part.index; No space left on "
                       "device [Op:SaveV2]")
-    assert cli.first_line(error) == "/run/ckpt-1_temp/part.index; No space left on device"
+    assert errors.first_line(error) == "/run/ckpt-1_temp/part.index; No space left on device"
 
 
 @pytest.mark.slow

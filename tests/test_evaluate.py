@@ -13,7 +13,7 @@ from PIL import Image
 import asdn_tf
 from asdn_tf.cli import evaluate
 from asdn_tf.evaluation import benchmark
-from asdn_tf.io import errors as cli, fileio
+from asdn_tf.io import errors, fileio
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -138,7 +138,7 @@ def test_cli_error_is_one_line_and_nonzero(datasets_dir, tmp_path):
 
 def test_flag_errors_are_one_line():
     # absl prints two lines for a bad flag; the entry points use this parser instead.
-    parse = cli.one_line_flags_parser("evaluate")
+    parse = errors.one_line_flags_parser("evaluate")
     with pytest.raises(SystemExit, match=r"^evaluate: Unknown command line flag 'no_such_flag'$"):
         parse(["evaluate", "--no_such_flag"])
 

@@ -23,7 +23,7 @@ from absl import app, flags
 from PIL import Image
 
 from asdn_tf.data import data_folders
-from asdn_tf.io import errors as cli, image_io
+from asdn_tf.io import errors, image_io
 from asdn_tf.nn import config
 
 # The largest HR patch training cuts: the default LR patch at the top level, ×2 (96 pixels).
@@ -139,4 +139,4 @@ if __name__ == "__main__":
     # Flags are defined here, not at import, so importing the library defines none.
     flags.DEFINE_integer("patch_size", DEFAULT_PATCH_SIZE,
                          "Report images whose shorter side is below this many pixels.")
-    app.run(main, flags_parser=cli.one_line_flags_parser("check_data"))
+    app.run(main, flags_parser=errors.one_line_flags_parser("check_data"))

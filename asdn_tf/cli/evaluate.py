@@ -22,7 +22,7 @@ from asdn_tf.evaluation import tables
 from asdn_tf.evaluation.benchmark import evaluate, load_sets
 from asdn_tf.evaluation.protocol import METHODS, parse_scales
 from asdn_tf.inference import precision as precision_lib
-from asdn_tf.io import errors as cli
+from asdn_tf.io import errors
 from asdn_tf.io import progress
 
 def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, output_json=None,
@@ -168,4 +168,4 @@ if __name__ == "__main__":
     flags.DEFINE_string("plot", None, "PNG path for a PSNR-versus-scale plot.")
     flags.DEFINE_list("degradation", ["bicubic"], "How LR images are made: bicubic (the "
                       "literature's protocol), bicubic_noaa, jpeg75, blur_noise, or several.")
-    app.run(main, flags_parser=cli.one_line_flags_parser("evaluate"))
+    app.run(main, flags_parser=errors.one_line_flags_parser("evaluate"))

@@ -11,7 +11,7 @@ from absl import app, flags
 
 from asdn_tf.cli import config_flags
 from asdn_tf.inference.weights_io import BUNDLED
-from asdn_tf.io import errors as cli
+from asdn_tf.io import errors
 from asdn_tf.nn import config as config_lib
 from asdn_tf.training.run_folder import TrainingError
 
@@ -108,7 +108,7 @@ def main(argv):
 
 def run():
     define_flags()
-    app.run(main, flags_parser=cli.one_line_flags_parser("train"))
+    app.run(main, flags_parser=errors.one_line_flags_parser("train"))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from asdn_tf.inference import weights_io
 from asdn_tf.inference.files import DEFAULT_QUALITY, check_file, plan_outputs, upscale_checked
 from asdn_tf.inference.request import (DEFAULT_MAX_PIXELS, SIZE_TEXT, WHOLE_NUMBER,
                                        StretchWarning, decimal, whole_pixels)
-from asdn_tf.io import errors as cli, image_io, progress
+from asdn_tf.io import errors, image_io, progress
 from asdn_tf.nn import config, lfr
 
 
@@ -198,7 +198,7 @@ def _say(error, source=None):
     elif isinstance(error, image_io.OutputExistsError):
         message = f"{error.path} already exists; not replaced without --overwrite"
     else:
-        message = cli.first_line(error)
+        message = errors.first_line(error)
     if source is not None and str(source) not in message:
         message = f"{source}: {message}"
     print(f"upscale: {message}", file=sys.stderr)
@@ -363,7 +363,7 @@ def main(argv):
 def run():
     """The `asdn-upscale` console script and `python -m asdn_tf.upscale`."""
     define_program_flags(flags.FLAGS)
-    app.run(main, flags_parser=cli.one_line_flags_parser("upscale"))
+    app.run(main, flags_parser=errors.one_line_flags_parser("upscale"))
 
 
 def define_program_flags(flag_values):

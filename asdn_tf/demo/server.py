@@ -39,7 +39,7 @@ from http import server
 from asdn_tf.inference import weights_io
 from asdn_tf.inference.files import upscale_file
 from asdn_tf.inference.request import DEFAULT_MAX_PIXELS, target_size
-from asdn_tf.io import errors as cli
+from asdn_tf.io import errors
 from asdn_tf.io import image_io, pixels
 
 PAGE = pathlib.Path(__file__).with_name("page.html")
@@ -119,7 +119,7 @@ def _named_as_uploaded(source):
         yield
     except (ValueError, OSError) as error:
         folder = str(source.parent) + os.sep
-        raise type(error)(cli.first_line(error).replace(folder, "")) from None
+        raise type(error)(errors.first_line(error).replace(folder, "")) from None
 
 
 def _check_header(source, request, max_pixels):
@@ -195,7 +195,7 @@ class Handler(server.BaseHTTPRequestHandler):
         try:
             length = _length(self.headers.get("Content-Length"))
         except ValueError as error:  # refused unread
-            self._error(400, cli.first_line(error))
+            self._error(400, errors.first_line(error))
             return
         try:
             if work is None:
@@ -224,7 +224,7 @@ class Handler(server.BaseHTTPRequestHandler):
                 finally:
                     self.server.slot.release()
             except (ValueError, OSError) as error:  # what a user can cause: one line
-                self._error(400, cli.first_line(error))
+                self._error(400, errors.first_line(error))
                 return
             self._send_file(result, info)
 

@@ -120,14 +120,14 @@ def upscale_checked(source, destination, request, output, model, tile, tile_over
                     precision="auto", fsdn="auto"):
     """Decodes, upscales and writes a file that `check_file` passed."""
     pixels, profile = image_io.read_image_and_profile(source)
-    from asdn_tf.inference import engine as inference  # imports TensorFlow, once decoded
+    from asdn_tf.inference import engine  # imports TensorFlow, once decoded
     # Again on the decoded size: a PNG may store its orientation after the pixels.
     scale, size = target_size(pixels.shape[:2], **request)
     image_io.check_output(destination, image_io.has_alpha(pixels), **output)
-    result = inference.upscale(pixels, scale, model=model, size=size,
-                               max_scale=request["max_scale"], tile=tile,
-                               tile_overlap=tile_overlap, progress=progress,
-                               precision=precision, fsdn=fsdn)
+    result = engine.upscale(pixels, scale, model=model, size=size,
+                            max_scale=request["max_scale"], tile=tile,
+                            tile_overlap=tile_overlap, progress=progress,
+                            precision=precision, fsdn=fsdn)
     return image_io.write_image(destination, result, output["image_format"], profile,
                                 output["quality"], output["overwrite"])
 

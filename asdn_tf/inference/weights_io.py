@@ -19,7 +19,7 @@ import os
 import pathlib
 import threading
 
-from asdn_tf.io import errors as cli
+from asdn_tf.io import errors
 from asdn_tf.nn import config as config_lib
 from asdn_tf.inference import precision as precision_lib
 
@@ -74,7 +74,7 @@ def read_sidecar(weights_path):
         raise ValueError(f"cannot read the weights sidecar {path}: its JSON is nested too "
                          "deeply") from None
     except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read the weights sidecar {path}: {cli.first_line(error)}") \
+        raise ValueError(f"cannot read the weights sidecar {path}: {errors.first_line(error)}") \
             from None
     if problem:
         raise ValueError(f"weights sidecar {path} {problem}")
@@ -104,7 +104,7 @@ def _sidecar_problem(sidecar):
     try:
         config_lib.ModelConfig.from_dict(values)
     except (TypeError, ValueError) as error:
-        return f'has a bad "model_config": {cli.first_line(error)}'
+        return f'has a bad "model_config": {errors.first_line(error)}'
     return None
 
 
@@ -144,7 +144,7 @@ def load_model(weights, preset=None, fsdn_scale=None, precision="auto"):
         try:
             model = keras.saving.load_model(path, safe_mode=True)
         except Exception as error:  # Keras raises many types for a bad archive.
-            raise ValueError(f"cannot load {path} as a .keras model: {cli.first_line(error)}") \
+            raise ValueError(f"cannot load {path} as a .keras model: {errors.first_line(error)}") \
                 from None
     else:
         sidecar = read_sidecar(path)
@@ -179,7 +179,7 @@ def _load_weights(model, path, preset):
         contents = _h5_contents(path)
         if contents is None:
             raise ValueError(f"{path} is not a readable .weights.h5 file: "
-                             f"{cli.first_line(error)}") from None
+                             f"{errors.first_line(error)}") from None
         stored, refused = contents
         if refused:
             raise ValueError(f"{path} cannot be loaded: {refused}; Keras reads only numbers "
@@ -190,7 +190,7 @@ def _load_weights(model, path, preset):
                    if isinstance(model, FSDN) else label)
         needed = model.count_params()
         reason = (f"the file holds {stored:,} parameters, the {'preset' if named else 'config'} "
-                  f"needs {needed:,}" if stored != needed else cli.first_line(error))
+                  f"needs {needed:,}" if stored != needed else errors.first_line(error))
         raise ValueError(f"weights {path} do not fit {network}: {reason}") from None
 
 

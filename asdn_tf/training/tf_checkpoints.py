@@ -11,7 +11,7 @@ import tempfile
 
 from absl import logging
 
-from asdn_tf.io import errors as cli, fileio
+from asdn_tf.io import errors, fileio
 from asdn_tf.training import checkpoint_fallback
 from asdn_tf.training.run_folder import (CHECKPOINT_NAME, CHECKPOINTS, TrainingError,
                                          save_state, sweep_leftovers)
@@ -84,7 +84,7 @@ class Checkpoints:
                              self.folder / f"{CHECKPOINT_NAME}-{step}_temp"]:
                     fileio.remove(path)  # half-written
             raise TrainingError(f"cannot write a checkpoint in {self.output_dir}: "
-                                f"{cli.first_line(error)}; {self.newest()}") from None
+                                f"{errors.first_line(error)}; {self.newest()}") from None
 
     def _save_copy(self, step):
         import tensorflow as tf
@@ -94,7 +94,7 @@ class Checkpoints:
                 checkpoint_number=step)
         except (OSError, tf.errors.OpError) as error:
             raise TrainingError(f"{self.task} cannot write its checkpoint copy in {folder}: "
-                                f"{cli.first_line(error)}") from None
+                                f"{errors.first_line(error)}") from None
         finally:
             fileio.remove(folder)
 

@@ -17,7 +17,7 @@ import re
 import keras
 import tensorflow as tf
 
-from asdn_tf.io import errors as cli
+from asdn_tf.io import errors
 from asdn_tf.nn import lfr
 from asdn_tf.data import pipeline as data_lib
 from asdn_tf.data.imresize import imresize
@@ -188,7 +188,7 @@ def make_strategy(name):
             return tf.distribute.MultiWorkerMirroredStrategy()
         except (tf.errors.OpError, RuntimeError, ValueError) as error:
             raise TrainingError(f"cannot start {task} of TF_CONFIG's cluster: "
-                                f"{cli.first_line(error)}") from None
+                                f"{errors.first_line(error)}") from None
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)
@@ -312,7 +312,7 @@ def _lost_worker(error, own_task, resume_from):
              re.findall(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)", text)]
     who = next((task for task in tasks if task != own_task), "another worker")
     reason = next((words for key, words in _PEER_REASONS if key in text),
-                  cli.first_line(error).removeprefix("Collective ops is aborted by: "))
+                  errors.first_line(error).removeprefix("Collective ops is aborted by: "))
     return TrainingError(f"{who} of the cluster stopped or cannot be reached ({reason}); "
                          f"{own_task} stops too: start the same command on every worker "
                          f"again to resume from {resume_from}")
