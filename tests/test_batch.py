@@ -153,6 +153,28 @@ def test_a_killed_run_leaves_whole_outputs_and_the_rerun_does_the_rest(capsys, t
     assert leftovers(out) == [] and (out / "failures.jsonl").read_text() == ""
 
 
+@pytest.mark.slow
+def test_one_output_per_name_and_never_over_an_input(tmp_path, weights):
+    for folder in ("a", "b", "c", "out"):
+        (tmp_path / folder).mkdir()
+    for path in ("a/x.png", "b/x.png", "c/z.png", "out/y.png"):
+        _save(tmp_path / path)
+    status, stdout, stderr = _finish(_batch([f"--input={tmp_path}/**", f"--output={tmp_path}/out",
+                                             "--scale=2", f"--weights={weights}",
+                                             "--preset=tiny", "--runner=DirectRunner"]))
+    assert status == 1 and "upscaled 1 of 4 files" in stdout and "; 3 failed (" in stdout
+    records = [json.loads(line)
+               for line in (tmp_path / "out" / "failures.jsonl").read_text().splitlines()]
+    both = f"{tmp_path}/a/x.png and {tmp_path}/b/x.png would all be written to {tmp_path}/out/x.png"
+    assert records == [
+        {"path": f"{tmp_path}/a/x.png", "reason": both},
+        {"path": f"{tmp_path}/b/x.png", "reason": both},
+        {"path": f"{tmp_path}/out/y.png", "reason": f"output {tmp_path}/out/y.png is the input "
+                                                    "itself; choose another folder or --format"}]
+    assert sorted(_outputs(tmp_path / "out")) == ["y.png", "z.png"]
+    assert (tmp_path / "out" / "y.png").read_bytes() == (tmp_path / "a" / "x.png").read_bytes()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--input=in/*", "--scale=2"], "batch: give --output (see --help)\n"),
     (["--input=in/*", "--output=out", "--scale=2", "--width=9"],
@@ -181,4 +203,18 @@ def test_a_refusal_is_one_line_before_any_pipeline(capsys, monkeypatch, tmp_path
     _, err = capsys.readouterr()
     assert status == 1 and err.count("\n") == 1
     assert message.format(d=tmp_path) in err
-    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("beam_args", [[], ["--runner=DirectRunner"]])
+def test_without_apache_beam_the_extra_is_named(capsys, monkeypatch, tmp_path, beam_args):
+    for name in [name for name in sys.modules if name.split(".")[0] == "apache_beam"] + [
+            "apache_beam", "apache_beam.options.pipeline_options"]:
+        monkeypatch.setitem(sys.modules, name, None)  # what a base install has
+    status = batch_command.run_cli(["batch", f"--input={tmp_path}/*", f"--output={tmp_path}/o",
+                                    "--scale=2", *beam_args])
+    _, err = capsys.readouterr()
+    assert status == 1 and err.count("\n") == 1
+    assert err.endswith("python -m asdn_tf.batch needs apache-beam: pip install "
+                        "'asdn_tf[beam]'\n")
+    assert not (tmp_path / "o").exists()

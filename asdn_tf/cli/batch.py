@@ -1,8 +1,8 @@
 """Upscale a collection of images with Apache Beam: `python -m asdn_tf.batch`.
 
-    python -m asdn_tf.batch --input='photos/*.jpg' --output=big/ --scale=2 \
+    python -m asdn_tf.batch --input='photos/*.jpg' --output=big/ --scale=2 \\
         --runner=DirectRunner --direct_running_mode=multi_processing --direct_num_workers=2
-    python -m asdn_tf.batch --input='gs://BUCKET/photos/**' --output=gs://BUCKET/big \
+    python -m asdn_tf.batch --input='gs://BUCKET/photos/**' --output=gs://BUCKET/big \\
         --width=3840 --runner=DataflowRunner --project=PROJECT --region=REGION ...
 
 --input is a Beam file pattern (a local path, gs:// or s3://; `*` stays in a folder, `**`
@@ -115,11 +115,14 @@ def execute(values, beam_args=()):
         _say(cli.first_line(error))
         return 1
     from asdn_tf.inference import batch as pipeline_lib
+    load = functools.partial(upscale.load_model, values.weights, values.preset,
+                             values.precision, values.model)
     try:
-        job = _job(values, request, output, tiles, pipeline_lib)
         options = _pipeline_options(beam_args)
+        job = _job(values, request, output, tiles, load, pipeline_lib)
         # Here first: a model that cannot load is one line, not a failed pipeline.
-        job.load_model()
+        load()
+        _prepare(job, pipeline_lib)
     except _USER_ERRORS as error:
         _say(cli.first_line(error))
         return 1
@@ -132,9 +135,9 @@ def execute(values, beam_args=()):
     return _report(values.input, job.failures_path, counts, time.perf_counter() - start)
 
 
-def _job(values, request, output, tiles, pipeline_lib):
-    """The run's `pipeline_lib.Job`; local paths made absolute (workers may start elsewhere),
-    the output folder created and its killed run's temporaries removed."""
+def _job(values, request, output, tiles, load, pipeline_lib):
+    """The run's `pipeline_lib.Job`, its local folders checked; local paths made absolute
+    (workers may start elsewhere)."""
     from apache_beam.io.filesystems import FileSystems
     local = lambda path: FileSystems.get_scheme(path) is None  # noqa: E731
     pattern = values.input
@@ -146,26 +149,27 @@ def _job(values, request, output, tiles, pipeline_lib):
     failures = values.failures or FileSystems.join(output_dir, "failures.jsonl")
     if local(output_dir):
         output_dir = os.path.abspath(os.path.expanduser(output_dir))
-        _make_folder(output_dir)
+        if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+            raise ValueError(f"output {output_dir} is a file, not a folder")
+        if not os.path.isdir(os.path.dirname(output_dir)):
+            raise FileNotFoundError(f"cannot create the output folder {output_dir}: its parent "
+                                    f"{os.path.dirname(output_dir)} does not exist")
     if local(failures):
         failures = os.path.abspath(os.path.expanduser(failures))
-        image_io.check_folder(os.path.dirname(failures))
-    for folder in {output_dir, FileSystems.split(failures)[0]}:
-        pipeline_lib.sweep_temporaries(folder)
-    load = functools.partial(upscale.load_model, values.weights, values.preset,
-                             values.precision, values.model)
+        if os.path.dirname(failures) != output_dir:
+            image_io.check_folder(os.path.dirname(failures))
     return pipeline_lib.Job(pattern, output_dir, failures, request, output, tiles,
                             values.max_input_pixels, load)
 
 
-def _make_folder(folder):
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ValueError(f"output {folder} is a file, not a folder")
-    if not os.path.isdir(os.path.dirname(folder)):
-        raise FileNotFoundError(f"cannot create the output folder {folder}: its parent "
-                                f"{os.path.dirname(folder)} does not exist")
-    os.makedirs(folder, exist_ok=True)
-    fileio.check_writable(folder)
+def _prepare(job, pipeline_lib):
+    """Creates a local output folder, and removes the temporaries a killed run left."""
+    from apache_beam.io.filesystems import FileSystems
+    if FileSystems.get_scheme(job.output_dir) is None:
+        os.makedirs(job.output_dir, exist_ok=True)
+        fileio.check_writable(job.output_dir)
+    for folder in {job.output_dir, FileSystems.split(job.failures_path)[0]}:
+        pipeline_lib.sweep_temporaries(folder)
 
 
 def _pipeline_options(beam_args):
