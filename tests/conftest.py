@@ -223,3 +223,18 @@ for kind, args in json.loads(sys.argv[1]):
         result = str(error)
     print(json.dumps([result, time.process_time() - began, peak_mb() - base]), flush=True)
 """
+
+
+def train_in_process(args):
+    """`python -m asdn_tf.train ARGS` in this process: None when it finished, else the one line
+    `main` prints. Any other exception escapes: the command would print a traceback."""
+    from absl import flags
+    from asdn_tf.cli import train
+    values = flags.FlagValues()
+    train.define_flags(values)
+    values(["train", *args])
+    try:
+        train.run_from_flags(values)
+    except (train.TrainingError, ValueError, OSError) as error:
+        return str(error)
+    return None

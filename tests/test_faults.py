@@ -26,12 +26,9 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import flags
 
 import asdn_tf
-from asdn_tf.cli import train
-from conftest import leftovers
-from conftest import make_run_data
+from conftest import leftovers, make_run_data, train_in_process
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -106,19 +103,6 @@ def _flags(data, output_dir, steps):
             "--validation_scales=2", f"--output_dir={output_dir}"]
 
 
-def _train(args):
-    """`python -m asdn_tf.train ARGS` in this process: None when it finished, else the one line
-    `main` prints. Any other exception escapes: the command would print a traceback."""
-    values = flags.FlagValues()
-    train.define_flags(values)
-    values(["train", *args])
-    try:
-        train.run_from_flags(values)
-    except (train.TrainingError, ValueError, OSError) as error:
-        return str(error)
-    return None
-
-
 def _cli(args, **kwargs):
     return subprocess.run([sys.executable, "-m", "asdn_tf.train", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, **kwargs)
@@ -146,7 +130,7 @@ def data(tmp_path_factory, datasets_dir):
 def trained(data, tmp_path_factory):
     """Four steps: checkpoints 2, 3 and 4, validations at 3 and 4 (best.weights.h5, the curve)."""
     run = tmp_path_factory.mktemp("trained") / "run"
-    assert _train(_flags(data, run, 4)) is None
+    assert train_in_process(_flags(data, run, 4)) is None
     assert sorted(path.name for path in (run / "checkpoints").glob("*.index")) == [
         "ckpt-2.index", "ckpt-3.index", "ckpt-4.index"]
     return run
@@ -206,7 +190,7 @@ def test_killed_at_any_moment_the_same_command_resumes_and_finishes(data, tmp_pa
         assert left_behind(), f"{fault}: the kill did not land in its window"
 
     caplog.set_level("INFO")
-    assert _train(_flags(data, run, steps)) is None  # the last rerun, in this process for speed
+    assert train_in_process(_flags(data, run, steps)) is None  # the last rerun, in this process for speed
     logs.append(caplog.text)
     # The short index is removed as a killed write's, not reported as damage.
     assert re.search(r"removed ckpt-\d+, a checkpoint whose writing was interrupted", "".join(logs))
@@ -255,7 +239,7 @@ def test_damage_costs_a_warning_and_resumes_from_the_newest_intact_checkpoint(
     damage(run)
     damaged = (run / kept).read_bytes()
     caplog.set_level("INFO")
-    assert _train(_flags(data, run, step + 1)) is None
+    assert train_in_process(_flags(data, run, step + 1)) is None
     assert f"resumed from {run / 'checkpoints' / f'ckpt-{step}'} at step {step}" in caplog.text
     [warning] = _warnings(caplog)
     assert words in warning and "\n" not in warning
@@ -271,7 +255,7 @@ def test_garbage_state_keeps_the_best_psnr_of_best_json(run, data, caplog):
     best = json.loads((run / "best.json").read_text())["validation_psnr"]["2"]
     (run / "state.json").write_text("[]")
     caplog.set_level("INFO")
-    assert _train(_flags(data, run, 5)) is None
+    assert train_in_process(_flags(data, run, 5)) is None
     assert f"the best PSNR so far is {best:.2f} dB (from best.json)" in caplog.text
     # Step 5's validation replaces best.weights.h5 only if it beats the rebuilt best.
     now = json.loads((run / "best.json").read_text())["validation_psnr"]["2"]
@@ -289,18 +273,18 @@ def test_a_failed_restore_leaves_no_variable_of_it_behind(damage, run, trained, 
     for path in [*(reference / "checkpoints").glob("ckpt-4.*"),
                  reference / "checkpoints" / "checkpoint"]:
         path.unlink()
-    assert _train(_flags(data, reference, 3)) is None
+    assert train_in_process(_flags(data, reference, 3)) is None
     if damage == "bit flip":
         _flip(run / DATA_4)
     else:
         # ckpt-4 of a three-level network: restoring it sets all but one of this network's
         # variables before it fails; the restore of ckpt-3 must set every one of them again.
         other = tmp_path / "three_levels"
-        assert _train(_flags(data, other, 4) + ["--num_levels=3"]) is None
+        assert train_in_process(_flags(data, other, 4) + ["--num_levels=3"]) is None
         for path in (run / "checkpoints").glob("ckpt-4.*"):
             shutil.copy(other / "checkpoints" / path.name, path)
     caplog.set_level("INFO")
-    assert _train(_flags(data, run, 3)) is None  # resumes at 3 and saves what it restored
+    assert train_in_process(_flags(data, run, 3)) is None  # resumes at 3 and saves what it restored
     assert "at step 3" in caplog.text and "ckpt-4 cannot be restored" in caplog.text
     expected = asdn_tf.load_model(reference / "final.weights.h5").get_weights()
     restored = asdn_tf.load_model(run / "final.weights.h5").get_weights()
@@ -313,12 +297,12 @@ def test_when_no_checkpoint_restores_it_stops_and_changes_nothing_until_restart(
     for path in (run / "checkpoints").glob("*.data-*"):
         _flip(path)
     before = _files(run)
-    error = _train(_flags(data, run, 6))
+    error = train_in_process(_flags(data, run, 6))
     assert error.startswith(f"no checkpoint in {run / 'checkpoints'} can be restored")
     assert "--restart" in error and "\n" not in error
     assert _files(run) == before
     caplog.set_level("INFO")
-    assert _train(_flags(data, run, 2) + ["--restart"]) is None
+    assert train_in_process(_flags(data, run, 2) + ["--restart"]) is None
     assert "resumed from" not in caplog.text and "--restart: moved" in caplog.text
     assert _steps(run) == 2
     [previous] = run.glob("previous-*")
@@ -327,7 +311,7 @@ def test_when_no_checkpoint_restores_it_stops_and_changes_nothing_until_restart(
 
 @pytest.mark.slow
 def test_a_checkpoint_of_another_model_stops_with_one_line(run, data):
-    error = _train(_flags(data, run, 6) + ["--features=16"])
+    error = train_in_process(_flags(data, run, 6) + ["--features=16"])
     assert "ckpt-4: it was written for another network" in error and "\n" not in error
 
 

@@ -17,14 +17,12 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-from absl import flags
 
 import asdn_tf
-from asdn_tf.cli import train
 from asdn_tf.inference import weights_io
-from asdn_tf.nn import config
 from asdn_tf.training import loop, run_folder
-from conftest import BLOCK_TENSORFLOW, ONE_LEVEL, make_run_data, run_jax, upscale_command
+from conftest import (BLOCK_TENSORFLOW, ONE_LEVEL, make_run_data, run_jax, train_in_process,
+                      upscale_command)
 
 DEEP = "[" * 200_000
 
@@ -119,19 +117,6 @@ def test_resume_goes_on_from_a_checkpoint_or_restarts_when_told(tmp_path):
     assert sorted(path.name for path in previous.iterdir()) == ["checkpoints", "state.json"]
 
 
-def _train(args):
-    """`python -m asdn_tf.train ARGS` in this process: None when it finished, else the one line
-    `main` prints."""
-    values = flags.FlagValues()
-    train.define_flags(values)
-    values(["train", *args])
-    try:
-        train.run_from_flags(values)
-    except (train.TrainingError, ValueError, OSError) as error:
-        return str(error)
-    return None
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, datasets_dir):
     return make_run_data(tmp_path_factory.mktemp("promise_data"), datasets_dir, 3)
@@ -148,12 +133,12 @@ def _flags(data, output_dir, steps):
 def test_a_rerun_without_the_checkpoints_stops_and_changes_nothing(data, tmp_path):
     """The audit's case under TensorFlow: 6 steps, the checkpoints removed, 2 steps again."""
     run = tmp_path / "run"
-    assert _train(_flags(data, run, 6)) is None
+    assert train_in_process(_flags(data, run, 6)) is None
     shutil.rmtree(run / "checkpoints")
     shutil.rmtree(run / "logs")
     before = _files(run)
     assert len((run / "validation.csv").read_text().splitlines()) == 4
-    error = _train(_flags(data, run, 2))
+    error = train_in_process(_flags(data, run, 2))
     assert error.startswith(f"{run} holds an earlier run's state.json but no checkpoint")
     assert "--restart" in error and "\n" not in error
     assert _files(run) == before
@@ -163,10 +148,10 @@ def test_a_rerun_without_the_checkpoints_stops_and_changes_nothing(data, tmp_pat
     for name in ("best.weights.h5", "best.json", "state.json"):
         shutil.copy(run / name, theirs / name)
     kept = _files(theirs)
-    assert "holds an earlier run's state.json" in _train(_flags(data, theirs, 2))
+    assert "holds an earlier run's state.json" in train_in_process(_flags(data, theirs, 2))
     assert _files(theirs) == kept
     # --restart starts over, the old files moved aside.
-    assert _train(_flags(data, run, 2) + ["--restart"]) is None
+    assert train_in_process(_flags(data, run, 2) + ["--restart"]) is None
     [previous] = run.glob("previous-*")
     assert _files(previous) == before
     assert json.loads((run / "final.json").read_text())["steps"] == 2
