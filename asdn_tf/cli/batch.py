@@ -229,9 +229,12 @@ def _report(pattern, failures_path, counts, seconds):
         _say(f"no images match {pattern} (looked for {', '.join(image_io.IMAGE_EXTENSIONS)})")
         return 1
     megapixels = counts.get("output_pixels", 0) / 1e6
+    loads = counts.get("model_loads", 0)
     summary = (f"upscaled {counts.get('upscaled', 0)} of {counts['matched']} files in "
-               f"{seconds:.1f} s (the model loaded in {counts.get('model_loads', 0)} worker "
-               f"processes), {megapixels / max(seconds, 1e-9):.2f} output megapixels/s")
+               f"{seconds:.1f} s"
+               + (f" (the model loaded in {loads} worker "
+                  f"{'process' if loads == 1 else 'processes'})" if loads else "")
+               + f", {megapixels / max(seconds, 1e-9):.2f} output megapixels/s")
     if counts.get("skipped"):
         summary += (f"; {counts['skipped']} skipped (their outputs exist; --overwrite replaces "
                     "them)")
