@@ -128,3 +128,14 @@ def test_no_module_imported_under_another_modules_name():
                         and alias.asname != alias.name.rsplit(".", 1)[-1]):
                     found.append(f"{name} imports {target} as {alias.asname}")
     assert not [line for line in found if line.split()[0] not in _ALIAS_PENDING], found
+
+
+def test_no_private_attribute_of_another_object():
+    """`optimizer._momentums` is another library's private state: a module reads `_names` of
+    `self` and `cls` only."""
+    found = [f"{name}:{node.lineno} {ast.unparse(node)}"
+             for name, (_, tree) in _modules().items() for node in ast.walk(tree)
+             if isinstance(node, ast.Attribute) and node.attr.startswith("_")
+             and not node.attr.startswith("__")
+             and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))]
+    assert not found, "\n".join(found)

@@ -49,6 +49,20 @@ from asdn_tf.training import jax_checkpoints, loop
 from asdn_tf.training.common import check_arguments, resolve_init_from, warm_start
 
 
+def _slot_mask(optimizer, trainable, keep):
+    """Which of `optimizer.variables` an update may change: a weight's Adam moments where
+    `keep` keeps the weight, and the optimizer's own variables (its step counter). Keras names
+    a weight's slot `{weight.path with "/" as "_"}_{slot}` (`add_variable_from_reference`)."""
+    owner = {f"{v.path.replace('/', '_')}_{slot}": k
+             for v, k in zip(trainable, keep) for slot in ("momentum", "velocity")}
+    mask = [owner.get(v.name, True) for v in optimizer.variables]
+    found = sum(v.name in owner for v in optimizer.variables)
+    if found != len(owner):
+        raise RuntimeError(f"found {found} of the optimizer's {len(owner)} Adam moments by "
+                           "name: this Keras names them another way")
+    return mask
+
+
 def make_update(network, optimizer, level, clip_norm=0.0, passes=1):
     """The jitted update of one level: (state, inputs, hr) → (loss, state).
 
@@ -68,12 +82,7 @@ def make_update(network, optimizer, level, clip_norm=0.0, passes=1):
                                     + network.branches[level].trainable_variables)}
         level_argument = {"level": level}
     keep = [id(v) in selected for v in trainable]
-    owner = {}
-    for index, (momentum, velocity) in enumerate(zip(optimizer._momentums,
-                                                     optimizer._velocities)):
-        owner[id(momentum)] = owner[id(velocity)] = index
-    optimizer_keep = [keep[owner[id(v)]] if id(v) in owner else True
-                      for v in optimizer.variables]
+    optimizer_keep = _slot_mask(optimizer, trainable, keep)
 
     def own_first_step(trainable_values, non_trainable_values, inputs, size):
         first, _ = network.stateless_call(trainable_values, non_trainable_values, inputs,
