@@ -28,7 +28,7 @@ from absl import app, flags
 
 from asdn_tf.cli import upscale
 from asdn_tf.cli.model_flags import check_model_choice
-from asdn_tf.io import errors as cli, fileio, image_io
+from asdn_tf.io import errors, fileio, image_io
 
 # The upscale command's flags that have no meaning here, or another one.
 _NOT_BATCH_FLAGS = ("input", "output", "recursive", "fail_fast")
@@ -112,7 +112,7 @@ def execute(values, beam_args=()):
         _say(_EXTRA)
         return 1
     except _USER_ERRORS as error:
-        _say(cli.first_line(error))
+        _say(errors.first_line(error))
         return 1
     from asdn_tf.inference import batch as pipeline_lib
     load = functools.partial(upscale.load_model, values.weights, values.preset,
@@ -124,7 +124,7 @@ def execute(values, beam_args=()):
         load()
         _prepare(job, pipeline_lib)
     except _USER_ERRORS as error:
-        _say(cli.first_line(error))
+        _say(errors.first_line(error))
         return 1
     start = time.perf_counter()
     try:
@@ -252,7 +252,7 @@ def run_cli(argv):
     try:
         rest = parse(argv, values)
     except (flags.Error, ValueError) as error:
-        _say(cli.first_line(error))
+        _say(errors.first_line(error))
         return 1
     return execute(values, rest[1:])
 
@@ -261,7 +261,7 @@ def _parse_or_exit(argv):
     try:
         return parse(argv)
     except (flags.Error, ValueError) as error:
-        sys.exit(f"batch: {cli.first_line(error)}")
+        sys.exit(f"batch: {errors.first_line(error)}")
 
 
 def main(argv):
