@@ -6,28 +6,13 @@ Example:
     >>> big = asdn_tf.upscale(image, 3.3, model=model)
 
 The public names load their module (and TensorFlow) on first use, so `import asdn_tf` and
-`asdn-upscale --help` start quickly.
+`asdn-upscale --help` start quickly. Importing it sets nothing global: the commands quiet
+TensorFlow's logs (asdn_tf/cli/logs.py).
 """
 
 import importlib as _importlib
-import logging as _logging
-import os as _os
-
-from absl import logging as _absl_logging
 
 __version__ = "0.1.0"
-
-# Every submodule imports TensorFlow, and this runs first. Its C++ log would otherwise print
-# start-up lines users read as errors ("failed call to cuInit" on a machine without a GPU, the
-# CPU-instruction notice); a user's own setting wins. Python errors are raised as before.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# TensorFlow's Python INFO records, which absl's command lines would show.
-if _logging.getLogger("tensorflow").level == _logging.NOTSET:
-    _logging.getLogger("tensorflow").setLevel(_logging.WARNING)
-# TensorFlow's checkpoint writer logs "Sharding callback duration" through absl at every save,
-# where the training's own progress is logged too: only that record is dropped.
-_absl_logging.get_absl_logger().addFilter(
-    lambda record: not str(record.msg).startswith("Sharding callback duration"))
 
 _EXPORTS = {
     "ModelConfig": "asdn_tf.nn.config",

@@ -158,18 +158,22 @@ def _source_version(source):
 @pytest.mark.slow
 def test_importing_the_package_loads_no_tensorflow():
     """`import asdn_tf` (as `asdn-upscale --help` does first) is quick; each public name loads
-    its module on first use; TensorFlow's C++ start-up log is off unless the user set it."""
+    its module on first use; it sets no environment variable, and the commands turn
+    TensorFlow's C++ start-up log off unless the user set it."""
     script = textwrap.dedent("""
         import os, sys
 
         import asdn_tf
 
         assert "tensorflow" not in sys.modules and "keras" not in sys.modules
+        assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ  # the commands set it, not the library
+        from absl import logging as absl_logging
+        assert not absl_logging.get_absl_logger().filters
+        import asdn_tf.cli.upscale
         assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
         assert set(asdn_tf.__all__) <= set(dir(asdn_tf))
         missing = [name for name in asdn_tf.__all__ if getattr(asdn_tf, name, None) is None]
         assert not missing, missing
-        import asdn_tf.cli.upscale
         from asdn_tf import upscale
         from asdn_tf.cli import evaluate
         assert callable(upscale) and evaluate.__name__ == "asdn_tf.cli.evaluate"

@@ -7,6 +7,7 @@ Open the address it prints; Ctrl+C stops it. asdn_tf/demo/server.py serves the p
 
 from absl import app, flags
 
+from asdn_tf.cli import logs
 from asdn_tf.demo import server
 from asdn_tf.inference.request import DEFAULT_MAX_PIXELS
 from asdn_tf.io import errors
@@ -22,6 +23,7 @@ _MAX_PIXELS = flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS,
 
 def main(argv):
     del argv
+    logs.quiet_tensorflow()
     return server.serve(_HOST.value, _PORT.value, _MAX_PIXELS.value)
 
 
