@@ -139,3 +139,11 @@ def test_no_private_attribute_of_another_object():
              and not node.attr.startswith("__")
              and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))]
     assert not found, "\n".join(found)
+
+
+def test_no_global_statement():
+    """State lives in objects or caches, not in module globals a function rebinds."""
+    found = [f"{name}:{node.lineno} global {', '.join(node.names)}"
+             for name, (_, tree) in _modules().items() for node in ast.walk(tree)
+             if isinstance(node, ast.Global)]
+    assert not found, "\n".join(found)

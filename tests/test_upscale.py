@@ -82,7 +82,7 @@ def test_cli_bfloat16_precision_is_close_to_float32(capsys, tmp_path, weights, t
 
 @pytest.mark.slow
 def test_cli_says_what_auto_precision_chose_once(capsys, monkeypatch, tmp_path, weights):
-    monkeypatch.setattr(upscale_command, "_precision_said", False)
+    upscale_command.say_auto_precision.cache_clear()
     monkeypatch.setenv(precision_lib.AUTO_PRECISION_ENV, "bfloat16")
     source = _save(tmp_path / "in.png")
     args = ["--input", source, "--scale=2", f"--weights={weights}", "--preset=tiny"]

@@ -27,6 +27,7 @@ Python), the array by `asdn_tf.upscale`.
 """
 
 import contextlib
+import functools
 import importlib.metadata
 import pathlib
 import sys
@@ -39,7 +40,8 @@ from asdn_tf.inference import precision as precision_lib
 from asdn_tf.cli.model_flags import (check_fsdn_choice, check_model_choice, define_model_flags,
                                      load_chosen_fsdn, load_chosen_model)
 from asdn_tf.inference import weights_io
-from asdn_tf.inference.files import DEFAULT_QUALITY, check_file, plan_outputs, upscale_checked
+from asdn_tf.inference.files import (DEFAULT_QUALITY, Networks, check_file, plan_outputs,
+                                     upscale_checked)
 from asdn_tf.inference.request import (DEFAULT_MAX_PIXELS, SIZE_TEXT, WHOLE_NUMBER,
                                        StretchWarning, decimal, whole_pixels)
 from asdn_tf.io import errors, image_io, progress
@@ -50,21 +52,30 @@ def load_model(weights=None, preset=None, precision="auto", name=None):
     """The model for the command: `weights` (with `preset`), or the bundled model `name` (by
     default `weights_io.UPSCALE_MODEL`), computing in `precision`. What "auto" chose is said
     on stderr, once per process."""
-    global _precision_said
     from asdn_tf.nn.model import ASDN  # imports TensorFlow
     model = load_chosen_model(weights, preset, name, precision, shared=True)
     if not isinstance(model, ASDN):
         raise ValueError(f"{weights} is not an ASDN model ({type(model).__name__}); "
                          "upscaling by any scale needs one")
-    if precision == "auto" and not _precision_said:
-        _precision_said = True
-        used, reason = precision_lib.precision_of(model), precision_lib.auto_precision()[1]
-        print(f"upscale: precision auto -> {used} ({reason})", file=sys.stderr)
+    if precision == "auto":
+        say_auto_precision(precision_lib.precision_of(model), precision_lib.auto_precision()[1])
     return model
 
 
-# Whether the precision "auto" chose was said in this process.
-_precision_said = False
+@functools.cache
+def say_auto_precision(used, reason):
+    """Says on stderr what precision "auto" chose and why, once per process for each choice
+    (`say_auto_precision.cache_clear()` forgets what was said)."""
+    print(f"upscale: precision auto -> {used} ({reason})", file=sys.stderr)
+
+
+def load_networks(values):
+    """The `files.Networks` (the model, the FSDN for the integer part or None) that the parsed
+    flags choose."""
+    return Networks(load_model(values.weights, values.preset, values.precision, values.model),
+                    load_chosen_fsdn(values.fsdn, values.weights, values.model, values.precision))
+
+
 # asdn_tf.inference.tiling's MIN_TILE, written out: that module imports TensorFlow, which a
 # refusal does not wait for (tests/test_promises_images.py checks they agree).
 MIN_TILE = 8
@@ -241,9 +252,8 @@ def execute(values, arguments=()):
     written, megapixels = 0, 0.0
     if jobs and not (failed and values.fail_fast):
         try:
-            model = load_model(values.weights, values.preset, values.precision, values.model)
-            tiles["fsdn"] = load_chosen_fsdn(values.fsdn, values.weights, values.model,
-                                             values.precision)
+            networks = load_networks(values)
+            model, tiles["fsdn"] = networks.model, networks.fsdn
         except _USER_ERRORS as error:
             _say(error)
             return 1
