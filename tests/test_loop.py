@@ -9,6 +9,7 @@ import pytest
 
 from asdn_tf.nn import config
 from asdn_tf.training import checkpoint_fallback, loop, run_folder
+from asdn_tf.training.errors import TrainingError
 
 
 class _Network:
@@ -82,7 +83,7 @@ def test_the_loop_validates_saves_and_keeps_the_best_when_due(tmp_path):
 def test_a_non_finite_loss_stops_without_saving_and_names_what_resumes(tmp_path):
     backend = _Backend([0.5, 0.5, math.nan], [30.0])
     run, checkpoints = _loop(tmp_path, backend)
-    with pytest.raises(run_folder.TrainingError,
+    with pytest.raises(TrainingError,
                        match=r"loss became nan at step 3; .*ckpt-2, is intact"):
         run.run()
     assert checkpoints.saved == [2]
@@ -131,7 +132,7 @@ def test_the_fallback_removes_an_interrupted_newest_write(tmp_path):
 
 def test_when_none_restores_the_fallback_changes_nothing(tmp_path):
     folder = _checkpoint_folder(tmp_path, [1, 2])
-    with pytest.raises(run_folder.TrainingError,
+    with pytest.raises(TrainingError,
                        match=r"no checkpoint in .* can be restored \(ckpt-2: bad; ckpt-1: bad\); "
                              "nothing was changed"):
         checkpoint_fallback.restore_first(folder, [1, 2], lambda step: "bad",

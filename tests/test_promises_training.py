@@ -21,6 +21,7 @@ import pytest
 import asdn_tf
 from asdn_tf.inference import weights_io
 from asdn_tf.training import loop, run_folder
+from asdn_tf.training.errors import TrainingError
 from conftest import (BLOCK_TENSORFLOW, ONE_LEVEL, make_run_data, run_jax, train_in_process,
                       upscale_command)
 
@@ -56,7 +57,7 @@ def test_an_earlier_runs_files_without_checkpoints_are_refused(tmp_path, written
         (tmp_path / name).write_text(text)
     (tmp_path / "validation.csv").write_text("step,x2\n10,30.0\n20,31.0\n")
     before = _files(tmp_path)
-    with pytest.raises(run_folder.TrainingError) as error:
+    with pytest.raises(TrainingError) as error:
         run_folder.check_no_earlier_run(tmp_path)
     assert str(error.value) == (
         f"{tmp_path} holds an earlier run's {named} but no checkpoint to resume that run from; "
@@ -97,7 +98,7 @@ def test_resume_refuses_before_restoring_or_warm_starting(tmp_path):
     (tmp_path / "state.json").write_text(json.dumps({"seconds": 5.0, "best_psnr": 30.0}))
     (tmp_path / "best.weights.h5").write_text("someone's weights")
     checkpoints, started = _Checkpoints(tmp_path), []
-    with pytest.raises(run_folder.TrainingError, match="earlier run's state.json"):
+    with pytest.raises(TrainingError, match="earlier run's state.json"):
         loop.resume(tmp_path, False, checkpoints, lambda: started.append(True))
     assert not checkpoints.restored and not started
 
@@ -108,7 +109,7 @@ def test_resume_goes_on_from_a_checkpoint_or_restarts_when_told(tmp_path):
     (tmp_path / "state.json").write_text(json.dumps({"seconds": 5.0, "best_psnr": 30.0}))
     assert loop.resume(tmp_path, False, _Checkpoints(tmp_path), lambda: None).best_psnr == 30.0
     # Checkpoint files that do not restore (a killed write's, removed): the run's state stays.
-    with pytest.raises(run_folder.TrainingError, match="earlier run's state.json"):
+    with pytest.raises(TrainingError, match="earlier run's state.json"):
         loop.resume(tmp_path, False, _Checkpoints(tmp_path, restores=False), lambda: None)
     started = []
     state = loop.resume(tmp_path, True, _Checkpoints(tmp_path), lambda: started.append(True))
@@ -162,7 +163,7 @@ JAX_TRAIN = BLOCK_TENSORFLOW + f"""
 import sys
 from asdn_tf.nn import config
 from asdn_tf.training import train_jax
-from asdn_tf.training.run_folder import TrainingError
+from asdn_tf.training.errors import TrainingError
 data_config = config.DataConfig(sources=(sys.argv[1],), patch_size=8, batch_size=2,
                                 level_weights={ONE_LEVEL})
 train_config = config.TrainConfig(steps=int(sys.argv[3]), checkpoint_every=1, validate_every=0,

@@ -333,7 +333,8 @@ def test_learning_rate_schedules():
 def test_flags_mirror_the_configs():
     values = _parsed(["--preset=tiny", "--num_blocks=3", "--steps=7",
                       "--validation_scales=2,1.5", "--sources=a,b", "--lr_milestones=5,9"])
-    model_config, data_config, train_config = train.configs_from_flags(values)
+    configs = train.configs_from_flags(values)
+    model_config, data_config, train_config = configs.model, configs.data, configs.train
     assert model_config == ModelConfig(**{**preset("tiny").to_dict(), "num_blocks": 3})
     assert data_config.sources == ("a", "b") and train_config.steps == 7
     assert train_config.validation_scales == (2.0, 1.5)
@@ -402,7 +403,7 @@ def test_the_flags_and_a_flagfile_need_no_tensorflow():
         from asdn_tf.cli import train
         train.define_flags()
         flags.FLAGS(["train", "--flagfile={os.path.join(ROOT, 'configs', 'cpu.txt')}"])
-        print(train.configs_from_flags(flags.FLAGS)[2].validation_scales)
+        print(train.configs_from_flags(flags.FLAGS).train.validation_scales)
         print(sorted(name for name in ("tensorflow", "keras") if name in sys.modules))
     """)
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
@@ -438,8 +439,8 @@ def test_shipped_flagfiles_parse_and_say_what_they_are(path):
     with open(path) as file:
         assert file.readline().startswith("# ")
     values = _parsed([f"--flagfile={path}"])
-    model_config, data_config, train_config = train.configs_from_flags(values)
-    assert data_config.sources and train_config.steps > 0
+    configs = train.configs_from_flags(values)
+    assert configs.data.sources and configs.train.steps > 0
     name = os.path.basename(path)
     if name.startswith("fsdn_x"):
         assert values.model == "fsdn" and (train.fsdn_scale(values.scale)

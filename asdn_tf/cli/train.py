@@ -5,6 +5,7 @@ picks the base model config and any model flag given explicitly overrides it. Th
 loop is asdn_tf/training/train_tf.py, the JAX one asdn_tf/training/train_jax.py.
 """
 
+import dataclasses
 import sys
 
 from absl import app, flags
@@ -13,7 +14,7 @@ from asdn_tf.cli import config_flags
 from asdn_tf.inference.weights_io import BUNDLED
 from asdn_tf.io import errors
 from asdn_tf.nn import config as config_lib
-from asdn_tf.training.run_folder import TrainingError
+from asdn_tf.training.errors import TrainingError
 
 
 _CONFIG_CLASSES = (config_lib.ModelConfig, config_lib.DataConfig, config_lib.TrainConfig)
@@ -48,26 +49,36 @@ def define_flags(flag_values=flags.FLAGS):
                       "XLA for the train step; auto: on only with a GPU.", **fv)
 
 
+@dataclasses.dataclass(frozen=True)
+class RunConfigs:
+    """The three configs a run trains with."""
+    model: config_lib.ModelConfig
+    data: config_lib.DataConfig
+    train: config_lib.TrainConfig
+
+
 def configs_from_flags(values):
-    """(ModelConfig, DataConfig, TrainConfig) from parsed flags; raises ValueError if invalid.
-    The model config is the --preset's, with the model flags given explicitly over it."""
+    """The `RunConfigs` of parsed flags; raises ValueError if invalid. The model config is the
+    --preset's, with the model flags given explicitly over it."""
     model_config = config_flags.config_from_flags(config_lib.ModelConfig, values,
                                                 base=config_lib.preset(values.preset))
-    return (model_config, config_flags.config_from_flags(config_lib.DataConfig, values),
-            config_flags.config_from_flags(config_lib.TrainConfig, values))
+    return RunConfigs(model=model_config,
+                      data=config_flags.config_from_flags(config_lib.DataConfig, values),
+                      train=config_flags.config_from_flags(config_lib.TrainConfig, values))
 
 
 def run_from_flags(values):
     """Validates the parsed flags and trains; raises TrainingError, ValueError or OSError
     (a missing file, a full disk) with a one-line message for anything a user got wrong."""
-    model_config, data_config, train_config = configs_from_flags(values)
-    if not data_config.sources:
+    configs = configs_from_flags(values)
+    if not configs.data.sources:
         raise TrainingError("--sources is empty: give image folders, globs or tfds:div2k")
     return _trainer_for_backend()(
-        model_config, data_config, train_config, values.output_dir, values.model,
-        fsdn_scale(values.scale),
-        values.init_from, values.strategy, values.jit_compile, values.mixed_precision,
-        values.preset, values.restart)
+        configs.model, configs.data, configs.train, output_dir=values.output_dir,
+        model=values.model, scale=fsdn_scale(values.scale), init_from=values.init_from,
+        strategy=values.strategy, jit_compile=values.jit_compile,
+        mixed_precision=values.mixed_precision, preset_name=values.preset,
+        restart=values.restart)
 
 
 def fsdn_scale(items):

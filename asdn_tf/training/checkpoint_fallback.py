@@ -5,7 +5,8 @@ stops with nothing changed. The checkpoint format is the caller's (`tf_checkpoin
 
 from absl import logging
 
-from asdn_tf.training.run_folder import CHECKPOINT_NAME, TrainingError, damaged_folder
+from asdn_tf.training.errors import TrainingError
+from asdn_tf.training.run_folder import CHECKPOINT_NAME, damaged_folder
 
 
 def restore_first(folder, steps, restore, files_of, interrupted_after=None,

@@ -10,7 +10,7 @@ from asdn_tf.inference.weights_io import (BUNDLED, WEIGHTS_FOLDER, bundled_weigh
                                           read_sidecar)
 from asdn_tf.io import progress
 from asdn_tf.nn import config as config_lib
-from asdn_tf.training.run_folder import TrainingError
+from asdn_tf.training.errors import TrainingError
 
 
 def check_arguments(model, scale, mixed_precision):

@@ -9,7 +9,7 @@ from absl import logging
 
 from asdn_tf.io import errors, fileio
 from asdn_tf.training import checkpoint_fallback, run_folder
-from asdn_tf.training.run_folder import TrainingError
+from asdn_tf.training.errors import TrainingError
 
 # run_folder's checkpoint names, as numpy archives: TF's checkpoint format needs TensorFlow.
 _CHECKPOINT = re.compile(rf"{run_folder.CHECKPOINT_NAME}-(\d+)\.npz")

@@ -22,7 +22,7 @@ from absl import logging
 
 from asdn_tf.nn import config as config_lib
 from asdn_tf.training import common, run_folder
-from asdn_tf.training.run_folder import TrainingError
+from asdn_tf.training.errors import TrainingError
 from asdn_tf.training.schedule import learning_rate_schedule
 
 

@@ -35,6 +35,7 @@ from absl import logging
 from asdn_tf.io import fileio
 from asdn_tf.nn import config as config_lib
 from asdn_tf.inference.weights_io import read_sidecar, sidecar_path
+from asdn_tf.training.errors import TrainingError
 
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"
@@ -55,10 +56,6 @@ _AFTER_A_CHECKPOINT = (STATE, FINAL_WEIGHTS, sidecar_path(FINAL_WEIGHTS).name)
 # What TF's checkpoint writer leaves when it is killed: the shard folder of an unfinished save
 # and the temporary of the `checkpoint` state file (tf.io's atomic write).
 _CHECKPOINT_LEFTOVER = re.compile(rf"{CHECKPOINT_NAME}-\d+_temp|checkpoint\.tmp[0-9a-f]{{32}}")
-
-
-class TrainingError(Exception):
-    """A failure a user can act on; `python -m asdn_tf.train` prints it as one line."""
 
 
 @dataclasses.dataclass

@@ -13,8 +13,9 @@ from absl import logging
 
 from asdn_tf.io import errors, fileio
 from asdn_tf.training import checkpoint_fallback
-from asdn_tf.training.run_folder import (CHECKPOINT_NAME, CHECKPOINTS, TrainingError,
-                                         save_state, sweep_leftovers)
+from asdn_tf.training.errors import TrainingError
+from asdn_tf.training.run_folder import (CHECKPOINT_NAME, CHECKPOINTS, save_state,
+                                         sweep_leftovers)
 
 CHECKPOINT_INDEX = re.compile(rf"{CHECKPOINT_NAME}-(\d+)\.index")
 

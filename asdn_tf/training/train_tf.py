@@ -34,7 +34,7 @@ from asdn_tf.io import pixels
 from asdn_tf.training import loop, run_folder, tf_checkpoints
 from asdn_tf.training.common import (check_arguments, check_validation_dir, resolve_init_from,
                                      warm_start)
-from asdn_tf.training.run_folder import TrainingError
+from asdn_tf.training.errors import TrainingError
 
 
 def train(model_config, data_config, train_config, output_dir, model="asdn", scale=None,
