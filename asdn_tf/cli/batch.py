@@ -115,8 +115,8 @@ def execute(values, beam_args=()):
         _say(errors.first_line(error))
         return 1
     from asdn_tf.inference import batch as pipeline_lib
-    load = functools.partial(upscale.load_model, values.weights, values.preset,
-                             values.precision, values.model)
+    load = functools.partial(upscale.load_networks, values.weights, values.preset,
+                             values.precision, values.model, values.fsdn)
     try:
         options = _pipeline_options(beam_args)
         job = _job(values, request, output, tiles, load, pipeline_lib)

@@ -69,11 +69,11 @@ def say_auto_precision(used, reason):
     print(f"upscale: precision auto -> {used} ({reason})", file=sys.stderr)
 
 
-def load_networks(values):
-    """The `files.Networks` (the model, the FSDN for the integer part or None) that the parsed
-    flags choose."""
-    return Networks(load_model(values.weights, values.preset, values.precision, values.model),
-                    load_chosen_fsdn(values.fsdn, values.weights, values.model, values.precision))
+def load_networks(weights=None, preset=None, precision="auto", name=None, fsdn="auto"):
+    """The `files.Networks` that the flags choose: `load_model`'s model and the FSDN for the
+    integer part of a scale (`model_flags.load_chosen_fsdn`) or None."""
+    return Networks(load_model(weights, preset, precision, name),
+                    load_chosen_fsdn(fsdn, weights, name, precision))
 
 
 # asdn_tf.inference.tiling's MIN_TILE, written out: that module imports TensorFlow, which a
@@ -252,7 +252,8 @@ def execute(values, arguments=()):
     written, megapixels = 0, 0.0
     if jobs and not (failed and values.fail_fast):
         try:
-            networks = load_networks(values)
+            networks = load_networks(values.weights, values.preset, values.precision,
+                                     values.model, values.fsdn)
             model, tiles["fsdn"] = networks.model, networks.fsdn
         except _USER_ERRORS as error:
             _say(error)

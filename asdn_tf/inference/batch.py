@@ -52,7 +52,8 @@ FAILED = "failed"
 class Job:
     """What a run does. `request`, `output` and `tiles` are `asdn_tf.cli.upscale.check_flags`'s
     (the options of `target_size`, `image_io.check_output` and the tiling); `load_model` is
-    called once per worker process and returns the model."""
+    called once per worker process and returns the `files.Networks` that
+    `files.upscale_checked` runs, as the upscale command loads them."""
     pattern: str
     output_dir: str
     failures_path: str
@@ -143,7 +144,8 @@ class UpscaleHandler(ModelHandler):
         return sum(readable.metadata.size_in_bytes for readable, _ in batch)
 
     def upscale(self, readable, destination, model):
-        """{"data": the output file's bytes, "pixels": its pixels}, or {"reason": why not}."""
+        """{"data": the output file's bytes, "pixels": its pixels}, or {"reason": why not};
+        `model` is `load_model`'s `files.Networks`."""
         import tensorflow as tf  # the engine's; its ResourceExhaustedError is a file's error
         with tempfile.TemporaryDirectory(prefix="asdn-batch-") as folder:
             source = pathlib.Path(folder, "in", FileSystems.split(readable.metadata.path)[1])
@@ -153,8 +155,8 @@ class UpscaleHandler(ModelHandler):
                 target.parent.mkdir()
                 header = files.check_file(source, target, self.request, self.max_input_pixels)
                 image_io.check_output(target, header.alpha, **self.output)
-                files.upscale_checked(source, target, self.request, self.output, model,
-                                      **self.tiles, progress=None)
+                files.upscale_checked(source, target, self.request, self.output, model.model,
+                                      **self.tiles, progress=None, fsdn=model.fsdn)
                 height, width = image_io.read_header(target)[:2]
                 return {"data": target.read_bytes(), "pixels": height * width}
             except (*USER_ERRORS, tf.errors.ResourceExhaustedError) as error:

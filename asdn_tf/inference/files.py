@@ -8,6 +8,7 @@ Example:
     PosixPath('big.png')
 """
 
+import dataclasses
 import os
 import pathlib
 import warnings
@@ -114,6 +115,15 @@ def check_file(source, destination, request, max_input_pixels):
     if stretched:
         warnings.warn(f"{source}: {stretched}", StretchWarning, stacklevel=3)
     return header
+
+
+@dataclasses.dataclass(frozen=True)
+class Networks:
+    """What runs an upscale: the model, and the FSDN for the integer part of the scale or None
+    (`asdn_tf.upscale`'s model and fsdn); one object, as Beam's RunInference shares it."""
+
+    model: object
+    fsdn: object = None
 
 
 def upscale_checked(source, destination, request, output, model, tile, tile_overlap, progress,
