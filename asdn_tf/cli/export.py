@@ -5,8 +5,9 @@
     python -m asdn_tf.export tflite --weights=fsdn_x2.weights.h5 --scale=2 --quantize=int8 \\
         --images=data/Set5 --output=serving/artifacts/fsdn_x2_int8.tflite
     python -m asdn_tf.export onnx --scale=2.5 --output=asdn_x2.5.onnx
+    python -m asdn_tf.export ncnn --scale=4 --output=runs/models
 
-The exports themselves are in asdn_tf/export/ (saved_model.py, tflite.py, onnx.py).
+The exports themselves are in asdn_tf/export/ (saved_model.py, tflite.py, onnx.py, ncnn.py).
 """
 
 import pathlib
@@ -18,6 +19,7 @@ from absl import logging as absl_logging
 
 from asdn_tf.cli.model_flags import check_model_choice, define_model_flags, load_chosen_model
 from asdn_tf.data import data_folders
+from asdn_tf.export import ncnn as ncnn_export
 from asdn_tf.export import onnx as onnx_export
 from asdn_tf.export.output_files import check_output, write_export
 from asdn_tf.export.saved_model import DEFAULT_MAX_OUTPUT_PIXELS, check_limits, export_saved_model
@@ -35,6 +37,7 @@ _COMMAND_FLAGS = {
                "calibration_patches", "num_threads", "overwrite"},
     "onnx": {"output", "weights", "preset", "scale", "any_scale", "images", "layout",
              "input_size", "overwrite"},
+    "ncnn": {"output", "weights", "preset", "scale", "images", "overwrite"},
 }
 
 
@@ -42,7 +45,8 @@ def _define_flags():
     flags.DEFINE_string("output_dir", None, "saved_model: the SavedModel folder to write "
                         "(a numbered version folder for TF Serving, e.g. models/asdn/1).")
     flags.DEFINE_string("output", None, "tflite: the .tflite file to write; onnx: the .onnx "
-                        "file.")
+                        "file; ncnn: the folder to write NAME-xS.param and .bin into (upscayl "
+                        "takes custom models from a folder named models).")
     define_model_flags(
         weights="saved_model: ASDN weights (.weights.h5 or .keras; default: the bundled "
                 "weights). tflite: FSDN weights (required).",
@@ -56,7 +60,7 @@ def _define_flags():
                          "preset): the default needs about 2 GB, 4194304 about 8 GB.")
     flags.DEFINE(_PlainScaleParser(), "scale", None,
                  "tflite: the FSDN's whole scale (2, 3, 4, 8, ...); onnx: the scale the file "
-                 "does (an ASDN: 1.1 to 32; an FSDN: its own).",
+                 "does (an ASDN: 1.1 to 32; an FSDN: its own); ncnn: 2, 3, 4 or 8.",
                  serializer=flags.ArgumentSerializer())
     flags.DEFINE_enum("layout", "nhwc", list(onnx_export.LAYOUTS),
                       "onnx: the input and output layout, N×H×W×3 or N×3×H×W.")
@@ -67,7 +71,7 @@ def _define_flags():
                         "tflite, onnx: HEIGHTxWIDTH of a fixed input (e.g. 256x256), or "
                         "'dynamic' (OpenCV 4.x loads only ONNX files with a fixed input).")
     flags.DEFINE_string("images", None, "tflite: folder or glob of real images to verify on "
-                        "(and to calibrate int8 on); onnx: the same, by default the quick "
+                        "(and to calibrate int8 on); onnx, ncnn: the same, by default the quick "
                         "start's photograph.")
     flags.DEFINE_integer("calibration_patches", 64, "tflite: int8 calibration patches.")
     flags.DEFINE_integer("num_threads", None, "tflite: interpreter threads while verifying.")
@@ -205,11 +209,54 @@ def _onnx_command(flag_values):
     print(f"wrote {output}")
 
 
+def _ncnn_command(flag_values):
+    """The `ncnn` subcommand: checks, converts (ONNX, then pnnx), verifies in ncnn, and only
+    then writes the two files."""
+    if not flag_values.output:
+        raise ValueError("--output (a folder) is required for ncnn")
+    if flag_values.preset and not flag_values.weights:
+        raise ValueError("--preset needs --weights (the bundled weights carry their config)")
+    scale = ncnn_export.check_scale(flag_values.scale)
+    ncnn_export.pnnx_binary()
+    folder = pathlib.Path(flag_values.output)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--output must be a folder, and {folder} is a file")
+    images = onnx_export.read_verification_images(flag_values.images)
+    if flag_values.weights:
+        model = load_model(flag_values.weights, flag_values.preset, precision="float32")
+        source = flag_values.weights
+    else:
+        model = load_pretrained(precision="float32")
+        source = "the bundled default weights"
+    model = ncnn_export.fixed_scale_model(model, scale)
+    name = ncnn_export.model_name(model, scale)
+    for suffix in (".param", ".bin"):
+        check_output(folder / f"{name}{suffix}", "ncnn", flag_values.overwrite)
+    description = f"{type(model).__name__} from {source}"
+    param, weights = ncnn_export.convert_ncnn(model, scale, description)
+    cases = onnx_export.verification_cases(images, scale)
+    result = ncnn_export.verify_ncnn(param, weights, model, cases)
+    print(f"x{scale} {description}: {name}.param, {name}.bin ({len(weights) / 1e6:.3f} MB, "
+          f"float32), blobs {ncnn_export.INPUT_BLOB} -> {ncnn_export.OUTPUT_BLOB}, RGB in [0, 1]")
+    print(f"ncnn vs Keras on {result['images']} crops of "
+          f"{flag_values.images or onnx_export.quick_start_image().name}: "
+          f"max abs {result['max_abs']:.3g} ({result['grey_levels']} grey level(s) in 8 bits), "
+          f"PSNR {result['psnr']:.2f} dB; requirement max abs <= "
+          f"{onnx_export.MAX_ABS_DIFFERENCE:.3g}: {'met' if result['ok'] else 'NOT met'}")
+    if not result["ok"]:
+        raise ValueError("ncnn and Keras disagree; nothing written")
+    paths = ncnn_export.write_ncnn(folder, name, param, weights, flag_values.overwrite)
+    print(f"wrote {paths[0]} and {paths[1]}")
+    if folder.resolve().name != "models":
+        print(f"note: upscayl loads custom models only from a folder named models, not "
+              f"{folder.resolve().name}")
+
+
 def main(argv):
     commands = {"saved_model": _saved_model_command, "tflite": _tflite_command,
-                "onnx": _onnx_command}
+                "onnx": _onnx_command, "ncnn": _ncnn_command}
     if len(argv) != 2 or argv[1] not in commands:
-        print("export: usage: python -m asdn_tf.export saved_model|tflite|onnx [--flags]",
+        print("export: usage: python -m asdn_tf.export saved_model|tflite|onnx|ncnn [--flags]",
               file=sys.stderr)
         return 2
     command = argv[1]

@@ -2,8 +2,9 @@
 
 An output may not be written when it exists (without overwrite), when it is not an earlier
 export (a SavedModel folder holds only saved_model.pb, variables/, assets/ and fingerprint.pb;
-a TFLite model is a regular file starting with a TFLite header), when it is the working folder
-or one that holds it, home or /, or when its folder cannot be written.
+a TFLite model is a regular file starting with a TFLite header; an NCNN `.param` names its Input
+layer `NCNN_MARK`, and a `.bin` is replaced only beside such a `.param`), when it is the working
+folder or one that holds it, home or /, or when its folder cannot be written.
 """
 
 import pathlib
@@ -20,12 +21,15 @@ _VARIABLES_FILE = re.compile(r"^variables\.(index|data-\d{5}-of-\d{5})$")
 _TFLITE_IDENTIFIER = b"TFL3"  # bytes 4 to 8 of a TFLite flatbuffer
 # The metadata key an ONNX export of this project carries (its scale, or "any").
 ONNX_MARK = "asdn_tf:scale"
-_KINDS = ("saved_model", "tflite", "onnx")
+# The name of the Input layer in an NCNN .param this project writes (tools read blob names only).
+NCNN_MARK = "asdn_tf"
+_NCNN_MAGIC = "7767517"  # the first line of an NCNN .param
+_KINDS = ("saved_model", "tflite", "onnx", "ncnn")
 
 
 def check_output(path, kind, overwrite=False):
-    """Raises unless an export of `kind` ("saved_model", "tflite" or "onnx") may be written at
-    `path`.
+    """Raises unless an export of `kind` ("saved_model", "tflite", "onnx" or "ncnn": one
+    `.param` or `.bin` file) may be written at `path`.
 
     Run it before any work. `path` may be written when it does not exist, or, with `overwrite`,
     when it is an earlier export of that kind: a folder holding only what TF writes into a
@@ -63,7 +67,7 @@ def _check_replaceable(path, kind, overwrite):
         raise FileExistsError(f"{path} already exists (pass overwrite / --overwrite to replace "
                               "an earlier export)")
     problem = {"saved_model": _saved_model_problem, "tflite": _tflite_problem,
-               "onnx": _onnx_problem}[kind](path)
+               "onnx": _onnx_problem, "ncnn": _ncnn_problem}[kind](path)
     if problem:
         raise FileExistsError(f"refusing to replace {path}: {problem}; overwrite replaces only "
                               "an earlier export, so nothing was touched")
@@ -143,6 +147,29 @@ def _onnx_problem(path):
     if not is_onnx_export(path):
         return "it is not an ONNX export of asdn_tf"
     return None
+
+
+def is_ncnn_export(path):
+    """True if `path` is a regular file holding an NCNN `.param` that asdn_tf.export.ncnn
+    wrote (its Input layer is named `NCNN_MARK`)."""
+    path = pathlib.Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    with open(path, "rb") as file:
+        lines = file.read(1 << 20).decode("utf-8", "replace").splitlines()
+    return (bool(lines) and lines[0].strip() == _NCNN_MAGIC
+            and any(line.split()[:2] == ["Input", NCNN_MARK] for line in lines[2:]))
+
+
+def _ncnn_problem(path):
+    if path.is_dir():
+        return "it is a folder, not an NCNN file"
+    if path.is_symlink() or not path.is_file():
+        return "it is not a regular file"
+    if path.suffix == ".bin":
+        return None if is_ncnn_export(path.with_suffix(".param")) else (
+            "its .param is not an NCNN export of asdn_tf")
+    return None if is_ncnn_export(path) else "it is not an NCNN export of asdn_tf"
 
 
 def _listing(names, shown=3):
