@@ -7,7 +7,7 @@ Example:
 
 The public names load their module (and TensorFlow) on first use, so `import asdn_tf` and
 `asdn-upscale --help` start quickly. Importing it sets nothing global: the commands quiet
-TensorFlow's logs (asdn_tf/cli/logs.py).
+TensorFlow's logs (asdn_tf/io/logs.py).
 """
 
 import importlib as _importlib

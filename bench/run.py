@@ -73,7 +73,8 @@ from asdn_tf.inference import weights_io
 from asdn_tf.io import errors
 from asdn_tf.nn import lfr
 from asdn_tf.inference import precision as precision_lib
-from asdn_tf.nn.config import DataConfig, TrainConfig
+from asdn_tf.data.config import DataConfig
+from asdn_tf.training.config import TrainConfig
 from asdn_tf.data.imresize import imresize
 from asdn_tf.inference.engine import upscale_tensor
 from asdn_tf.nn.model import build_model, flops_per_pixel

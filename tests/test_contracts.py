@@ -27,6 +27,8 @@ from asdn_tf.inference import engine as inference, weights_io
 from asdn_tf.inference.files import upscale_file
 from asdn_tf.io import errors, image_io
 from asdn_tf.nn import config
+from asdn_tf.data.config import DataConfig, DATA_RANGES
+from asdn_tf.training.config import TrainConfig
 from conftest import MEASURE_REQUESTS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -199,10 +201,10 @@ def test_the_cost_is_computed_without_building(tiny_model):
 
 @pytest.mark.parametrize("field,value", [("patch_size", 10**6), ("batch_size", 10**9)])
 def test_data_config_sizes_are_range_checked(field, value):
-    low, high = config.DATA_RANGES[field]
+    low, high = DATA_RANGES[field]
     with pytest.raises(ValueError, match=re.escape(f"{field} must be an integer in "
                                                    f"[{low}, {high}], got {value}")):
-        config.DataConfig(**{field: value})
+        DataConfig(**{field: value})
 
 
 # ---------------------------------------------------------------- the Python API's inputs
@@ -290,9 +292,9 @@ def test_a_full_disk_in_training_is_one_plain_line(tmp_path, monkeypatch):
     monkeypatch.setattr(tf.train.CheckpointManager, "save", full_disk)
     with pytest.raises(train_tf.TrainingError) as raised:
         train_tf.train(config.preset("tiny"),
-                    config.DataConfig(sources=(str(sources),), patch_size=8, batch_size=2),
-                    config.TrainConfig(steps=2, checkpoint_every=1, log_every=1,
-                                       validate_every=0), tmp_path / "run")
+                    DataConfig(sources=(str(sources),), patch_size=8, batch_size=2),
+                    TrainConfig(steps=2, checkpoint_every=1, log_every=1,
+                                validate_every=0), tmp_path / "run")
     message = str(raised.value)
     assert "No space left on device" in message and "\n" not in message
     assert "function_node" not in message and "[Op:" not in message
@@ -340,6 +342,6 @@ def test_the_limits_page_gives_every_default():
                f"{config.MAX_FSDN_SCALE}", "141,557,760", "2 KB"]
     numbers += [f"{limit:,}" for limit in image_io.MAX_PIXELS_PER_BYTE.values()]
     numbers += [f"`{name}` | {low} | {high}" for name, (low, high)
-                in {**config.MODEL_RANGES, **config.DATA_RANGES}.items()]
+                in {**config.MODEL_RANGES, **DATA_RANGES}.items()]
     missing = [number for number in numbers if number not in page]
     assert not missing

@@ -9,7 +9,7 @@ from PIL import Image
 
 from asdn_tf.data import pipeline as data
 from asdn_tf.nn import lfr
-from asdn_tf.nn.config import DataConfig
+from asdn_tf.data.config import DataConfig
 from asdn_tf.data.imresize import imresize
 
 
@@ -94,8 +94,9 @@ def test_random_patch_flips_and_turns_by_its_seed_alone():
 
 @pytest.mark.slow
 def test_a_seed_gives_the_same_batches_in_another_process(t91_subset):
-    code = ("import sys, numpy as np; from asdn_tf.nn import config; from asdn_tf.data import pipeline as data; "
-            f"c = config.DataConfig(sources=({str(t91_subset)!r},), patch_size=8, batch_size=2, "
+    code = ("import sys, numpy as np; from asdn_tf.data.config import DataConfig; "
+            "from asdn_tf.data import pipeline as data; "
+            f"c = DataConfig(sources=({str(t91_subset)!r},), patch_size=8, batch_size=2, "
             "degradation='photo'); it = iter(data.training_dataset(c, seed=3)); "
             "b = [next(it) for _ in range(3)]; "
             "print(float(sum(np.abs(x['x_up'].numpy()).sum() for x in b)))")

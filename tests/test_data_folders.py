@@ -11,6 +11,8 @@ import pytest
 from asdn_tf.cli import evaluate
 from asdn_tf.data import data_folders
 from asdn_tf.nn import config
+from asdn_tf.data.config import DataConfig
+from asdn_tf.training.config import TrainConfig
 from asdn_tf.training import train_tf
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -37,8 +39,8 @@ def test_evaluate_names_the_missing_set(tmp_path):
 
 def test_training_stops_before_any_work_on_missing_sources(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    data_config = config.DataConfig(sources=("data/T91",))
-    train_config = config.TrainConfig(steps=1, validation_dir="data/Set5")
+    data_config = DataConfig(sources=("data/T91",))
+    train_config = TrainConfig(steps=1, validation_dir="data/Set5")
     with pytest.raises(FileNotFoundError, match="data/T91 is missing: put the T91 images"):
         train_tf.train(config.preset("tiny"), data_config, train_config, tmp_path / "run")
     assert not (tmp_path / "run").exists()

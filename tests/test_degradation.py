@@ -5,12 +5,14 @@ import tensorflow as tf
 from asdn_tf.evaluation import benchmark
 from asdn_tf.data import pipeline as data, degradation
 from asdn_tf.nn import config
+from asdn_tf.data.config import DataConfig, PhotoDegradation, DEGRADATIONS
+from asdn_tf.training.config import TrainConfig
 from asdn_tf.data.imresize import imresize
 from asdn_tf.inference.engine import upscale_tensor
 from asdn_tf.training.train_step import Trainer
 
-PLAIN = config.PhotoDegradation(clean_probability=0.0, kernels=("bilinear",),
-                                blur_probability=0.0, noise_probability=0.0, jpeg_probability=0.0)
+PLAIN = PhotoDegradation(clean_probability=0.0, kernels=("bilinear",),
+                         blur_probability=0.0, noise_probability=0.0, jpeg_probability=0.0)
 
 
 def _hr(count=3, size=24, seed=0):
@@ -57,7 +59,7 @@ def test_without_blur_noise_or_jpeg_the_lr_is_the_quantised_kernel():
 
 
 def test_random_lr_is_decided_by_its_seed():
-    hr, photo = _hr(8, 30), config.PhotoDegradation()
+    hr, photo = _hr(8, 30), PhotoDegradation()
     first = degradation.random_lr(hr, (15, 15), 2.0, photo, [4, 1]).numpy()
     np.testing.assert_array_equal(first, degradation.random_lr(hr, (15, 15), 2.0, photo,
                                                                [4, 1]).numpy())
@@ -68,7 +70,7 @@ def test_random_lr_is_decided_by_its_seed():
 
 
 def test_random_lr_runs_the_same_inside_dataset_map():
-    hr, photo = _hr(4, 30), config.PhotoDegradation()
+    hr, photo = _hr(4, 30), PhotoDegradation()
     eager = degradation.random_lr(hr, (15, 15), 2.0, photo, [9, 9]).numpy()
     mapped = next(iter(tf.data.Dataset.from_tensors(hr).map(
         lambda batch: degradation.random_lr(batch, (15, 15), 2.0, photo, [9, 9])))).numpy()
@@ -79,19 +81,19 @@ def test_the_photo_mix_draws_every_kind_of_damage():
     hr = tf.tile(_hr(1, 32), [64, 1, 1, 1])
     clean = {kernel: degradation.quantize(degradation.downscale(hr[:1], (16, 16), 2.0, kernel))
              for kernel in degradation.KERNELS}
-    lr = degradation.random_lr(hr, (16, 16), 2.0, config.PhotoDegradation(), [0, 3]).numpy()
+    lr = degradation.random_lr(hr, (16, 16), 2.0, PhotoDegradation(), [0, 3]).numpy()
     matches = [next((k for k, c in clean.items() if np.allclose(patch, c[0], atol=1e-6)), None)
                for patch in lr]
     assert 0 < matches.count(None) < len(matches)  # some damaged, some left clean
     assert len({k for k in matches if k}) >= 2  # clean ones come from several kernels
-    always_clean = config.PhotoDegradation(clean_probability=1.0)
+    always_clean = PhotoDegradation(clean_probability=1.0)
     np.testing.assert_allclose(degradation.random_lr(hr, (16, 16), 2.0, always_clean, [0, 3]),
                                tf.tile(clean["bicubic"], [64, 1, 1, 1]), atol=1e-6)
 
 
 def test_photo_batches_line_up_with_their_targets(t91_subset):
-    settings = config.DataConfig(sources=(str(t91_subset),), patch_size=10, batch_size=2,
-                                 degradation="photo")
+    settings = DataConfig(sources=(str(t91_subset),), patch_size=10, batch_size=2,
+                          degradation="photo")
     iterator = iter(data.training_dataset(settings, seed=1))
     for _ in range(6):
         batch = next(iterator)
@@ -106,7 +108,7 @@ def test_photo_batches_line_up_with_their_targets(t91_subset):
 
 def test_a_recursion_pair_targets_the_clean_image_of_its_first_step():
     hr = tf.cast(tf.round(_hr(2, 96) * 255.0), tf.uint8)
-    photo = config.PhotoDegradation(clean_probability=1.0, recursion_probability=1.0)
+    photo = PhotoDegradation(clean_probability=1.0, recursion_probability=1.0)
     x_up, target, _ = data.training_pair(hr, tf.constant(10), 48, photo=photo, seed=[3, 4])
     side = x_up.shape[1]
     factor = {48: 2.0, 64: 1.5}[side]  # ×2 step, LR side 24 or 32
@@ -118,8 +120,8 @@ def test_a_recursion_pair_targets_the_clean_image_of_its_first_step():
 
 
 def test_fsdn_batches_take_the_photo_mix(t91_subset):
-    settings = config.DataConfig(sources=(str(t91_subset),), patch_size=8, batch_size=2,
-                                 degradation="photo")
+    settings = DataConfig(sources=(str(t91_subset),), patch_size=8, batch_size=2,
+                          degradation="photo")
     batch = next(iter(data.training_dataset(settings, fixed_scale=2)))
     assert batch["lr"].shape == (2, 8, 8, 3) and batch["hr"].shape == (2, 16, 16, 3)
 
@@ -130,7 +132,7 @@ def test_fsdn_batches_take_the_photo_mix(t91_subset):
 ])
 def test_bad_degradation_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        config.DataConfig(**kwargs)
+        DataConfig(**kwargs)
 
 
 def test_the_protocol_degradation_is_the_benchmarks_lr():
@@ -157,8 +159,8 @@ def test_an_own_step_pair_trains_the_step_inference_runs_second(tiny_model):
     2r; the trainer's own first step turns it into the input inference gives the ×r step."""
     level, patch = 4, 48  # r = 1.4: LR 24, first step to 48, output round(24 · 2.8) = 67
     hr = tf.cast(tf.round(_hr(2, 96) * 255.0), tf.uint8)
-    photo = config.PhotoDegradation(clean_probability=1.0, recursion_probability=0.0,
-                                    own_step_probability=1.0)
+    photo = PhotoDegradation(clean_probability=1.0, recursion_probability=0.0,
+                             own_step_probability=1.0)
     x_up, target, passes = data.training_pair(hr, tf.constant(level), patch, photo=photo,
                                               seed=[3, 4])
     assert int(passes) == 2 and x_up.shape == (2, 48, 48, 3) and target.shape == (2, 67, 67, 3)
@@ -181,7 +183,7 @@ def test_training_runs_own_step_updates_as_their_own_step(tmp_path, t91_subset, 
     two-pass updates get a step of their own, traced apart from the plain ones."""
     from asdn_tf.training import train_tf
     from asdn_tf.training import train_step
-    monkeypatch.setitem(config.DEGRADATIONS, "photo", config.PhotoDegradation(
+    monkeypatch.setitem(DEGRADATIONS, "photo", PhotoDegradation(
         recursion_probability=0.0, own_step_probability=0.5))
     seen = []
     real_step = train_step.Trainer.train_step
@@ -192,9 +194,9 @@ def test_training_runs_own_step_updates_as_their_own_step(tmp_path, t91_subset, 
 
     monkeypatch.setattr(train_step.Trainer, "train_step", recording)
     train_tf.train(config.preset("tiny"),
-                config.DataConfig(sources=(str(t91_subset),), patch_size=8, batch_size=2,
-                                  degradation="photo"),
-                config.TrainConfig(steps=8, checkpoint_every=8, log_every=8, validate_every=0),
+                DataConfig(sources=(str(t91_subset),), patch_size=8, batch_size=2,
+                           degradation="photo"),
+                TrainConfig(steps=8, checkpoint_every=8, log_every=8, validate_every=0),
                 tmp_path / "run")
     # An own-step update's x_up is its first step's input, smaller than its target.
     assert {passes for _, passes in seen} == {1, 2}

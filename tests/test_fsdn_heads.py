@@ -11,7 +11,9 @@ from asdn_tf.cli import train as train_cli
 from asdn_tf.data import pipeline
 from asdn_tf.data.imresize import imresize
 from asdn_tf.inference.weights_io import load_model
-from asdn_tf.nn.config import DataConfig, TrainConfig, fsdn_scales, preset
+from asdn_tf.data.config import DataConfig
+from asdn_tf.nn.config import fsdn_scales, preset
+from asdn_tf.training.config import TrainConfig
 from asdn_tf.training import train_tf
 
 

@@ -107,12 +107,13 @@ def test_anything_else_as_the_fsdn_is_one_line():
 
 def _saved_fsdn(folder, fsdn):
     """An FSDN weights file with the sidecar training writes."""
-    from asdn_tf.nn import config
+    from asdn_tf.data.config import DataConfig
+    from asdn_tf.training.config import TrainConfig
     from asdn_tf.training import run_folder
     path = folder / "fsdn.weights.h5"
     run_folder.save_weights(fsdn, path, run_folder.WeightsSidecar(
         model="fsdn", scale=fsdn.scales, preset="tiny", model_config=fsdn.model_config,
-        data_config=config.DataConfig(), train_config=config.TrainConfig(), steps=0,
+        data_config=DataConfig(), train_config=TrainConfig(), steps=0,
         training_seconds=0.0, validation_psnr={}))
     return path
 

@@ -87,6 +87,7 @@ def test_plain_install_trains_on_div2k_without_the_test_extras(plain_env, tmp_pa
 
         from asdn_tf.data import pipeline as data
         from asdn_tf.nn import config
+        from asdn_tf.data.config import DataConfig
 
         extras = [name for name in ("pytest", "nbclient", "tensorflow_serving")
                   if importlib.util.find_spec(name)]
@@ -97,7 +98,7 @@ def test_plain_install_trains_on_div2k_without_the_test_extras(plain_env, tmp_pa
         builder = tfds.builder("div2k", data_dir={str(tmp_path / "tfds")!r})
         assert any(url.endswith("DIV2K_train_HR.zip") for url in builder.url_infos)
         with tfds.testing.mock_data(num_examples=4):
-            batch = next(iter(data.training_dataset(config.DataConfig(
+            batch = next(iter(data.training_dataset(DataConfig(
                 sources=("tfds:div2k",), patch_size=8, batch_size=2))))
         assert batch["hr"].shape[0] == 2, batch["hr"].shape
         print("div2k ok")

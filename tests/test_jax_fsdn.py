@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asdn_tf.nn import config as config_lib
+from asdn_tf.data.config import DataConfig
+from asdn_tf.training.config import TrainConfig
 from asdn_tf.data import folder_data
 from conftest import BLOCK_TENSORFLOW, run_jax
 
 PATCH, SCALE = 8, 2
-DATA_CONFIG = config_lib.DataConfig(patch_size=PATCH, batch_size=2)
+DATA_CONFIG = DataConfig(patch_size=PATCH, batch_size=2)
 # A larger rate than the paper's, so that the weights move well beyond the tolerance.
-TRAIN_CONFIG = config_lib.TrainConfig(learning_rate=1e-3, clip_norm=0.05)
+TRAIN_CONFIG = TrainConfig(learning_rate=1e-3, clip_norm=0.05)
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +64,12 @@ def test_update_matches_tensorflow(tmp_path, image_folder):
         import sys
         import numpy as np
         from asdn_tf.nn import config
+        from asdn_tf.data.config import DataConfig
+        from asdn_tf.training.config import TrainConfig
         from asdn_tf.training import train_jax
         folder = sys.argv[1]
-        train_config = config.TrainConfig(learning_rate={TRAIN_CONFIG.learning_rate},
-                                          clip_norm={TRAIN_CONFIG.clip_norm})
+        train_config = TrainConfig(learning_rate={TRAIN_CONFIG.learning_rate},
+                                   clip_norm={TRAIN_CONFIG.clip_norm})
         network, optimizer = train_jax.build(config.preset("tiny"), train_config,
                                              fixed_scale={SCALE})
         network.load_weights(folder + "/init.weights.h5")

@@ -1,6 +1,6 @@
 """`--degradation=photo` without TensorFlow (asdn_tf.data.photo_degradation): each numpy kernel
 against the TensorFlow op it stands for, the frequencies of the draws against
-`config.PhotoDegradation`, and a JAX training run with TensorFlow unimportable."""
+`PhotoDegradation`, and a JAX training run with TensorFlow unimportable."""
 
 import dataclasses
 
@@ -10,14 +10,14 @@ import tensorflow as tf
 
 from asdn_tf.evaluation import benchmark
 from asdn_tf.data import pipeline as data, degradation, folder_data
-from asdn_tf.nn import config
+from asdn_tf.data.config import DataConfig, PhotoDegradation
 from asdn_tf.data import photo_degradation as photo_np
 from conftest import BLOCK_TENSORFLOW, ONE_LEVEL, run_jax
 
 # Deterministic mixes: no blur, noise, JPEG or recursion, so TF and numpy make the same pair.
-PLAIN = config.PhotoDegradation(clean_probability=0.0, blur_probability=0.0,
-                                noise_probability=0.0, jpeg_probability=0.0,
-                                recursion_probability=0.0)
+PLAIN = PhotoDegradation(clean_probability=0.0, blur_probability=0.0,
+                         noise_probability=0.0, jpeg_probability=0.0,
+                         recursion_probability=0.0)
 
 
 def _images(shape, seed=0):
@@ -80,7 +80,7 @@ def _psnr(first, second):
 
 
 def test_draws_follow_the_config():
-    photo, count = config.PhotoDegradation(), 40_000
+    photo, count = PhotoDegradation(), 40_000
     rng = np.random.default_rng(0)
     draws = photo_np.draw(count, photo, rng)
     tolerance = 4 * np.sqrt(0.25 / count)  # 4 standard deviations of a frequency at most
@@ -188,7 +188,7 @@ def test_an_own_step_pair_is_datas():
 
 def test_photo_batches_are_decided_by_seed_and_step():
     images = [np.random.default_rng(i).integers(0, 256, (40, 48, 3), np.uint8) for i in range(3)]
-    photo = config.DataConfig(patch_size=8, batch_size=4, degradation="photo")
+    photo = DataConfig(patch_size=8, batch_size=4, degradation="photo")
     first = folder_data.training_batch(images, photo, step=5, seed=1)
     again = folder_data.training_batch(images, photo, step=5, seed=1)
     for key in first:
@@ -205,10 +205,12 @@ def test_trains_under_jax_without_tensorflow(tmp_path, image_folder):
     result = run_jax(BLOCK_TENSORFLOW + f"""
 import sys
 from asdn_tf.nn import config
+from asdn_tf.data.config import DataConfig, PhotoDegradation
+from asdn_tf.training.config import TrainConfig
 from asdn_tf.training import train_jax
-data_config = config.DataConfig(sources=(sys.argv[1],), patch_size=8, batch_size=2,
-                                level_weights={ONE_LEVEL}, degradation="photo")
-train_config = config.TrainConfig(steps=4, validate_every=0, log_every=1)
+data_config = DataConfig(sources=(sys.argv[1],), patch_size=8, batch_size=2,
+                         level_weights={ONE_LEVEL}, degradation="photo")
+train_config = TrainConfig(steps=4, validate_every=0, log_every=1)
 train_jax.train(config.preset("tiny"), data_config, train_config, sys.argv[2],
                 preset_name="tiny")
 assert not [name for name in sys.modules if name.startswith("tensorflow")]

@@ -12,7 +12,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from asdn_tf.nn import config as config_lib
+from asdn_tf.data.config import PhotoDegradation
+from asdn_tf.training.config import TrainConfig
 from asdn_tf.data import folder_data
 from conftest import BLOCK_TENSORFLOW, ONE_LEVEL, run_jax
 
@@ -20,12 +21,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PATCH = 8
 # A larger rate than the paper's: a branch that moved when it should not would move by about
 # the rate, far beyond the tolerance.
-TRAIN_CONFIG = config_lib.TrainConfig(learning_rate=1e-3, clip_norm=0.05)
+TRAIN_CONFIG = TrainConfig(learning_rate=1e-3, clip_norm=0.05)
 # (level, passes): two plain updates and one of a ×2r recursion's second step trained on the
 # network's own first step (the ×2 branch, 10, runs in it but is not trained).
 UPDATES = ((3, 1), (7, 1), (5, 2))
-OWN_STEP = config_lib.PhotoDegradation(clean_probability=1.0, recursion_probability=0.0,
-                                       own_step_probability=1.0)
+OWN_STEP = PhotoDegradation(clean_probability=1.0, recursion_probability=0.0,
+                            own_step_probability=1.0)
 
 
 def batch(level, seed, passes=1):
@@ -57,10 +58,12 @@ def jax_steps(tmp_path_factory):
         import sys
         import numpy as np
         from asdn_tf.nn import config
+        from asdn_tf.data.config import DataConfig, PhotoDegradation
+        from asdn_tf.training.config import TrainConfig
         from asdn_tf.training import train_jax
         folder = sys.argv[1]
-        train_config = config.TrainConfig(learning_rate={TRAIN_CONFIG.learning_rate},
-                                          clip_norm={TRAIN_CONFIG.clip_norm})
+        train_config = TrainConfig(learning_rate={TRAIN_CONFIG.learning_rate},
+                                   clip_norm={TRAIN_CONFIG.clip_norm})
         network, optimizer = train_jax.build(config.preset("tiny"), train_config)
         network.load_weights(folder + "/init.weights.h5")
         state = train_jax.initial_state(network, optimizer)
@@ -125,12 +128,14 @@ def test_weights_written_under_jax_load_in_tensorflow(jax_steps):
 TRAIN_SCRIPT = BLOCK_TENSORFLOW + f"""
 import sys
 from asdn_tf.nn import config
+from asdn_tf.data.config import DataConfig, PhotoDegradation
+from asdn_tf.training.config import TrainConfig
 from asdn_tf.training import train_jax
-data_config = config.DataConfig(sources=(sys.argv[1],), patch_size=8, batch_size=2,
-                                level_weights={ONE_LEVEL})
+data_config = DataConfig(sources=(sys.argv[1],), patch_size=8, batch_size=2,
+                         level_weights={ONE_LEVEL})
 for output_dir, steps in zip(sys.argv[2::2], sys.argv[3::2]):
-    train_config = config.TrainConfig(steps=int(steps), checkpoint_every=1, validate_every=0,
-                                      log_every=1)
+    train_config = TrainConfig(steps=int(steps), checkpoint_every=1, validate_every=0,
+                               log_every=1)
     train_jax.train(config.preset("tiny"), data_config, train_config, output_dir,
                     preset_name="tiny")
 assert not [name for name in sys.modules if name.startswith("tensorflow")]
@@ -175,6 +180,8 @@ def test_data_parallel_matches_one_device(tmp_path):
         import jax, keras
         import numpy as np
         from asdn_tf.nn import config
+        from asdn_tf.data.config import DataConfig, PhotoDegradation
+        from asdn_tf.training.config import TrainConfig
         from asdn_tf.training import train_jax
         arrays = np.load(sys.argv[1])
         x_up = np.concatenate([arrays["arr_0"], arrays["arr_2"]])
@@ -183,7 +190,7 @@ def test_data_parallel_matches_one_device(tmp_path):
         for strategy in ("default", "mirrored"):
             devices = train_jax.set_distribution(strategy)
             keras.utils.set_random_seed(0)
-            network, optimizer = train_jax.build(config.preset("tiny"), config.TrainConfig())
+            network, optimizer = train_jax.build(config.preset("tiny"), TrainConfig())
             update = train_jax.make_update(network, optimizer, {level})
             loss, state = update(train_jax.initial_state(network, optimizer),
                                  *train_jax.distribute_batch([x_up, hr]))
@@ -204,11 +211,13 @@ def test_imports_without_tensorflow_and_refuses_what_needs_it():
     result = subprocess.run(
         [sys.executable, "-c", BLOCK_TENSORFLOW + textwrap.dedent("""
         from asdn_tf.nn import config
+        from asdn_tf.data.config import DataConfig, PhotoDegradation
+        from asdn_tf.training.config import TrainConfig
         from asdn_tf.training import train_jax
-        for data in [config.DataConfig(sources=("tfds:div2k",)),
-                     config.DataConfig(sources=("x",), degrade_in_step=True)]:
+        for data in [DataConfig(sources=("tfds:div2k",)),
+              DataConfig(sources=("x",), degrade_in_step=True)]:
             try:
-                train_jax.train(config.preset("tiny"), data, config.TrainConfig(), "unused")
+                train_jax.train(config.preset("tiny"), data, TrainConfig(), "unused")
             except (ValueError, train_jax.TrainingError) as error:  # train.main: one line
                 print(error)
         """)], capture_output=True, text=True, cwd=ROOT, timeout=300,

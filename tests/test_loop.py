@@ -8,6 +8,8 @@ import pathlib
 import pytest
 
 from asdn_tf.nn import config
+from asdn_tf.data.config import DataConfig
+from asdn_tf.training.config import TrainConfig
 from asdn_tf.training import checkpoint_fallback, loop, run_folder
 from asdn_tf.training.errors import TrainingError
 
@@ -55,11 +57,11 @@ class _Checkpoints:
 
 
 def _loop(tmp_path, backend, **train):
-    train_config = config.TrainConfig(steps=6, log_every=2, validate_every=3,
-                                      checkpoint_every=2, validation_scales=(2.0,), **train)
+    train_config = TrainConfig(steps=6, log_every=2, validate_every=3,
+                               checkpoint_every=2, validation_scales=(2.0,), **train)
     sidecar = run_folder.WeightsSidecar(
         model="asdn", scale=None, preset="tiny", model_config=config.preset("tiny"),
-        data_config=config.DataConfig(), train_config=train_config, steps=0,
+        data_config=DataConfig(), train_config=train_config, steps=0,
         training_seconds=0.0, validation_psnr={})
     checkpoints = _Checkpoints(backend)
     return loop.Loop(backend, checkpoints, _Network(), tmp_path, sidecar, ["an image"]), checkpoints

@@ -30,7 +30,7 @@ import asdn_tf
 from asdn_tf.data import pipeline as data_lib
 from asdn_tf.cli import train
 from asdn_tf.training import train_step
-from asdn_tf.nn.config import DataConfig
+from asdn_tf.data.config import DataConfig
 from conftest import make_run_data
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

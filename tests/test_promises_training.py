@@ -162,12 +162,14 @@ def test_a_rerun_without_the_checkpoints_stops_and_changes_nothing(data, tmp_pat
 JAX_TRAIN = BLOCK_TENSORFLOW + f"""
 import sys
 from asdn_tf.nn import config
+from asdn_tf.data.config import DataConfig
+from asdn_tf.training.config import TrainConfig
 from asdn_tf.training import train_jax
 from asdn_tf.training.errors import TrainingError
-data_config = config.DataConfig(sources=(sys.argv[1],), patch_size=8, batch_size=2,
-                                level_weights={ONE_LEVEL})
-train_config = config.TrainConfig(steps=int(sys.argv[3]), checkpoint_every=1, validate_every=0,
-                                  log_every=1)
+data_config = DataConfig(sources=(sys.argv[1],), patch_size=8, batch_size=2,
+                         level_weights={ONE_LEVEL})
+train_config = TrainConfig(steps=int(sys.argv[3]), checkpoint_every=1, validate_every=0,
+                           log_every=1)
 try:
     train_jax.train(config.preset("tiny"), data_config, train_config, sys.argv[2],
                     preset_name="tiny")

@@ -147,3 +147,38 @@ def test_no_global_statement():
              for name, (_, tree) in _modules().items() for node in ast.walk(tree)
              if isinstance(node, ast.Global)]
     assert not found, "\n".join(found)
+
+
+# docs/layout.md's order, bottom first: a module imports its own folder or a lower row only.
+LAYERS = (("io", "nn"), ("data",), ("inference",), ("evaluation",), ("training", "export"),
+          ("cli", "demo"))
+
+
+def _layer(module):
+    """The row of LAYERS a package module's folder sits in; the command aliases beside
+    __init__.py (asdn_tf/evaluate.py, ...) sit above every row, the package itself nowhere."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return None
+    for row, folders in enumerate(LAYERS):
+        if parts[1] in folders:
+            return row
+    return len(LAYERS)
+
+
+def test_imports_point_down_the_layers():
+    found = [f"{name} (row {_layer(name)}) imports {target} (row {_layer(target)})"
+             for name, targets in _imports(_modules()).items() for target in targets
+             if _layer(target) is not None and name.split(".")[:2] != target.split(".")[:2]
+             and _layer(target) >= _layer(name)]
+    assert not found, "\n".join(sorted(found))
+
+
+def test_nn_imports_no_flag_library():
+    """The network's code (nn/) is a library: absl's flags and logging belong to the commands."""
+    found = [f"{name}:{node.lineno}" for name, (_, tree) in _modules().items()
+             if name.startswith("asdn_tf.nn") for node in ast.walk(tree)
+             if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "absl"
+                                                     for a in node.names)
+             or isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "absl"]
+    assert not found, found

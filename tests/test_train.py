@@ -19,9 +19,10 @@ from absl import flags
 import asdn_tf
 from asdn_tf.cli import config_flags, train
 from asdn_tf.training import common, train_tf
-from asdn_tf.nn import config
 from asdn_tf.training import run_folder, schedule, train_step
-from asdn_tf.nn.config import DataConfig, ModelConfig, TrainConfig, preset
+from asdn_tf.data.config import DataConfig
+from asdn_tf.nn.config import ModelConfig, preset
+from asdn_tf.training.config import TrainConfig
 from asdn_tf.inference.weights_io import PACKAGE_WEIGHTS
 from conftest import leftovers
 

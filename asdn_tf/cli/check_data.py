@@ -24,10 +24,10 @@ from PIL import Image
 
 from asdn_tf.data import data_folders
 from asdn_tf.io import errors, image_io
-from asdn_tf.nn import config
+from asdn_tf.data.config import DataConfig
 
 # The largest HR patch training cuts: the default LR patch at the top level, ×2 (96 pixels).
-DEFAULT_PATCH_SIZE = 2 * config.DataConfig().patch_size
+DEFAULT_PATCH_SIZE = 2 * DataConfig().patch_size
 
 
 @dataclasses.dataclass

@@ -1,8 +1,9 @@
 """Training: python -m asdn_tf.train --flagfile=configs/cpu.txt
 
-The flags mirror `ModelConfig`, `DataConfig` and `TrainConfig` (asdn_tf/nn/config.py); `--preset`
-picks the base model config and any model flag given explicitly overrides it. The TensorFlow
-loop is asdn_tf/training/train_tf.py, the JAX one asdn_tf/training/train_jax.py.
+The flags mirror `ModelConfig` (asdn_tf/nn/config.py), `DataConfig` (asdn_tf/data/config.py)
+and `TrainConfig` (asdn_tf/training/config.py); `--preset` picks the base model config and
+any model flag given explicitly overrides it. The TensorFlow loop is
+asdn_tf/training/train_tf.py, the JAX one asdn_tf/training/train_jax.py.
 """
 
 import dataclasses
@@ -13,11 +14,13 @@ from absl import app, flags
 from asdn_tf.cli import config_flags
 from asdn_tf.inference.weights_io import BUNDLED
 from asdn_tf.io import errors
+from asdn_tf.data.config import DataConfig
 from asdn_tf.nn import config as config_lib
+from asdn_tf.training.config import TrainConfig
 from asdn_tf.training.errors import TrainingError
 
 
-_CONFIG_CLASSES = (config_lib.ModelConfig, config_lib.DataConfig, config_lib.TrainConfig)
+_CONFIG_CLASSES = (config_lib.ModelConfig, DataConfig, TrainConfig)
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -53,8 +56,8 @@ def define_flags(flag_values=flags.FLAGS):
 class RunConfigs:
     """The three configs a run trains with."""
     model: config_lib.ModelConfig
-    data: config_lib.DataConfig
-    train: config_lib.TrainConfig
+    data: DataConfig
+    train: TrainConfig
 
 
 def configs_from_flags(values):
@@ -63,8 +66,8 @@ def configs_from_flags(values):
     model_config = config_flags.config_from_flags(config_lib.ModelConfig, values,
                                                 base=config_lib.preset(values.preset))
     return RunConfigs(model=model_config,
-                      data=config_flags.config_from_flags(config_lib.DataConfig, values),
-                      train=config_flags.config_from_flags(config_lib.TrainConfig, values))
+                      data=config_flags.config_from_flags(DataConfig, values),
+                      train=config_flags.config_from_flags(TrainConfig, values))
 
 
 def run_from_flags(values):

@@ -3,7 +3,7 @@
 Training draws a degradation per patch (`random_lr`, inside `tf.data`: the mix of
 `asdn_tf.data.photo_mix` on TensorFlow's operations); evaluation applies a named, fixed one to
 whole images (`fixed_lr`). The ranges of the photo mix live in
-`config.PhotoDegradation`; the named evaluation degradations in `EVALUATION`.
+`asdn_tf.data.config.PhotoDegradation`; the named evaluation degradations in `EVALUATION`.
 
 Photos met in practice were downscaled by other software (bicubic without antialiasing,
 bilinear, area), slightly blurred, noisy and JPEG-compressed; a network trained only on the
@@ -158,7 +158,7 @@ def random_lr(hr, size, scale, photo, seed):
         hr: float32 N×H×W×3 in [0, 1].
         size: (height, width) of the LR patches.
         scale: float or scalar tensor, HR / LR.
-        photo: `config.PhotoDegradation`, the ranges.
+        photo: `asdn_tf.data.config.PhotoDegradation`, the ranges.
         seed: int32 [2] tensor; the draws are stateless, so the same seed gives the same LR.
 
     Returns:

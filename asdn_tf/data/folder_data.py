@@ -25,7 +25,7 @@ from keras import ops
 from asdn_tf.data import data_folders, photo_degradation, resizing
 from asdn_tf.data.data_folders import TFDS_PREFIX
 from asdn_tf.io import image_io, pixels
-from asdn_tf.nn import config as config_lib
+from asdn_tf.data.config import DEGRADATIONS
 from asdn_tf.nn import lfr
 
 
@@ -120,7 +120,7 @@ def training_batch(images, data_config, step, num_levels=lfr.DEFAULT_LEVELS, see
                                                             data_config.level_weights)))
     size = hr_patch_size(data_config.patch_size, level, num_levels)
     patches = random_patches(images, size, data_config.batch_size, rng)
-    photo = config_lib.DEGRADATIONS[data_config.degradation]
+    photo = DEGRADATIONS[data_config.degradation]
     x_up, hr, passes = training_pair(patches, level, data_config.patch_size, num_levels, photo,
                                      rng)
     batch = {"x_up": x_up, "hr": hr, "level": np.full(data_config.batch_size, level, np.int32)}
@@ -158,7 +158,7 @@ def training_pair(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, 
                   rng=None):
     """(x_up, hr, passes) float32 numpy for uint8 HR patches of level `level`'s size, as
     `asdn_tf.data.pipeline.training_pair` makes them: LR = imresize(HR, 1/r) at p×p, x_up =
-    imresize(LR, r); or, with a `config.PhotoDegradation` as `photo`, a photo degradation drawn
+    imresize(LR, r); or, with a `PhotoDegradation` as `photo`, a photo degradation drawn
     from the numpy Generator `rng` (`photo_degradation.photo_pair`)."""
     scale = lfr.level_scales(num_levels)[level]
     if photo is not None:

@@ -21,7 +21,7 @@ import math
 
 import tensorflow as tf
 
-from asdn_tf.data.resizing import cubic
+from asdn_tf.nn.cubic import cubic
 
 # Output rows per matrix product: small blocks waste few multiplications on zero weights, large
 # ones re-read fewer overlapping input rows; 8 was fastest at 1/2, 1/3 and 1/4 on a 2K image.

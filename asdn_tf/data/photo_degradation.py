@@ -12,7 +12,7 @@ apart on a Set5 crop: tests/test_jax_photo.py).
 
 Example:
     >>> rng = np.random.default_rng([seed, step])
-    >>> x_up, target, passes = photo_pair(hr_uint8, 2.0, 48, config.PhotoDegradation(), rng)
+    >>> x_up, target, passes = photo_pair(hr_uint8, 2.0, 48, PhotoDegradation(), rng)
 """
 
 import functools
@@ -24,6 +24,7 @@ import PIL.Image
 
 from asdn_tf.data import photo_mix, resizing
 from asdn_tf.io import pixels
+from asdn_tf.nn.cubic import cubic
 
 # tf.image.resize's bicubic samples Keys' cubic at multiples of 1/1024 (resize_bicubic_op.cc).
 _TABLE_SIZE = 1024
@@ -34,7 +35,7 @@ def _cubic_table():
     """resize_bicubic_op.cc's coefficient table for a = -0.5: [i, 0] the weight at distance
     i/1024, [i, 1] at 1 + i/1024 (float32; TF's own arithmetic differs by about 1e-7)."""
     x = (np.arange(_TABLE_SIZE + 1, dtype=np.float64) / _TABLE_SIZE).astype(np.float32)
-    return np.stack([resizing.cubic(x), resizing.cubic(x + np.float32(1))], axis=1)
+    return np.stack([cubic(x), cubic(x + np.float32(1))], axis=1)
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,8 +1,8 @@
 """The photo degradation mix (`--degradation=photo`), defined once for `tf.data` and the JAX
-path: which damage each LR patch gets, drawn from the ranges of `config.PhotoDegradation`, and
-in which order it is applied: downscale, blur, noise, 8-bit quantisation, JPEG; and which pair
-each update trains on, a plain step or a step of a recursion (`pair_kind`), with its patch
-sides (`pair_sides`).
+path: which damage each LR patch gets, drawn from the ranges of
+`asdn_tf.data.config.PhotoDegradation`, and in which order it is applied: downscale, blur,
+noise, 8-bit quantisation, JPEG; and which pair each update trains on, a plain step or a step
+of a recursion (`pair_kind`), with its patch sides (`pair_sides`).
 
 Clean patches (the benchmark's bicubic LR, only quantised) keep the network exact on clean
 input; the others take one kernel drawn from `photo.kernels` and maybe each of the rest. The

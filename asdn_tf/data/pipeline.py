@@ -13,6 +13,7 @@ Example:
 import numpy as np
 import tensorflow as tf
 
+from asdn_tf.data.config import DEGRADATIONS
 from asdn_tf.nn import config as config_lib
 from asdn_tf.data import degradation as degradation_lib, photo_mix
 from asdn_tf.io import pixels
@@ -64,7 +65,7 @@ def training_pair(hr_patches, level, patch_size, num_levels=lfr.DEFAULT_LEVELS, 
 
     `level` is a Python int (static sizes: XLA friendly) or an int tensor. The HR patch is the
     top-left round(p · r_l) square, LR = imresize(HR, 1/r) at p×p (or, with a
-    `config.PhotoDegradation` as `photo`, a random photo degradation drawn from the int [2]
+    `PhotoDegradation` as `photo`, a random photo degradation drawn from the int [2]
     `seed`), x_up = imresize(LR, r). `passes` is 1, or 2 for a photo pair whose x_up is the
     first step's input (`_photo_pair`).
     """
@@ -171,7 +172,7 @@ def training_dataset(data_config, num_levels=lfr.DEFAULT_LEVELS, seed=0, fixed_s
     crop = (data_config.patch_size * max(factors) if factors
             else hr_patch_size(data_config.patch_size, num_levels - 1, num_levels))
     images = image_dataset(data_config, crop)
-    photo = config_lib.DEGRADATIONS[data_config.degradation]
+    photo = DEGRADATIONS[data_config.degradation]
     pipelines, pipeline, replicas = 1, 0, 1
     if input_context is not None:
         pipelines = input_context.num_input_pipelines

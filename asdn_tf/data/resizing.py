@@ -1,6 +1,6 @@
-"""MATLAB's bicubic resampling, defined once: Keys' cubic kernel (a = -0.5) and the [out, in]
-weight matrix of one axis (MATLAB's `contributions`), with `imresize` applying two of them with
-`keras.ops` on any Keras backend.
+"""MATLAB's bicubic resampling, defined once: the [out, in] weight matrix of one axis (MATLAB's
+`contributions`), built from Keys' cubic kernel (a = -0.5, asdn_tf/nn/cubic.py), with
+`imresize` applying two of them with `keras.ops` on any Keras backend.
 
 The other appliers are thin and use the same kernel: `asdn_tf.data.imresize` (TensorFlow, which
 also takes sizes and scales that are tensors, inside `tf.data` and SavedModels),
@@ -20,19 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
-
-def cubic(x, where=np.where):
-    """Keys' cubic kernel with a = -0.5 (MATLAB's bicubic) at distances `x`, in x's dtype.
-
-    `where` is the array library's select (np.where, tf.where), so the same arithmetic runs on
-    numpy arrays and on tensors.
-    """
-    ax = abs(x)
-    ax2 = ax * ax
-    ax3 = ax2 * ax
-    near = 1.5 * ax3 - 2.5 * ax2 + 1.0
-    far = -0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0
-    return where(ax <= 1.0, near, where(ax <= 2.0, far, 0.0 * ax))
+from asdn_tf.nn.cubic import cubic
 
 
 # typed: a numpy float32 scale is computed in float32 (as a tensor scale is in imresize), a

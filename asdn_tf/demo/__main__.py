@@ -7,10 +7,9 @@ Open the address it prints; Ctrl+C stops it. asdn_tf/demo/server.py serves the p
 
 from absl import app, flags
 
-from asdn_tf.cli import logs
 from asdn_tf.demo import server
 from asdn_tf.inference.request import DEFAULT_MAX_PIXELS
-from asdn_tf.io import errors
+from asdn_tf.io import errors, logs
 
 _HOST = flags.DEFINE_string("host", "127.0.0.1",
                             "Address to listen on; the page answers requests addressed to it "

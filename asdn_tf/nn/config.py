@@ -1,7 +1,9 @@
-"""Typed configuration for ASDN and FSDN, with named presets.
+"""Typed configuration of the ASDN and FSDN networks (`ModelConfig`), with named presets, the
+accepted ranges and what a config costs.
 
 Configs are the single source of defaults: the training flags mirror these fields, each typed
 by its annotation and explained by its class docstring's Args (asdn_tf/cli/config_flags.py).
+The data's config is asdn_tf/data/config.py, the optimisation's asdn_tf/training/config.py.
 
 Example:
     >>> from asdn_tf.nn import config
@@ -10,7 +12,6 @@ Example:
 """
 
 import dataclasses
-import math
 
 from asdn_tf.nn import lfr
 
@@ -124,163 +125,6 @@ def model_cost(model_config):
 def _conv(kernel, inputs, outputs):
     """The parameters of a kernel×kernel convolution with bias (a Dense layer is kernel 1)."""
     return kernel * kernel * inputs * outputs + outputs
-
-
-@dataclasses.dataclass(frozen=True)
-class PhotoDegradation:
-    """The ranges of `--degradation=photo`: a patch is clean (the benchmark's LR) with
-    `clean_probability`; otherwise its LR is made by one kernel drawn from `kernels`, then (each
-    with its probability) blurred, made noisy and JPEG-compressed (asdn_tf/degradation.py; the
-    draws come from the pipeline's seeded stream).
-
-    Args:
-        clean_probability: float, chance of the benchmark's LR, only quantised to 8 bits.
-        kernels: tuple of str, downscaling kernels drawn with equal chance: "bicubic"
-            (MATLAB's, antialiased: the benchmark's), "bicubic_noaa", "bilinear", "area"
-            (`tf.image.resize` without antialiasing, as most image tools resize).
-        blur_probability: float, chance of a Gaussian blur of the LR patch.
-        blur_sigma: tuple of float, (low, high) blur sigma in LR pixels.
-        noise_probability: float, chance of Gaussian noise.
-        noise_sigma: tuple of float, (low, high) noise sigma in grey levels of 255.
-        jpeg_probability: float, chance of JPEG compression (after 8-bit quantisation).
-        jpeg_quality: tuple of float, (low, high) JPEG quality.
-        recursion_probability: float, chance that an update trains the first ×r step of a ×1.5r
-            or ×2r recursion: LR decimated by 1.5r or 2r, the target the HR brought down by 1.5
-            or 2 (asdn_tf/data.py).
-        own_step_probability: float, chance that an update trains the second step of a ×2r
-            recursion on the network's own first step instead, as inference runs it: LR
-            decimated by 2r, brought up ×2 by the network (no gradient), then ×r by the step
-            trained, against the HR. Drawn only when the update is not a first-step pair.
-    """
-
-    clean_probability: float = 0.3
-    kernels: tuple[str, ...] = ("bicubic", "bicubic_noaa", "bilinear", "area")
-    blur_probability: float = 0.3
-    blur_sigma: tuple[float, float] = (0.2, 1.2)
-    noise_probability: float = 0.4
-    noise_sigma: tuple[float, float] = (0.5, 4.0)
-    jpeg_probability: float = 0.6
-    jpeg_quality: tuple[float, float] = (40.0, 95.0)
-    recursion_probability: float = 0.4
-    own_step_probability: float = 0.0
-
-
-# The named LR makers of `DataConfig.degradation`; None is the benchmark's exact bicubic.
-DEGRADATIONS = {"bicubic": None, "photo": PhotoDegradation()}
-
-
-# The accepted sizes of a batch of LR patches (the paper's: 16 of 48×48).
-DATA_RANGES = {"patch_size": (4, 1024), "batch_size": (1, 4096)}
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Where training patches come from and how they are made (docs/method.md).
-
-    Args:
-        sources: tuple of str, image folders or globs, or "tfds:div2k" for DIV2K's HR images
-            through tensorflow-datasets. Several sources are mixed.
-        patch_size: int, LR patch side; the HR patch of level r is round(patch_size · r).
-        batch_size: int, patches per update (all from one LFR level).
-        strict: bool, an unreadable image is an error instead of a warning.
-        degrade_in_step: bool, make LR and x_up inside the train step (XLA-compilable, runs on
-            the accelerator) instead of in the tf.data pipeline.
-        tfds_data_dir: str, tensorflow-datasets data_dir ("" for its default).
-        level_weights: tuple of float, how often each LFR level is drawn, relative to the others
-            (one weight per level; e.g. ten 1s and a 10 draw x2 half the time). Empty: every
-            level equally often, as the paper trains.
-        degradation: str, how LR patches are made: "bicubic" (the benchmark's MATLAB bicubic,
-            as the paper trains) or "photo" (a random mix of kernels, blur, noise and JPEG per
-            patch, for real photographs; ranges in `PhotoDegradation`).
-    """
-
-    sources: tuple[str, ...] = ()
-    patch_size: int = 48
-    batch_size: int = 16
-    strict: bool = False
-    degrade_in_step: bool = False
-    tfds_data_dir: str = ""
-    level_weights: tuple[float, ...] = ()
-    degradation: str = "bicubic"
-
-    def __post_init__(self):
-        if self.degradation not in DEGRADATIONS:
-            raise ValueError(f"degradation must be one of {', '.join(DEGRADATIONS)}, "
-                             f"got {self.degradation!r}")
-        if self.degradation != "bicubic" and self.degrade_in_step:
-            raise ValueError(f"degrade_in_step makes bicubic LR only; drop it for "
-                             f"degradation={self.degradation}")
-        weights = self.level_weights
-        if weights and (not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0):
-            raise ValueError(f"level_weights must be finite numbers >= 0, not all 0, got {weights!r}")
-        for name, (low, high) in DATA_RANGES.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """The optimisation recipe (paper: Adam, L1, 1e-4 halved every 200k of 1M updates).
-
-    Args:
-        steps: int, total updates.
-        learning_rate: float, initial Adam learning rate.
-        decay_every: int, halve the learning rate every this many updates.
-        decay_factor: float, the multiplier applied at each decay.
-        lr_milestones: tuple of int, the updates from which the learning rate is multiplied
-            by decay_factor (increasing); when given, they replace decay_every.
-        clip_norm: float, clip each update's global gradient norm to this (0: no clipping,
-            as in the paper).
-        checkpoint_every: int, updates between checkpoints (one is also written at the end).
-        keep_checkpoints: int, how many recent checkpoints to keep.
-        validate_every: int, updates between validations (0: never).
-        validation_dir: str, folder of HR images to validate on.
-        validation_scales: tuple of float, scales measured at each validation.
-        log_every: int, updates between TensorBoard loss / learning-rate points.
-        seed: int, seeds weights and data order.
-    """
-
-    steps: int = 1_000_000
-    learning_rate: float = 1e-4
-    decay_every: int = 200_000
-    decay_factor: float = 0.5
-    lr_milestones: tuple[int, ...] = ()
-    clip_norm: float = 0.0
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    validate_every: int = 5000
-    validation_dir: str = ""
-    validation_scales: tuple[float, ...] = (2.0, 3.0, 4.0, 1.5)
-    log_every: int = 100
-    seed: int = 0
-
-    def __post_init__(self):
-        positive = {"steps": self.steps, "decay_every": self.decay_every,
-                    "checkpoint_every": self.checkpoint_every,
-                    "keep_checkpoints": self.keep_checkpoints, "log_every": self.log_every}
-        for name, value in positive.items():
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        # math.isfinite also refuses nan and inf, which the comparisons below let through.
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be a finite number > 0, "
-                             f"got {self.learning_rate!r}")
-        if not (math.isfinite(self.clip_norm) and self.clip_norm >= 0):
-            raise ValueError(f"clip_norm must be a finite number >= 0, got {self.clip_norm!r}")
-        if not (math.isfinite(self.decay_factor) and 0 < self.decay_factor <= 1):
-            raise ValueError(f"decay_factor must be in (0, 1], got {self.decay_factor!r}")
-        if not isinstance(self.validate_every, int) or self.validate_every < 0:
-            raise ValueError(f"validate_every must be an integer >= 0, got {self.validate_every!r}")
-        milestones = list(self.lr_milestones)
-        if (any(not isinstance(m, int) or m < 1 for m in milestones)
-                or milestones != sorted(set(milestones))):
-            raise ValueError(f"lr_milestones must be increasing positive integers, "
-                             f"got {self.lr_milestones!r}")
-        for scale in self.validation_scales:
-            if not 1 < float(scale) <= lfr.DEFAULT_MAX_SCALE:
-                raise ValueError(f"validation_scales must be in (1, {lfr.DEFAULT_MAX_SCALE:g}], "
-                                 f"got {scale!r}")
 
 
 # The most output pixels one pass of the network is given at once: the default preset holds

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from asdn_tf.data.resizing import cubic
+from asdn_tf.nn.cubic import cubic
 
 _PACKAGE = "asdn_tf"
 

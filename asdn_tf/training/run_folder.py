@@ -33,8 +33,10 @@ import numpy as np
 from absl import logging
 
 from asdn_tf.io import fileio
+from asdn_tf.data.config import DataConfig
 from asdn_tf.nn import config as config_lib
 from asdn_tf.inference.weights_io import read_sidecar, sidecar_path
+from asdn_tf.training.config import TrainConfig
 from asdn_tf.training.errors import TrainingError
 
 CHECKPOINTS = "checkpoints"
@@ -97,8 +99,8 @@ class WeightsSidecar:
     scale: int | tuple[int, ...] | None
     preset: str | None
     model_config: config_lib.ModelConfig
-    data_config: config_lib.DataConfig
-    train_config: config_lib.TrainConfig
+    data_config: DataConfig
+    train_config: TrainConfig
     steps: int
     training_seconds: float
     validation_psnr: dict[str, float]

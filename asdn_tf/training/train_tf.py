@@ -9,8 +9,9 @@ TF_CONFIG: the chief alone writes --output_dir and the others follow its checkpo
 FSDN (`--model=fsdn --scale=S`) fine-tunes a fixed-scale network, usually from ASDN weights
 (`--init_from`).
 
-The flags mirror `ModelConfig`, `DataConfig` and `TrainConfig` (asdn_tf/nn/config.py); `--preset`
-picks the base model config and any model flag given explicitly overrides it.
+The flags mirror `ModelConfig` (asdn_tf/nn/config.py), `DataConfig` (asdn_tf/data/config.py)
+and `TrainConfig` (asdn_tf/training/config.py); `--preset` picks the base model config and
+any model flag given explicitly overrides it.
 
 This module is the TensorFlow step adapter of the one loop (asdn_tf/training/loop.py): the step
 is in asdn_tf/training/train_step.py, the files of --output_dir in asdn_tf/training/run_folder.py

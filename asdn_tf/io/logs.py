@@ -1,7 +1,7 @@
 """What a command's log shows: TensorFlow's start-up lines and per-checkpoint records hidden.
 
-The commands set this (asdn_tf/cli/__init__.py, before TensorFlow loads); `import asdn_tf`
-changes no environment variable and no logger.
+The commands call it (asdn_tf/cli/__init__.py, the demo) before TensorFlow loads;
+`import asdn_tf` changes no environment variable and no logger.
 """
 
 import logging
