@@ -6,7 +6,7 @@ import tensorflow as tf
 
 import asdn_tf
 from asdn_tf.inference import weights_io
-from asdn_tf.nn import config, lfr
+from asdn_tf.nn import config, cost, lfr
 from asdn_tf.nn.model import flops_per_pixel
 
 
@@ -22,6 +22,21 @@ def test_preset_sizes():
     tiny = asdn_tf.build_model("tiny")
     assert 0 < tiny.count_params() < 20_000
     assert flops_per_pixel(config.preset("paper")) == pytest.approx(44e6, rel=0.05)
+
+
+@pytest.mark.parametrize("changes", [{}, {"channel_attention": False},
+                                     {"spatial_attention": False, "ca_reduction": 2}])
+def test_one_walk_of_the_architecture_matches_the_built_network(changes):
+    """`cost.architecture_cost` is what every cost figure reads: its parameters are the built
+    network's, its trunk channels the trunk's output, and model_cost and flops_per_pixel are
+    its figures."""
+    model_config = config.ModelConfig(**{**config.preset("tiny").to_dict(), **changes})
+    found = cost.architecture_cost(model_config)
+    model = asdn_tf.build_model(model_config)
+    assert found.parameters == model.count_params()
+    assert found.trunk_channels == model.trunk.output_channels
+    assert config.model_cost(model_config) == (found.parameters, found.activation_bytes)
+    assert flops_per_pixel(model_config) == found.flops_per_pixel
 
 
 def test_every_branch_is_built(tiny_model):

@@ -114,7 +114,7 @@ def test_the_memory_budget_decides_exact_or_sampled_means(monkeypatch, fits):
     model = _tiny()  # its own traces: the counting below sees them
     regions = tiling.region_boxes((80, 112), 24, _radius(model))
     contexts = [tiling._area(context) for _, context in regions]
-    needed = (sum(contexts) * tiling._feature_bytes(model)
+    needed = (sum(contexts) * tiling.paused_bytes_per_pixel(model)
               + tiling.pass_bytes(model.model_config, max(contexts)))
     monkeypatch.setattr(tiling, "MEMORY_BUDGET", needed if fits else needed - 1)
     passes = []
@@ -192,7 +192,7 @@ def test_without_channel_attention_each_region_runs_once():
 
 def test_bfloat16_tiles_keep_bfloat16_features(tiny_model):
     model = asdn_tf.inference.precision.with_precision(tiny_model, "bfloat16")
-    assert tiling._feature_bytes(model) == 24 * 2 + 12
+    assert tiling.paused_bytes_per_pixel(model) == 24 * 2 + 12
     image = _image()
     untiled = _untiled(model, image, 2.0)
     tiled = inference.run(model, image, 2.0, (80, 112), tile=24, overlap=_radius(model))

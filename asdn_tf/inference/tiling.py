@@ -50,6 +50,7 @@ import numpy as np
 import tensorflow as tf
 
 from asdn_tf.nn import config as config_lib
+from asdn_tf.nn.cost import architecture_cost
 from asdn_tf.io import pixels as pixels_lib
 from asdn_tf.data.resizing import resize_matrix
 
@@ -192,7 +193,7 @@ def upscale_step(model, image, step, size, tile, overlap, tick, dtype=np.float32
     """
     regions = region_boxes(size, tile, overlap)
     attention = model.model_config.channel_attention and len(regions) > 1
-    exact = (sum(_area(context) for _, context in regions) * _feature_bytes(model)
+    exact = (sum(_area(context) for _, context in regions) * paused_bytes_per_pixel(model)
              + pass_bytes(model.model_config, max(_area(context) for _, context in regions))
              <= MEMORY_BUDGET)
     sample = sample_boxes(size, overlap) if attention and not exact else []
@@ -298,10 +299,11 @@ def _attention_rounds(passes, regions, region_inputs):
     return paused, tf.stack(sums)
 
 
-def _feature_bytes(model):
-    """Bytes per pixel a paused region keeps: the trunk's output channels, and x_up."""
+def paused_bytes_per_pixel(model):
+    """Bytes per pixel a paused region keeps: the trunk's output channels in the model's
+    compute dtype, and x_up in float32."""
     itemsize = tf.as_dtype(model.trunk.compute_dtype).size
-    return model.trunk.output_channels * itemsize + 3 * 4
+    return architecture_cost(model.model_config).trunk_channels * itemsize + 3 * 4
 
 
 def crop_in_context(kept, context):

@@ -13,7 +13,7 @@ Example:
 
 import dataclasses
 
-from asdn_tf.nn import lfr
+from asdn_tf.nn import cost, lfr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,32 +99,9 @@ def fsdn_scales(scale):
 
 def model_cost(model_config):
     """(parameters, activation bytes per output pixel) of the ASDN `model_config` describes,
-    computed without building it. The activations are an estimate of one pass in float32: the
-    trunk's concatenated features and an intra dense block's stack, each held twice while it is
-    concatenated (about 2 KB a pixel for the default preset, as measured)."""
-    cfg = model_config
-    features, growth = cfg.features, cfg.growth
-    squeeze = max(features // cfg.ca_reduction, 1)
-    parameters = _conv(3, 3, features)
-    for block in range(cfg.num_blocks):
-        parameters += _conv(1, features * (block + 1), features)
-        parameters += sum(_conv(3, features + layer * growth, growth)
-                          for layer in range(cfg.num_layers))
-        parameters += _conv(1, features + cfg.num_layers * growth, features)
-        if cfg.channel_attention:
-            parameters += _conv(1, features, squeeze) + _conv(1, squeeze, features)
-    trunk_channels = features * (cfg.num_blocks + 1)
-    branch = _conv(1, trunk_channels, 3)
-    if cfg.spatial_attention:
-        branch += _conv(1, 3, cfg.sa_features) + _conv(1, cfg.sa_features, 1)
-    parameters += cfg.num_levels * branch
-    stack = features + cfg.num_layers * growth
-    return parameters, 4 * 2 * (trunk_channels + stack)
-
-
-def _conv(kernel, inputs, outputs):
-    """The parameters of a kernel×kernel convolution with bias (a Dense layer is kernel 1)."""
-    return kernel * kernel * inputs * outputs + outputs
+    computed without building it (`cost.architecture_cost`, which also gives its FLOPs)."""
+    found = cost.architecture_cost(model_config)
+    return found.parameters, found.activation_bytes
 
 
 # The most output pixels one pass of the network is given at once: the default preset holds

@@ -13,6 +13,7 @@ from keras import ops
 
 from asdn_tf.nn import config as config_lib
 from asdn_tf.nn import lfr
+from asdn_tf.nn.cost import architecture_cost
 from asdn_tf.nn.layers import BicubicUpsample, FeatureMappingBranch, ReconstructionBranch
 
 
@@ -290,14 +291,4 @@ def build_model(model_config="default"):
 
 def flops_per_pixel(model_config):
     """Multiply-adds × 2 per output pixel of one any-scale pass (trunk + two branches)."""
-    cfg = model_config
-    f, g = cfg.features, cfg.growth
-    macs = 9 * 3 * f
-    for block in range(cfg.num_blocks):
-        macs += f * (block + 1) * f
-        macs += sum(9 * (f + index * g) * g for index in range(cfg.num_layers))
-        macs += (f + cfg.num_layers * g) * f
-    branch = f * (cfg.num_blocks + 1) * 3
-    if cfg.spatial_attention:
-        branch += 3 * cfg.sa_features + cfg.sa_features
-    return 2 * (macs + 2 * branch)
+    return architecture_cost(model_config).flops_per_pixel
