@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import keras
-import ncnn
 import numpy as np
 import pytest
 
@@ -177,6 +176,25 @@ def test_a_missing_converter_names_the_install(monkeypatch):
     monkeypatch.setattr(ncnn_export.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match=r'pip install --no-deps "pnnx>=20261020"'):
         ncnn_export.pnnx_binary()
+
+
+def test_a_failed_conversion_is_one_line(monkeypatch, tmp_path, tiny_model):
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 4, 4])])
+    content = helper.make_model(graph).SerializeToString()
+    failing = tmp_path / "pnnx"
+    failing.write_text("#!/bin/sh\necho converting\necho 'unsupported op Foo' >&2\nexit 3\n")
+    failing.chmod(0o755)
+    monkeypatch.setattr(ncnn_export, "pnnx_binary", lambda: failing)
+    monkeypatch.setattr(ncnn_export.onnx_export, "convert_onnx", lambda *args, **kw: content)
+    with pytest.raises(ValueError, match=r"^pnnx could not convert the model \(exit 3\): "
+                                         r"unsupported op Foo$"):
+        ncnn_export.convert_ncnn(tiny_model, 2)
 
 
 @pytest.fixture(scope="module")

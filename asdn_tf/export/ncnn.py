@@ -23,7 +23,7 @@ import numpy as np
 from asdn_tf.evaluation import metrics
 from asdn_tf.export import onnx as onnx_export
 from asdn_tf.export.output_files import NCNN_MARK, write_export
-from asdn_tf.io import errors, pixels
+from asdn_tf.io import pixels
 from asdn_tf.nn.model import ASDN, FSDN
 
 # The scales upscayl-bin reads from a model's name ("x2" or "2x" ...). It looks for "x1" first,
@@ -110,10 +110,9 @@ def convert_ncnn(model, scale, description=""):
                    *(f"{key}={path}" for key, path in outputs.items())]
         result = subprocess.run(command, cwd=folder, capture_output=True, text=True)
         if result.returncode != 0 or not outputs["ncnnparam"].is_file():
-            reason = errors.first_line((result.stderr or result.stdout).strip().splitlines()[-1]
-                                       if (result.stderr or result.stdout).strip() else "")
+            said = (result.stderr.strip() or result.stdout.strip()).splitlines()
             raise ValueError(f"pnnx could not convert the model (exit {result.returncode}): "
-                             f"{reason or 'no output'}")
+                             f"{said[-1] if said else 'no output'}")
         param = name_blobs(outputs["ncnnparam"].read_text())
         return param, outputs["ncnnbin"].read_bytes()
 
