@@ -12,7 +12,7 @@ import struct
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, ImageOps
 
 from asdn_tf.export import encoded_image, saved_model
 from asdn_tf.io import image_io
@@ -153,10 +153,26 @@ def test_output_must_be_larger_than_the_input(signatures, session, tiny_model, t
     assert image_io.read_image(tmp_path / "out.png").shape == (9, 5, 3)
 
 
+def _turned_by_pillow(path):
+    """The pixels of the file at `path` turned by its EXIF orientation, as Pillow turns them
+    (an invalid orientation leaves them as stored)."""
+    return np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+
+
 @pytest.mark.parametrize("orientation", range(10))
-def test_upright_turns_as_the_cli_does(picture, orientation):
-    expected = image_io._ORIENTATIONS.get(orientation, lambda a: a)(picture)
-    turned = encoded_image._upright(tf.constant(picture), tf.constant(orientation, tf.int64))
+def test_upright_turns_as_the_cli_does(picture, orientation, tmp_path):
+    """The SavedModel's decoder and the command's reader turn a PNG by each EXIF orientation
+    (0 and 9 are invalid) as Pillow does."""
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, "PNG", exif=b"Exif\0\0" + _exif(orientation, "II"))
+    path = tmp_path / "photo.png"
+    path.write_bytes(buffer.getvalue())
+    expected = _turned_by_pillow(path)
+    assert (expected.shape == picture.shape and np.array_equal(expected, picture)) \
+        == (orientation not in range(2, 9))
+    np.testing.assert_array_equal(image_io.read_image(path), expected)
+    turned = encoded_image.checked_decode(tf.constant(buffer.getvalue()), tf.constant(2.0),
+                                          4.0, 10_000)
     np.testing.assert_array_equal(turned.numpy(), expected)
 
 
@@ -183,9 +199,7 @@ def test_encoded_applies_exif_orientation_as_the_cli_does(signatures, session, p
     path = tmp_path / f"photo.{image_format.lower()}"
     path.write_bytes(buffer.getvalue())
     upright = image_io.read_image(path)  # the pixels `python -m asdn_tf.upscale` upscales
-    stored = np.asarray(Image.open(path).convert("RGB"))  # as stored, not turned
-    turned = image_io._ORIENTATIONS.get(orientation, lambda a: a)(stored)
-    np.testing.assert_array_equal(upright, turned)
+    np.testing.assert_array_equal(upright, _turned_by_pillow(path))
     expected = signatures["serving_default"](image=tf.constant(upright[None]),
                                              scale=tf.constant(2.0))["image"].numpy()[0]
     png = _encoded(signatures, buffer.getvalue())

@@ -17,12 +17,10 @@ def hardware(monkeypatch):
     monkeypatch.delenv(precision_lib.AUTO_PRECISION_ENV, raising=False)
 
     def pretend(flags, gpu=None):
-        monkeypatch.setattr(precision_lib, "_cpu_flags", lambda: set(flags))
-        monkeypatch.setattr(precision_lib, "_gpu_capability", lambda: gpu)
-        precision_lib._hardware_precision.cache_clear()
+        monkeypatch.setattr(precision_lib, "hardware_precision",
+                            lambda: precision_lib.precision_for(lambda: set(flags), gpu))
 
-    yield pretend
-    precision_lib._hardware_precision.cache_clear()
+    return pretend
 
 
 @pytest.mark.parametrize("flags,gpu,expected", [

@@ -182,3 +182,40 @@ def test_nn_imports_no_flag_library():
                                                      for a in node.names)
              or isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "absl"]
     assert not found, found
+
+
+def _package_aliases(tree):
+    """{name: module} of the package modules a test file imports as names."""
+    aliases = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            aliases.update({alias.asname or alias.name.split(".")[0]: alias.name
+                            for alias in node.names if alias.name.startswith("asdn_tf")})
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("asdn_tf"):
+            aliases.update({alias.asname or alias.name: f"{node.module}.{alias.name}"
+                            for alias in node.names})
+    return aliases
+
+
+def test_tests_use_public_names():
+    """A test reads, and monkeypatches, the package's public names only: a private one is
+    tested through its module's public functions."""
+    found = []
+    for path in sorted(PACKAGE.parent.joinpath("tests").glob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        aliases = _package_aliases(tree)
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id in aliases and node.attr.startswith("_")
+                    and not node.attr.startswith("__")):
+                found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("setattr", "delattr") and len(node.args) > 1
+                    and isinstance(node.args[0], ast.Name) and node.args[0].id in aliases
+                    and isinstance(node.args[1], ast.Constant)
+                    and str(node.args[1].value).startswith("_")):
+                found.append(f"{path.name}:{node.lineno} {ast.unparse(node)[:60]}")
+            if (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("asdn_tf")
+                    and any(alias.name.startswith("_") for alias in node.names)):
+                found.append(f"{path.name}:{node.lineno} from {node.module} import _")
+    assert not found, "\n".join(found)

@@ -113,7 +113,7 @@ def test_pixel_output_is_the_float_output_rounded(tiny_model, dtype):
 def test_the_memory_budget_decides_exact_or_sampled_means(monkeypatch, fits):
     model = _tiny()  # its own traces: the counting below sees them
     regions = tiling.region_boxes((80, 112), 24, _radius(model))
-    contexts = [tiling._area(context) for _, context in regions]
+    contexts = [(bottom - top) * (right - left) for _, (top, bottom, left, right) in regions]
     needed = (sum(contexts) * tiling.paused_bytes_per_pixel(model)
               + tiling.pass_bytes(model.model_config, max(contexts)))
     monkeypatch.setattr(tiling, "MEMORY_BUDGET", needed if fits else needed - 1)

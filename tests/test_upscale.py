@@ -345,7 +345,7 @@ def test_an_interrupted_write_leaves_nothing(tmp_path, tiny_model, monkeypatch):
         stream.write(b"\x89PNG half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(image_io, "_encode", half_written)
+    monkeypatch.setattr(image_io, "encode", half_written)
     source = _save(tmp_path / "in.png")
     with pytest.raises(KeyboardInterrupt):
         files.upscale_file(source, tmp_path / "out.png", 2, model=tiny_model)

@@ -122,7 +122,7 @@ def test_a_scale_too_small_to_add_a_pixel_names_the_smallest_that_does(capsys, t
                   "pixel; the smallest that does is 1.0079\n"
     assert upscale_request.target_size((48, 64), scale=1.0079)[1] == (48, 65)
     for side in range(1, 3000):
-        smallest = upscale_request._smallest_growing_scale(side, 1)
+        smallest = upscale_request.smallest_growing_scale(side, 1)
         assert lfr.output_size(side, 1, smallest)[0] == side + 1
         assert lfr.output_size(side, 1, smallest - 1e-4)[0] == side
     with pytest.raises(ValueError, match="scale must be a number in"):
@@ -277,7 +277,7 @@ def test_overwrite_replaces_files_never_a_folder_or_an_input(capsys, tmp_path, w
 def test_an_interrupted_folder_run_says_where_and_exits_130(capsys, tmp_path, weights,
                                                             quick_model, monkeypatch):
     inputs = _folder(tmp_path / "in", ["a.png", "b.png"])
-    encode = image_io._encode
+    encode = image_io.encode
     calls = []
 
     def interrupted_on_the_second(stream, *args):
@@ -286,7 +286,7 @@ def test_an_interrupted_folder_run_says_where_and_exits_130(capsys, tmp_path, we
             raise KeyboardInterrupt
         encode(stream, *args)
 
-    monkeypatch.setattr(image_io, "_encode", interrupted_on_the_second)
+    monkeypatch.setattr(image_io, "encode", interrupted_on_the_second)
     status, _, err = _cli(capsys, f"--input={inputs}", f"--output={tmp_path}/out", "--scale=2",
                           f"--weights={weights}", "--preset=tiny")
     assert status == 130

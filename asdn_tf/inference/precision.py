@@ -76,19 +76,26 @@ def auto_precision():
             raise ValueError(f"{AUTO_PRECISION_ENV} must be one of {', '.join(PRECISIONS)}, "
                              f"got {override!r}")
         return override, AUTO_PRECISION_ENV
-    return _hardware_precision()
+    return hardware_precision()
 
 
 @functools.cache
-def _hardware_precision():
-    """`auto_precision` from the hardware alone (it does not change while the process runs)."""
-    gpu = _gpu_capability()
+def hardware_precision():
+    """`auto_precision` from this machine's hardware alone (it does not change while the process
+    runs)."""
+    return precision_for(_cpu_flags, _gpu_capability())
+
+
+def precision_for(cpu_flags, gpu):
+    """(precision, reason) for a machine whose network runs on `gpu`: None, or (name, compute
+    capability or None); without one, on a CPU whose feature flags `cpu_flags()` returns (a
+    set, read only when there is no GPU)."""
     if gpu is not None:
         name, capability = gpu
         fast = capability is not None and capability >= GPU_BFLOAT16_CAPABILITY
         described = "unknown" if capability is None else ".".join(map(str, capability))
         return ("bfloat16" if fast else "float32"), f"GPU {name}, compute capability {described}"
-    flags = _cpu_flags()
+    flags = cpu_flags()
     for flag, name in CPU_BFLOAT16_FLAGS.items():
         if flag in flags:
             return "bfloat16", name

@@ -52,7 +52,7 @@ def target_size(input_size, scale=None, size=None, width=None, height=None,
         if (out_h, out_w) == (in_h, in_w):
             raise ValueError(f"scale {_number(scale)} is too small for a {in_w}x{in_h} image to "
                              f"grow by a pixel; the smallest that does is "
-                             f"{_smallest_growing_scale(in_h, in_w):g}")
+                             f"{smallest_growing_scale(in_h, in_w):g}")
     elif size is not None:
         out_h, out_w = whole_pixels(size[0], "height"), whole_pixels(size[1], "width")
         if out_h < in_h or out_w < in_w or (out_h, out_w) == (in_h, in_w):
@@ -106,7 +106,7 @@ def _number(value):
     return text[:-2] if text.endswith(".0") else text
 
 
-def _smallest_growing_scale(height, width):
+def smallest_growing_scale(height, width):
     """The smallest scale, to four decimals, that adds a pixel to the longer side."""
     scale = math.ceil((1 + 0.5 / max(height, width)) * 1e4) / 1e4
     while lfr.output_size(height, width, scale) == (height, width):

@@ -376,8 +376,7 @@ def write_image(path, pixels, image_format=None, icc_profile=None, quality=95, o
         pixels = pixels[..., 0]
     with fileio.atomic_path(path) as temporary:
         with open(temporary, "xb") as stream:
-            _encode(stream, pixels, found, icc_profile if found in _ICC_FORMATS else None,
-                    quality)
+            encode(stream, pixels, found, icc_profile if found in _ICC_FORMATS else None, quality)
             stream.flush()
             os.fsync(stream.fileno())
         if occupied(path) and not overwrite:
@@ -385,7 +384,8 @@ def write_image(path, pixels, image_format=None, icc_profile=None, quality=95, o
     return path
 
 
-def _encode(stream, pixels, found, icc_profile, quality):
+def encode(stream, pixels, found, icc_profile, quality):
+    """Writes `pixels` to the binary `stream` as an image file in the format named `found`."""
     if pixels.dtype == np.uint16 and found == "PNG":
         stream.write(png16.encode(pixels, icc_profile))
         return
