@@ -1,1 +1,3 @@
-"""Exports for serving: a SavedModel with its encoded-image checks, and TFLite."""
+"""Exports for serving: a SavedModel with its encoded-image checks (saved_model.py,
+encoded_image.py, request_checks.py), TFLite (tflite.py), ONNX (onnx.py, onnx_resize.py) and
+ncnn (ncnn.py); `python -m asdn_tf.export` writes them (asdn_tf/cli/export.py)."""

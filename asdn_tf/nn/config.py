@@ -106,7 +106,7 @@ def model_cost(model_config):
 
 # The most output pixels one pass of the network is given at once: the default preset holds
 # about 2.5 KB of activations per output pixel, so 1024 × 1024 pixels peak near 2.5 GB. Larger
-# outputs are tiled by `asdn_tf.upscale` (asdn_tf/tiling.py) and refused by an exported
+# outputs are tiled by `asdn_tf.upscale` (asdn_tf/inference/tiling.py) and refused by an exported
 # SavedModel unless its export raises the limit (--max_output_pixels).
 MAX_PASS_PIXELS = 1024 * 1024
 
