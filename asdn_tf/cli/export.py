@@ -25,7 +25,7 @@ from asdn_tf.export.output_files import check_output, write_export
 from asdn_tf.export.saved_model import DEFAULT_MAX_OUTPUT_PIXELS, check_limits, export_saved_model
 from asdn_tf.export.tflite import QUANTIZATIONS, convert_tflite, verification_images, verify_tflite
 from asdn_tf.inference.weights_io import load_model, load_pretrained
-from asdn_tf.io import errors as cli
+from asdn_tf.io import errors
 from asdn_tf.nn import config as config_lib
 from asdn_tf.nn import lfr
 from asdn_tf.nn.model import ASDN
@@ -272,7 +272,7 @@ def main(argv):
     try:
         commands[command](flag_values)
     except (ValueError, OSError) as error:  # FileNotFoundError and FileExistsError included.
-        print(f"export: {cli.first_line(error)}", file=sys.stderr)
+        print(f"export: {errors.first_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("export: interrupted; nothing written", file=sys.stderr)
@@ -284,7 +284,7 @@ def run():
     """`python -m asdn_tf.export`: flags are defined here, not at import, so importing the
     library defines none."""
     _define_flags()
-    app.run(main, flags_parser=cli.one_line_flags_parser("export"))
+    app.run(main, flags_parser=errors.one_line_flags_parser("export"))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from asdn_tf.data.resizing import cubic
+from asdn_tf.nn.cubic import cubic
 
 # Border rows the cubic taps read beyond each edge.
 BORDER = 2

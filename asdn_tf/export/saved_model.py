@@ -47,14 +47,17 @@ from asdn_tf.export.output_files import check_output, write_export
 from asdn_tf.export.request_checks import checked_batch
 from asdn_tf.inference.engine import upscale_tensor
 from asdn_tf.io import pixels
-from asdn_tf.nn import config as config_lib
 from asdn_tf.nn import lfr
 from asdn_tf.nn.model import ASDN
 
 # A larger request is refused before anything is allocated (the memory of one pass). Raise it
 # (--max_output_pixels) on a server with the memory for it: a pass of the default preset peaks
 # near 2 KB per output pixel (6.6 GB for 4194304 pixels at x32; `config.model_cost`).
-DEFAULT_MAX_OUTPUT_PIXELS = config_lib.MAX_PASS_PIXELS
+# The most output pixels the SavedModel gives one request unless its export raises the limit
+# (--max_output_pixels): one pass of the network over them all (the default preset holds about
+# 2.5 KB of activations per output pixel, so 1024 × 1024 pixels peak near 2.5 GB). In-process,
+# `asdn_tf.upscale` tiles larger outputs instead (asdn_tf/inference/tiling.py).
+DEFAULT_MAX_OUTPUT_PIXELS = 1024 * 1024
 
 
 def export_saved_model(model, output_dir, max_scale=lfr.DEFAULT_MAX_SCALE,

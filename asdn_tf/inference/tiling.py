@@ -43,7 +43,6 @@ Example:
     >>> rgb = upscale_step(model, image, 2.0, (2048, 2048), tile=400, overlap=17, tick=print)
 """
 
-import math
 import weakref
 
 import numpy as np

@@ -104,12 +104,6 @@ def model_cost(model_config):
     return found.parameters, found.activation_bytes
 
 
-# The most output pixels one pass of the network is given at once: the default preset holds
-# about 2.5 KB of activations per output pixel, so 1024 × 1024 pixels peak near 2.5 GB. Larger
-# outputs are tiled by `asdn_tf.upscale` (asdn_tf/inference/tiling.py) and refused by an exported
-# SavedModel unless its export raises the limit (--max_output_pixels).
-MAX_PASS_PIXELS = 1024 * 1024
-
 PRESETS = {
     # The paper: 16 DABs, 8 convolutions per IDB, 64 features (about 22 M parameters).
     "paper": ModelConfig(num_blocks=16, num_layers=8, features=64, growth=64),
