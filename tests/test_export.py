@@ -680,4 +680,4 @@ def test_export_without_a_known_command_prints_its_usage(capsys):
 
     assert export_command.main(["export", "pdf"]) == 2
     assert capsys.readouterr().err == (
-        "export: usage: python -m asdn_tf.export saved_model|tflite|onnx [--flags]\n")
+        "export: usage: python -m asdn_tf.export saved_model|tflite|onnx|ncnn [--flags]\n")
