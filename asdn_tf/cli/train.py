@@ -118,6 +118,10 @@ def main(argv):
         run_from_flags(flags.FLAGS)
     except (TrainingError, ValueError, OSError) as error:
         sys.exit(f"train: {error}")
+    except KeyboardInterrupt:
+        print(f"train: interrupted; the same command resumes from the newest checkpoint in "
+              f"{flags.FLAGS.output_dir}", file=sys.stderr)
+        sys.exit(130)
 
 
 def run():
