@@ -106,9 +106,9 @@ def _saved_model_command(flag_values):
     if not flag_values.output_dir:
         raise ValueError("--output_dir is required")
     check_limits(flag_values.max_scale, flag_values.max_output_pixels)
-    check_model_choice(flag_values.weights, flag_values.preset)
     output_dir = pathlib.Path(flag_values.output_dir)
     check_output(output_dir, "saved_model", flag_values.overwrite)
+    check_model_choice(flag_values.weights, flag_values.preset)
     model = load_chosen_model(flag_values.weights, flag_values.preset, precision="float32")
     source = flag_values.weights or "the bundled default weights"
     export_saved_model(model, output_dir, flag_values.max_scale, flag_values.max_output_pixels,
