@@ -24,7 +24,7 @@ from asdn_tf.export import onnx as onnx_export
 from asdn_tf.export.output_files import check_output, write_export
 from asdn_tf.export.saved_model import DEFAULT_MAX_OUTPUT_PIXELS, check_limits, export_saved_model
 from asdn_tf.export.tflite import QUANTIZATIONS, convert_tflite, verification_images, verify_tflite
-from asdn_tf.inference.weights_io import load_model, load_pretrained
+from asdn_tf.inference.weights_io import load_model
 from asdn_tf.io import errors
 from asdn_tf.nn import config as config_lib
 from asdn_tf.nn import lfr
@@ -100,6 +100,12 @@ def _parse_input_size(text):
     if height < 1 or width < 1:
         raise ValueError(f"--input_size must be positive, got {text!r}")
     return height, width
+
+
+def _chosen_model(flag_values):
+    """(the model --weights and --preset choose in float32, the words that name it)."""
+    return (load_chosen_model(flag_values.weights, flag_values.preset, precision="float32"),
+            flag_values.weights or "the bundled default weights")
 
 
 def _saved_model_command(flag_values):
@@ -179,12 +185,7 @@ def _onnx_command(flag_values):
         raise ValueError("--input_size is for fixed-scale files (--scale), not --any_scale")
     check_output(output, "onnx", flag_values.overwrite)
     images = onnx_export.read_verification_images(flag_values.images)
-    if flag_values.weights:
-        model = load_model(flag_values.weights, flag_values.preset, precision="float32")
-        source = flag_values.weights
-    else:
-        model = load_pretrained(precision="float32")
-        source = "the bundled default weights"
+    model, source = _chosen_model(flag_values)
     if scale is None and not isinstance(model, ASDN):
         raise ValueError(f"--any_scale needs an ASDN; {source} holds an x{model.scale} FSDN")
     onnx_export.check_model_scale(model, scale)
@@ -222,12 +223,7 @@ def _ncnn_command(flag_values):
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--output must be a folder, and {folder} is a file")
     images = onnx_export.read_verification_images(flag_values.images)
-    if flag_values.weights:
-        model = load_model(flag_values.weights, flag_values.preset, precision="float32")
-        source = flag_values.weights
-    else:
-        model = load_pretrained(precision="float32")
-        source = "the bundled default weights"
+    model, source = _chosen_model(flag_values)
     model = ncnn_export.fixed_scale_model(model, scale)
     name = ncnn_export.model_name(model, scale)
     for suffix in (".param", ".bin"):
