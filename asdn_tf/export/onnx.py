@@ -29,6 +29,7 @@ from asdn_tf.data.imresize import imresize
 from asdn_tf.evaluation import metrics
 from asdn_tf.export import onnx_resize
 from asdn_tf.export.output_files import ONNX_MARK
+from asdn_tf.inference import recursion
 from asdn_tf.inference.engine import compiled_upscaler
 from asdn_tf.io import pixels
 from asdn_tf.io.image_io import list_images, read_image
@@ -65,11 +66,11 @@ def upscale_fixed(model, images, scale):
     What `asdn_tf.upscale` computes (`keras_reference`)."""
     if isinstance(model, FSDN):
         return tf.clip_by_value(tf.cast(fsdn_static(model, images), tf.float32), 0.0, 1.0)
-    output = images
-    for step in lfr.recursion_plan(scale):
-        x_up = onnx_resize.resize(output, *onnx_resize.step_ratio(step))
-        output = tf.clip_by_value(tf.cast(model(x_up, scale=step), tf.float32), 0.0, 1.0)
-    return output
+    def step(image, step_scale):
+        x_up = onnx_resize.resize(image, *onnx_resize.step_ratio(step_scale))
+        return tf.clip_by_value(tf.cast(model(x_up, scale=step_scale), tf.float32), 0.0, 1.0)
+
+    return recursion.run_unrolled(images, scale, step)
 
 
 def fsdn_static(fsdn, images):
@@ -111,19 +112,13 @@ def upscale_any(model, images, scale):
     where the model picks two with `switch_case`. A scale outside [1, 32] is clamped into it:
     an ONNX graph cannot refuse it."""
     scale = tf.clip_by_value(tf.cast(scale, tf.float64), 1.0, lfr.DEFAULT_MAX_SCALE)
-    height, width = tf.shape(images)[1], tf.shape(images)[2]
-    size = lfr.output_size_ops(height, width, scale)
-    steps = lfr.num_steps_ops(scale)
 
-    def body(step, image):
-        step_scale, target = lfr.step_size_ops(scale, step, height, width, size)
+    def step(image, step_scale, target):
         x_up = imresize(image, scale=step_scale, size=target)
-        return step + 1, tf.clip_by_value(_blend_all(model, x_up, step_scale), 0.0, 1.0)
+        return tf.clip_by_value(_blend_all(model, x_up, step_scale), 0.0, 1.0)
 
-    _, output = tf.while_loop(
-        lambda step, _: step < steps, body, [tf.constant(0), images],
-        shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, None, None, 3])])
-    return output
+    size = lfr.output_size_ops(tf.shape(images)[1], tf.shape(images)[2], scale)
+    return recursion.run_ops(images, scale, size, step)
 
 
 def _blend_all(model, x_up, scale):

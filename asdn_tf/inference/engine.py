@@ -7,7 +7,7 @@ step from a memory budget. `upscale` (numpy, for users), `upscale_file`, the com
 `evaluate` all go through it.
 
 `upscale_tensor` is the whole-image strategy for a batch in a graph: the scale may be a tensor,
-and the recursion the same plan as a `tf.while_loop` (`lfr.step_size_ops`), so the same step
+and the recursion the same plan as one `tf.while_loop` (`recursion.run_ops`), so the same step
 runs eagerly, in a `tf.function` and inside a SavedModel. `compiled_upscaler` is that function
 traced once per model.
 
@@ -74,20 +74,11 @@ def upscale_tensor(model, images, scale, size=None, max_scale=lfr.DEFAULT_MAX_SC
         lfr.check_scale(scale, max_scale)
     images = _checked_batch(images)
     scale = _checked_scale(tf.cast(scale, tf.float64), max_scale)
-    in_h, in_w = tf.shape(images)[1], tf.shape(images)[2]
     if size is None:
-        size = lfr.output_size_ops(in_h, in_w, scale)
+        size = lfr.output_size_ops(tf.shape(images)[1], tf.shape(images)[2], scale)
     size = tf.cast(size[0], tf.int32), tf.cast(size[1], tf.int32)
-    steps = lfr.num_steps_ops(scale)
-
-    def body(step, image):
-        step_scale, target = lfr.step_size_ops(scale, step, in_h, in_w, size)
-        return step + 1, whole_image_step(model, image, step_scale, target)
-
-    _, output = tf.while_loop(
-        lambda step, _: step < steps, body, [tf.constant(0), images],
-        shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, None, None, 3])])
-    return output
+    return recursion.run_ops(
+        images, scale, size, lambda image, step, target: whole_image_step(model, image, step, target))
 
 
 def whole_image_step(model, images, step, size):

@@ -3,16 +3,21 @@
 Steps before the last are ×2 and reach round(h · 2^k) × round(w · 2^k); the last takes the
 remainder to the requested size (`lfr.step_sizes`). Given an FSDN's integer factors, the
 recursion starts with them instead (`plan`): the largest factor that fits what remains, again
-while one fits, then ASDN's steps for the rest (×3.3 = ×3 then ×1.1; ×5.7 = ×4 then ×1.425). How a step runs is the caller's: the upscale
-engine runs it on the whole image or region by region (`asdn_tf.inference.engine`), the JAX
-trainer's validation with `keras.ops` (`asdn_tf.training.train_jax`). This module imports no
-backend.
+while one fits, then ASDN's steps for the rest (×3.3 = ×3 then ×1.1; ×5.7 = ×4 then ×1.425).
+
+The loop over the steps is here, in the three forms its callers need: `run` for an image whose
+size is known (the upscale engine, step by step on the whole image or by regions; the JAX
+trainer's validation), `run_unrolled` for a Python scale in a graph whose sizes follow from its
+input (the fixed-scale ONNX file), and `run_ops` for a scale tensor (`upscale_tensor`, the
+SavedModel, the any-scale ONNX file): one `tf.while_loop`. How a step runs is the caller's.
 
 Example:
     >>> run(image, 3.3, (66, 99), lambda image, step, size, last: resize(image, size))
 """
 
 import math
+
+import tensorflow as tf
 
 from asdn_tf.nn import lfr
 
@@ -64,3 +69,28 @@ def run(image, scale, size, step, fixed_step=None, factors=()):
         run_step = fixed_step if isinstance(step_scale, int) else step
         image = run_step(image, step_scale, target, index == len(steps) - 1)
     return image
+
+
+def run_unrolled(images, scale, step):
+    """`images` through the ASDN steps of a Python `scale` (`lfr.recursion_plan`), unrolled:
+    images = step(images, step scale), each step's output size following from its input's."""
+    for step_scale in lfr.recursion_plan(scale):
+        images = step(images, step_scale)
+    return images
+
+
+def run_ops(images, scale, size, step):
+    """`images` (N×H×W×3) through the ASDN steps of the float scale tensor `scale` to `size`
+    ((height, width) int32 tensors) in one `tf.while_loop` (`lfr.num_steps_ops` iterations):
+    images = step(images, step scale float64 tensor, (height, width) int32 tensors)."""
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+
+    def body(index, image):
+        step_scale, target = lfr.step_size_ops(scale, index, height, width, size)
+        return index + 1, step(image, step_scale, target)
+
+    steps = lfr.num_steps_ops(scale)
+    _, output = tf.while_loop(
+        lambda index, _: index < steps, body, [tf.constant(0), images],
+        shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, None, None, 3])])
+    return output
