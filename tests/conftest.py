@@ -156,14 +156,14 @@ def quick_model(monkeypatch, tiny_model, weights):
 
     `test_cli_writes_the_same_image_as_the_python_api` checks the real loading gives the same.
     """
-    load = upscale_command.load_model
+    load = upscale_command.load_upscale_model
 
     def quick(path=None, preset=None, precision="auto", name=None):
         if (path, preset, name) == (str(weights), "tiny", None) and precision != "bfloat16":
             return tiny_model
         return load(path, preset, precision, name)
 
-    monkeypatch.setattr(upscale_command, "load_model", quick)
+    monkeypatch.setattr(upscale_command, "load_upscale_model", quick)
 
 
 def _pixels(shape=(24, 32, 3), seed=0, dtype=np.uint8):

@@ -145,6 +145,25 @@ def test_no_global_statement():
     assert not found, "\n".join(found)
 
 
+def _public_names():
+    """{name: module} of the package's public API (`asdn_tf._EXPORTS`, read from the source)."""
+    tree = _modules()["asdn_tf"][1]
+    exports = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                   and any(getattr(target, "id", "") == "_EXPORTS" for target in node.targets))
+    return dict(zip((key.value for key in exports.keys), (value.value for value in exports.values)))
+
+
+def test_no_function_shadows_a_public_name():
+    """`asdn_tf.load_model` means one thing: no other module defines a function or class of a
+    public name (the command's own loader is `load_upscale_model`)."""
+    public = _public_names()
+    found = [f"{name}:{node.lineno} {node.name} (public: {public[node.name]})"
+             for name, (_, tree) in _modules().items() for node in tree.body
+             if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in public
+             and public[node.name] != name]
+    assert not found, "\n".join(found)
+
+
 # docs/layout.md's order, bottom first: a module imports its own folder or a lower row only.
 LAYERS = (("io", "nn"), ("data",), ("inference",), ("evaluation",), ("training", "export"),
           ("cli", "demo"))

@@ -48,7 +48,7 @@ from asdn_tf.io import errors, image_io, progress
 from asdn_tf.nn import config, lfr
 
 
-def load_model(weights=None, preset=None, precision="auto", name=None):
+def load_upscale_model(weights=None, preset=None, precision="auto", name=None):
     """The model for the command: `weights` (with `preset`), or the bundled model `name` (by
     default `weights_io.UPSCALE_MODEL`), computing in `precision`. What "auto" chose is said
     on stderr, once per process."""
@@ -70,9 +70,9 @@ def say_auto_precision(used, reason):
 
 
 def load_networks(weights=None, preset=None, precision="auto", name=None, fsdn="auto"):
-    """The `files.Networks` that the flags choose: `load_model`'s model and the FSDN for the
+    """The `files.Networks` that the flags choose: `load_upscale_model`'s model and the FSDN for the
     integer part of a scale (`model_flags.load_chosen_fsdn`) or None."""
-    return Networks(load_model(weights, preset, precision, name),
+    return Networks(load_upscale_model(weights, preset, precision, name),
                     load_chosen_fsdn(fsdn, weights, name, precision))
 
 

@@ -194,7 +194,7 @@ def load_validation_set(folder):
     return images
 
 
-def upscale(network, image, scale, size):
+def upscale_with_keras_ops(network, image, scale, size):
     """float32 N×H×W×3 → N×size×3 through the upscale recursion (`inference.recursion`), each
     step on the whole images with `keras.ops`.
     An FSDN takes the LR image itself, at its own scale (`benchmark.super_resolve`)."""
@@ -219,7 +219,7 @@ def measure_psnr(network, hr, scale):
 
     def super_resolve(lr, size):
         rgb = np.repeat(lr, 3, axis=2) if lr.shape[2] == 1 else lr
-        sr = upscale(network, pixels.to_float(rgb)[None], scale, size)[0]
+        sr = upscale_with_keras_ops(network, pixels.to_float(rgb)[None], scale, size)[0]
         return sr.mean(axis=2, keepdims=True) if lr.shape[2] == 1 else sr
 
     hr, sr = protocol.sr_image(hr, scale, make_lr, super_resolve)
