@@ -50,7 +50,7 @@ def test_update_matches_tensorflow(tmp_path, image_folder):
     import keras
     from asdn_tf.training import train_step
     from asdn_tf.nn.model import build_fsdn
-    from asdn_tf.training.schedule import learning_rate_schedule
+    from asdn_tf.training.config import learning_rate_schedule
     keras.utils.set_random_seed(0)
     initial = build_fsdn("tiny", SCALE)
     initial.save_weights(tmp_path / "init.weights.h5")

@@ -87,7 +87,7 @@ def jax_steps(tmp_path_factory):
 def test_one_update_matches_tensorflow(jax_steps):
     import keras
     from asdn_tf.training import train_step as train_lib
-    from asdn_tf.training.schedule import learning_rate_schedule
+    from asdn_tf.training.config import learning_rate_schedule
     from asdn_tf.nn.model import build_model
     network = build_model("tiny")
     network.load_weights(jax_steps / "init.weights.h5")

@@ -19,10 +19,10 @@ from absl import flags
 import asdn_tf
 from asdn_tf.cli import config_flags, train
 from asdn_tf.training import common, train_tf
-from asdn_tf.training import run_folder, schedule, train_step
+from asdn_tf.training import run_folder, train_step
 from asdn_tf.data.config import DataConfig
 from asdn_tf.nn.config import ModelConfig, preset
-from asdn_tf.training.config import TrainConfig
+from asdn_tf.training.config import TrainConfig, learning_rate_schedule
 from asdn_tf.inference.weights_io import PACKAGE_WEIGHTS
 from conftest import leftovers
 
@@ -322,10 +322,10 @@ def test_mirrored_strategy_matches_one_device(tmp_path):
 
 
 def test_learning_rate_schedules():
-    every = schedule.learning_rate_schedule(TrainConfig(learning_rate=4e-4, decay_every=100))
+    every = learning_rate_schedule(TrainConfig(learning_rate=4e-4, decay_every=100))
     assert [float(every(step)) for step in (0, 99, 100, 199, 200)] == pytest.approx(
         [4e-4, 4e-4, 2e-4, 2e-4, 1e-4])
-    milestones = schedule.learning_rate_schedule(
+    milestones = learning_rate_schedule(
         TrainConfig(learning_rate=4e-4, decay_every=100, lr_milestones=(10, 15), decay_factor=0.25))
     assert [float(milestones(step)) for step in (0, 9, 10, 14, 15, 1000)] == pytest.approx(
         [4e-4, 4e-4, 1e-4, 1e-4, 2.5e-5, 2.5e-5])

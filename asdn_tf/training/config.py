@@ -1,4 +1,5 @@
-"""Typed configuration of the optimisation recipe (`TrainConfig`).
+"""Typed configuration of the optimisation recipe (`TrainConfig`) and the learning-rate schedule
+it sets for both trainers (`learning_rate_schedule`: pure Keras, no TensorFlow).
 
 Example:
     >>> from asdn_tf.training.config import TrainConfig
@@ -8,6 +9,8 @@ Example:
 
 import dataclasses
 import math
+
+import keras
 
 from asdn_tf.nn import lfr
 
@@ -74,3 +77,17 @@ class TrainConfig:
             if not 1 < float(scale) <= lfr.DEFAULT_MAX_SCALE:
                 raise ValueError(f"validation_scales must be in (1, {lfr.DEFAULT_MAX_SCALE:g}], "
                                  f"got {scale!r}")
+
+
+def learning_rate_schedule(train_config):
+    """The learning rate per update: multiplied by decay_factor from each of lr_milestones on,
+    or every decay_every updates when there are none."""
+    rate, factor = train_config.learning_rate, train_config.decay_factor
+    milestones = train_config.lr_milestones
+    if not milestones:
+        return keras.optimizers.schedules.ExponentialDecay(rate, train_config.decay_every, factor,
+                                                           staircase=True)
+    # PiecewiseConstantDecay keeps values[k] while step <= boundaries[k]: m - 1 makes the new
+    # rate start at update m, as the staircase above does.
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        [m - 1 for m in milestones], [rate * factor ** k for k in range(len(milestones) + 1)])

@@ -23,7 +23,7 @@ from absl import logging
 from asdn_tf.nn import config as config_lib
 from asdn_tf.training import common, run_folder
 from asdn_tf.training.errors import TrainingError
-from asdn_tf.training.schedule import learning_rate_schedule
+from asdn_tf.training.config import learning_rate_schedule
 
 
 def resume(output_dir, restart, checkpoints, warm_start):

@@ -44,7 +44,7 @@ from asdn_tf.nn.model import FSDN, build_fsdn, build_model
 from asdn_tf.inference import recursion
 from asdn_tf.inference.precision import dtype_policy
 from asdn_tf.training.errors import TrainingError
-from asdn_tf.training.schedule import learning_rate_schedule
+from asdn_tf.training.config import learning_rate_schedule
 from asdn_tf.training import jax_checkpoints, loop
 from asdn_tf.training.common import check_arguments, resolve_init_from, warm_start
 

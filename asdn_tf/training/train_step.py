@@ -23,7 +23,7 @@ from asdn_tf.data import pipeline as data_lib
 from asdn_tf.data.imresize import imresize
 from asdn_tf.nn.model import FSDN
 from asdn_tf.training.errors import TrainingError
-from asdn_tf.training.schedule import learning_rate_schedule
+from asdn_tf.training.config import learning_rate_schedule
 
 
 class Trainer(keras.Model):
