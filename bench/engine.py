@@ -116,7 +116,7 @@ def tiled_against_untiled(image, scale, precision, repeats):
 def measure(repeats=2, skip_large=False, echo=print):
     """Every figure, and the printed lines under "lines"; `echo` gets each as it is measured."""
     from asdn_tf.inference import precision as precision_lib
-    from asdn_tf.io import image_io
+    from asdn_tf.io import image_io, image_write
 
     lines = []
 
@@ -152,7 +152,7 @@ def measure(repeats=2, skip_large=False, echo=print):
                     f"{row['max_grey_difference']} grey level(s)")
         if not skip_large:
             source = pathlib.Path(folder) / "large.png"
-            image_io.write_image(source, _square(image, 2048))
+            image_write.write_image(source, _square(image, 2048))
             row = command_in_child([f"--input={source}", f"--output={folder}/large_x4.png",
                                     "--scale=4", "--precision=float32"])
             result["large_2048x4"] = row

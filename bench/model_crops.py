@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 import asdn_tf
 from asdn_tf.inference import weights_io
-from asdn_tf.io import image_io
+from asdn_tf.io import image_io, image_write
 from asdn_tf.nn import lfr
 from asdn_tf.data.imresize import imresize
 
@@ -53,7 +53,7 @@ def main(argv):
     sheet = Image.new("RGB", (sum(t.width for t in tiles) + 4 * (len(tiles) - 1), tiles[0].height))
     for index, tile in enumerate(tiles):
         sheet.paste(tile, (index * (tile.width + 4), 0))
-    image_io.write_image(_OUTPUT.value, np.asarray(sheet), overwrite=True)
+    image_write.write_image(_OUTPUT.value, np.asarray(sheet), overwrite=True)
     print(f"wrote {_OUTPUT.value}: {', '.join(outputs)} at ×{_SCALE.value:g}, crop {height}×{width} "
           f"at ({top}, {left}) of {size[1]}×{size[0]}")
 

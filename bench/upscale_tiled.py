@@ -32,7 +32,7 @@ from absl import app, flags
 
 import asdn_tf
 from asdn_tf.inference import tiling, weights_io
-from asdn_tf.io import image_io
+from asdn_tf.io import image_io, image_write
 from asdn_tf.inference.files import upscale_file
 
 DEFAULT_CASES = ("512x2", "512x3.3", "512x4", "2048x4")
@@ -77,8 +77,8 @@ def measure_case(case, tile=None):
         folder = pathlib.Path(folder)
         source = folder / "in.png"
         warm_up = folder / "warm_up.png"
-        image_io.write_image(source, rng.integers(0, 256, (side, side, 3), np.uint8))
-        image_io.write_image(warm_up, rng.integers(0, 256, (48, 48, 3), np.uint8))
+        image_write.write_image(source, rng.integers(0, 256, (side, side, 3), np.uint8))
+        image_write.write_image(warm_up, rng.integers(0, 256, (48, 48, 3), np.uint8))
         output_side = round(side * scale)
         chosen = tiling.choose_tile((output_side, output_side), tile)
         upscale_file(warm_up, folder / "warm_up_out.png", scale, model=model,

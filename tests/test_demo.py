@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from asdn_tf.data.imresize import imresize
-from asdn_tf.demo import server
+from asdn_tf.demo import server, uploads
 from asdn_tf.inference import weights_io
 from asdn_tf.io import pixels
 
@@ -32,7 +32,7 @@ def _png(height=12, width=16):
 
 
 def _upload(tmp_path, data, name="upload.png"):
-    path = server.upload_path(tmp_path, {"name": name})
+    path = uploads.upload_path(tmp_path, {"name": name})
     path.write_bytes(data)
     return path
 
@@ -45,12 +45,12 @@ def _upload(tmp_path, data, name="upload.png"):
 ])
 def test_a_bad_request_is_one_line(tmp_path, fields, message):
     with pytest.raises(ValueError, match=message) as raised:
-        server.upscale_upload(_upload(tmp_path, _png()), fields)
+        uploads.upscale_upload(_upload(tmp_path, _png()), fields)
     assert "\n" not in str(raised.value)
 
 
 def test_an_output_over_the_limit_is_refused_from_the_header(tmp_path):
-    for work in (server.upscale_upload, server.bicubic_upload):
+    for work in (uploads.upscale_upload, uploads.bicubic_upload):
         with pytest.raises(ValueError, match="pixels") as raised:
             work(_upload(tmp_path, _png()), {"scale": "8", "model": "default"}, max_pixels=1000)
         assert "\n" not in str(raised.value)
@@ -58,7 +58,7 @@ def test_an_output_over_the_limit_is_refused_from_the_header(tmp_path):
 
 def test_a_file_that_is_no_image_names_the_upload(tmp_path):
     upload = _upload(tmp_path, b"\x89PNG\r\n\x1a\n" + b"junk" * 4, "photo.png")
-    for work in (server.upscale_upload, server.bicubic_upload):
+    for work in (uploads.upscale_upload, uploads.bicubic_upload):
         with pytest.raises((ValueError, OSError), match="^cannot read image photo.png"):
             work(upload, {"scale": "2", "model": "default"})
 

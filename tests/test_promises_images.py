@@ -18,9 +18,10 @@ import pytest
 from PIL import Image
 
 import asdn_tf
+from asdn_tf.cli import upscale_flags
 from asdn_tf.inference import files, tiling, weights_io
 from asdn_tf.inference import request as upscale_request
-from asdn_tf.io import image_io
+from asdn_tf.io import image_io, image_write
 from conftest import BLOCK_TENSORFLOW, ROOT, _cli, _files, _pixels, _process, _save, \
     upscale_command
 
@@ -135,10 +136,10 @@ def test_a_dangling_link_at_the_output_is_not_replaced(capsys, tmp_path, weights
     assert (status, err) == (1, f"upscale: {source}: {link} already exists; not replaced "
                                 "without --overwrite\n")
     assert os.readlink(link) == str(tmp_path / "nowhere.png")
-    with pytest.raises(image_io.OutputExistsError,
+    with pytest.raises(image_write.OutputExistsError,
                        match=f"^{link} already exists; not replaced without overwrite=True$"):
         asdn_tf.upscale_file(source, link, 2, model=tiny_model)
-    assert issubclass(image_io.OutputExistsError, FileExistsError)
+    assert issubclass(image_write.OutputExistsError, FileExistsError)
     assert os.path.islink(link) and not (tmp_path / "nowhere.png").exists()
 
     folder, out = tmp_path / "folder", tmp_path / "big"
@@ -236,7 +237,7 @@ def test_refusals_come_before_tensorflow_and_the_model(tmp_path):
 
 
 def test_the_written_out_tile_limit_agrees_with_tiling():
-    assert upscale_command.MIN_TILE == tiling.MIN_TILE
+    assert upscale_flags.MIN_TILE == tiling.MIN_TILE
 
 
 # ---------------------------------------------------------------- the bundled models by name

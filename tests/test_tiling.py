@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import asdn_tf
-from asdn_tf.inference import engine as inference, tiling
+from asdn_tf.inference import engine as inference, tiled_step, tiling
 from asdn_tf.evaluation import notebook
 from asdn_tf.inference import weights_io
 from asdn_tf.io import image_io, pixels
@@ -114,7 +114,7 @@ def test_the_memory_budget_decides_exact_or_sampled_means(monkeypatch, fits):
     model = _tiny()  # its own traces: the counting below sees them
     regions = tiling.region_boxes((80, 112), 24, _radius(model))
     contexts = [(bottom - top) * (right - left) for _, (top, bottom, left, right) in regions]
-    needed = (sum(contexts) * tiling.paused_bytes_per_pixel(model)
+    needed = (sum(contexts) * tiled_step.paused_bytes_per_pixel(model)
               + tiling.pass_bytes(model.model_config, max(contexts)))
     monkeypatch.setattr(tiling, "MEMORY_BUDGET", needed if fits else needed - 1)
     passes = []
@@ -192,7 +192,7 @@ def test_without_channel_attention_each_region_runs_once():
 
 def test_bfloat16_tiles_keep_bfloat16_features(tiny_model):
     model = asdn_tf.inference.precision.with_precision(tiny_model, "bfloat16")
-    assert tiling.paused_bytes_per_pixel(model) == 24 * 2 + 12
+    assert tiled_step.paused_bytes_per_pixel(model) == 24 * 2 + 12
     image = _image()
     untiled = _untiled(model, image, 2.0)
     tiled = inference.run(model, image, 2.0, (80, 112), tile=24, overlap=_radius(model))

@@ -18,9 +18,10 @@ from absl import flags
 from PIL import Image, ImageCms, ImageOps
 
 import asdn_tf
+from asdn_tf.cli import upscale_flags
 from asdn_tf.inference import files, tiling, weights_io
 from asdn_tf.inference import request as upscale_request
-from asdn_tf.io import image_io
+from asdn_tf.io import image_io, image_write
 from asdn_tf.inference import precision as precision_lib
 from asdn_tf.data.imresize import imresize
 from conftest import _cli, _console_script, _files, _pixels, _process, _save, upscale_command
@@ -305,7 +306,7 @@ def test_sixteen_bit_png_stays_sixteen_bit(tmp_path, tiny_model):
     for shape in [(24, 32, 3), (24, 32)]:
         pixels = _pixels(shape, dtype=np.uint16)
         source = tmp_path / "in16.png"
-        image_io.write_image(source, pixels, overwrite=True)
+        image_write.write_image(source, pixels, overwrite=True)
         path = files.upscale_file(source, tmp_path / "out16.png", 2, model=tiny_model,
                                         overwrite=True)
         written, _ = image_io.read_image_and_profile(path)
@@ -345,7 +346,7 @@ def test_an_interrupted_write_leaves_nothing(tmp_path, tiny_model, monkeypatch):
         stream.write(b"\x89PNG half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(image_io, "encode", half_written)
+    monkeypatch.setattr(image_write, "encode", half_written)
     source = _save(tmp_path / "in.png")
     with pytest.raises(KeyboardInterrupt):
         files.upscale_file(source, tmp_path / "out.png", 2, model=tiny_model)
@@ -499,5 +500,5 @@ def test_console_script_failure_has_no_traceback(tmp_path, weights):
 def test_help_lists_the_flags(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["asdn-upscale"])
     values = flags.FlagValues()
-    upscale_command.define_program_flags(values)
+    upscale_flags.define_program_flags(values)
     assert "--tile_overlap" in values.main_module_help()

@@ -15,9 +15,10 @@ from absl import flags
 from PIL import Image
 
 import asdn_tf
+from asdn_tf.cli import upscale_flags
 from asdn_tf.inference import files, tiling
 from asdn_tf.inference import request as upscale_request
-from asdn_tf.io import image_io
+from asdn_tf.io import image_io, image_write
 from asdn_tf.nn import lfr
 from conftest import (MEASURE_REQUESTS, _cli, _console_script, _files, _pixels, _process, _save,
                       upscale_command)
@@ -172,7 +173,7 @@ def test_help_and_version_do_not_wait_for_tensorflow(tmp_path):
 
 def test_help_states_the_tiling_defaults():
     values = flags.FlagValues()
-    upscale_command.define_flags(values)
+    upscale_flags.define_flags(values)
     assert (f"fits in {tiling.MEMORY_BUDGET >> 20} MiB, else on the grid of regions that do "
             "with the least work." in values["tile"].help)
 
@@ -277,7 +278,7 @@ def test_overwrite_replaces_files_never_a_folder_or_an_input(capsys, tmp_path, w
 def test_an_interrupted_folder_run_says_where_and_exits_130(capsys, tmp_path, weights,
                                                             quick_model, monkeypatch):
     inputs = _folder(tmp_path / "in", ["a.png", "b.png"])
-    encode = image_io.encode
+    encode = image_write.encode
     calls = []
 
     def interrupted_on_the_second(stream, *args):
@@ -286,7 +287,7 @@ def test_an_interrupted_folder_run_says_where_and_exits_130(capsys, tmp_path, we
             raise KeyboardInterrupt
         encode(stream, *args)
 
-    monkeypatch.setattr(image_io, "encode", interrupted_on_the_second)
+    monkeypatch.setattr(image_write, "encode", interrupted_on_the_second)
     status, _, err = _cli(capsys, f"--input={inputs}", f"--output={tmp_path}/out", "--scale=2",
                           f"--weights={weights}", "--preset=tiny")
     assert status == 130

@@ -26,9 +26,9 @@ import time
 
 from absl import app, flags
 
-from asdn_tf.cli import upscale
+from asdn_tf.cli import upscale, upscale_flags
 from asdn_tf.cli.model_flags import check_model_choice
-from asdn_tf.io import errors, fileio, image_io
+from asdn_tf.io import errors, fileio, image_io, image_write
 
 # The upscale command's flags that have no meaning here, or another one.
 _NOT_BATCH_FLAGS = ("input", "output", "recursive", "fail_fast")
@@ -42,7 +42,7 @@ _EXTRA = "python -m asdn_tf.batch needs apache-beam: pip install 'asdn_tf[beam]'
 def define_flags(flag_values=flags.FLAGS):
     """Defines the command's flags on `flag_values`: the upscale command's, with its own
     --input, --output and --failures; returns them."""
-    defined = [holder for holder in upscale.define_flags(flag_values)
+    defined = [holder for holder in upscale_flags.define_flags(flag_values)
                if holder.name not in _NOT_BATCH_FLAGS]
     for name in _NOT_BATCH_FLAGS:
         delattr(flag_values, name)
@@ -105,7 +105,7 @@ def execute(values, beam_args=()):
         print(f"asdn_tf.batch {upscale.version()}")
         return 0
     try:
-        request, output, tiles = upscale.check_flags(values)
+        request, output, tiles = upscale_flags.check_flags(values)
         check_model_choice(values.weights, values.preset, values.model)
         import apache_beam  # noqa: F401 - the extra, asked for in one line
     except ImportError:
@@ -157,7 +157,7 @@ def _job(values, request, output, tiles, load, pipeline_lib):
     if local(failures):
         failures = os.path.abspath(os.path.expanduser(failures))
         if os.path.dirname(failures) != output_dir:
-            image_io.check_folder(os.path.dirname(failures))
+            image_write.check_folder(os.path.dirname(failures))
     return pipeline_lib.Job(pattern, output_dir, failures, request, output, tiles,
                             values.max_input_pixels, load)
 

@@ -6,12 +6,10 @@ The server is the standard library's `http.server` and one static page (page.htm
     POST /upscale?scale=S|width=W&model=M&name=N   the file as the body: the result as a PNG
     POST /bicubic?scale=S|width=W&name=N           the same file: MATLAB bicubic at that size
 
-An upload goes through `asdn_tf.upscale_file`, so the limits and the checks are the command's:
-the scale or width, the output's pixel limit (--max_pixels), an image whose header claims more
-pixels than that refused before it is decoded, and a file that is not an image. Each refusal is
-one line of JSON ({"error": ...}), shown on the page. The images travel as PNG bytes, the
-upload goes to a temporary file as it arrives, and one image is worked on at a time: a request
-that comes while another is at work is answered 503 at once.
+An upload goes through `asdn_tf.upscale_file` (asdn_tf/demo/uploads.py), so the limits and the
+checks are the command's. Each refusal is one line of JSON ({"error": ...}), shown on the page.
+The images travel as PNG bytes, the upload goes to a temporary file as it arrives, and one image
+is worked on at a time: a request that comes while another is at work is answered 503 at once.
 
 The page answers only requests addressed to it (Host: the address it listens on, or
 localhost) and refuses POSTs from other origins, so other websites cannot drive it, even
@@ -20,10 +18,8 @@ longer than `UPLOAD_DEADLINE_S` for its upload, is disconnected.
 """
 
 import base64
-import contextlib
 import hashlib
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -36,11 +32,9 @@ import time
 import urllib.parse
 from http import server
 
-from asdn_tf.inference import weights_io
-from asdn_tf.inference.files import upscale_file
-from asdn_tf.inference.request import DEFAULT_MAX_PIXELS, target_size
+from asdn_tf.demo import uploads
+from asdn_tf.inference.request import DEFAULT_MAX_PIXELS
 from asdn_tf.io import errors
-from asdn_tf.io import image_io, pixels
 
 PAGE = pathlib.Path(__file__).with_name("page.html")
 # An upload larger than this is refused unread (the command reads files of any size).
@@ -51,106 +45,12 @@ READ_TIMEOUT_S = 20
 UPLOAD_DEADLINE_S = 120
 BUSY = "the page is busy with another image; try again when it is done"
 _CHUNK = 1 << 20
-_WIDTH = re.compile(r"\s*\d+\s*", re.ASCII)
-_SAFE_NAME = re.compile(r"[^\w.-]", re.ASCII)
 _INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
 # Every answer: no sniffing, no referrer, never inside another site's frame.
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
             "Cross-Origin-Resource-Policy": "same-origin"}
 _NOTHING = "default-src 'none'; frame-ancestors 'none'"
-
-
-def upscale_upload(source, fields, max_pixels=DEFAULT_MAX_PIXELS):
-    """Upscales the uploaded image file `source` as the page's `fields` ask.
-
-    Args:
-        source: pathlib.Path, the upload, named as the user named it (`upload_path`).
-        fields: {"scale": text} or {"width": text}, and "model" (one of weights_io.BUNDLED).
-        max_pixels: the command's limit on the output's pixels.
-
-    Returns:
-        (path, info): the result's PNG file (beside `source`) and {"width", "height", "scale",
-        "model"}.
-
-    Raises:
-        ValueError, OSError: one line naming what is wrong (a bad scale, width, model or image).
-    """
-    name = fields.get("model") or weights_io.UPSCALE_MODEL
-    if name not in weights_io.BUNDLED:
-        raise ValueError(f"unknown model {name!r}; the bundled models are "
-                         f"{', '.join(weights_io.BUNDLED)}")
-    request = _request(fields)
-    destination = source.with_name(".result.png")  # hidden: never the upload's name (no dot)
-    with _named_as_uploaded(source):
-        header = _check_header(source, request, max_pixels)
-        model = weights_io.shared_pretrained(name=name)
-        upscale_file(source, destination, model=model, max_pixels=max_pixels, **request)
-    scale, _ = target_size((header.height, header.width), max_pixels=max_pixels, **request)
-    made = image_io.read_header(destination)
-    return destination, {"width": made.width, "height": made.height, "scale": scale,
-                         "model": name}
-
-
-def bicubic_upload(source, fields, max_pixels=DEFAULT_MAX_PIXELS):
-    """MATLAB bicubic of the uploaded `source` at the size `upscale_upload` gives: (PNG path,
-    info), and the same one-line errors."""
-    request = _request(fields)
-    destination = source.with_name(".bicubic.png")
-    with _named_as_uploaded(source):
-        _check_header(source, request, max_pixels)
-        image = image_io.read_image(source)
-        scale, size = target_size(image.shape[:2], max_pixels=max_pixels, **request)
-        image_io.write_image(destination, _bicubic(image, scale, size), "png")
-    return destination, {"width": size[1], "height": size[0], "scale": scale}
-
-
-def upload_path(folder, fields):
-    """Where an upload is saved in `folder`: under its own (safe) name, which error messages
-    then show."""
-    upload = _SAFE_NAME.sub("_", pathlib.Path(fields.get("name") or "upload").name)[-100:]
-    return pathlib.Path(folder) / (upload.lstrip(".") or "upload")
-
-
-@contextlib.contextmanager
-def _named_as_uploaded(source):
-    """Errors inside name the file as the user does, not by its temporary folder."""
-    try:
-        yield
-    except (ValueError, OSError) as error:
-        folder = str(source.parent) + os.sep
-        raise type(error)(errors.first_line(error).replace(folder, "")) from None
-
-
-def _check_header(source, request, max_pixels):
-    """The command's checks that need no decoding (and no model): the header's size against
-    the request and the pixel limit."""
-    header = image_io.read_header(source)
-    target_size((header.height, header.width), max_pixels=max_pixels, **request)
-    return header
-
-
-def _request(fields):
-    """{"scale": text} or {"width": int} from the page's fields; ValueError otherwise."""
-    scale, width = fields.get("scale"), fields.get("width")
-    if (scale is None) == (width is None):
-        raise ValueError("give a scale or a width")
-    if scale is not None:
-        return {"scale": scale}  # parsed and checked as the command's --scale
-    if not _WIDTH.fullmatch(width) or int(width) < 1:
-        raise ValueError(f"width must be a positive number of pixels, got {width!r}")
-    return {"width": int(width)}
-
-
-def _bicubic(image, scale, size):
-    """`image` resized to `size` with MATLAB's bicubic at `scale`, as the network's input is."""
-    from asdn_tf.data.imresize import imresize  # imports TensorFlow
-
-    height, width = image.shape[:2]
-    values = pixels.to_float(image).reshape(height, width, -1)
-    resized = imresize(values, scale=scale, size=size).numpy()
-    del values
-    return pixels.from_float(resized.reshape(*size, *image.shape[2:]), image.dtype)
 
 
 def page_policy(page):
@@ -190,7 +90,8 @@ class Handler(server.BaseHTTPRequestHandler):
         if not self._addressed_here(post=True):
             return
         url = urllib.parse.urlsplit(self.path)
-        work = {"/upscale": upscale_upload, "/bicubic": bicubic_upload}.get(url.path)
+        work = {"/upscale": uploads.upscale_upload,
+                "/bicubic": uploads.bicubic_upload}.get(url.path)
         fields = {key: values[-1] for key, values in urllib.parse.parse_qs(url.query).items()}
         try:
             length = _length(self.headers.get("Content-Length"))
@@ -216,7 +117,7 @@ class Handler(server.BaseHTTPRequestHandler):
         with tempfile.TemporaryDirectory(prefix="asdn-demo-") as folder:
             try:
                 try:
-                    source = upload_path(folder, fields)
+                    source = uploads.upload_path(folder, fields)
                     self._receive(length, source)
                     if self.server.closing.is_set():
                         raise _Gone

@@ -20,7 +20,7 @@ from asdn_tf.evaluation.protocol import (METHODS, crop, lr_size, parse_scales, s
 from asdn_tf.inference import precision as precision_lib
 from asdn_tf.inference import weights_io
 from asdn_tf.inference import engine
-from asdn_tf.io import image_io
+from asdn_tf.io import image_io, image_write
 from asdn_tf.io.pixels import to_float, to_rgb
 from asdn_tf.nn.model import ASDN
 
@@ -124,7 +124,7 @@ def _measure_set(name, images, scale, method, networks, degradation, save_images
             if degradation != "bicubic":
                 folder = folder / degradation
             folder.mkdir(parents=True, exist_ok=True)
-            image_io.write_image(folder / f"{path.stem}.png", sr, overwrite=True)
+            image_write.write_image(folder / f"{path.stem}.png", sr, overwrite=True)
         scores.append((psnr, ssim))
         per_image.append({"image": path.name, "psnr": round(psnr, 4), "ssim": round(ssim, 5)})
         tick(f"{name} ×{scale:g} {path.name}")

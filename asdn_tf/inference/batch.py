@@ -10,7 +10,7 @@ upscaled on any runner into a folder, each output the bytes `asdn-upscale` write
 
 Every file is read and written through Beam's filesystems (local paths, gs://, s3://). A worker
 copies an input to a local temporary folder and runs the upscale command's own functions on it
-(`files.check_file`, `files.upscale_checked`, which writes with `image_io.write_image`), then
+(`files.check_file`, `files.upscale_checked`, which writes with `image_write.write_image`), then
 publishes the bytes written: the command's checks, limits, engine and encoder, unchanged. A
 file one of them refuses becomes a failure line and the run goes on.
 
@@ -37,7 +37,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
 from asdn_tf.inference import files
-from asdn_tf.io import errors, fileio, image_io
+from asdn_tf.io import errors, fileio, image_io, image_write
 
 # The namespace of the pipeline's counters: matched, skipped, upscaled, failed,
 # output_pixels; RunInference's own metrics (load_model_latency_milli_secs: one per model load)
@@ -50,10 +50,11 @@ FAILED = "failed"
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """What a run does. `request`, `output` and `tiles` are `asdn_tf.cli.upscale.check_flags`'s
-    (the options of `target_size`, `image_io.check_output` and the tiling); `load_model` is
-    called once per worker process and returns the `files.Networks` that
-    `files.upscale_checked` runs, as the upscale command loads them."""
+    """What a run does. `request`, `output` and `tiles` are those of
+    `asdn_tf.cli.upscale_flags.check_flags` (the options of `target_size`,
+    `image_write.check_output` and the tiling); `load_model` is called once per worker process
+    and returns the `files.Networks` that `files.upscale_checked` runs, as the upscale command
+    loads them."""
     pattern: str
     output_dir: str
     failures_path: str
@@ -154,7 +155,7 @@ class UpscaleHandler(ModelHandler):
                 copy_to_local(readable, source)
                 target.parent.mkdir()
                 header = files.check_file(source, target, self.request, self.max_input_pixels)
-                image_io.check_output(target, header.alpha, **self.output)
+                image_write.check_output(target, header.alpha, **self.output)
                 files.upscale_checked(source, target, self.request, self.output, model.model,
                                       **self.tiles, progress=None, fsdn=model.fsdn)
                 height, width = image_io.read_header(target)[:2]

@@ -2,7 +2,7 @@
 
 `run` is the engine for one image: the recursion of `asdn_tf.inference.recursion`, every step
 by one of two strategies, the whole image in one pass (`whole_image_step`, traced once per
-model for every size and scale) or region by region (`asdn_tf.inference.tiling`), chosen per
+model for every size and scale) or region by region (`asdn_tf.inference.tiled_step`), chosen per
 step from a memory budget. `upscale` (numpy, for users), `upscale_file`, the command and
 `evaluate` all go through it.
 
@@ -23,7 +23,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from asdn_tf.inference import fsdn_step, recursion, tiling, weights_io
+from asdn_tf.inference import fsdn_step, recursion, tiled_step, tiling, weights_io
 from asdn_tf.nn import lfr
 from asdn_tf.io import pixels as pixels_lib
 from asdn_tf.inference import precision as precision_lib
@@ -131,8 +131,8 @@ def run(model, rgb, scale, size, tile=None, overlap=None, progress=None, dtype=n
     def step(image, step_scale, target, last):
         kept = dtype if last else np.float32
         if tiles[target]:
-            return tiling.upscale_step(model, image, step_scale, target, tiles[target], overlap,
-                                       ticker.tick, kept)
+            return tiled_step.upscale_step(model, image, step_scale, target, tiles[target],
+                                           overlap, ticker.tick, kept)
         output = traced_step(model)(tf.constant(image[None]),
                                     tf.constant(step_scale, tf.float64),
                                     tf.constant(target, tf.int32))[0].numpy()

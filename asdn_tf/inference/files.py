@@ -16,7 +16,7 @@ import warnings
 from asdn_tf.inference import precision as precision_lib
 from asdn_tf.inference import weights_io
 from asdn_tf.inference.request import DEFAULT_MAX_PIXELS, StretchWarning, stretch, target_size
-from asdn_tf.io import image_io
+from asdn_tf.io import image_io, image_write
 from asdn_tf.nn import lfr
 
 DEFAULT_QUALITY = 95
@@ -37,7 +37,7 @@ def output_name(name, image_format):
     """The output file name of an input named `name`: the same, or with `image_format`'s
     extension when that format is forced and the name's extension says another."""
     if image_format is not None:
-        wanted = image_io.output_format(name, image_format)
+        wanted = image_write.output_format(name, image_format)
         if image_io.FORMATS.get(pathlib.Path(name).suffix.lower()) != wanted:
             return pathlib.Path(name).stem + image_io.FORMAT_EXTENSIONS[wanted]
     return name
@@ -82,7 +82,7 @@ def upscale_file(source, destination, scale=None, *, size=None, width=None, heig
 
     Raises:
         FileNotFoundError, OSError, ValueError: with a message naming the problem; nothing is
-            written. An existing output without `overwrite` is an `image_io.OutputExistsError`
+            written. An existing output without `overwrite` is an `image_write.OutputExistsError`
             (a FileExistsError).
         TypeError: `model` is neither a model nor a name.
     """
@@ -94,7 +94,7 @@ def upscale_file(source, destination, scale=None, *, size=None, width=None, heig
         weights_io.bundled_weights(model)
     destination = output_path(source, destination, image_format)
     header = check_file(source, destination, request, max_input_pixels)
-    image_io.check_output(destination, header.alpha, **output)
+    image_write.check_output(destination, header.alpha, **output)
     return upscale_checked(source, destination, request, output, model, tile, tile_overlap,
                            progress, precision, fsdn)
 
@@ -133,13 +133,13 @@ def upscale_checked(source, destination, request, output, model, tile, tile_over
     from asdn_tf.inference import engine  # imports TensorFlow, once decoded
     # Again on the decoded size: a PNG may store its orientation after the pixels.
     scale, size = target_size(pixels.shape[:2], **request)
-    image_io.check_output(destination, image_io.has_alpha(pixels), **output)
+    image_write.check_output(destination, image_write.has_alpha(pixels), **output)
     result = engine.upscale(pixels, scale, model=model, size=size,
                             max_scale=request["max_scale"], tile=tile,
                             tile_overlap=tile_overlap, progress=progress,
                             precision=precision, fsdn=fsdn)
-    return image_io.write_image(destination, result, output["image_format"], profile,
-                                output["quality"], output["overwrite"])
+    return image_write.write_image(destination, result, output["image_format"], profile,
+                                   output["quality"], output["overwrite"])
 
 
 def plan_outputs(source, destination, image_format=None, recursive=False):
@@ -173,7 +173,7 @@ def plan_outputs(source, destination, image_format=None, recursive=False):
         raise ValueError(f"no images in {source_path} (looked for "
                          f"{', '.join(image_io.IMAGE_EXTENSIONS)})")
     if not into_folder:
-        image_io.check_folder(destination.parent)
+        image_write.check_folder(destination.parent)
         pairs = [(sources[0], destination)]
     else:
         _check_output_folder(destination)
@@ -185,14 +185,14 @@ def plan_outputs(source, destination, image_format=None, recursive=False):
 
 def _check_output_folder(folder):
     if folder.is_dir():
-        image_io.check_folder(folder)
+        image_write.check_folder(folder)
     elif folder.exists():
         raise ValueError(f"output {folder} is a file, not a folder; several inputs need a folder")
     elif not folder.parent.is_dir():
         raise FileNotFoundError(f"cannot create the output folder {folder}: its parent "
                                 f"{folder.parent} does not exist")
     else:
-        image_io.check_folder(folder.parent)
+        image_write.check_folder(folder.parent)
 
 
 def _mirrored(path, root, image_format):

@@ -4,7 +4,7 @@ An FSDN step takes the step's input itself, without pre-upsampling, through the 
 the head of its factor (`nn.model.FSDN`). Like ASDN's steps it runs on the whole image when its
 pass fits `tiling.MEMORY_BUDGET`, else on square regions of the input with context around each;
 the blocks' channel attention then takes its means from a sample of crops over the whole input
-(`tiling.sample_means`), as a large ASDN step does. A region's output is its kept part, times
+(`tiled_step.sample_means`), as a large ASDN step does. A region's output is its kept part, times
 the factor.
 
 Example:
@@ -17,7 +17,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from asdn_tf.inference import tiling
+from asdn_tf.inference import tiled_step, tiling
 from asdn_tf.io import pixels as pixels_lib
 from asdn_tf.nn import config as config_lib
 
@@ -68,7 +68,7 @@ def upscale_step(fsdn, image, factor, tile, overlap, tick, dtype=np.float32):
     means = None
     if cfg.channel_attention:
         crops = tf.constant(np.stack([_cut(image, context) for _, context in sample]))
-        means = tiling.sample_means(fsdn, crops, tiling.crop_in_context(*sample[0]))
+        means = tiled_step.sample_means(fsdn, crops, tiling.crop_in_context(*sample[0]))
     output = np.empty((size[0] * factor, size[1] * factor, 3), dtype)
     for kept, context in boxes:
         patch = tf.constant(_cut(image, context)[None])

@@ -1,4 +1,4 @@
-"""Finding, reading and writing image files, shared by the data pipeline, evaluation and upscaling.
+"""Finding and reading image files, shared by the data pipeline, evaluation and upscaling.
 
 Only Pillow's PNG, JPEG, BMP, WebP and TIFF decoders ever run (`DECODERS`), whatever a file's
 name. `read_header` tells an image's size from its header alone, so that a decompression bomb
@@ -6,11 +6,11 @@ is refused before it is decoded (`check_decode_cost`), as is a file that claims 
 than its bytes can hold (truncated, or its header altered). Data that ends short is an error,
 never filled in (reading refuses to run while Pillow's LOAD_TRUNCATED_IMAGES is set), and
 `check_pixels` decodes a file in full before costly work. TensorFlow is imported only for
-16-bit PNGs (`png16`). Writes are atomic. docs/limits.md lists the limits.
+16-bit PNGs (`png16`). Writing is asdn_tf/io/image_write.py. docs/limits.md lists the limits.
 
 Example:
     >>> pixels, profile = read_image_and_profile("photo.jpg")
-    >>> write_image("big.png", pixels, icc_profile=profile)
+    >>> header = read_header("photo.jpg")  # its size, without decoding it
 """
 
 import collections
@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from asdn_tf.io import errors, fileio, png16
+from asdn_tf.io import errors, png16
 from asdn_tf.io import pixels as pixels_lib
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -33,11 +33,6 @@ FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp
 FORMAT_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif"}
 # The only decoders Pillow may run on a file (whatever its name): the formats the docs promise.
 DECODERS = tuple(FORMAT_EXTENSIONS)
-# What each format stores as written here: 16 bits per channel only in PNG (Pillow has no 16-bit
-# colour mode; TensorFlow's PNG codec does), alpha in PNG, WebP and TIFF, ICC profiles not in BMP.
-_ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
-_ICC_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
-_QUALITY_FORMATS = ("JPEG", "WEBP")
 _EXIF_ORIENTATION = 0x0112
 _WIDE_MODES = ("I", "F")
 # The most pixels an input may have by default: an 8192x8192 image. Decoding it takes 3-4 bytes
@@ -68,14 +63,6 @@ have, whether an alpha channel is kept, and how many frames (or pages) the file 
 
 class FirstFrameWarning(UserWarning):
     """An animated image or a multi-page TIFF was read: only its first frame is used."""
-
-
-class OutputExistsError(FileExistsError):
-    """An output file (or link) that exists and was not to be replaced; `path` names it."""
-
-    def __init__(self, path):
-        self.path = pathlib.Path(path)
-        super().__init__(f"{self.path} already exists; not replaced without overwrite=True")
 
 
 def is_image_path(path):
@@ -287,114 +274,3 @@ def to_array(image):
     elif image.mode not in ("L", "RGB", "RGBA"):
         image = image.convert("RGB")
     return np.asarray(image)
-
-
-def output_format(path, forced=None):
-    """"PNG", "JPEG", "BMP", "WEBP" or "TIFF": `forced` (a name or extension), else from `path`."""
-    if forced is not None:
-        name = str(forced).strip().lower().lstrip(".")
-        found = FORMATS.get("." + name) or FORMATS.get("." + {"jpeg": "jpg"}.get(name, name))
-        if found is None:
-            raise ValueError(f"unknown image format {forced!r}; choose one of png, jpeg, bmp, "
-                             "webp, tiff")
-        return found
-    found = FORMATS.get(pathlib.Path(path).suffix.lower())
-    if found is None:
-        raise ValueError(f"cannot tell the image format of {path} from its extension; use one of "
-                         f"{', '.join(IMAGE_EXTENSIONS)} or name a format")
-    return found
-
-
-def check_output(path, alpha=False, image_format=None, overwrite=False, quality=95):
-    """Raises the error `write_image` would for an image with (or without) an alpha channel,
-    without writing: call it before costly work.
-
-    Raises:
-        ValueError: unknown format, bad quality, or a format that cannot hold these pixels.
-        OutputExistsError: `path` exists (or is a link) and `overwrite` is False.
-        OSError: the folder does not exist or is not writable.
-    """
-    path = pathlib.Path(path)
-    found = output_format(path, image_format)
-    check_quality(quality)
-    if alpha and found not in _ALPHA_FORMATS:
-        raise ValueError(f"{found} cannot store the alpha channel of this image; write "
-                         f"{path.with_suffix('.png').name} (or .webp, .tiff) instead")
-    if path.is_dir():
-        raise ValueError(f"output {path} is a folder, not a file name")
-    if occupied(path) and not overwrite:
-        raise OutputExistsError(path)
-    check_folder(path.parent)
-    return found
-
-
-def occupied(path):
-    """Whether writing `path` would replace something: a file, a folder or a link, even a
-    dangling one (which `Path.exists` calls absent)."""
-    path = pathlib.Path(path)
-    return path.exists() or path.is_symlink()
-
-
-def has_alpha(pixels):
-    """Whether an array of a `read_image` layout has an alpha channel (H×W×4)."""
-    return pixels.ndim == 3 and pixels.shape[2] == 4
-
-
-def check_quality(quality):
-    """Raises ValueError unless `quality` is an integer in [1, 100]."""
-    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) \
-            or not 1 <= quality <= 100:
-        raise ValueError(f"quality must be an integer in [1, 100], got {quality!r}")
-
-
-def check_folder(folder):
-    """Raises FileNotFoundError or OSError unless a file can be created in `folder`."""
-    folder = pathlib.Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"output folder {folder} does not exist")
-    fileio.check_writable(folder)
-
-
-def write_image(path, pixels, image_format=None, icc_profile=None, quality=95, overwrite=False):
-    """Writes `pixels` (a `read_image` layout, uint8 or uint16) to `path`, atomically.
-
-    Args:
-        path: destination; the format comes from its extension unless `image_format` is given.
-        pixels: H×W, H×W×1, H×W×3 or H×W×4 array. 16 bits are kept in PNG, rounded to 8 bits
-            elsewhere; an alpha channel needs PNG, WebP or TIFF.
-        image_format: "png", "jpeg", "bmp", "webp" or "tiff" to override the extension.
-        icc_profile: bytes to embed where the format allows (not BMP).
-        quality: JPEG and WebP quality, 1–100.
-        overwrite: replace an existing `path`.
-
-    Raises:
-        as `check_output`.
-    """
-    path = pathlib.Path(path)
-    found = check_output(path, has_alpha(pixels), image_format, overwrite, quality)
-    if pixels.ndim == 3 and pixels.shape[2] == 1:
-        pixels = pixels[..., 0]
-    with fileio.atomic_path(path) as temporary:
-        with open(temporary, "xb") as stream:
-            encode(stream, pixels, found, icc_profile if found in _ICC_FORMATS else None, quality)
-            stream.flush()
-            os.fsync(stream.fileno())
-        if occupied(path) and not overwrite:
-            raise OutputExistsError(path)
-    return path
-
-
-def encode(stream, pixels, found, icc_profile, quality):
-    """Writes `pixels` to the binary `stream` as an image file in the format named `found`."""
-    if pixels.dtype == np.uint16 and found == "PNG":
-        stream.write(png16.encode(pixels, icc_profile))
-        return
-    if pixels.dtype == np.uint16:
-        pixels = pixels_lib.uint16_to_uint8(pixels)
-    options = {}
-    if icc_profile:
-        options["icc_profile"] = icc_profile
-    if found in _QUALITY_FORMATS:
-        options["quality"] = int(quality)
-    Image.fromarray(pixels).save(stream, format=found, **options)
-
