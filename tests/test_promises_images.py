@@ -18,12 +18,10 @@ import pytest
 from PIL import Image
 
 import asdn_tf
-from asdn_tf.cli import upscale_flags
-from asdn_tf.inference import files, tiling, weights_io
+from asdn_tf.inference import files, weights_io
 from asdn_tf.inference import request as upscale_request
 from asdn_tf.io import image_io, image_write
-from conftest import BLOCK_TENSORFLOW, ROOT, _cli, _files, _pixels, _process, _save, \
-    upscale_command
+from conftest import BLOCK_TENSORFLOW, ROOT, _cli, _files, _pixels, _process, _save
 
 UNIDENTIFIED = "cannot identify image file as PNG, JPEG, BMP, WebP or TIFF"
 
@@ -234,10 +232,6 @@ def test_refusals_come_before_tensorflow_and_the_model(tmp_path):
         assert status == 1 and len(lines) == 1 and lines[0].startswith("upscale: "), (name, err)
         assert words in lines[0], (name, err)
     assert not (tmp_path / "out.png").exists()
-
-
-def test_the_written_out_tile_limit_agrees_with_tiling():
-    assert upscale_flags.MIN_TILE == tiling.MIN_TILE
 
 
 # ---------------------------------------------------------------- the bundled models by name
