@@ -18,7 +18,7 @@ import tempfile
 from absl import app, flags
 from PIL import Image
 
-from asdn_tf.export import onnx as onnx_export
+from asdn_tf.export import verification
 from asdn_tf.io import fileio
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def main(argv):
     try:
         with tempfile.TemporaryDirectory() as folder:
             image = pathlib.Path(folder) / "grace_hopper_crop.png"
-            Image.open(onnx_export.quick_start_image()).convert("RGB").crop(
+            Image.open(verification.quick_start_image()).convert("RGB").crop(
                 (180, 150, 276, 230)).save(image)
             screenshot(address, image, output)
     finally:

@@ -26,6 +26,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from asdn_tf.export import onnx as onnx_export
+from asdn_tf.export import verification
 from asdn_tf.inference import weights_io
 from asdn_tf.inference.engine import compiled_upscaler
 
@@ -47,14 +48,14 @@ def cpu():
 
 def variants(model):
     """{name: (scale for the ×2 latency or None, file bytes, verification)}."""
-    images = onnx_export.read_verification_images()
+    images = verification.read_verification_images()
     found = {}
     for name, scale in (("x2", 2.0), ("x3.3", 3.3), ("any", None)):
         start = time.perf_counter()
         content = onnx_export.convert_onnx(model, scale, description="bundled default")
         seconds = time.perf_counter() - start
         check = onnx_export.verify_onnx(content, model,
-                                        onnx_export.verification_cases(images, scale))
+                                        verification.verification_cases(images, scale))
         found[name] = {"content": content, "mb": len(content) / 1e6, "export_s": seconds,
                        **{key: check[key] for key in ("max_abs", "grey_levels", "psnr",
                                                       "images", "ok")}}

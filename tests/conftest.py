@@ -3,6 +3,7 @@
 tests (tests/testvectors)."""
 
 import importlib
+import json
 import os
 import pathlib
 import shutil
@@ -63,6 +64,17 @@ def tiny_model():
     import keras
     keras.utils.set_random_seed(0)
     return asdn_tf.build_model("tiny")
+
+
+@pytest.fixture
+def tiny_weights_file(tmp_path, tiny_model):
+    """`tiny_model`'s weights as tmp_path/tiny.weights.h5, beside the sidecar (tiny.json) that
+    names its config, as a command's --weights takes them."""
+    weights = tmp_path / "tiny.weights.h5"
+    tiny_model.save_weights(weights)
+    (tmp_path / "tiny.json").write_text(json.dumps(
+        {"model": "asdn", "model_config": tiny_model.model_config.to_dict()}))
+    return weights
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asdn_tf.export import onnx as onnx_export
+from asdn_tf.export import verification
 from asdn_tf.nn import lfr
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -101,7 +101,7 @@ def page(server, browser):
 @pytest.fixture(scope="module")
 def crop(tmp_path_factory):
     """A 48×40 crop of the quick start's photograph as a PNG file."""
-    image = Image.open(onnx_export.quick_start_image()).convert("RGB")
+    image = Image.open(verification.quick_start_image()).convert("RGB")
     path = tmp_path_factory.mktemp("demo") / "hopper.png"
     image.crop((220, 120, 268, 160)).save(path)
     return path

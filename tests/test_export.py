@@ -27,6 +27,7 @@ from PIL import Image
 
 import asdn_tf
 from asdn_tf.export import output_files, saved_model, tflite
+from asdn_tf.export.formats import FORMATS
 from asdn_tf.io import fileio, pixels
 from asdn_tf.nn import config
 from asdn_tf.io.image_io import read_image
@@ -480,7 +481,7 @@ def test_home_and_root_are_never_outputs(tmp_path, monkeypatch):
     for path, words in ((home, "the home folder"), (pathlib.Path("/"), "the working folder")):
         for kind in ("saved_model", "tflite"):
             with pytest.raises(ValueError, match=f"refusing to write an export at .*{words}"):
-                output_files.check_output(path, kind, overwrite=True)
+                output_files.check_output(path, FORMATS[kind].output, overwrite=True)
     assert _tree(home) == before
 
 
@@ -488,13 +489,13 @@ def test_home_and_root_are_never_outputs(tmp_path, monkeypatch):
 def test_tflite_overwrite_replaces_only_a_tflite_file(fsdn, set5, tmp_path):
     earlier = tmp_path / "earlier.tflite"
     earlier.write_bytes(bytes(4) + b"TFL3" + bytes(8))
-    output_files.check_output(earlier, "tflite", overwrite=True)
+    output_files.check_output(earlier, tflite.output_problem, overwrite=True)
     not_a_model = tmp_path / "notes.tflite"
     not_a_model.write_text("not a model")
     before = _user_files(tmp_path / "folder")
     for path, words in ((not_a_model, "not a TFLite model"), (tmp_path / "folder", "a folder")):
         with pytest.raises(FileExistsError, match=words):
-            output_files.check_output(path, "tflite", overwrite=True)
+            output_files.check_output(path, tflite.output_problem, overwrite=True)
     weights = tmp_path / "fsdn.weights.h5"
     fsdn.save_weights(weights)
     result = _run([sys.executable, "-m", "asdn_tf.export", "tflite", f"--weights={weights}",
@@ -522,7 +523,8 @@ def test_full_disk_is_one_line_and_leaves_nothing(tiny_model, tmp_path, monkeypa
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     with pytest.raises(OSError, match=r"^cannot write .*m\.tflite: No space left on device$"):
-        output_files.write_export(tmp_path / "lite" / "m.tflite", no_space, "tflite", False)
+        output_files.write_export(tmp_path / "lite" / "m.tflite", no_space, tflite.output_problem,
+                                  False)
     assert list(tmp_path.iterdir()) == []
 
 

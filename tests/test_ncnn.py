@@ -5,7 +5,6 @@ output, refusals and errors.
 The conversions need pnnx (`pip install --no-deps pnnx`, which .ci/run does): without it those
 tests are skipped, except under CI=true, where they fail."""
 
-import json
 import os
 import pathlib
 import subprocess
@@ -17,8 +16,7 @@ import pytest
 
 import asdn_tf
 from asdn_tf.export import ncnn as ncnn_export
-from asdn_tf.export import onnx as onnx_export
-from asdn_tf.export import output_files
+from asdn_tf.export import output_files, verification
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Heights and widths the converted files run at: even, odd, and H·W not a multiple of 4 (the
@@ -59,7 +57,7 @@ def pnnx():
 
 @pytest.fixture(scope="module")
 def photo():
-    return onnx_export.read_verification_images()[0]
+    return verification.read_verification_images()[0]
 
 
 def test_names_carry_the_scale_where_upscayl_reads_it(tiny_model):
@@ -162,14 +160,14 @@ def test_only_an_earlier_ncnn_export_is_replaced(tmp_path):
     foreign.write_text("7767517\n1 1\nInput input 0 1 data\n")
     (tmp_path / "realesrgan-x4plus.bin").write_bytes(b"\0" * 8)
     for path in (ours, ours.with_suffix(".bin")):
-        output_files.check_output(path, "ncnn", overwrite=True)
+        output_files.check_output(path, ncnn_export.output_problem, overwrite=True)
         with pytest.raises(FileExistsError, match="already exists"):
-            output_files.check_output(path, "ncnn")
+            output_files.check_output(path, ncnn_export.output_problem)
     for path, problem in ((foreign, "it is not an NCNN export of asdn_tf"),
                           (foreign.with_suffix(".bin"), "its .param is not an NCNN export")):
         with pytest.raises(FileExistsError, match=problem):
-            output_files.check_output(path, "ncnn", overwrite=True)
-    output_files.check_output(tmp_path / "fsdn-x2.param", "ncnn")
+            output_files.check_output(path, ncnn_export.output_problem, overwrite=True)
+    output_files.check_output(tmp_path / "fsdn-x2.param", ncnn_export.output_problem)
 
 
 def test_a_missing_converter_names_the_install(monkeypatch):
@@ -219,9 +217,9 @@ def test_files_run_in_ncnn_at_several_sizes(converted, photo, tmp_path, name):
     for height, width in SIZES if scale < 8 else SIZES[:2]:
         crop = photo[200:200 + height, 150:150 + width]
         output = ncnn_export.run_net(net, crop)
-        expected = np.asarray(onnx_export.keras_reference(model, crop[None], float(scale)))[0]
+        expected = np.asarray(verification.keras_reference(model, crop[None], float(scale)))[0]
         assert output.shape == (height * scale, width * scale, 3)
-        assert np.abs(output - expected).max() <= onnx_export.MAX_ABS_DIFFERENCE, (height, width)
+        assert np.abs(output - expected).max() <= verification.MAX_ABS_DIFFERENCE, (height, width)
 
 
 def _run(*args):
@@ -236,11 +234,8 @@ def _error_lines(result):
 
 
 @pytest.mark.slow
-def test_command_writes_the_files_upscayl_loads(pnnx, tmp_path, tiny_model, photo):
-    weights = tmp_path / "tiny.weights.h5"
-    tiny_model.save_weights(weights)
-    (tmp_path / "tiny.json").write_text(json.dumps(
-        {"model": "asdn", "model_config": tiny_model.model_config.to_dict()}))
+def test_command_writes_the_files_upscayl_loads(pnnx, tmp_path, tiny_weights_file, photo):
+    weights = tiny_weights_file
     folder = tmp_path / "models"
     result = _run(f"--weights={weights}", "--scale=3", f"--output={folder}")
     assert result.returncode == 0, result.stderr
@@ -248,7 +243,7 @@ def test_command_writes_the_files_upscayl_loads(pnnx, tmp_path, tiny_model, phot
     assert "ncnn vs Keras on 2 crops of grace_hopper.jpg" in result.stdout
     assert "requirement max abs <= 0.000784: met" in result.stdout
     assert sorted(path.name for path in folder.iterdir()) == ["asdn-x3.bin", "asdn-x3.param"]
-    assert output_files.is_ncnn_export(folder / "asdn-x3.param")
+    assert ncnn_export.is_ncnn_export(folder / "asdn-x3.param")
     net = ncnn_export.load_net(folder / "asdn-x3.param", folder / "asdn-x3.bin")
     assert ncnn_export.run_net(net, photo[:31, :17]).shape == (93, 51, 3)
     again = _run(f"--weights={weights}", "--scale=3", f"--output={folder}")

@@ -14,7 +14,7 @@ import pytest
 
 import asdn_tf
 from asdn_tf.export import onnx as onnx_export
-from asdn_tf.export import output_files
+from asdn_tf.export import verification
 from asdn_tf.io import pixels
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def photo():
     """The quick start's photograph as float32 RGB."""
-    return onnx_export.read_verification_images()[0]
+    return verification.read_verification_images()[0]
 
 
 def _session(content):
@@ -37,7 +37,7 @@ def test_asdn_matches_keras_and_upscale(tiny_model, photo, scale):
     grey level of `asdn_tf.upscale` on the photograph, at two sizes (at ×3.3 the 65-row crop
     gives 215 rows: 65 · 3.3 is 214.5 in float64, below it in float32)."""
     content = onnx_export.convert_onnx(tiny_model, scale, description="tiny")
-    cases = onnx_export.verification_cases([photo], scale)
+    cases = verification.verification_cases([photo], scale)
     result = onnx_export.verify_onnx(content, tiny_model, cases)
     assert result["ok"] and result["max_abs"] < 1e-4, result
     session = _session(content)
@@ -57,7 +57,7 @@ def test_nchw_layout_and_metadata(tiny_model, photo):
     assert (output.name, output.shape) == ("sr", ["batch", 3, "out_height", "out_width"])
     metadata = session.get_modelmeta().custom_metadata_map
     assert metadata["asdn_tf:scale"] == "2.5" and metadata["asdn_tf:layout"] == "NCHW"
-    cases = onnx_export.verification_cases([photo], 2.5)
+    cases = verification.verification_cases([photo], 2.5)
     assert onnx_export.verify_onnx(content, tiny_model, cases, layout="nchw")["ok"]
     with pytest.raises(Exception, match="image"):  # 4 channels: ONNX Runtime names the input
         session.run(["sr"], {"image": np.zeros((1, 4, 8, 8), np.float32)})
@@ -67,7 +67,7 @@ def test_fsdn_matches_keras(photo):
     keras.utils.set_random_seed(1)
     fsdn = asdn_tf.build_fsdn("tiny", 2)
     content = onnx_export.convert_onnx(fsdn, 2, description="tiny FSDN")
-    cases = onnx_export.verification_cases([photo], 2)
+    cases = verification.verification_cases([photo], 2)
     assert onnx_export.verify_onnx(content, fsdn, cases)["ok"]
     crop = cases[1][0]
     assert _session(content).run(["sr"], {"image": crop[None]})[0].shape == (
@@ -82,8 +82,8 @@ def test_any_scale_matches_keras(tiny_model, photo):
     session = _session(content)
     assert [item.name for item in session.get_inputs()] == ["image", "scale"]
     assert session.get_modelmeta().custom_metadata_map["asdn_tf:scale"] == "any"
-    cases = onnx_export.verification_cases([photo], None)
-    assert {scale for _, scale in cases} == set(onnx_export.ANY_SCALE_CHECKS)
+    cases = verification.verification_cases([photo], None)
+    assert {scale for _, scale in cases} == set(verification.ANY_SCALE_CHECKS)
     result = onnx_export.verify_onnx(content, tiny_model, cases)
     assert result["ok"] and result["max_abs"] < 1e-4, result
     image = np.zeros((1, 10, 20, 3), np.float32)
@@ -125,7 +125,7 @@ def test_command_writes_the_bundled_model(tmp_path):
     session = _session(output.read_bytes())
     assert session.run(["sr"], {"image": np.zeros((1, 10, 20, 3), np.float32)})[0].shape == (
         1, 15, 30, 3)
-    assert output_files.is_onnx_export(output)
+    assert onnx_export.is_onnx_export(output)
     assert [path.name for path in output.parent.iterdir()] == [output.name]
     again = _run("--scale=1.5", f"--output={output}")
     assert again.returncode == 1 and _error_lines(again) == [
@@ -152,13 +152,9 @@ def test_command_writes_an_fsdn(tmp_path):
     assert _session(output.read_bytes()).get_inputs()[0].shape == ["batch", 3, "height", "width"]
 
 
-def test_command_writes_any_scale(tmp_path, tiny_model):
-    weights = tmp_path / "tiny.weights.h5"
-    tiny_model.save_weights(weights)
-    (tmp_path / "tiny.json").write_text(json.dumps(
-        {"model": "asdn", "model_config": tiny_model.model_config.to_dict()}))
+def test_command_writes_any_scale(tmp_path, tiny_weights_file):
     output = tmp_path / "any.onnx"
-    result = _run(f"--weights={weights}", "--any_scale", f"--output={output}")
+    result = _run(f"--weights={tiny_weights_file}", "--any_scale", f"--output={output}")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("any scale (input 'scale') ASDN from")
     assert "on 8 crops at scales 1.35, 2.0, 3.3, 7.3 of grace_hopper.jpg" in result.stdout
@@ -170,8 +166,8 @@ def test_command_writes_any_scale(tmp_path, tiny_model):
 
 def test_command_refuses_to_write_on_mismatch(tmp_path):
     output = tmp_path / "m.onnx"
-    code = ("import sys; from asdn_tf.cli import export; from asdn_tf.export import onnx; "
-            "onnx.MAX_ABS_DIFFERENCE = -1.0; sys.argv[0] = 'export'; export.run()")
+    code = ("import sys; from asdn_tf.cli import export; from asdn_tf.export import verification; "
+            "verification.MAX_ABS_DIFFERENCE = -1.0; sys.argv[0] = 'export'; export.run()")
     result = _run("--scale=1.5", f"--output={output}", code=code)
     assert result.returncode == 1 and "NOT met" in result.stdout
     assert _error_lines(result) == ["export: ONNX Runtime and Keras disagree; nothing written"]

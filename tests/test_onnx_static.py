@@ -14,7 +14,7 @@ import pytest
 import asdn_tf
 from asdn_tf.data import resizing
 from asdn_tf.export import onnx as onnx_export
-from asdn_tf.export import onnx_resize
+from asdn_tf.export import onnx_resize, verification
 from asdn_tf.nn import lfr
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ SIZE_OPS = {"Shape", "Range", "Gather", "ConstantOfShape", "Cast", "Loop", "If"}
 
 @pytest.fixture(scope="module")
 def photo():
-    return onnx_export.read_verification_images()[0]
+    return verification.read_verification_images()[0]
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +154,7 @@ def test_opencv_4_runs_each_file(files, photo, name):
         output = net.forward()
         assert output.shape == expected.shape == (1, 3, *lfr.output_size(height, width, scale))
         assert np.abs(np.floor(output * 255 + 0.5) - np.floor(expected * 255 + 0.5)).max() <= 1
-        cases = onnx_export.verification_cases([photo], scale, (height, width))
+        cases = verification.verification_cases([photo], scale, (height, width))
         assert onnx_export.verify_onnx(content, model, cases, layout="nchw")["ok"]
 
 

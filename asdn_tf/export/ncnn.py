@@ -20,10 +20,9 @@ import tempfile
 
 import numpy as np
 
-from asdn_tf.evaluation import metrics
 from asdn_tf.export import onnx as onnx_export
-from asdn_tf.export.output_files import NCNN_MARK, write_export
-from asdn_tf.io import pixels
+from asdn_tf.export import verification
+from asdn_tf.export.output_files import check_output, write_export
 from asdn_tf.nn.model import ASDN, FSDN
 
 # The scales upscayl-bin reads from a model's name ("x2" or "2x" ...). It looks for "x1" first,
@@ -38,6 +37,43 @@ NCNN_INSTALL = "pip install 'asdn_tf[ncnn]'"
 # second shape (inputshape2), meant for dynamic sizes, makes it write wrong crop ends here
 # (a 96×96 input gave 426×426 at ×4).
 TRACE_SHAPE = "[1,3,64,64]f32"
+# The name of the Input layer in an NCNN .param this project writes (tools read blob names only).
+NCNN_MARK = "asdn_tf"
+_NCNN_MAGIC = "7767517"  # the first line of an NCNN .param
+
+
+def command(options, choose_model):
+    """`python -m asdn_tf.export ncnn`: checks, converts (ONNX, then pnnx), verifies in ncnn,
+    and only then writes the two files. `options` holds the flags of its row in
+    `formats.FORMATS`; choose_model() gives (the float32 model --weights and --preset choose,
+    the words that name it)."""
+    if not options.output:
+        raise ValueError("--output (a folder) is required for ncnn")
+    if options.preset and not options.weights:
+        raise ValueError("--preset needs --weights (the bundled weights carry their config)")
+    scale = check_scale(options.scale)
+    pnnx_binary()
+    folder = pathlib.Path(options.output)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--output must be a folder, and {folder} is a file")
+    images = verification.read_verification_images(options.images)
+    model, source = choose_model()
+    model = fixed_scale_model(model, scale)
+    name = model_name(model, scale)
+    for suffix in (".param", ".bin"):
+        check_output(folder / f"{name}{suffix}", output_problem, options.overwrite)
+    description = f"{type(model).__name__} from {source}"
+    param, weights = convert_ncnn(model, scale, description)
+    result = verify_ncnn(param, weights, model, verification.verification_cases(images, scale))
+    print(f"x{scale} {description}: {name}.param, {name}.bin ({len(weights) / 1e6:.3f} MB, "
+          f"float32), blobs {INPUT_BLOB} -> {OUTPUT_BLOB}, RGB in [0, 1]")
+    print(verification.agreement_line("ncnn", result, options.images))
+    verification.require(result, "ncnn and Keras disagree")
+    paths = write_ncnn(folder, name, param, weights, options.overwrite)
+    print(f"wrote {paths[0]} and {paths[1]}")
+    if folder.resolve().name != "models":
+        print(f"note: upscayl loads custom models only from a folder named models, not "
+              f"{folder.resolve().name}")
 
 
 def model_name(model, scale):
@@ -211,32 +247,25 @@ def run_net(net, image):
 
 def verify_ncnn(param, weights, model, cases):
     """Runs the files in ncnn and `model` in Keras on each (image, scale) case
-    (`onnx.verification_cases`).
+    (`verification.verification_cases`).
 
     Returns:
         dict: "max_abs", "grey_levels", "psnr", "images" and "ok" (max_abs within
-        `onnx.MAX_ABS_DIFFERENCE`, a fifth of a grey level), as `onnx.verify_onnx`.
+        `verification.MAX_ABS_DIFFERENCE`, a fifth of a grey level), as `onnx.verify_onnx`.
     """
-    max_abs, grey_levels, worst_psnr = 0.0, 0, float("inf")
     with tempfile.TemporaryDirectory(prefix="asdn_ncnn_") as folder:
         param_path, bin_path = pathlib.Path(folder) / "m.param", pathlib.Path(folder) / "m.bin"
         param_path.write_text(param)
         bin_path.write_bytes(weights)
         net = load_net(param_path, bin_path)
-        for image, scale in cases:
-            batch = np.asarray(image, np.float32)[None]
-            output = run_net(net, batch[0])
-            expected = np.asarray(onnx_export.keras_reference(model, batch, scale))[0]
-            if output.shape != expected.shape:
-                raise ValueError(f"ncnn returned {output.shape}, Keras {expected.shape}")
-            max_abs = max(max_abs, float(np.max(np.abs(output.astype(np.float64) - expected))))
-            grey_levels = max(grey_levels, int(np.max(np.abs(
-                pixels.from_float(output).astype(int) - pixels.from_float(expected)))))
-            worst_psnr = min(worst_psnr, metrics.psnr(output * metrics.PEAK,
-                                                      expected * metrics.PEAK, crop_border=0,
-                                                      test_y_channel=False))
-    return {"max_abs": max_abs, "grey_levels": grey_levels, "psnr": worst_psnr,
-            "images": len(cases), "ok": max_abs <= onnx_export.MAX_ABS_DIFFERENCE}
+
+        def pairs():
+            for image, scale in cases:
+                batch = np.asarray(image, np.float32)[None]
+                yield run_net(net, batch[0]), np.asarray(
+                    verification.keras_reference(model, batch, scale))[0]
+
+        return verification.within_bound(verification.agreement(pairs(), "ncnn"))
 
 
 def write_ncnn(folder, name, param, weights, overwrite=False):
@@ -251,10 +280,35 @@ def write_ncnn(folder, name, param, weights, overwrite=False):
 
     def write_pair(temporary):
         temporary.write_bytes(weights)
-        write_export(param_path, lambda path: path.write_text(param), "ncnn", overwrite)
+        write_export(param_path, lambda path: path.write_text(param), output_problem, overwrite)
 
-    write_export(bin_path, write_pair, "ncnn", overwrite)
+    write_export(bin_path, write_pair, output_problem, overwrite)
     return param_path, bin_path
+
+
+def is_ncnn_export(path):
+    """True if `path` is a regular file holding an NCNN `.param` that asdn_tf.export.ncnn
+    wrote (its Input layer is named `NCNN_MARK`)."""
+    path = pathlib.Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    with open(path, "rb") as file:
+        lines = file.read(1 << 20).decode("utf-8", "replace").splitlines()
+    return (bool(lines) and lines[0].strip() == _NCNN_MAGIC
+            and any(line.split()[:2] == ["Input", NCNN_MARK] for line in lines[2:]))
+
+
+def output_problem(path):
+    """Why `path` is not an NCNN `.param` of this project, or a `.bin` beside one, or None:
+    what --overwrite may replace (`output_files.check_output`)."""
+    if path.is_dir():
+        return "it is a folder, not an NCNN file"
+    if path.is_symlink() or not path.is_file():
+        return "it is not a regular file"
+    if path.suffix == ".bin":
+        return None if is_ncnn_export(path.with_suffix(".param")) else (
+            "its .param is not an NCNN export of asdn_tf")
+    return None if is_ncnn_export(path) else "it is not an NCNN export of asdn_tf"
 
 
 def run_tiled(net, image, scale, tile=200, padding=10):

@@ -14,7 +14,7 @@ The scale, layout and range are in the file's metadata (`metadata_props`) too.
 
 Before it is written, the file is run in ONNX Runtime on real images (by default the quick
 start's photograph) against the Keras model, and refused when the two differ by more than
-`MAX_ABS_DIFFERENCE`.
+`verification.MAX_ABS_DIFFERENCE`.
 """
 
 import logging
@@ -26,35 +26,17 @@ import numpy as np
 import tensorflow as tf
 
 from asdn_tf.data.imresize import imresize
-from asdn_tf.evaluation import metrics
-from asdn_tf.export import onnx_resize
-from asdn_tf.export.output_files import ONNX_MARK
+from asdn_tf.export import onnx_resize, verification
+from asdn_tf.export.output_files import check_output, write_export
 from asdn_tf.inference import recursion
-from asdn_tf.inference.engine import compiled_upscaler
-from asdn_tf.io import pixels
-from asdn_tf.io.image_io import list_images, read_image
 from asdn_tf.nn import lfr
 from asdn_tf.nn.model import ASDN, FSDN
 
 OPSET = 17
 LAYOUTS = ("nhwc", "nchw")
-# Largest |ONNX Runtime − Keras| in [0, 1] units a file may show: a fifth of a grey level, so
-# its 8-bit output is within one grey level of `asdn_tf.upscale`'s.
-MAX_ABS_DIFFERENCE = 0.2 / 255
-# Verification crops are at most this side, and smaller at large scales so that an output stays
-# near VERIFY_OUTPUT_SIDE pixels a side.
-VERIFY_MAX_SIDE = 96
-VERIFY_OUTPUT_SIDE = 1024
 INPUT_NAME, SCALE_NAME, OUTPUT_NAME = "image", "scale", "sr"
-# The scales an any-scale file is checked at: a blend, a level, one recursion, three.
-ANY_SCALE_CHECKS = (1.35, 2.0, 3.3, 7.3)
-
-
-def quick_start_image():
-    """The quick start's photograph (Grace Hopper, shipped with matplotlib)."""
-    import matplotlib.cbook
-
-    return pathlib.Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+# The metadata key an ONNX export of this project carries (its scale, or "any").
+ONNX_MARK = "asdn_tf:scale"
 
 
 def upscale_fixed(model, images, scale):
@@ -135,6 +117,47 @@ def _blend_all(model, x_up, scale):
     weights = (tf.one_hot(upper, model.num_levels) * (1.0 - weight)
                + tf.one_hot(upper - 1, model.num_levels) * weight)
     return tf.tensordot(weights, outputs, axes=1)
+
+
+def command(options, choose_model):
+    """`python -m asdn_tf.export onnx`: checks, converts, verifies, and only then writes.
+    `options` holds the flags of its row in `formats.FORMATS`; choose_model() gives (the
+    float32 model --weights and --preset choose, the words that name it)."""
+    if not options.output:
+        raise ValueError("--output is required for onnx")
+    if (options.scale is None) == (not options.any_scale):
+        raise ValueError("give --scale (a file for that scale) or --any_scale (a file with a "
+                         "scale input), one of them")
+    if options.preset and not options.weights:
+        raise ValueError("--preset needs --weights (the bundled weights carry their config)")
+    scale = None if options.any_scale else lfr.check_scale(
+        options.scale, lfr.DEFAULT_MAX_SCALE, name="--scale")
+    output = pathlib.Path(options.output)
+    if output.suffix != ".onnx":
+        raise ValueError(f"--output must end in .onnx, got {output}")
+    input_size = verification.parse_input_size(options.input_size)
+    if input_size is not None and scale is None:
+        raise ValueError("--input_size is for fixed-scale files (--scale), not --any_scale")
+    check_output(output, output_problem, options.overwrite)
+    images = verification.read_verification_images(options.images)
+    model, source = choose_model()
+    if scale is None and not isinstance(model, ASDN):
+        raise ValueError(f"--any_scale needs an ASDN; {source} holds an x{model.scale} FSDN")
+    check_model_scale(model, scale)
+    name = f"{type(model).__name__} from {source}"
+    content = convert_onnx(model, scale, options.layout, name, input_size)
+    cases = verification.verification_cases(images, scale, input_size)
+    result = verify_onnx(content, model, cases, options.layout)
+    what = "any scale (input 'scale')" if scale is None else f"x{scale:g}"
+    shape = "dynamic HxW" if input_size is None else f"input {input_size[0]}x{input_size[1]}"
+    print(f"{what} {name}, {options.layout.upper()} float32 [0, 1], {shape}: "
+          f"{len(content) / 1e6:.3f} MB")
+    print(verification.agreement_line("ONNX Runtime", result, options.images,
+                                      () if scale else verification.ANY_SCALE_CHECKS))
+    verification.require(result, "ONNX Runtime and Keras disagree")
+    write_export(output, lambda path: path.write_bytes(content), output_problem,
+                 options.overwrite)
+    print(f"wrote {output}")
 
 
 def check_model_scale(model, scale):
@@ -289,88 +312,59 @@ def _fix_input_size(proto, layout, input_size):
         dim.dim_value = value.dim_value
 
 
-def verification_cases(images, scale, input_size=None):
-    """(crop, scale) pairs to check a file of `scale` on (None: ANY_SCALE_CHECKS): two centre
-    crops of each image (float32 H×W×3 in [0, 1]) of different sizes, so the dynamic height
-    and width are exercised, smaller at large scales so that an output stays near
-    VERIFY_OUTPUT_SIDE a side. With a fixed `input_size`, one crop of that size an image."""
-    if input_size is not None:
-        return [(_centre_crop(image, input_size, scale), scale) for image in images]
-    cases = []
-    for each in ANY_SCALE_CHECKS if scale is None else (scale,):
-        side = max(8, min(VERIFY_MAX_SIDE, int(VERIFY_OUTPUT_SIDE / each)))
-        for image in images:
-            for height, width in ((side, side), (side * 2 // 3 + 1, side - 3)):
-                height, width = min(height, image.shape[0]), min(width, image.shape[1])
-                top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
-                cases.append((image[top:top + height, left:left + width], each))
-    return cases
-
-
-def _centre_crop(image, size, scale):
-    if image.shape[0] < size[0] or image.shape[1] < size[1]:
-        raise ValueError(f"an input size of {size[0]}x{size[1]} needs verification images at "
-                         f"least that large, got {image.shape[0]}x{image.shape[1]}")
-    top, left = (image.shape[0] - size[0]) // 2, (image.shape[1] - size[1]) // 2
-    return image[top:top + size[0], left:left + size[1]]
-
-
-def read_verification_images(images=None):
-    """Float32 RGB images from a folder, glob or list of paths (default: the quick start's)."""
-    if images is None:
-        paths = [quick_start_image()]
-    elif isinstance(images, (str, pathlib.Path)):
-        paths = list_images(images)
-    else:
-        paths = list(images)
-    if not paths:
-        raise ValueError(f"no images found in {images}")
-    return [pixels.to_float_rgb(read_image(path)) for path in paths]
-
-
 def verify_onnx(content, model, cases, layout="nhwc"):
     """Runs the ONNX model in ONNX Runtime and `model` in Keras on each (image, scale) case.
 
     Returns:
         dict: "max_abs" (largest |difference|, [0, 1] units), "grey_levels" (largest difference
         of the 8-bit outputs), "psnr" (dB, the worst case), "images" (cases), "latency_ms"
-        (median ONNX Runtime run) and "ok" (max_abs within MAX_ABS_DIFFERENCE).
+        (median ONNX Runtime run) and "ok" (max_abs within `verification.MAX_ABS_DIFFERENCE`).
     """
     import onnxruntime
 
     session = onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
     takes_scale = SCALE_NAME in {item.name for item in session.get_inputs()}
-    max_abs, grey_levels, worst_psnr, latencies = 0.0, 0, float("inf"), []
-    for image, scale in cases:
-        batch = np.asarray(image, np.float32)[None]
-        feed = {INPUT_NAME: batch.transpose(0, 3, 1, 2) if layout == "nchw" else batch}
-        if takes_scale:
-            feed[SCALE_NAME] = np.array(scale, np.float64)
-        start = time.perf_counter()
-        output = session.run([OUTPUT_NAME], feed)[0]
-        latencies.append(time.perf_counter() - start)
-        if layout == "nchw":
-            output = output.transpose(0, 2, 3, 1)
-        expected = np.asarray(keras_reference(model, batch, scale))
-        if output.shape != expected.shape:
-            raise ValueError(f"ONNX Runtime returned {output.shape}, Keras {expected.shape}")
-        max_abs = max(max_abs, float(np.max(np.abs(output.astype(np.float64) - expected))))
-        grey_levels = max(grey_levels, int(np.max(np.abs(
-            pixels.from_float(output[0]).astype(int) - pixels.from_float(expected[0])))))
-        worst_psnr = min(worst_psnr, metrics.psnr(output[0] * metrics.PEAK,
-                                                  expected[0] * metrics.PEAK, crop_border=0,
-                                                  test_y_channel=False))
-    return {"max_abs": max_abs, "grey_levels": grey_levels, "psnr": worst_psnr,
-            "images": len(cases), "latency_ms": 1e3 * float(np.median(latencies)),
-            "ok": max_abs <= MAX_ABS_DIFFERENCE}
+    latencies = []
+
+    def pairs():
+        for image, scale in cases:
+            batch = np.asarray(image, np.float32)[None]
+            feed = {INPUT_NAME: batch.transpose(0, 3, 1, 2) if layout == "nchw" else batch}
+            if takes_scale:
+                feed[SCALE_NAME] = np.array(scale, np.float64)
+            start = time.perf_counter()
+            output = session.run([OUTPUT_NAME], feed)[0]
+            latencies.append(time.perf_counter() - start)
+            if layout == "nchw":
+                output = output.transpose(0, 2, 3, 1)
+            yield output, np.asarray(verification.keras_reference(model, batch, scale))
+
+    result = verification.within_bound(verification.agreement(pairs(), "ONNX Runtime"))
+    return {**result, "latency_ms": 1e3 * float(np.median(latencies))}
 
 
-def keras_reference(model, batch, scale):
-    """What the Keras model gives: for an ASDN, what `asdn_tf.upscale` runs (untiled): its
-    graph, the scale as float32 and the output size from the float64 scale (at ×3.3 a side of
-    65 gives 215 rows, where a float32 scale gives 214)."""
-    if isinstance(model, FSDN):
-        return tf.clip_by_value(model(batch), 0.0, 1.0)
-    size = lfr.output_size(batch.shape[1], batch.shape[2], scale)
-    return compiled_upscaler(model)(tf.constant(batch), tf.constant(scale, tf.float32),
-                                    tf.constant(size, tf.int32))
+def is_onnx_export(path):
+    """True if `path` is a regular file holding an ONNX model that asdn_tf.export.onnx wrote."""
+    try:
+        import onnx
+    except ImportError:
+        raise ValueError("reading an ONNX file needs onnx: pip install 'asdn_tf[onnx]'") from None
+
+    path = pathlib.Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except Exception:  # protobuf raises DecodeError and others for a file that is not ONNX.
+        return False
+    return any(entry.key == ONNX_MARK for entry in proto.metadata_props)
+
+
+def output_problem(path):
+    """Why `path` is not an ONNX export of this project, or None: what --overwrite may replace
+    (`output_files.check_output`)."""
+    if path.is_dir():
+        return "it is a folder, not an ONNX model"
+    if not is_onnx_export(path):
+        return "it is not an ONNX export of asdn_tf"
+    return None

@@ -22,7 +22,8 @@ truncated file or an altered header, which the decoder would fill in); it turns 
 upright by its EXIF orientation, as `asdn-upscale` does.
 
 The request checks are in asdn_tf/export/request_checks.py, the PNG and JPEG header reading in
-asdn_tf/export/encoded_image.py, and what may be overwritten in asdn_tf/export/output_files.py.
+asdn_tf/export/encoded_image.py, and what may be overwritten in asdn_tf/export/output_files.py
+(with `output_problem` here: what a SavedModel folder holds).
 
 The TFLite model (asdn_tf/export/tflite.py) is an FSDN (one fixed integer scale,
 post-upsampling) with float32 input and output N×H×W×3 in [0, 1]; the command verifies it with
@@ -38,6 +39,7 @@ and one in a folder that cannot be written.
 
 import os
 import pathlib
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -58,6 +60,10 @@ from asdn_tf.nn.model import ASDN
 # 2.5 KB of activations per output pixel, so 1024 × 1024 pixels peak near 2.5 GB). In-process,
 # `asdn_tf.upscale` tiles larger outputs instead (asdn_tf/inference/tiling.py).
 DEFAULT_MAX_OUTPUT_PIXELS = 1024 * 1024
+# What TF writes into a SavedModel folder; --overwrite replaces a folder holding nothing else.
+_SAVED_MODEL_FILES = {"saved_model.pb", "fingerprint.pb"}
+_SAVED_MODEL_FOLDERS = {"variables", "assets"}
+_VARIABLES_FILE = re.compile(r"^variables\.(index|data-\d{5}-of-\d{5})$")
 
 
 def export_saved_model(model, output_dir, max_scale=lfr.DEFAULT_MAX_SCALE,
@@ -90,7 +96,7 @@ def export_saved_model(model, output_dir, max_scale=lfr.DEFAULT_MAX_SCALE,
         raise ValueError(f"the SavedModel export takes an ASDN, got a {type(model).__name__}")
     max_scale, max_output_pixels = check_limits(max_scale, max_output_pixels)
     output_dir = pathlib.Path(output_dir)
-    check_output(output_dir, "saved_model", overwrite)
+    check_output(output_dir, output_problem, overwrite)
     module = _servable(model, max_scale, max_output_pixels)
     signatures = {"serving_default": module.upscale_uint8,
                   "upscale_float": module.upscale_float,
@@ -99,8 +105,26 @@ def export_saved_model(model, output_dir, max_scale=lfr.DEFAULT_MAX_SCALE,
     def write(path):
         tf.saved_model.save(module, os.fspath(path), signatures=signatures)
 
-    write_export(output_dir, write, "saved_model", overwrite)
+    write_export(output_dir, write, output_problem, overwrite)
     return output_dir
+
+
+def command(options, choose_model):
+    """`python -m asdn_tf.export saved_model`: `options` holds the flags of its row in
+    `formats.FORMATS`; choose_model() gives (the float32 model --weights and --preset choose,
+    the words that name it)."""
+    if not options.output_dir:
+        raise ValueError("--output_dir is required")
+    check_limits(options.max_scale, options.max_output_pixels)
+    output_dir = pathlib.Path(options.output_dir)
+    check_output(output_dir, output_problem, options.overwrite)
+    model, source = choose_model()
+    export_saved_model(model, output_dir, options.max_scale, options.max_output_pixels,
+                       options.overwrite)
+    size = sum(f.stat().st_size for f in output_dir.rglob("*") if f.is_file())
+    print(f"wrote {output_dir} ({size / 1e6:.2f} MB) from {source}: signatures serving_default "
+          f"(uint8), upscale_float, upscale_encoded; scale in (1, {options.max_scale:g}], "
+          f"at most {options.max_output_pixels} output pixels")
 
 
 def check_limits(max_scale, max_output_pixels):
@@ -110,6 +134,38 @@ def check_limits(max_scale, max_output_pixels):
     if not isinstance(max_output_pixels, (int, np.integer)) or max_output_pixels < 1:
         raise ValueError(f"max_output_pixels must be a positive integer, got {max_output_pixels!r}")
     return float(max_scale), int(max_output_pixels)
+
+
+def output_problem(path):
+    """Why `path` is not a SavedModel folder as TF writes it, or None: what --overwrite may
+    replace (`output_files.check_output`)."""
+    if not path.is_dir():
+        return "it is not a folder, so not a SavedModel"
+    names = {entry.name for entry in path.iterdir()}
+    others = sorted(names - _SAVED_MODEL_FILES - _SAVED_MODEL_FOLDERS)
+    if others:
+        return f"it holds {_listing(others)}, which a SavedModel does not"
+    for name in names:
+        entry = path / name
+        wanted = entry.is_dir if name in _SAVED_MODEL_FOLDERS else entry.is_file
+        if entry.is_symlink() or not wanted():
+            return f"its {name} is not what a SavedModel holds"
+    if "saved_model.pb" not in names or "variables" not in names:
+        return "it is not a SavedModel (no saved_model.pb and variables/)"
+    stray = sorted(entry.name for entry in (path / "variables").iterdir()
+                   if entry.is_symlink() or not entry.is_file()
+                   or not _VARIABLES_FILE.match(entry.name))
+    if stray:
+        return f"its variables/ holds {_listing(stray)}, which a SavedModel does not"
+    # This export has no assets: TF leaves assets/ empty.
+    if "assets" in names and any((path / "assets").iterdir()):
+        return "its assets/ is not empty, as it is in an export of this model"
+    return None
+
+
+def _listing(names, shown=3):
+    text = ", ".join(names[:shown])
+    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _servable(model, max_scale, max_output_pixels):

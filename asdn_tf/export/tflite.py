@@ -9,10 +9,11 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from asdn_tf.evaluation import metrics
+from asdn_tf.data import data_folders
+from asdn_tf.export import verification
 from asdn_tf.export.output_files import check_output, write_export
-from asdn_tf.io import pixels
-from asdn_tf.io.image_io import list_images, read_image
+from asdn_tf.inference.weights_io import load_model
+from asdn_tf.nn import config as config_lib
 from asdn_tf.nn.model import FSDN
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -21,6 +22,7 @@ REQUIREMENTS = {"none": ("max_abs", 1e-4), "float16": ("max_abs", 2e-3),
                 "dynamic": ("psnr", 40.0), "int8": ("psnr", 35.0)}
 CALIBRATION_PATCH = 64
 VERIFY_MAX_SIDE = 256
+_TFLITE_IDENTIFIER = b"TFL3"  # bytes 4 to 8 of a TFLite flatbuffer
 
 
 def convert_tflite(fsdn, quantize="none", input_size=None, representative_images=None,
@@ -92,6 +94,48 @@ def _convert_int8(converter, patches):
         return debugger.get_nondebug_quantized_model()
 
 
+def command(options, choose_model):
+    """`python -m asdn_tf.export tflite`: checks, converts, verifies, and only then writes.
+    `options` holds the flags of its row in `formats.FORMATS`; the FSDN comes from --weights
+    (`choose_model`, for the formats that take the bundled models, is not used)."""
+    del choose_model
+    for name in ("weights", "scale", "output", "images"):
+        if getattr(options, name) in (None, ""):
+            raise ValueError(f"--{name} is required for tflite")
+    if not options.scale.is_integer():
+        raise ValueError(f"a TFLite export is an FSDN, which upscales by one whole factor "
+                         f"(2, 3, 4, ...), not {options.scale:g}; for any scale, export "
+                         "ASDN as a SavedModel (saved_model) or ONNX (onnx)")
+    scale = int(options.scale)
+    if not 2 <= scale <= config_lib.MAX_FSDN_SCALE:
+        raise ValueError(f"--scale must be an integer in [2, {config_lib.MAX_FSDN_SCALE}], "
+                         f"got {scale}")
+    data_folders.require_sources([options.images])
+    if options.calibration_patches < 1:
+        raise ValueError(f"--calibration_patches must be positive, "
+                         f"got {options.calibration_patches}")
+    input_size = verification.parse_input_size(options.input_size)
+    output = pathlib.Path(options.output)
+    check_output(output, output_problem, options.overwrite)
+    images = verification_images(options.images, input_size)
+    fsdn = load_model(options.weights, options.preset, fsdn_scale=scale, precision="float32")
+    content = convert_tflite(fsdn, options.quantize, input_size, options.images,
+                             options.calibration_patches)
+    result = verify_tflite(content, fsdn, images, options.quantize, options.num_threads)
+    shape = "dynamic HxW" if input_size is None else f"{input_size[0]}x{input_size[1]}"
+    print(f"x{scale} FSDN, quantize={options.quantize}, input {shape}: "
+          f"{len(content) / 1e6:.3f} MB (float32 weights {4 * fsdn.count_params() / 1e6:.3f} MB)")
+    print(f"vs Keras on {result['images']} image(s) from {options.images}: "
+          f"max abs {result['max_abs']:.3g}, PSNR {result['psnr']:.2f} dB, "
+          f"median latency {result['latency_ms']:.1f} ms; requirement {result['requirement']}: "
+          f"{'met' if result['ok'] else 'NOT met'}")
+    verification.require(result, f"the {options.quantize} model misses its requirement "
+                                 f"({result['requirement']})")
+    write_export(output, lambda path: path.write_bytes(content), output_problem,
+                 options.overwrite)
+    print(f"wrote {output}")
+
+
 def export_tflite(fsdn, output, quantize="none", input_size=None, representative_images=None,
                   calibration_patches=64, overwrite=False):
     """Converts `fsdn` (see `convert_tflite`) and writes it to `output` atomically.
@@ -102,10 +146,10 @@ def export_tflite(fsdn, output, quantize="none", input_size=None, representative
         The output path as a `pathlib.Path`.
     """
     output = pathlib.Path(output)
-    check_output(output, "tflite", overwrite)
+    check_output(output, output_problem, overwrite)
     content = convert_tflite(fsdn, quantize, input_size, representative_images,
                              calibration_patches)
-    write_export(output, lambda path: path.write_bytes(content), "tflite", overwrite)
+    write_export(output, lambda path: path.write_bytes(content), output_problem, overwrite)
     return output
 
 
@@ -118,7 +162,7 @@ def representative_patches(images, size, count, seed=0):
     Raises:
         ValueError: no image is large enough for a patch.
     """
-    sources = [image for image in _rgb_images(images)
+    sources = [image for image in verification.read_verification_images(images)
                if image.shape[0] >= size[0] and image.shape[1] >= size[1]]
     if not sources:
         raise ValueError(f"no representative image is at least {size[0]}x{size[1]}")
@@ -139,16 +183,14 @@ def verification_images(images, input_size=None, max_side=VERIFY_MAX_SIDE):
     dynamic one gets each image cropped to at most `max_side` on each side, so sizes vary.
     """
     crops = []
-    for image in _rgb_images(images):
+    for image in verification.read_verification_images(images):
         if input_size is None:
             size = (min(image.shape[0], max_side), min(image.shape[1], max_side))
         else:
             size = tuple(input_size)
             if image.shape[0] < size[0] or image.shape[1] < size[1]:
                 continue
-        top = (image.shape[0] - size[0]) // 2
-        left = (image.shape[1] - size[1]) // 2
-        crops.append(image[top:top + size[0], left:left + size[1]])
+        crops.append(verification.centre_crop(image, *size))
     if not crops:
         raise ValueError(f"no verification image is at least {input_size[0]}x{input_size[1]}")
     return crops
@@ -165,57 +207,62 @@ def verify_tflite(model, fsdn, images, quantize=None, num_threads=None):
         num_threads: int, interpreter threads (None: the interpreter's default).
 
     Returns:
-        dict with "max_abs" (largest absolute difference of the outputs), "psnr" (dB, peak 1,
-        the worst image), "latency_ms" (median invoke time), "images"; with `quantize` also
-        "requirement" (text) and "ok" (bool).
+        dict with "max_abs" (largest absolute difference of the outputs), "grey_levels" and
+        "psnr" (dB, peak 1, the worst image) as `verification.agreement`, "latency_ms" (median
+        invoke time), "images"; with `quantize` also "requirement" (text) and "ok" (bool).
     """
     from ai_edge_litert.interpreter import Interpreter
 
     source = {"model_path": os.fspath(model)} if isinstance(model, (str, os.PathLike)) else {
         "model_content": bytes(model)}
     interpreter = Interpreter(num_threads=num_threads, **source)
-    input_detail = interpreter.get_input_details()[0]
-    output_index = interpreter.get_output_details()[0]["index"]
-    dynamic = bool(np.any(input_detail["shape_signature"] < 0))
-    allocated = None
-    max_abs, worst_psnr, latencies = 0.0, float("inf"), []
-    for image in images:
-        batch = np.asarray(image, np.float32)[None]
-        if batch.shape != allocated:
-            if dynamic:
-                interpreter.resize_tensor_input(input_detail["index"], batch.shape)
-            elif batch.shape != (expected := tuple(int(n) for n in input_detail["shape"])):
-                raise ValueError(f"the TFLite model takes {expected}, "
-                                 f"got an image of {batch.shape}")
-            interpreter.allocate_tensors()
-            allocated = batch.shape
-        interpreter.set_tensor(input_detail["index"], batch)
-        start = time.perf_counter()
-        interpreter.invoke()
-        latencies.append(time.perf_counter() - start)
-        output = interpreter.get_tensor(output_index)
-        expected = np.asarray(fsdn(batch))
-        max_abs = max(max_abs, float(np.max(np.abs(output.astype(np.float64) - expected))))
-        worst_psnr = min(worst_psnr, metrics.psnr(output[0] * metrics.PEAK,
-                                                  expected[0] * metrics.PEAK, crop_border=0,
-                                                  test_y_channel=False))
-    result = {"max_abs": max_abs, "psnr": worst_psnr,
-              "latency_ms": 1e3 * float(np.median(latencies)), "images": len(latencies)}
+    latencies = []
+
+    def pairs():
+        input_detail = interpreter.get_input_details()[0]
+        output_index = interpreter.get_output_details()[0]["index"]
+        dynamic = bool(np.any(input_detail["shape_signature"] < 0))
+        allocated = None
+        for image in images:
+            batch = np.asarray(image, np.float32)[None]
+            if batch.shape != allocated:
+                if dynamic:
+                    interpreter.resize_tensor_input(input_detail["index"], batch.shape)
+                elif batch.shape != (expected := tuple(int(n) for n in input_detail["shape"])):
+                    raise ValueError(f"the TFLite model takes {expected}, "
+                                     f"got an image of {batch.shape}")
+                interpreter.allocate_tensors()
+                allocated = batch.shape
+            interpreter.set_tensor(input_detail["index"], batch)
+            start = time.perf_counter()
+            interpreter.invoke()
+            latencies.append(time.perf_counter() - start)
+            output = interpreter.get_tensor(output_index)
+            yield output, np.asarray(fsdn(batch))
+
+    result = verification.agreement(pairs(), "TFLite")
+    result["latency_ms"] = 1e3 * float(np.median(latencies))
     if quantize is not None:
         metric, bound = REQUIREMENTS[quantize]
         if metric == "max_abs":
-            result.update(ok=max_abs <= bound, requirement=f"max abs ≤ {bound:g}")
+            result.update(ok=result["max_abs"] <= bound, requirement=f"max abs ≤ {bound:g}")
         else:
-            result.update(ok=worst_psnr >= bound, requirement=f"PSNR ≥ {bound:g} dB")
+            result.update(ok=result["psnr"] >= bound, requirement=f"PSNR ≥ {bound:g} dB")
     return result
 
 
-def _rgb_images(images):
-    """Float32 H×W×3 arrays in [0, 1] read from a folder, glob or list of paths."""
-    paths = list_images(images) if isinstance(images, (str, os.PathLike)) else list(images)
-    if not paths:
-        raise ValueError(f"no images found in {images}")
-    return [pixels.to_float_rgb(read_image(path)) for path in paths]
+def output_problem(path):
+    """Why `path` is not a TFLite model (a regular file with a TFLite header), or None: what
+    --overwrite may replace (`output_files.check_output`)."""
+    if path.is_dir():
+        return "it is a folder, not a TFLite model"
+    if not path.is_file():
+        return "it is not a regular file"
+    with open(path, "rb") as file:
+        header = file.read(8)
+    if header[4:8] != _TFLITE_IDENTIFIER:
+        return "it is not a TFLite model"
+    return None
 
 
 def _check_input_size(input_size):
