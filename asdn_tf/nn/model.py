@@ -54,10 +54,7 @@ class ASDN(keras.Model):
         return self.model_config.num_levels
 
     def build(self, input_shape):
-        self.trunk.build(input_shape)
-        features_shape = (*input_shape[:-1], self.trunk.output_channels)
-        for branch in self.branches:
-            branch.build([features_shape, input_shape])
+        _build_trunk_and(self.trunk, self.branches, input_shape)
         self.built = True
 
     def call(self, inputs, scale=None, level=None, channel_means=None):
@@ -204,10 +201,7 @@ class FSDN(keras.Model):
         return self.scales[0] if len(self.scales) == 1 else self.scales
 
     def build(self, input_shape):
-        self.trunk.build(input_shape)
-        features_shape = (*input_shape[:-1], self.trunk.output_channels)
-        for head in self.heads:
-            head.build([features_shape, input_shape])
+        _build_trunk_and(self.trunk, self.heads, input_shape)
         self.built = True
 
     def call(self, inputs, scale=None, level=None):
@@ -270,6 +264,15 @@ def init_from_asdn(fsdn, asdn):
         if head.branch.sa is not None:
             head.branch.sa.set_weights(source.sa.get_weights())
     return fsdn
+
+
+def _build_trunk_and(trunk, outputs, input_shape):
+    """Builds `trunk` for `input_shape` and each of `outputs` (branches, heads) for the trunk's
+    features and the input: [features shape, input shape]."""
+    trunk.build(input_shape)
+    features_shape = (*input_shape[:-1], trunk.output_channels)
+    for output in outputs:
+        output.build([features_shape, input_shape])
 
 
 def _run_branch(branch, features, skip):
