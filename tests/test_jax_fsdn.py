@@ -14,6 +14,7 @@ from asdn_tf.data.config import DataConfig
 from asdn_tf.training.config import TrainConfig
 from asdn_tf.data import folder_data
 from conftest import BLOCK_TENSORFLOW, run_jax
+from jax_cache import jax_compilation_cache  # noqa: F401 (autouse)
 
 PATCH, SCALE = 8, 2
 DATA_CONFIG = DataConfig(patch_size=PATCH, batch_size=2)

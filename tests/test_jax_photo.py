@@ -13,6 +13,7 @@ from asdn_tf.data import pipeline as data, degradation, folder_data
 from asdn_tf.data.config import DataConfig, PhotoDegradation
 from asdn_tf.data import photo_degradation as photo_np
 from conftest import BLOCK_TENSORFLOW, ONE_LEVEL, run_jax
+from jax_cache import jax_compilation_cache  # noqa: F401 (autouse)
 
 # Deterministic mixes: no blur, noise, JPEG or recursion, so TF and numpy make the same pair.
 PLAIN = PhotoDegradation(clean_probability=0.0, blur_probability=0.0,

@@ -16,6 +16,7 @@ from asdn_tf.data.config import PhotoDegradation
 from asdn_tf.training.config import TrainConfig
 from asdn_tf.data import folder_data
 from conftest import BLOCK_TENSORFLOW, ONE_LEVEL, run_jax
+from jax_cache import jax_compilation_cache  # noqa: F401 (autouse)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PATCH = 8
