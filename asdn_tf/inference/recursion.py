@@ -9,15 +9,14 @@ The loop over the steps is here, in the three forms its callers need: `run` for 
 size is known (the upscale engine, step by step on the whole image or by regions; the JAX
 trainer's validation), `run_unrolled` for a Python scale in a graph whose sizes follow from its
 input (the fixed-scale ONNX file), and `run_ops` for a scale tensor (`upscale_tensor`, the
-SavedModel, the any-scale ONNX file): one `tf.while_loop`. How a step runs is the caller's.
+SavedModel, the any-scale ONNX file): one `tf.while_loop`, the one function that loads
+TensorFlow. How a step runs is the caller's.
 
 Example:
     >>> run(image, 3.3, (66, 99), lambda image, step, size, last: resize(image, size))
 """
 
 import math
-
-import tensorflow as tf
 
 from asdn_tf.nn import lfr
 
@@ -83,6 +82,9 @@ def run_ops(images, scale, size, step):
     """`images` (N×H×W×3) through the ASDN steps of the float scale tensor `scale` to `size`
     ((height, width) int32 tensors) in one `tf.while_loop` (`lfr.num_steps_ops` iterations):
     images = step(images, step scale float64 tensor, (height, width) int32 tensors)."""
+    # Imported here: the JAX trainer runs `run` where TensorFlow may not be installed.
+    import tensorflow as tf
+
     height, width = tf.shape(images)[1], tf.shape(images)[2]
 
     def body(index, image):
