@@ -11,12 +11,14 @@ the command line (`run_from_flags`, whose one-line errors `main` prints), and tw
 run as commands.
 """
 
+import contextlib
 import logging
 import json
 import os
 import pathlib
 import random
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -32,28 +34,33 @@ from conftest import leftovers, make_run_data, train_in_process
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-# Runs asdn_tf.train and SIGKILLs itself the N-th time it reaches the point FAULT=point:N names:
-# windows inside writes and validation that a kill from outside rarely hits.
+# A server of training runs. It imports TensorFlow and the training code once, then per line
+# "FAULT<tab>LOG" on stdin forks a run of asdn_tf.train with this script's arguments, whose stderr
+# goes to LOG and which SIGKILLs itself the N-th time it reaches the point FAULT=point:N names
+# ("-": none): windows inside writes and validation that a kill from outside rarely hits. It
+# prints the run's pid, then its exit code once it has ended. Each run is a process of its own,
+# killed and resumed as the command's would be; only the imports before `train.run()` are shared.
 FAULTY_TRAIN = '''
 import os
 import pathlib
 import signal
+import sys
 
+import keras  # noqa: F401 (imported before the fork, as everything the runs import)
 from tensorflow.python.ops import gen_io_ops
 
 from asdn_tf.cli import train
 from asdn_tf.evaluation import benchmark
 from asdn_tf.io import fileio
-from asdn_tf.training import run_folder
+from asdn_tf.training import train_tf  # noqa: F401
 
-POINT, _, NTH = os.environ.get("FAULT", "").partition(":")
-left = [int(NTH or 1)]
+fault = {"point": None, "left": 0}
 
 
 def reached(point, before_kill=lambda: None):
-    if point == POINT:
-        left[0] -= 1
-        if left[0] == 0:
+    if point == fault["point"]:
+        fault["left"] -= 1
+        if fault["left"] == 0:
             before_kill()
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -91,7 +98,17 @@ def write_or_die(path, text):
 
 
 fileio.write_atomically = write_or_die
-train.run()
+for line in sys.stdin:
+    point_and_nth, log = line.rstrip("\\n").split("\\t")
+    pid = os.fork()
+    if pid == 0:  # the run: it ends, through SystemExit, where the command would
+        point, _, nth = point_and_nth.partition(":")
+        fault.update(point=point, left=int(nth or 1))
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stdout is the test's to read
+        os.dup2(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+        train.run()
+    print(pid, flush=True)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
 '''
 
 
@@ -147,26 +164,29 @@ def test_killed_at_any_moment_the_same_command_resumes_and_finishes(data, tmp_pa
     run, steps = tmp_path / "run", 30
     script = tmp_path / "faulty_train.py"
     script.write_text(FAULTY_TRAIN)
-    command = [sys.executable, str(script), *_flags(data, run, steps)]
+    server = subprocess.Popen([sys.executable, str(script), *_flags(data, run, steps)], cwd=ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+    running = []  # the pid of the run that has not ended yet
 
-    def launch(fault):
-        return subprocess.Popen(command, cwd=ROOT, env={**os.environ, "FAULT": fault},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    def answer(timeout):
+        assert select.select([server.stdout], [], [], timeout)[0], "the run took too long"
+        line = server.stdout.readline()
+        assert line, "the server of runs died (its traceback is in the captured stderr)"
+        return int(line)
+
+    def launch(fault, log):
+        server.stdin.write(f"{fault or '-'}\t{log}\n".encode())
+        running.append(answer(240))
+        return running[-1]
+
+    def ended(log, timeout):
+        code = answer(timeout)
+        running.pop()
+        return code, log.read_text()
 
     def recorded_step():
         state = tf.train.get_checkpoint_state(str(run / "checkpoints"))
         return int(state.model_checkpoint_path.rsplit("-", 1)[1]) if state else 0
-
-    # The kill's moment is seeded: ASDN_FAULT_SEED replays a failure's seed (the message names it).
-    seed = int(os.environ.get("ASDN_FAULT_SEED", "20261206"))
-    process = launch("")
-    deadline = time.time() + 240
-    while not (run / "checkpoints" / "ckpt-1.index").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(random.Random(seed).uniform(0.0, 1.0))
-    process.send_signal(signal.SIGKILL)
-    stderr = process.communicate(timeout=60)[1]
-    assert process.returncode == -signal.SIGKILL, f"seed {seed}: {stderr[-2000:]}"
 
     # Each fault is hit by the run that resumes from the previous one.
     windows = {"checkpoint shards:2": lambda: list((run / "checkpoints").glob("ckpt-*_temp")),
@@ -177,17 +197,36 @@ def test_killed_at_any_moment_the_same_command_resumes_and_finishes(data, tmp_pa
                "write validation.csv:1": lambda: [
                    path for path in leftovers(run) if path.name.endswith("-validation.csv")
                    and path.stat().st_size == 0]}
-    logs = []
-    for fault, left_behind in windows.items():
-        before = recorded_step()
-        process = launch(fault)
-        stderr = process.communicate(timeout=300)[1]
-        logs.append(stderr)
-        assert process.returncode == -signal.SIGKILL, f"{fault}: {stderr[-2000:]}"
-        assert "Traceback" not in stderr, stderr
-        resumed = re.search(r"resumed from \S+ at step (\d+)", stderr)
-        assert resumed and int(resumed[1]) >= before, f"{fault}: {stderr[-2000:]}"
-        assert left_behind(), f"{fault}: the kill did not land in its window"
+    try:
+        # The kill's moment is seeded: ASDN_FAULT_SEED replays a failure's seed (the message names it).
+        seed = int(os.environ.get("ASDN_FAULT_SEED", "20261206"))
+        pid = launch("", tmp_path / "random.log")
+        deadline = time.time() + 240
+        while not (run / "checkpoints" / "ckpt-1.index").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(random.Random(seed).uniform(0.0, 1.0))
+        os.kill(pid, signal.SIGKILL)
+        code, stderr = ended(tmp_path / "random.log", 60)
+        assert code == -signal.SIGKILL, f"seed {seed}: {stderr[-2000:]}"
+
+        logs = []
+        for number, (fault, left_behind) in enumerate(windows.items()):
+            before = recorded_step()
+            log = tmp_path / f"fault{number}.log"
+            launch(fault, log)
+            code, stderr = ended(log, 300)
+            logs.append(stderr)
+            assert code == -signal.SIGKILL, f"{fault}: {stderr[-2000:]}"
+            assert "Traceback" not in stderr, stderr
+            resumed = re.search(r"resumed from \S+ at step (\d+)", stderr)
+            assert resumed and int(resumed[1]) >= before, f"{fault}: {stderr[-2000:]}"
+            assert left_behind(), f"{fault}: the kill did not land in its window"
+    finally:
+        for pid in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        server.stdin.close()
+        server.wait(timeout=60)
 
     caplog.set_level("INFO")
     assert train_in_process(_flags(data, run, steps)) is None  # the last rerun, in this process for speed
