@@ -3,7 +3,10 @@ a fresh virtual environment that does not see this interpreter's packages.
 
 The environment installs from the package index (about a minute on 2 cores: TensorFlow is a
 570 MB download), so those tests carry the `install` mark; the README's test command, which
-CI runs, includes them (`-m "not install"` leaves them out of a quick local run). The source
+CI runs, includes them (`-m "not install"` leaves them out of a quick local run). This
+interpreter's pip installs into it (`pip --python`: the venv needs no pip of its own) without
+compiling the 8,000 modules it unpacks (`--no-compile`): the venv's processes compile what they
+import, once, into a cache beside it (PYTHONPYCACHEPREFIX). The source
 is a copy of the repository's files as a fresh clone has them, so no build output of the
 working tree reaches the wheel. A quick test checks that `import asdn_tf` itself loads no
 TensorFlow.
@@ -15,27 +18,34 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import typing
 import venv
 import zipfile
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PIP_TIMEOUT = 900
 RUN_TIMEOUT = 300
 
 
-def _environment():
-    """This process's environment, less what would let the venv see another installation."""
+def _environment(pycache=None):
+    """This process's environment, less what would let the venv see another installation;
+    with `pycache`, its processes write the modules they compile there (PYTHONPYCACHEPREFIX)."""
     env = {name: value for name, value in os.environ.items()
            if name not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
            and not name.startswith("PYTEST")}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    if pycache:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
     return env
 
 
-def _run(argv, cwd, timeout=RUN_TIMEOUT):
-    result = subprocess.run([str(arg) for arg in argv], cwd=cwd, env=_environment(),
+def _run(argv, cwd, timeout=RUN_TIMEOUT, pycache=None):
+    result = subprocess.run([str(arg) for arg in argv], cwd=cwd, env=_environment(pycache),
                             capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, (f"{' '.join(map(str, argv))} exited {result.returncode}:\n"
                                     f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
@@ -65,21 +75,34 @@ def source(tmp_path_factory):
     return folder
 
 
+class _Venv(typing.NamedTuple):
+    python: pathlib.Path
+    bin_dir: pathlib.Path
+    work: pathlib.Path  # a folder outside the source
+    pycache: pathlib.Path
+
+    def run(self, argv, cwd, timeout=RUN_TIMEOUT):
+        return _run(argv, cwd, timeout, self.pycache)
+
+    def pip(self, *args, cwd, timeout=PIP_TIMEOUT):
+        return self.run([sys.executable, "-m", "pip", "--python", self.python, *args], cwd,
+                        timeout)
+
+
 @pytest.fixture(scope="module")
 def plain_env(tmp_path_factory, source):
-    """(python, bin folder, work folder) of a venv where `pip install -e .` ran in `source`."""
+    """A `_Venv` where `pip install -e .` ran in `source`."""
     folder = tmp_path_factory.mktemp("venv")
-    venv.create(folder / "env", with_pip=True)
+    venv.create(folder / "env")
     bin_dir = folder / "env" / "bin"
-    _run([bin_dir / "python", "-m", "pip", "install", "-q", "-e", "."], source, PIP_TIMEOUT)
-    work = folder / "work"
-    work.mkdir()
-    return bin_dir / "python", bin_dir, work
+    environment = _Venv(bin_dir / "python", bin_dir, folder / "work", folder / "pycache")
+    environment.pip("install", "-q", "--no-compile", "-e", ".", cwd=source)
+    environment.work.mkdir()
+    return environment
 
 
 @pytest.mark.install
 def test_plain_install_trains_on_div2k_without_the_test_extras(plain_env, tmp_path):
-    python, _, work = plain_env
     script = textwrap.dedent(f"""
         import importlib.util
 
@@ -103,14 +126,13 @@ def test_plain_install_trains_on_div2k_without_the_test_extras(plain_env, tmp_pa
         assert batch["hr"].shape[0] == 2, batch["hr"].shape
         print("div2k ok")
     """)
-    assert "div2k ok" in _run([python, "-c", script], work).stdout
+    assert "div2k ok" in plain_env.run([plain_env.python, "-c", script], plain_env.work).stdout
 
 
 @pytest.mark.install
 def test_wheel_holds_weights_flagfiles_and_serving_client(plain_env, source, tmp_path):
-    python, bin_dir, work = plain_env
-    _run([python, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path, "."], source,
-         PIP_TIMEOUT)
+    python, bin_dir, work = plain_env.python, plain_env.bin_dir, plain_env.work
+    plain_env.pip("wheel", "-q", "--no-deps", "-w", tmp_path, ".", cwd=source)
     (wheel,) = tmp_path.glob("asdn_tf-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     data = next(name.split("/share/")[0] for name in names if "/share/asdn_tf/" in name)
@@ -125,8 +147,8 @@ def test_wheel_holds_weights_flagfiles_and_serving_client(plain_env, source, tmp
     assert not [name for name in names if name.startswith(("tests/", "bench/", "training/"))]
 
     # Installed over the editable install (same dependencies), used from another folder.
-    _run([python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", wheel], work,
-         PIP_TIMEOUT)
+    plain_env.pip("install", "-q", "--no-deps", "--force-reinstall", "--no-compile", wheel,
+                  cwd=work)
     script = textwrap.dedent("""
         import pathlib, sys
 
@@ -137,15 +159,14 @@ def test_wheel_holds_weights_flagfiles_and_serving_client(plain_env, source, tmp
         assert (share / "configs" / "tiny.txt").is_file() and (share / "serving" / "client.py").is_file()
         print(asdn_tf.__version__)
     """)
-    version = _run([python, "-c", script], work).stdout.split()[-1]
+    version = plain_env.run([python, "-c", script], work).stdout.split()[-1]
     assert version == _source_version(source)
-    assert _run([bin_dir / "asdn-upscale", "--version"], work).stdout.split() == [
+    assert plain_env.run([bin_dir / "asdn-upscale", "--version"], work).stdout.split() == [
         "asdn-upscale", version]
     photo = work / "photo.png"
-    _run([python, "-c", "import numpy as np; from PIL import Image; "
-          f"Image.fromarray(np.full((24, 20, 3), 128, np.uint8)).save({str(photo)!r})"], work)
-    _run([bin_dir / "asdn-upscale", f"--input={photo}", f"--output={work / 'big.png'}",
-          "--scale=2"], work)
+    Image.fromarray(np.full((24, 20, 3), 128, np.uint8)).save(photo)
+    plain_env.run([bin_dir / "asdn-upscale", f"--input={photo}", f"--output={work / 'big.png'}",
+                   "--scale=2"], work)
     assert (work / "big.png").is_file()
 
 
