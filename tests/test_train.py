@@ -218,10 +218,19 @@ def test_init_from_names_the_bundled_weights_from_any_folder(tmp_path, monkeypat
 
 
 @pytest.mark.slow
-def test_fsdn_trains_from_asdn_weights(tmp_path, t91_subset):
-    asdn_weights = _run(t91_subset, tmp_path / "asdn", 1)
+def test_fsdn_trains_from_asdn_weights(tmp_path, t91_subset, tiny_model, caplog):
+    # ASDN weights as a run leaves them: final.weights.h5 and its sidecar, written by the
+    # function the run's end calls (no run of its own: this test is about the FSDN run).
+    asdn_weights = tmp_path / "asdn" / "final.weights.h5"
+    asdn_weights.parent.mkdir()
+    run_folder.save_weights(tiny_model, asdn_weights, run_folder.WeightsSidecar(
+        model="asdn", scale=None, preset="tiny", model_config=preset("tiny"),
+        data_config=DataConfig(sources=(str(t91_subset),), patch_size=8, batch_size=2),
+        train_config=TrainConfig(steps=1), steps=1, training_seconds=0.0, validation_psnr={}))
+    caplog.set_level("INFO", logger="absl")
     final = _run(t91_subset, tmp_path / "fsdn", 1, model="fsdn", scale=2,
                  init_from=str(asdn_weights))
+    assert f"initialised from {asdn_weights}" in caplog.text
     sidecar = json.loads((tmp_path / "fsdn" / "final.json").read_text())
     assert sidecar["model"] == "fsdn" and sidecar["scale"] == 2 and final.exists()
 
