@@ -158,8 +158,13 @@ def test_a_rerun_without_the_checkpoints_stops_and_changes_nothing(data, tmp_pat
     assert json.loads((run / "final.json").read_text())["steps"] == 2
 
 
-# Trains the tiny preset under JAX into argv[2] for argv[3] steps; prints a TrainingError.
+# Trains the tiny preset under JAX into argv[2] for 2 steps, removes its checkpoints, prints
+# {file: bytes as hex} of the run folder and reruns it for 1 step, printing its TrainingError:
+# both runs in one process (one JAX start-up), as the TensorFlow case runs them in the test's.
 JAX_TRAIN = BLOCK_TENSORFLOW + f"""
+import json
+import pathlib
+import shutil
 import sys
 from asdn_tf.nn import config
 from asdn_tf.data.config import DataConfig
@@ -168,25 +173,30 @@ from asdn_tf.training import train_jax
 from asdn_tf.training.errors import TrainingError
 data_config = DataConfig(sources=(sys.argv[1],), patch_size=8, batch_size=2,
                          level_weights={ONE_LEVEL})
-train_config = TrainConfig(steps=int(sys.argv[3]), checkpoint_every=1, validate_every=0,
-                           log_every=1)
-try:
-    train_jax.train(config.preset("tiny"), data_config, train_config, sys.argv[2],
-                    preset_name="tiny")
-except TrainingError as error:
-    print("refused:", error)
+run = pathlib.Path(sys.argv[2])
+for steps in (2, 1):
+    train_config = TrainConfig(steps=steps, checkpoint_every=1, validate_every=0, log_every=1)
+    try:
+        train_jax.train(config.preset("tiny"), data_config, train_config, run,
+                        preset_name="tiny")
+    except TrainingError as error:
+        print("refused:", error)
+    if steps == 2:
+        shutil.rmtree(run / "checkpoints")
+        print(json.dumps({{str(path.relative_to(run)): path.read_bytes().hex()
+                          for path in sorted(run.rglob("*")) if path.is_file()}}))
 """
 
 
 @pytest.mark.slow
 def test_the_jax_trainer_keeps_the_promise_too(image_folder, tmp_path):
     run = tmp_path / "run"
-    assert "refused" not in run_jax(JAX_TRAIN, image_folder, run, 2).stdout
-    shutil.rmtree(run / "checkpoints")
-    before = _files(run)
-    result = run_jax(JAX_TRAIN, image_folder, run, 1)
-    assert f"refused: {run} holds an earlier run's state.json" in result.stdout
-    assert _files(run) == before
+    lines = run_jax(JAX_TRAIN, image_folder, run).stdout.splitlines()
+    before = json.loads(next(line for line in lines if line.startswith("{")))
+    assert before and not any(name.startswith("checkpoints") for name in before)
+    [refused] = [line for line in lines if line.startswith("refused")]  # the rerun, only
+    assert refused.startswith(f"refused: {run} holds an earlier run's state.json")
+    assert {name: data.hex() for name, data in _files(run).items()} == before
 
 
 # ---- JSON nested beyond the parser's recursion -------------------------------------------------
