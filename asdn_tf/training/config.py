@@ -1,5 +1,5 @@
 """Typed configuration of the optimisation recipe (`TrainConfig`) and the learning-rate schedule
-it sets for both trainers (`learning_rate_schedule`: pure Keras, no TensorFlow).
+it sets for both trainers (`learning_rate_schedule`: pure Keras, loaded when it is called).
 
 Example:
     >>> from asdn_tf.training.config import TrainConfig
@@ -9,8 +9,6 @@ Example:
 
 import dataclasses
 import math
-
-import keras
 
 from asdn_tf.nn import lfr
 
@@ -82,6 +80,9 @@ class TrainConfig:
 def learning_rate_schedule(train_config):
     """The learning rate per update: multiplied by decay_factor from each of lr_milestones on,
     or every decay_every updates when there are none."""
+    # Imported here: the train command reads its flags and flagfile without loading a backend.
+    import keras
+
     rate, factor = train_config.learning_rate, train_config.decay_factor
     milestones = train_config.lr_milestones
     if not milestones:
