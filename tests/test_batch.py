@@ -16,7 +16,6 @@ import sys
 import time
 import zlib
 
-import numpy as np
 import pytest
 from PIL import Image
 

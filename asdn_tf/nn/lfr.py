@@ -70,7 +70,6 @@ def level_scales(num_levels=DEFAULT_LEVELS):
 
 def level_scale_ops(level, num_levels=DEFAULT_LEVELS):
     """`level_scales(num_levels)[level]` for an int tensor `level`, as float64."""
-    ops = _ops()
     return 1.0 + _float64(level) / (num_levels - 1)
 
 
