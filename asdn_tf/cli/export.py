@@ -1,12 +1,15 @@
-"""Export: ASDN as a SavedModel that serves every scale, FSDN as a TFLite model, either as ONNX.
+"""Export: ASDN (with its FSDN for the integer part of a scale) as a SavedModel that serves
+every scale, FSDN as a TFLite model, either as ONNX or NCNN.
 
     python -m asdn_tf.export saved_model --output_dir=serving/artifacts/asdn/1 \\
-        [--weights=training/cpu/best.weights.h5 --preset=default]
-    python -m asdn_tf.export tflite --weights=fsdn_x2.weights.h5 --scale=2 --quantize=int8 \\
+        [--weights=training/cpu/best.weights.h5 --preset=default] [--fsdn=auto|none|FILE]
+    python -m asdn_tf.export tflite --scale=2 --quantize=int8 \\
         --images=data/Set5 --output=serving/artifacts/fsdn_x2_int8.tflite
     python -m asdn_tf.export onnx --scale=2.5 --output=asdn_x2.5.onnx
     python -m asdn_tf.export ncnn --scale=4 --output=runs/models
 
+Without --weights an export holds the bundled default model (`EXPORT_MODEL`), and a
+fixed-scale export at a whole scale its FSDN has (×2, ×3, ×4) holds that FSDN's head for it.
 The exports themselves are in asdn_tf/export/ (saved_model.py, tflite.py, onnx.py, ncnn.py).
 """
 
@@ -16,14 +19,19 @@ import sys
 from absl import app, flags
 from absl import logging as absl_logging
 
-from asdn_tf.cli.model_flags import define_model_flags, load_chosen_model
+from asdn_tf.cli.model_flags import (check_model_choice, define_model_flags, load_chosen_fsdn,
+                                     load_chosen_model)
 from asdn_tf.export.formats import FORMATS
 from asdn_tf.export.onnx import LAYOUTS
 from asdn_tf.export.saved_model import DEFAULT_MAX_OUTPUT_PIXELS
 from asdn_tf.export.tflite import QUANTIZATIONS
+from asdn_tf.inference import weights_io
 from asdn_tf.io import errors
 from asdn_tf.nn import config as config_lib
 from asdn_tf.nn import lfr
+
+# The bundled model an export holds without --weights: the benchmark's, not `asdn-upscale`'s.
+EXPORT_MODEL = "default"
 
 
 def _define_flags():
@@ -34,9 +42,12 @@ def _define_flags():
                         "takes custom models from a folder named models).")
     define_model_flags(
         weights="saved_model: ASDN weights (.weights.h5 or .keras; default: the bundled "
-                "weights). tflite: FSDN weights (required).",
+                "default model). tflite: FSDN weights (default: the bundled default model's "
+                "FSDN, x2, x3 or x4). onnx, ncnn: ASDN or FSDN weights (default: the bundled "
+                "FSDN at a scale it has, else the bundled default model).",
         preset=f"Model preset when the weights have no sidecar: one of "
-               f"{sorted(config_lib.PRESETS)}.")
+               f"{sorted(config_lib.PRESETS)}.",
+        fsdn=True)
     flags.DEFINE_float("max_scale", lfr.DEFAULT_MAX_SCALE,
                        "saved_model: the largest scale the signatures accept.")
     flags.DEFINE_integer("max_output_pixels", DEFAULT_MAX_OUTPUT_PIXELS,
@@ -74,10 +85,29 @@ class _PlainScaleParser(flags.FloatParser):
         return super().convert(argument)
 
 
-def _chosen_model(flag_values):
-    """(the model --weights and --preset choose in float32, the words that name it)."""
-    return (load_chosen_model(flag_values.weights, flag_values.preset, precision="float32"),
-            flag_values.weights or "the bundled default weights")
+def chosen_model(flag_values, scale=None):
+    """(the float32 model the flags choose, the words that name it): --weights with --preset;
+    without them, at a whole `scale` the bundled model's FSDN has, that FSDN's head for it
+    (`FSDN.at_scale`), else the bundled model."""
+    check_model_choice(flag_values.weights, flag_values.preset)
+    if not flag_values.weights and scale is not None:
+        fsdn = load_chosen_fsdn("auto", name=EXPORT_MODEL, precision="float32")
+        if fsdn is not None and float(scale) in fsdn.scales:
+            return fsdn.at_scale(int(scale)), _bundled_fsdn_words()
+    name = None if flag_values.weights else EXPORT_MODEL
+    return (load_chosen_model(flag_values.weights, flag_values.preset, name, "float32"),
+            flag_values.weights or f"the bundled {EXPORT_MODEL} weights")
+
+
+def chosen_fsdn(flag_values):
+    """(the float32 FSDN --fsdn chooses, or None, the words that name it)."""
+    fsdn = load_chosen_fsdn(flag_values.fsdn, flag_values.weights, EXPORT_MODEL, "float32")
+    words = _bundled_fsdn_words() if flag_values.fsdn == "auto" else flag_values.fsdn
+    return fsdn, None if fsdn is None else words
+
+
+def _bundled_fsdn_words():
+    return f"the bundled {weights_io.BUNDLED_FSDN[EXPORT_MODEL]} weights"
 
 
 def main(argv):
@@ -97,7 +127,8 @@ def main(argv):
     # names, the fingerprint: 12 KB for one export); the command prints its own summary.
     absl_logging.set_verbosity(absl_logging.WARNING)
     try:
-        row.command(flag_values, lambda: _chosen_model(flag_values))
+        row.command(flag_values, lambda scale=None: chosen_model(flag_values, scale),
+                    lambda: chosen_fsdn(flag_values))
     except (ValueError, OSError) as error:  # FileNotFoundError and FileExistsError included.
         print(f"export: {errors.first_line(error)}", file=sys.stderr)
         return 1

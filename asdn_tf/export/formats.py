@@ -24,9 +24,11 @@ class Format:
     Attributes:
         name: str, the command's first argument.
         flags: frozenset of the flag names it takes; any other export flag is refused.
-        command: command(options, choose_model): checks, converts, verifies and writes, from
-            `options` (the flag values) and choose_model() (the float32 model --weights and
-            --preset choose, and the words that name it).
+        command: command(options, choose_model, choose_fsdn): checks, converts, verifies and
+            writes, from `options` (the flag values), choose_model(scale=None) (the float32
+            model --weights and --preset choose, and the words that name it; without them, at
+            a whole `scale` the bundled FSDN has, that FSDN's head for it) and choose_fsdn()
+            (the float32 FSDN --fsdn chooses or None, and the words that name it).
         output: output(path): why an existing `path` is not an earlier export of the format
             (what --overwrite may replace), or None: the `kind` of `output_files`.
     """
@@ -38,7 +40,7 @@ class Format:
 
 
 FORMATS = {row.name: row for row in (
-    Format("saved_model", frozenset({"output_dir", "weights", "preset", "max_scale",
+    Format("saved_model", frozenset({"output_dir", "weights", "preset", "fsdn", "max_scale",
                                      "max_output_pixels", "overwrite"}),
            saved_model.command, saved_model.output_problem),
     Format("tflite", frozenset({"output", "weights", "preset", "scale", "quantize",

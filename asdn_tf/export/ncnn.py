@@ -42,11 +42,12 @@ NCNN_MARK = "asdn_tf"
 _NCNN_MAGIC = "7767517"  # the first line of an NCNN .param
 
 
-def command(options, choose_model):
+def command(options, choose_model, choose_fsdn):
     """`python -m asdn_tf.export ncnn`: checks, converts (ONNX, then pnnx), verifies in ncnn,
     and only then writes the two files. `options` holds the flags of its row in
-    `formats.FORMATS`; choose_model() gives (the float32 model --weights and --preset choose,
-    the words that name it)."""
+    `formats.FORMATS`; choose_model(scale) gives (the float32 model --weights and --preset
+    choose, or the bundled FSDN's head for a scale it has, the words that name it)."""
+    del choose_fsdn  # --fsdn is the SavedModel's
     if not options.output:
         raise ValueError("--output (a folder) is required for ncnn")
     if options.preset and not options.weights:
@@ -57,7 +58,7 @@ def command(options, choose_model):
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--output must be a folder, and {folder} is a file")
     images = verification.read_verification_images(options.images)
-    model, source = choose_model()
+    model, source = choose_model(scale)
     model = fixed_scale_model(model, scale)
     name = model_name(model, scale)
     for suffix in (".param", ".bin"):

@@ -119,10 +119,12 @@ def _blend_all(model, x_up, scale):
     return tf.tensordot(weights, outputs, axes=1)
 
 
-def command(options, choose_model):
+def command(options, choose_model, choose_fsdn):
     """`python -m asdn_tf.export onnx`: checks, converts, verifies, and only then writes.
-    `options` holds the flags of its row in `formats.FORMATS`; choose_model() gives (the
-    float32 model --weights and --preset choose, the words that name it)."""
+    `options` holds the flags of its row in `formats.FORMATS`; choose_model(scale) gives (the
+    float32 model --weights and --preset choose, or the bundled FSDN's head for a scale it
+    has, the words that name it)."""
+    del choose_fsdn  # --fsdn is the SavedModel's
     if not options.output:
         raise ValueError("--output is required for onnx")
     if (options.scale is None) == (not options.any_scale):
@@ -140,9 +142,12 @@ def command(options, choose_model):
         raise ValueError("--input_size is for fixed-scale files (--scale), not --any_scale")
     check_output(output, output_problem, options.overwrite)
     images = verification.read_verification_images(options.images)
-    model, source = choose_model()
+    model, source = choose_model(scale)
     if scale is None and not isinstance(model, ASDN):
-        raise ValueError(f"--any_scale needs an ASDN; {source} holds an x{model.scale} FSDN")
+        raise ValueError(f"--any_scale needs an ASDN; {source} holds an "
+                         f"x{', x'.join(map(str, model.scales))} FSDN")
+    if isinstance(model, FSDN) and scale in model.scales:
+        model = model.at_scale(int(scale))
     check_model_scale(model, scale)
     name = f"{type(model).__name__} from {source}"
     content = convert_onnx(model, scale, options.layout, name, input_size)
@@ -165,8 +170,9 @@ def check_model_scale(model, scale):
     naming the range."""
     if isinstance(model, FSDN):
         if scale != model.scale:
-            raise ValueError(f"the FSDN upscales by {model.scale} only; pass --scale="
-                             f"{model.scale}, or ASDN weights for other scales")
+            raise ValueError(f"the FSDN upscales by {', '.join(map(str, model.scales))} only; "
+                             f"pass --scale={' or '.join(map(str, model.scales))}, or ASDN "
+                             "weights for other scales")
         return float(scale)
     if not isinstance(model, ASDN):
         raise ValueError(f"the ONNX export takes an ASDN or FSDN, got a {type(model).__name__}")

@@ -12,7 +12,9 @@ SavedModel signatures; each takes `scale`, a float32 scalar in (1, max_scale]:
     upscale_encoded   image_bytes string scalar (PNG or JPEG) → png_bytes string scalar
 
 The bicubic pre-upsampling, the Laplacian blend and the ×2 recursion all run inside the graph,
-so one SavedModel serves every scale. A bad request fails with InvalidArgumentError naming the
+so one SavedModel serves every scale. With an FSDN (the command's --fsdn: by default the one
+paired with the bundled model) the graph runs the plan of `asdn_tf.upscale`: the FSDN's integer
+steps first, then ASDN's recursion for the rest (×3.3 = FSDN ×3 then ASDN ×1.1; docs/method.md). A bad request fails with InvalidArgumentError naming the
 problem before anything large is allocated: the scale (NaN, infinite, ≤ 1 or above max_scale),
 then the image (not [N, H, W, 3]; not a PNG or JPEG, or a malformed header), then the output
 (empty, over max_output_pixels, or not larger than the input). `upscale_encoded` reads the size
@@ -50,7 +52,7 @@ from asdn_tf.export.request_checks import checked_batch
 from asdn_tf.inference.engine import upscale_tensor
 from asdn_tf.io import pixels
 from asdn_tf.nn import lfr
-from asdn_tf.nn.model import ASDN
+from asdn_tf.nn.model import ASDN, FSDN
 
 # A larger request is refused before anything is allocated (the memory of one pass). Raise it
 # (--max_output_pixels) on a server with the memory for it: a pass of the default preset peaks
@@ -67,8 +69,9 @@ _VARIABLES_FILE = re.compile(r"^variables\.(index|data-\d{5}-of-\d{5})$")
 
 
 def export_saved_model(model, output_dir, max_scale=lfr.DEFAULT_MAX_SCALE,
-                       max_output_pixels=DEFAULT_MAX_OUTPUT_PIXELS, overwrite=False):
-    """Writes `model` (an ASDN) as a SavedModel with the three upscaling signatures.
+                       max_output_pixels=DEFAULT_MAX_OUTPUT_PIXELS, overwrite=False, fsdn=None):
+    """Writes `model` (an ASDN), with `fsdn` for the integer part of each scale, as a SavedModel
+    with the three upscaling signatures.
 
     The SavedModel is written to a temporary folder beside `output_dir` and renamed into place,
     so a failed export leaves nothing behind. TF Serving loads `output_dir` when it is a
@@ -82,6 +85,8 @@ def export_saved_model(model, output_dir, max_scale=lfr.DEFAULT_MAX_SCALE,
             about 2 KB of memory at the peak of a request (default preset), so the default
             1048576 needs about 2 GB, 4194304 about 8 GB.
         overwrite: bool, replace `output_dir` if it is an earlier SavedModel export.
+        fsdn: a built `FSDN` whose factors run first (`recursion.plan`), or None: the model's
+            ×2 recursion alone.
 
     Returns:
         The output folder as a `pathlib.Path`.
@@ -94,10 +99,13 @@ def export_saved_model(model, output_dir, max_scale=lfr.DEFAULT_MAX_SCALE,
     """
     if not isinstance(model, ASDN):
         raise ValueError(f"the SavedModel export takes an ASDN, got a {type(model).__name__}")
+    if fsdn is not None and not isinstance(fsdn, FSDN):
+        raise ValueError(f"the SavedModel export's fsdn must be an FSDN or None, got a "
+                         f"{type(fsdn).__name__}")
     max_scale, max_output_pixels = check_limits(max_scale, max_output_pixels)
     output_dir = pathlib.Path(output_dir)
     check_output(output_dir, output_problem, overwrite)
-    module = _servable(model, max_scale, max_output_pixels)
+    module = _servable(model, fsdn, max_scale, max_output_pixels)
     signatures = {"serving_default": module.upscale_uint8,
                   "upscale_float": module.upscale_float,
                   "upscale_encoded": module.upscale_encoded}
@@ -109,20 +117,25 @@ def export_saved_model(model, output_dir, max_scale=lfr.DEFAULT_MAX_SCALE,
     return output_dir
 
 
-def command(options, choose_model):
+def command(options, choose_model, choose_fsdn):
     """`python -m asdn_tf.export saved_model`: `options` holds the flags of its row in
     `formats.FORMATS`; choose_model() gives (the float32 model --weights and --preset choose,
-    the words that name it)."""
+    the words that name it), choose_fsdn() (the float32 FSDN --fsdn chooses or None, the
+    words that name it)."""
     if not options.output_dir:
         raise ValueError("--output_dir is required")
     check_limits(options.max_scale, options.max_output_pixels)
     output_dir = pathlib.Path(options.output_dir)
     check_output(output_dir, output_problem, options.overwrite)
+    fsdn, fsdn_source = choose_fsdn()
     model, source = choose_model()
     export_saved_model(model, output_dir, options.max_scale, options.max_output_pixels,
-                       options.overwrite)
+                       options.overwrite, fsdn)
     size = sum(f.stat().st_size for f in output_dir.rglob("*") if f.is_file())
-    print(f"wrote {output_dir} ({size / 1e6:.2f} MB) from {source}: signatures serving_default "
+    plan = ("ASDN's x2 recursion alone" if fsdn is None else
+            f"x{', x'.join(map(str, fsdn.scales))} by the FSDN from {fsdn_source}, then ASDN")
+    print(f"wrote {output_dir} ({size / 1e6:.2f} MB) from {source}; plan: {plan}; "
+          "signatures serving_default "
           f"(uint8), upscale_float, upscale_encoded; scale in (1, {options.max_scale:g}], "
           f"at most {options.max_output_pixels} output pixels")
 
@@ -168,10 +181,10 @@ def _listing(names, shown=3):
     return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
-def _servable(model, max_scale, max_output_pixels):
+def _servable(model, fsdn, max_scale, max_output_pixels):
     """A tf.Module whose tf.functions are the signatures.
 
-    It tracks the model's tf.Variables (`v.value`), not the Keras model: Keras 3 variables are
+    It tracks the models' tf.Variables (`v.value`), not the Keras models: Keras 3 variables are
     not tf.Variables, and the session loader TF Serving uses only finds variables tracked so.
 
     The batch signatures declare an image of any shape and check it themselves: a declared
@@ -179,9 +192,11 @@ def _servable(model, max_scale, max_output_pixels):
     """
     module = tf.Module(name="asdn_servable")
     module.model_variables = [variable.value for variable in model.variables]
+    if fsdn is not None:
+        module.fsdn_variables = [variable.value for variable in fsdn.variables]
 
     def upscale(images, scale):
-        return upscale_tensor(model, images, scale, max_scale=max_scale)
+        return upscale_tensor(model, images, scale, max_scale=max_scale, fsdn=fsdn)
 
     def upscale_uint8(image, scale):
         image = checked_batch(image, scale, max_scale, max_output_pixels)

@@ -1,5 +1,7 @@
 """An FSDN (one fixed integer scale, post-upsampling) as a TFLite model, float32 input and
-output N×H×W×3 in [0, 1], verified with ai-edge-litert against the Keras model on real images."""
+output N×H×W×3 in [0, 1], verified with ai-edge-litert against the Keras model on real images.
+The command takes the FSDN from --weights, by default the bundled default model's FSDN (its
+head for ×2, ×3 or ×4)."""
 
 import os
 import pathlib
@@ -94,12 +96,12 @@ def _convert_int8(converter, patches):
         return debugger.get_nondebug_quantized_model()
 
 
-def command(options, choose_model):
+def command(options, choose_model, choose_fsdn):
     """`python -m asdn_tf.export tflite`: checks, converts, verifies, and only then writes.
-    `options` holds the flags of its row in `formats.FORMATS`; the FSDN comes from --weights
-    (`choose_model`, for the formats that take the bundled models, is not used)."""
-    del choose_model
-    for name in ("weights", "scale", "output", "images"):
+    `options` holds the flags of its row in `formats.FORMATS`; the FSDN comes from --weights,
+    else choose_model(scale) (the bundled FSDN's head for a scale it has)."""
+    del choose_fsdn  # --fsdn is the SavedModel's
+    for name in ("scale", "output", "images"):
         if getattr(options, name) in (None, ""):
             raise ValueError(f"--{name} is required for tflite")
     if not options.scale.is_integer():
@@ -118,12 +120,12 @@ def command(options, choose_model):
     output = pathlib.Path(options.output)
     check_output(output, output_problem, options.overwrite)
     images = verification_images(options.images, input_size)
-    fsdn = load_model(options.weights, options.preset, fsdn_scale=scale, precision="float32")
+    fsdn, source = _chosen_fsdn(options, scale, choose_model)
     content = convert_tflite(fsdn, options.quantize, input_size, options.images,
                              options.calibration_patches)
     result = verify_tflite(content, fsdn, images, options.quantize, options.num_threads)
     shape = "dynamic HxW" if input_size is None else f"{input_size[0]}x{input_size[1]}"
-    print(f"x{scale} FSDN, quantize={options.quantize}, input {shape}: "
+    print(f"x{scale} FSDN from {source}, quantize={options.quantize}, input {shape}: "
           f"{len(content) / 1e6:.3f} MB (float32 weights {4 * fsdn.count_params() / 1e6:.3f} MB)")
     print(f"vs Keras on {result['images']} image(s) from {options.images}: "
           f"max abs {result['max_abs']:.3g}, PSNR {result['psnr']:.2f} dB, "
@@ -134,6 +136,19 @@ def command(options, choose_model):
     write_export(output, lambda path: path.write_bytes(content), output_problem,
                  options.overwrite)
     print(f"wrote {output}")
+
+
+def _chosen_fsdn(options, scale, choose_model):
+    """(the float32 FSDN for `scale`: --weights, else the bundled one, the words that name it);
+    ValueError when the bundled models have none for `scale`."""
+    if options.weights:
+        return (load_model(options.weights, options.preset, fsdn_scale=scale,
+                           precision="float32"), options.weights)
+    fsdn, source = choose_model(scale)
+    if not isinstance(fsdn, FSDN):
+        raise ValueError(f"the bundled models have no FSDN for x{scale}; pass --weights=FILE, "
+                         f"an FSDN for x{scale}")
+    return fsdn, source
 
 
 def export_tflite(fsdn, output, quantize="none", input_size=None, representative_images=None,

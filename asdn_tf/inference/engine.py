@@ -50,8 +50,10 @@ def _checked_scale(scale, max_scale):
     return scale
 
 
-def upscale_tensor(model, images, scale, size=None, max_scale=lfr.DEFAULT_MAX_SCALE):
-    """Upscales a batch by `scale` through ⌈log2 scale⌉ passes of `model`.
+def upscale_tensor(model, images, scale, size=None, max_scale=lfr.DEFAULT_MAX_SCALE,
+                   fsdn=None):
+    """Upscales a batch by `scale` through ⌈log2 scale⌉ passes of `model`, or with `fsdn`
+    through the plan of `asdn_tf.upscale` (`recursion.plan`).
 
     Args:
         model: an `ASDN`.
@@ -62,6 +64,8 @@ def upscale_tensor(model, images, scale, size=None, max_scale=lfr.DEFAULT_MAX_SC
         size: optional (height, width) of the output; by default round(scale·h) × round(scale·w).
             Intermediate steps are round(h · product of the steps so far).
         max_scale: the largest accepted scale.
+        fsdn: an `FSDN` for the integer part of the scale (its passes on whole images), or
+            None: the model's ×2 recursion alone.
 
     Returns:
         float32 N×h_out×w_out×3, clipped to [0, 1].
@@ -78,7 +82,18 @@ def upscale_tensor(model, images, scale, size=None, max_scale=lfr.DEFAULT_MAX_SC
         size = lfr.output_size_ops(tf.shape(images)[1], tf.shape(images)[2], scale)
     size = tf.cast(size[0], tf.int32), tf.cast(size[1], tf.int32)
     return recursion.run_ops(
-        images, scale, size, lambda image, step, target: whole_image_step(model, image, step, target))
+        images, scale, size, lambda image, step, target: whole_image_step(model, image, step, target),
+        lambda image, head: whole_image_fsdn_step(fsdn, image, head),
+        () if fsdn is None else fsdn.scales)
+
+
+def whole_image_fsdn_step(fsdn, images, head):
+    """One integer step on whole images: `fsdn`'s trunk on `images` (N×H×W×3 float32) and its
+    head `head` (an int32 tensor: `tf.switch_case`), clipped to [0, 1]."""
+    features = fsdn.trunk(images)
+    output = tf.switch_case(head, [lambda layer=layer: layer([features, images])
+                                   for layer in fsdn.heads])
+    return tf.clip_by_value(tf.cast(output, tf.float32), 0.0, 1.0)
 
 
 def whole_image_step(model, images, step, size):

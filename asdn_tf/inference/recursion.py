@@ -78,21 +78,80 @@ def run_unrolled(images, scale, step):
     return images
 
 
-def run_ops(images, scale, size, step):
-    """`images` (N×H×W×3) through the ASDN steps of the float scale tensor `scale` to `size`
-    ((height, width) int32 tensors) in one `tf.while_loop` (`lfr.num_steps_ops` iterations):
-    images = step(images, step scale float64 tensor, (height, width) int32 tensors)."""
+def run_ops(images, scale, size, step, fixed_step=None, factors=()):
+    """`images` (N×H×W×3) through the steps of `plan` for the float scale tensor `scale` to
+    `size` ((height, width) int32 tensors), in `tf.while_loop`s: the FSDN's integer steps of
+    `factors` first (`fixed_factors_ops`), images = fixed_step(images, index into `factors`
+    int32 tensor), then ASDN's steps for the remainder (`lfr.num_steps_ops` iterations, none
+    when it is 1), images = step(images, step scale float64 tensor, (height, width) int32
+    tensors)."""
     # Imported here: the JAX trainer runs `run` where TensorFlow may not be installed.
     import tensorflow as tf
 
+    remainder = tf.cast(scale, tf.float64)
+    if factors:
+        count, remainder = fixed_factors_ops(remainder, factors, tf.shape(images)[1:3], size)
+        images = _fixed_steps_ops(images, count, tf.cast(scale, tf.float64), factors,
+                                  fixed_step)
     height, width = tf.shape(images)[1], tf.shape(images)[2]
 
     def body(index, image):
-        step_scale, target = lfr.step_size_ops(scale, index, height, width, size)
+        step_scale, target = lfr.step_size_ops(remainder, index, height, width, size)
         return index + 1, step(image, step_scale, target)
 
-    steps = lfr.num_steps_ops(scale)
+    steps = tf.where(remainder == 1.0, 0, lfr.num_steps_ops(remainder))
     _, output = tf.while_loop(
         lambda index, _: index < steps, body, [tf.constant(0), images],
         shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, None, None, 3])])
     return output
+
+
+def fixed_factors_ops(scale, factors, input_size, size):
+    """`fixed_factors` for a float64 scale tensor as (how many integer steps, the remainder),
+    both tensors; (0, scale) when the steps would not reach `size` exactly from `input_size`
+    ((height, width) int32 tensors), as in `plan`."""
+    import tensorflow as tf
+
+    def body(count, product, remainder):
+        index, factor, remainder = _largest_fitting_ops(remainder, factors)
+        return count + 1, product * tf.cast(factor, tf.int32), remainder
+
+    count, product, remainder = tf.while_loop(
+        lambda count, product, remainder: _fits_ops(remainder, factors),
+        body, [tf.constant(0), tf.constant(1), scale])
+    exact = (remainder > 1.0) | ((input_size[0] * product == size[0])
+                                 & (input_size[1] * product == size[1]))
+    return tf.where(exact, count, 0), tf.where(exact, remainder, scale)
+
+
+def _fixed_steps_ops(images, count, scale, factors, fixed_step):
+    """`images` through the first `count` integer steps of `fixed_factors` for `scale`."""
+    import tensorflow as tf
+
+    def body(index, remainder, image):
+        head, _, remainder = _largest_fitting_ops(remainder, factors)
+        return index + 1, remainder, fixed_step(image, head)
+
+    _, _, output = tf.while_loop(
+        lambda index, remainder, image: index < count, body, [tf.constant(0), scale, images],
+        shape_invariants=[tf.TensorShape([]), tf.TensorShape([]),
+                          tf.TensorShape([None, None, None, 3])])
+    return output
+
+
+def _fits_ops(remainder, factors):
+    """Whether one of `factors` fits the float64 tensor `remainder` (`fixed_factors`)."""
+    import tensorflow as tf
+    return tf.reduce_any(tf.constant(factors, tf.float64) <= remainder * (1 + _NO_REMAINDER))
+
+
+def _largest_fitting_ops(remainder, factors):
+    """(index into `factors`, factor, what remains after it) for the largest of `factors`
+    that fits `remainder` (`fixed_factors`; one must fit)."""
+    import tensorflow as tf
+    values = tf.constant(factors, tf.float64)
+    fitting = tf.where(values <= remainder * (1 + _NO_REMAINDER), values, 0.0)
+    index = tf.cast(tf.argmax(fitting), tf.int32)
+    remainder = remainder / fitting[index]
+    return index, fitting[index], tf.where(remainder <= 1 + _NO_REMAINDER,
+                                           tf.constant(1.0, tf.float64), remainder)
