@@ -228,3 +228,58 @@ def test_tflite_without_weights_refuses_a_scale_the_bundled_fsdn_lacks(tmp_path,
     assert result.returncode == 1 and _error_lines(result) == [
         "export: the bundled models have no FSDN for x5; pass --weights=FILE, an FSDN for x5"]
     assert not output.exists()
+
+
+def _onnx_networks():
+    """`_networks` with each head's bicubic skip as built: the ONNX file computes the skip from
+    constants (`onnx_resize`), and `_networks` perturbs every weight, the fixed ones too."""
+    asdn, fsdn = _networks()
+    for head, built in zip(fsdn.heads, asdn_tf.build_fsdn("tiny", fsdn.scales).heads):
+        head.skip.kernel.assign(built.skip.kernel)
+    return asdn, fsdn
+
+
+@pytest.mark.slow
+def test_the_any_scale_onnx_file_runs_the_plan_of_upscale(image):
+    import onnxruntime
+    from asdn_tf.export import onnx as onnx_export
+
+    asdn, fsdn = _onnx_networks()
+    content = onnx_export.convert_onnx(asdn, None, description="tiny", fsdn=fsdn)
+    session = onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
+    for scale in SCALES:
+        output = session.run(["sr"], {"image": pixels.to_float(image)[None],
+                                      "scale": np.array(scale, np.float64)})[0][0]
+        expected = asdn_tf.upscale(image, scale, model=asdn, fsdn=fsdn).astype(int)
+        assert output.shape == expected.shape
+        assert np.abs(pixels.to_uint8(output).astype(int) - expected).max() <= 1, scale
+    with pytest.raises(ValueError, match="an FSDN plan is for any-scale graphs"):
+        onnx_export.convert_onnx(asdn, 2.5, fsdn=fsdn)
+
+
+@pytest.mark.slow
+def test_the_any_scale_onnx_command_carries_the_bundled_fsdn(tmp_path, small_images, image):
+    import onnxruntime
+
+    output = tmp_path / "any.onnx"
+    result = _export("onnx", "--any_scale", f"--output={output}", f"--images={small_images}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith(
+        "any scale (input 'scale') ASDN from the bundled default weights, the integer part of "
+        "each scale (x2, x3, x4) by the FSDN from the bundled fsdn_default weights")
+    session = onnxruntime.InferenceSession(output.read_bytes(),
+                                           providers=["CPUExecutionProvider"])
+    output = session.run(["sr"], {"image": pixels.to_float(image)[None],
+                                  "scale": np.array(3.3, np.float64)})[0][0]
+    expected = asdn_tf.upscale(image, 3.3, model="default", precision="float32").astype(int)
+    assert np.abs(pixels.to_uint8(output).astype(int) - expected).max() <= 1
+
+
+@pytest.mark.slow
+def test_fsdn_is_refused_for_a_fixed_scale_onnx_file(tmp_path):
+    output = tmp_path / "x2.onnx"
+    result = _export("onnx", "--scale=2", "--fsdn=none", f"--output={output}")
+    assert result.returncode == 1 and _error_lines(result) == [
+        "export: --fsdn is for --any_scale files; a fixed-scale file holds --weights, or the "
+        "bundled FSDN at a scale it has"]
+    assert not output.exists()

@@ -1,16 +1,20 @@
-"""ONNX export: an ASDN at one scale or at any, or an FSDN, as ONNX with dynamic H and W.
+"""ONNX export: an ASDN at one scale or at any (with an FSDN for the integer part of each
+scale), or an FSDN, as ONNX with dynamic H and W.
 
     python -m asdn_tf.export onnx --scale=2.5 --output=asdn_x2.5.onnx
-    python -m asdn_tf.export onnx --any_scale --output=asdn_any.onnx
+    python -m asdn_tf.export onnx --scale=2 --output=fsdn_x2.onnx    # the bundled FSDN's head
+    python -m asdn_tf.export onnx --any_scale --output=asdn_any.onnx [--fsdn=auto|none|FILE]
     python -m asdn_tf.export onnx --weights=fsdn_x2.weights.h5 --scale=2 --output=fsdn_x2.onnx
 
 The file takes `image`, float32 N×H×W×3 in [0, 1] (N×3×H×W with --layout=nchw), and returns
 `sr`, the image upscaled (round(s·H) × round(s·W), clipped to [0, 1]). The bicubic
 pre-upsampling (MATLAB's, `asdn_tf.data.imresize`) and, above ×2, the recursion run inside the
 graph. A fixed-scale file unrolls the recursion for its scale and runs two branches a step;
-an any-scale file (--any_scale) takes a second input, `scale` (float64 scalar), loops over the
-steps and runs every branch (`_blend_all`: tf2onnx cannot convert the model's `switch_case`).
-The scale, layout and range are in the file's metadata (`metadata_props`) too.
+without --weights, at a scale the bundled FSDN has (×2, ×3, ×4) it holds that FSDN's head. An
+any-scale file (--any_scale) takes a second input, `scale` (float64 scalar), and runs the plan
+of `asdn_tf.upscale` in loops (`onnx_graph.upscale_any`): with --fsdn (by default the bundled
+FSDN) its integer steps first, then ASDN's, each running every branch. The scale, layout,
+range and model are in the file's metadata (`metadata_props`) too.
 
 Before it is written, the file is run in ONNX Runtime on real images (by default the quick
 start's photograph) against the Keras model, and refused when the two differ by more than
@@ -25,10 +29,9 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from asdn_tf.data.imresize import imresize
 from asdn_tf.export import onnx_resize, verification
+from asdn_tf.export.onnx_graph import static_sizes, upscale_any, upscale_fixed
 from asdn_tf.export.output_files import check_output, write_export
-from asdn_tf.inference import recursion
 from asdn_tf.nn import lfr
 from asdn_tf.nn.model import ASDN, FSDN
 
@@ -39,92 +42,11 @@ INPUT_NAME, SCALE_NAME, OUTPUT_NAME = "image", "scale", "sr"
 ONNX_MARK = "asdn_tf:scale"
 
 
-def upscale_fixed(model, images, scale):
-    """`model` upscaling float32 N×H×W×3 `images` by the Python number `scale`: an FSDN by its
-    own scale (`fsdn_static`), an ASDN through `lfr.recursion_plan(scale)` unrolled (each step a
-    Python scale, so each blend is one fixed pair of branches: no `switch_case`, which tf2onnx
-    cannot convert). Each bicubic step is `onnx_resize.resize`, constant parameters only, so
-    the file's output size follows from its input's (`static_sizes` checks the rounding).
-    What `asdn_tf.upscale` computes (`keras_reference`)."""
-    if isinstance(model, FSDN):
-        return tf.clip_by_value(tf.cast(fsdn_static(model, images), tf.float32), 0.0, 1.0)
-    def step(image, step_scale):
-        x_up = onnx_resize.resize(image, *onnx_resize.step_ratio(step_scale))
-        return tf.clip_by_value(tf.cast(model(x_up, scale=step_scale), tf.float32), 0.0, 1.0)
-
-    return recursion.run_unrolled(images, scale, step)
-
-
-def fsdn_static(fsdn, images):
-    """`fsdn(images)` in operations whose output sizes are constant arithmetic on the input's:
-    the learned stride-s transposed convolution (kernel s, so its output blocks do not
-    overlap) as a 1×1 convolution to s·s·features channels and DepthToSpace, and the bicubic
-    skip as `onnx_resize.resize` (Keras's versions slice and shape by `tf.shape`)."""
-    s = fsdn.scale
-    # A single-factor FSDN: its one head (compress, upsample, branch), or the FSDN itself
-    # where those layers are its own.
-    head = getattr(fsdn, "heads", [fsdn])[0]
-    features = head.compress(fsdn.trunk(images))
-    kernel = head.upsample.kernel.value  # (s, s, out, in): output (s·y + i, s·x + j) gets [i, j]
-    out_channels = kernel.shape[2]
-    pointwise = tf.reshape(tf.transpose(kernel, [3, 0, 1, 2]), [1, 1, -1, s * s * out_channels])
-    upsampled = tf.nn.depth_to_space(
-        tf.nn.conv2d(features, pointwise, 1, "VALID") + tf.tile(head.upsample.bias.value, [s * s]),
-        s)
-    return head.branch([upsampled, onnx_resize.resize(images, s, 1)])
-
-
-def static_sizes(scale, sides=range(1, 4097)):
-    """Raises ValueError unless the unrolled steps' integer sizes (`onnx_resize.output_length`)
-    give `lfr.output_size` for every side in `sides`: the file's output size is the command's."""
-    ratios = [onnx_resize.step_ratio(step) for step in lfr.recursion_plan(scale)]
-    for side in sides:
-        length = side
-        for p, q in ratios:
-            length = onnx_resize.output_length(length, p, q)
-        if length != lfr.output_size(side, side, scale)[0]:
-            raise ValueError(f"at x{scale:g} a side of {side} gives {length} rows in the file "
-                             f"but {lfr.output_size(side, side, scale)[0]} in asdn_tf.upscale")
-
-
-def upscale_any(model, images, scale):
-    """An ASDN upscaling `images` by the float64 scalar tensor `scale`, as `upscale_tensor`
-    does, but in ops tf2onnx converts: the recursion is the same `tf.while_loop` (an ONNX
-    Loop), and each step runs every reconstruction branch and weighs them (`_blend_all`)
-    where the model picks two with `switch_case`. A scale outside [1, 32] is clamped into it:
-    an ONNX graph cannot refuse it."""
-    scale = tf.clip_by_value(tf.cast(scale, tf.float64), 1.0, lfr.DEFAULT_MAX_SCALE)
-
-    def step(image, step_scale, target):
-        x_up = imresize(image, scale=step_scale, size=target)
-        return tf.clip_by_value(_blend_all(model, x_up, step_scale), 0.0, 1.0)
-
-    size = lfr.output_size_ops(tf.shape(images)[1], tf.shape(images)[2], scale)
-    return recursion.run_ops(images, scale, size, step)
-
-
-def _blend_all(model, x_up, scale):
-    """`model(x_up, scale=scale)` for a scale tensor with every branch run and the two that
-    `lfr.level_and_weight_ops` picks weighted 1 − w and w (the others 0): about 10 % more
-    arithmetic than running two (the trunk dominates), and no `switch_case`."""
-    features = model.trunk(x_up)
-    upper, weight = lfr.level_and_weight_ops(scale, model.num_levels)
-    kernel, bias = (tf.concat([getattr(branch.to_rgb, name).value for branch in model.branches],
-                              axis=-1) for name in ("kernel", "bias"))
-    rgb = tf.nn.conv2d(features, kernel, 1, "VALID") + bias
-    outputs = tf.stack([branch.finish(rgb[..., 3 * level:3 * level + 3], x_up)
-                        for level, branch in enumerate(model.branches)])
-    weights = (tf.one_hot(upper, model.num_levels) * (1.0 - weight)
-               + tf.one_hot(upper - 1, model.num_levels) * weight)
-    return tf.tensordot(weights, outputs, axes=1)
-
-
 def command(options, choose_model, choose_fsdn):
     """`python -m asdn_tf.export onnx`: checks, converts, verifies, and only then writes.
     `options` holds the flags of its row in `formats.FORMATS`; choose_model(scale) gives (the
     float32 model --weights and --preset choose, or the bundled FSDN's head for a scale it
-    has, the words that name it)."""
-    del choose_fsdn  # --fsdn is the SavedModel's
+    has, the words that name it) and choose_fsdn() (the FSDN of an any-scale file's plan)."""
     if not options.output:
         raise ValueError("--output is required for onnx")
     if (options.scale is None) == (not options.any_scale):
@@ -140,19 +62,15 @@ def command(options, choose_model, choose_fsdn):
     input_size = verification.parse_input_size(options.input_size)
     if input_size is not None and scale is None:
         raise ValueError("--input_size is for fixed-scale files (--scale), not --any_scale")
+    if scale is not None and options["fsdn"].present:
+        raise ValueError("--fsdn is for --any_scale files; a fixed-scale file holds --weights, "
+                         "or the bundled FSDN at a scale it has")
     check_output(output, output_problem, options.overwrite)
     images = verification.read_verification_images(options.images)
-    model, source = choose_model(scale)
-    if scale is None and not isinstance(model, ASDN):
-        raise ValueError(f"--any_scale needs an ASDN; {source} holds an "
-                         f"x{', x'.join(map(str, model.scales))} FSDN")
-    if isinstance(model, FSDN) and scale in model.scales:
-        model = model.at_scale(int(scale))
-    check_model_scale(model, scale)
-    name = f"{type(model).__name__} from {source}"
-    content = convert_onnx(model, scale, options.layout, name, input_size)
+    model, fsdn, name = _chosen_networks(scale, choose_model, choose_fsdn)
+    content = convert_onnx(model, scale, options.layout, name, input_size, fsdn)
     cases = verification.verification_cases(images, scale, input_size)
-    result = verify_onnx(content, model, cases, options.layout)
+    result = verify_onnx(content, model, cases, options.layout, fsdn)
     what = "any scale (input 'scale')" if scale is None else f"x{scale:g}"
     shape = "dynamic HxW" if input_size is None else f"input {input_size[0]}x{input_size[1]}"
     print(f"{what} {name}, {options.layout.upper()} float32 [0, 1], {shape}: "
@@ -163,6 +81,24 @@ def command(options, choose_model, choose_fsdn):
     write_export(output, lambda path: path.write_bytes(content), output_problem,
                  options.overwrite)
     print(f"wrote {output}")
+
+
+def _chosen_networks(scale, choose_model, choose_fsdn):
+    """(the model of a file at `scale` (None: any), the FSDN of an any-scale file's plan or
+    None, the words that name them)."""
+    model, source = choose_model(scale)
+    if scale is None and not isinstance(model, ASDN):
+        raise ValueError(f"--any_scale needs an ASDN; {source} holds an "
+                         f"x{', x'.join(map(str, model.scales))} FSDN")
+    if isinstance(model, FSDN) and scale in model.scales:
+        model = model.at_scale(int(scale))
+    check_model_scale(model, scale)
+    name = f"{type(model).__name__} from {source}"
+    fsdn, fsdn_source = choose_fsdn() if scale is None else (None, None)
+    if fsdn is not None:
+        name += (f", the integer part of each scale (x{', x'.join(map(str, fsdn.scales))}) by "
+                 f"the FSDN from {fsdn_source}")
+    return model, fsdn, name
 
 
 def check_model_scale(model, scale):
@@ -179,7 +115,7 @@ def check_model_scale(model, scale):
     return None if scale is None else lfr.check_scale(scale, lfr.DEFAULT_MAX_SCALE)
 
 
-def convert_onnx(model, scale, layout="nhwc", description="", input_size=None):
+def convert_onnx(model, scale, layout="nhwc", description="", input_size=None, fsdn=None):
     """Converts `model` (float32 ASDN or FSDN) at `scale` to an ONNX model.
 
     Args:
@@ -190,6 +126,8 @@ def convert_onnx(model, scale, layout="nhwc", description="", input_size=None):
         description: what the model is, stored in the metadata.
         input_size: (height, width) of a fixed input (OpenCV 4.x's importer needs one), or
             None for dynamic height and width; fixed-scale files only.
+        fsdn: for an any-scale graph, a float32 `FSDN` whose integer steps run first (the plan
+            of `asdn_tf.upscale`), or None: ASDN's recursion alone.
 
     Returns:
         The serialized ONNX model (bytes).
@@ -197,6 +135,8 @@ def convert_onnx(model, scale, layout="nhwc", description="", input_size=None):
     scale = check_model_scale(model, scale)
     if scale is not None:
         static_sizes(scale)
+        if fsdn is not None:
+            raise ValueError("an FSDN plan is for any-scale graphs (scale None)")
     elif input_size is not None:
         raise ValueError("a fixed input size is for fixed-scale files, not --any_scale")
     if layout not in LAYOUTS:
@@ -212,7 +152,7 @@ def convert_onnx(model, scale, layout="nhwc", description="", input_size=None):
 
     def call(image, *scale_input):
         images = tf.transpose(image, [0, 2, 3, 1]) if nchw else image
-        output = (upscale_any(model, images, scale_input[0]) if scale is None
+        output = (upscale_any(model, images, scale_input[0], fsdn) if scale is None
                   else upscale_fixed(model, images, scale))
         return tf.transpose(output, [0, 3, 1, 2]) if nchw else output
 
@@ -226,6 +166,12 @@ def convert_onnx(model, scale, layout="nhwc", description="", input_size=None):
     _single_axis_unsqueezes(proto)
     if input_size is not None:
         _fix_input_size(proto, layout, input_size)
+    _describe(proto, scale, layout, description, input_size)
+    return proto.SerializeToString()
+
+
+def _describe(proto, scale, layout, description, input_size):
+    """Writes the file's metadata and doc string."""
     scale_text = "any" if scale is None else f"{scale:g}"
     metadata = {ONNX_MARK: scale_text, "asdn_tf:layout": layout.upper(),
                 "asdn_tf:range": "float32 in [0, 1], RGB", "asdn_tf:model": description}
@@ -235,7 +181,6 @@ def convert_onnx(model, scale, layout="nhwc", description="", input_size=None):
                         f"{layout.upper()} float32 RGB in [0, 1], "
                         + ("dynamic height and width" if input_size is None
                            else "{}x{}".format(*input_size)))
-    return proto.SerializeToString()
 
 
 def _tf2onnx():
@@ -318,8 +263,9 @@ def _fix_input_size(proto, layout, input_size):
         dim.dim_value = value.dim_value
 
 
-def verify_onnx(content, model, cases, layout="nhwc"):
-    """Runs the ONNX model in ONNX Runtime and `model` in Keras on each (image, scale) case.
+def verify_onnx(content, model, cases, layout="nhwc", fsdn=None):
+    """Runs the ONNX model in ONNX Runtime and `model` (with `fsdn`, the plan) in Keras on each
+    (image, scale) case.
 
     Returns:
         dict: "max_abs" (largest |difference|, [0, 1] units), "grey_levels" (largest difference
@@ -343,7 +289,7 @@ def verify_onnx(content, model, cases, layout="nhwc"):
             latencies.append(time.perf_counter() - start)
             if layout == "nchw":
                 output = output.transpose(0, 2, 3, 1)
-            yield output, np.asarray(verification.keras_reference(model, batch, scale))
+            yield output, np.asarray(verification.keras_reference(model, batch, scale, fsdn))
 
     result = verification.within_bound(verification.agreement(pairs(), "ONNX Runtime"))
     return {**result, "latency_ms": 1e3 * float(np.median(latencies))}

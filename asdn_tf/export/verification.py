@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from asdn_tf.evaluation import metrics
-from asdn_tf.inference.engine import compiled_upscaler
+from asdn_tf.inference.engine import compiled_upscaler, upscale_tensor
 from asdn_tf.io import pixels
 from asdn_tf.io.image_io import list_images, read_image
 from asdn_tf.nn import lfr
@@ -97,13 +97,16 @@ def _fixed_crop(image, size):
     return centre_crop(image, *size)
 
 
-def keras_reference(model, batch, scale):
+def keras_reference(model, batch, scale, fsdn=None):
     """What the Keras model gives: for an ASDN, what `asdn_tf.upscale` runs (untiled): its
     graph, the scale as float32 and the output size from the float64 scale (at ×3.3 a side of
-    65 gives 215 rows, where a float32 scale gives 214)."""
+    65 gives 215 rows, where a float32 scale gives 214); with `fsdn`, its plan (the FSDN's
+    integer steps first)."""
     if isinstance(model, FSDN):
         return tf.clip_by_value(model(batch), 0.0, 1.0)
     size = lfr.output_size(batch.shape[1], batch.shape[2], scale)
+    if fsdn is not None:
+        return upscale_tensor(model, batch, tf.constant(scale, tf.float32), size, fsdn=fsdn)
     return compiled_upscaler(model)(tf.constant(batch), tf.constant(scale, tf.float32),
                                     tf.constant(size, tf.int32))
 

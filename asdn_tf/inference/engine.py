@@ -88,12 +88,9 @@ def upscale_tensor(model, images, scale, size=None, max_scale=lfr.DEFAULT_MAX_SC
 
 
 def whole_image_fsdn_step(fsdn, images, head):
-    """One integer step on whole images: `fsdn`'s trunk on `images` (N×H×W×3 float32) and its
-    head `head` (an int32 tensor: `tf.switch_case`), clipped to [0, 1]."""
-    features = fsdn.trunk(images)
-    output = tf.switch_case(head, [lambda layer=layer: layer([features, images])
-                                   for layer in fsdn.heads])
-    return tf.clip_by_value(tf.cast(output, tf.float32), 0.0, 1.0)
+    """One integer step on whole images: `fsdn`'s head `head` (an index into its scales) on
+    `images` (N×H×W×3 float32), clipped to [0, 1]."""
+    return tf.clip_by_value(tf.cast(fsdn(images, level=head), tf.float32), 0.0, 1.0)
 
 
 def whole_image_step(model, images, step, size):

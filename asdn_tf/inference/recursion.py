@@ -9,8 +9,9 @@ The loop over the steps is here, in the three forms its callers need: `run` for 
 size is known (the upscale engine, step by step on the whole image or by regions; the JAX
 trainer's validation), `run_unrolled` for a Python scale in a graph whose sizes follow from its
 input (the fixed-scale ONNX file), and `run_ops` for a scale tensor (`upscale_tensor`, the
-SavedModel, the any-scale ONNX file): one `tf.while_loop`, the one function that loads
-TensorFlow. How a step runs is the caller's.
+SavedModel, the any-scale ONNX file): a `tf.while_loop` for each integer factor, from the
+largest down (the same steps: once the largest factor no longer fits it never will), then one
+for ASDN's steps; the one function that loads TensorFlow. How a step runs is the caller's.
 
 Example:
     >>> run(image, 3.3, (66, 99), lambda image, step, size, last: resize(image, size))
@@ -80,9 +81,9 @@ def run_unrolled(images, scale, step):
 
 def run_ops(images, scale, size, step, fixed_step=None, factors=()):
     """`images` (N×H×W×3) through the steps of `plan` for the float scale tensor `scale` to
-    `size` ((height, width) int32 tensors), in `tf.while_loop`s: the FSDN's integer steps of
-    `factors` first (`fixed_factors_ops`), images = fixed_step(images, index into `factors`
-    int32 tensor), then ASDN's steps for the remainder (`lfr.num_steps_ops` iterations, none
+    `size` ((height, width) int32 tensors), in `tf.while_loop`s: the integer steps of
+    `factors` first (`fixed_counts_ops`), images = fixed_step(images, index into `factors`, a
+    Python int), then ASDN's steps for the remainder (`lfr.num_steps_ops` iterations, none
     when it is 1), images = step(images, step scale float64 tensor, (height, width) int32
     tensors)."""
     # Imported here: the JAX trainer runs `run` where TensorFlow may not be installed.
@@ -90,68 +91,58 @@ def run_ops(images, scale, size, step, fixed_step=None, factors=()):
 
     remainder = tf.cast(scale, tf.float64)
     if factors:
-        count, remainder = fixed_factors_ops(remainder, factors, tf.shape(images)[1:3], size)
-        images = _fixed_steps_ops(images, count, tf.cast(scale, tf.float64), factors,
-                                  fixed_step)
+        counts, remainder = fixed_counts_ops(remainder, factors, tf.shape(images)[1:3], size)
+        for index, count in counts:
+            images = _repeat_ops(images, count, lambda image, index=index: fixed_step(image, index))
     height, width = tf.shape(images)[1], tf.shape(images)[2]
 
     def body(index, image):
         step_scale, target = lfr.step_size_ops(remainder, index, height, width, size)
-        return index + 1, step(image, step_scale, target)
+        return step(image, step_scale, target)
 
-    steps = tf.where(remainder == 1.0, 0, lfr.num_steps_ops(remainder))
-    _, output = tf.while_loop(
-        lambda index, _: index < steps, body, [tf.constant(0), images],
-        shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, None, None, 3])])
-    return output
+    steps = lfr.num_steps_ops(remainder)
+    if factors:  # integer steps that reach the scale leave ASDN none
+        steps = tf.where(remainder == 1.0, 0, steps)
+    return _repeat_ops(images, steps, body, with_index=True)
 
 
-def fixed_factors_ops(scale, factors, input_size, size):
-    """`fixed_factors` for a float64 scale tensor as (how many integer steps, the remainder),
-    both tensors; (0, scale) when the steps would not reach `size` exactly from `input_size`
-    ((height, width) int32 tensors), as in `plan`."""
+def fixed_counts_ops(scale, factors, input_size, size):
+    """`fixed_factors` for a float64 scale tensor, as ([(index into `factors`, how many steps
+    of it: an int32 tensor)] from the largest factor down, the remainder): the largest factor
+    that fits runs while it fits, then the next. No steps, and the whole scale as the
+    remainder, when they would not reach `size` exactly from `input_size` ((height, width)
+    int32 tensors), as in `plan`."""
     import tensorflow as tf
 
-    def body(count, product, remainder):
-        index, factor, remainder = _largest_fitting_ops(remainder, factors)
-        return count + 1, product * tf.cast(factor, tf.int32), remainder
+    counts, remainder, product = [], scale, tf.constant(1)
+    for index in sorted(range(len(factors)), key=lambda index: -factors[index]):
+        factor = factors[index]
 
-    count, product, remainder = tf.while_loop(
-        lambda count, product, remainder: _fits_ops(remainder, factors),
-        body, [tf.constant(0), tf.constant(1), scale])
+        def body(count, remainder, factor=factor):
+            remainder = remainder / factor
+            return count + 1, tf.where(remainder <= 1 + _NO_REMAINDER,
+                                       tf.constant(1.0, tf.float64), remainder)
+
+        count, remainder = tf.while_loop(
+            lambda count, remainder, factor=factor: factor <= remainder * (1 + _NO_REMAINDER),
+            body, [tf.constant(0), remainder])
+        counts.append((index, count))
+        product *= tf.pow(factor, count)
     exact = (remainder > 1.0) | ((input_size[0] * product == size[0])
                                  & (input_size[1] * product == size[1]))
-    return tf.where(exact, count, 0), tf.where(exact, remainder, scale)
+    return ([(index, tf.where(exact, count, 0)) for index, count in counts],
+            tf.where(exact, remainder, scale))
 
 
-def _fixed_steps_ops(images, count, scale, factors, fixed_step):
-    """`images` through the first `count` integer steps of `fixed_factors` for `scale`."""
+def _repeat_ops(images, count, step, with_index=False):
+    """images = step(images) (step(index, images) `with_index`) `count` times (an int32
+    tensor), in one `tf.while_loop` whose images change size."""
     import tensorflow as tf
 
-    def body(index, remainder, image):
-        head, _, remainder = _largest_fitting_ops(remainder, factors)
-        return index + 1, remainder, fixed_step(image, head)
+    def body(index, image):
+        return index + 1, step(index, image) if with_index else step(image)
 
-    _, _, output = tf.while_loop(
-        lambda index, remainder, image: index < count, body, [tf.constant(0), scale, images],
-        shape_invariants=[tf.TensorShape([]), tf.TensorShape([]),
-                          tf.TensorShape([None, None, None, 3])])
+    _, output = tf.while_loop(
+        lambda index, _: index < count, body, [tf.constant(0), images],
+        shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, None, None, 3])])
     return output
-
-
-def _fits_ops(remainder, factors):
-    """Whether one of `factors` fits the float64 tensor `remainder` (`fixed_factors`)."""
-    import tensorflow as tf
-    return tf.reduce_any(tf.constant(factors, tf.float64) <= remainder * (1 + _NO_REMAINDER))
-
-
-def _largest_fitting_ops(remainder, factors):
-    """(index into `factors`, factor, what remains after it) for the largest of `factors`
-    that fits `remainder` (`fixed_factors`; one must fit)."""
-    import tensorflow as tf
-    values = tf.constant(factors, tf.float64)
-    fitting = tf.where(values <= remainder * (1 + _NO_REMAINDER), values, 0.0)
-    index = tf.cast(tf.argmax(fitting), tf.int32)
-    remainder = remainder / fitting[index]
-    return index, fitting[index], tf.where(remainder <= 1 + _NO_REMAINDER,
-                                           tf.constant(1.0, tf.float64), remainder)
