@@ -117,16 +117,30 @@ def test_run_rejects_weights_that_do_not_fit_the_preset(datasets_dir, tmp_path):
                      preset="default")
 
 
-def _cli(*args):
+def _process(*args):
     return subprocess.run([sys.executable, "-m", "asdn_tf.evaluate", *map(str, args)], cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
                           text=True, timeout=300)
 
 
+class _Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def _cli(capsys, *args):
+    """`python -m asdn_tf.evaluate ARGS` in this process (evaluate.run_cli): one TensorFlow
+    start-up fewer per run. test_cli_error_is_one_line_and_nonzero runs the real process."""
+    capsys.readouterr()
+    status = evaluate.run_cli(["evaluate", *map(str, args)])
+    out, err = capsys.readouterr()
+    return _Result(status, out, err)
+
+
 @pytest.mark.slow
 def test_cli_error_is_one_line_and_nonzero(datasets_dir, tmp_path):
-    result = _cli(f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2,x3",
-                  f"--output_json={tmp_path / 'out.json'}")
+    result = _process(f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2,x3",
+                      f"--output_json={tmp_path / 'out.json'}")
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     # Lines before ours come from TensorFlow's native logging at import.
@@ -136,16 +150,21 @@ def test_cli_error_is_one_line_and_nonzero(datasets_dir, tmp_path):
     assert not (tmp_path / "out.json").exists()
 
 
-def test_flag_errors_are_one_line():
+def test_flag_errors_are_one_line(capsys):
     # absl prints two lines for a bad flag; the entry points use this parser instead.
     parse = errors.one_line_flags_parser("evaluate")
     with pytest.raises(SystemExit, match=r"^evaluate: Unknown command line flag 'no_such_flag'$"):
         parse(["evaluate", "--no_such_flag"])
+    capsys.readouterr()
+    assert evaluate.run_cli(["evaluate", "--no_such_flag"]) == 1
+    assert evaluate.run_cli(["evaluate", "Set5"]) == 1
+    assert capsys.readouterr() == ("", "evaluate: Unknown command line flag 'no_such_flag'\n"
+                                       "evaluate: unexpected arguments Set5\n")
 
 
 @pytest.mark.slow
-def test_cli_bicubic_writes_json_csv_and_plot(datasets_dir, tmp_path):
-    result = _cli(f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2",
+def test_cli_bicubic_writes_json_csv_and_plot(capsys, datasets_dir, tmp_path):
+    result = _cli(capsys, f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2",
                   f"--output_json={tmp_path / 'r.json'}", f"--output_csv={tmp_path / 'r.csv'}",
                   f"--plot={tmp_path / 'r.png'}")
     assert result.returncode == 0, result.stderr
@@ -163,11 +182,10 @@ def test_cli_bicubic_writes_json_csv_and_plot(datasets_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_asdn_with_saved_weights(datasets_dir, tmp_path):
-    model = asdn_tf.build_model("tiny")
-    model.save_weights(tmp_path / "m.weights.h5")
-    result = _cli(f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2", "--method=asdn",
-                  f"--weights={tmp_path / 'm.weights.h5'}", "--preset=tiny",
+def test_cli_asdn_with_saved_weights(capsys, datasets_dir, tmp_path, tiny_model):
+    tiny_model.save_weights(tmp_path / "m.weights.h5")
+    result = _cli(capsys, f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2",
+                  "--method=asdn", f"--weights={tmp_path / 'm.weights.h5'}", "--preset=tiny",
                   f"--output_json={tmp_path / 'r.json'}", f"--save_images={tmp_path / 'sr'}")
     assert result.returncode == 0, result.stderr
     [row] = json.loads((tmp_path / "r.json").read_text())["results"]
@@ -178,9 +196,10 @@ def test_cli_asdn_with_saved_weights(datasets_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_both_methods_give_the_comparison_and_one_plot(datasets_dir, tmp_path):
-    asdn_tf.build_model("tiny").save_weights(tmp_path / "m.weights.h5")
-    result = _cli(f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2,1.5",
+def test_cli_both_methods_give_the_comparison_and_one_plot(capsys, datasets_dir, tmp_path,
+                                                            tiny_model):
+    tiny_model.save_weights(tmp_path / "m.weights.h5")
+    result = _cli(capsys, f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2,1.5",
                   "--method=bicubic,asdn", f"--weights={tmp_path / 'm.weights.h5'}",
                   "--preset=tiny", f"--output_json={tmp_path / 'r.json'}",
                   f"--plot={tmp_path / 'r.png'}")
@@ -221,8 +240,8 @@ def test_fsdn_weights_at_another_scale_are_refused_with_the_reason(datasets_dir)
 
 
 @pytest.mark.slow
-def test_other_degradations_are_named_in_the_table(datasets_dir, tmp_path):
-    result = _cli(f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2",
+def test_other_degradations_are_named_in_the_table(capsys, datasets_dir, tmp_path):
+    result = _cli(capsys, f"--data_dir={datasets_dir}", "--sets=Set5", "--scales=2",
                   "--degradation=bicubic,jpeg75", f"--output_json={tmp_path / 'r.json'}")
     assert result.returncode == 0, result.stderr
     rows = json.loads((tmp_path / "r.json").read_text())["results"]
@@ -230,10 +249,10 @@ def test_other_degradations_are_named_in_the_table(datasets_dir, tmp_path):
     assert rows[1]["psnr"] < rows[0]["psnr"] - 0.5  # JPEG costs the bicubic upscale
     assert "LR: jpeg75 (the protocol's LR saved as JPEG quality 75)" in result.stdout
     assert "| scale | method  | LR      | Set5" in result.stdout
-    bad = _cli(f"--data_dir={datasets_dir}", "--sets=Set5", "--degradation=sharpen")
-    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1] == (
+    bad = _cli(capsys, f"--data_dir={datasets_dir}", "--sets=Set5", "--degradation=sharpen")
+    assert bad.returncode == 1 and bad.stderr == (
         "evaluate: unknown degradation 'sharpen'; choose one of bicubic, bicubic_noaa, "
-        "jpeg75, blur_noise")
+        "jpeg75, blur_noise\n")
 
 
 def test_commands_share_one_progress_bar(monkeypatch):

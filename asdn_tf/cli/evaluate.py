@@ -127,33 +127,58 @@ def _check_sets_exist(data_dir, sets):
                                 "(data/README.md says where to get them)")
 
 
-def main(argv):
-    if len(argv) > 1:
-        sys.exit(f"evaluate: unexpected arguments {' '.join(argv[1:])}")
-    options = flags.FLAGS
+def execute(values, arguments=()):
+    """Runs the command for parsed flags `values`; returns the exit status (0 or 1). The table
+    goes to stdout; an error a user can cause is one line, "evaluate: ...", on stderr."""
+    if arguments:
+        print(f"evaluate: unexpected arguments {' '.join(arguments)}", file=sys.stderr)
+        return 1
     try:
-        table = run(options.data_dir or os.environ.get("ASDN_DATASETS") or "data", options.sets,
-                    options.scales, options.method, options.weights, options.preset,
-                    options.output_json, options.output_csv, options.save_images, options.plot,
-                    progress.bar("evaluate"), options.degradation,
+        table = run(values.data_dir or os.environ.get("ASDN_DATASETS") or "data", values.sets,
+                    values.scales, values.method, values.weights, values.preset,
+                    values.output_json, values.output_csv, values.save_images, values.plot,
+                    progress.bar("evaluate"), values.degradation,
                     lambda text: print(f"evaluate: {text}", file=sys.stderr, flush=True),
-                    options.model, options.precision, options.fsdn)
+                    values.model, values.precision, values.fsdn)
     except (ValueError, OSError) as error:
         progress.clear()
-        sys.exit(f"evaluate: {error}")
+        print(f"evaluate: {error}", file=sys.stderr)
+        return 1
     progress.clear()
     print(table)
+    return 0
 
 
-if __name__ == "__main__":
-    # Flags are defined here, not at import, so importing the library defines none.
-    flags.DEFINE_string("data_dir", None, "Folder with one folder per set (default: the "
-                        "ASDN_DATASETS environment variable, else data, laid out in "
-                        "data/README.md).")
-    flags.DEFINE_list("sets", ["Set5", "Set14"], "Set folders inside --data_dir.")
-    flags.DEFINE_list("scales", ["2", "3", "4", "8", "1.5"], "Scales > 1, integer or decimal.")
-    flags.DEFINE_list("method", ["bicubic"], "bicubic, asdn, or both (bicubic,asdn: the table "
-                      "then ends with the side-by-side comparison).")
+def run_cli(argv):
+    """Runs the command line `argv` (argv[0] is the program) in this process; returns the exit
+    status. Uses its own flag registry, so it can run many times and beside other absl
+    programs."""
+    values = flags.FlagValues()
+    define_flags(values)
+    try:
+        arguments = values(argv)[1:]
+    except flags.Error as error:
+        print(f"evaluate: {error}", file=sys.stderr)
+        return 1
+    return execute(values, arguments)
+
+
+def main(argv):
+    sys.exit(execute(flags.FLAGS, argv[1:]))
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the command's flags in `flag_values`. Called by the command and `run_cli`, not
+    at import, so importing the library defines none."""
+    def define(kind, *args):
+        return getattr(flags, f"DEFINE_{kind}")(*args, flag_values=flag_values)
+
+    define("string", "data_dir", None, "Folder with one folder per set (default: the "
+           "ASDN_DATASETS environment variable, else data, laid out in data/README.md).")
+    define("list", "sets", ["Set5", "Set14"], "Set folders inside --data_dir.")
+    define("list", "scales", ["2", "3", "4", "8", "1.5"], "Scales > 1, integer or decimal.")
+    define("list", "method", ["bicubic"], "bicubic, asdn, or both (bicubic,asdn: the table "
+           "then ends with the side-by-side comparison).")
     define_model_flags(
         weights="asdn: .weights.h5 or .keras file (default: the weights bundled in the package).",
         preset="asdn: model preset for --weights without a sidecar.",
@@ -161,11 +186,16 @@ if __name__ == "__main__":
               "default model).",
         precision="asdn: compute precision; auto is bfloat16 where the hardware runs it fast "
                   "(AMX, AVX512_BF16, GPUs of compute capability 8.0+), else float32. The "
-                  "report states it; the README's table is float32.", fsdn=True)
-    flags.DEFINE_string("output_json", None, "Write {\"results\": [...]} (with per-image scores).")
-    flags.DEFINE_string("output_csv", None, "Write the results as CSV.")
-    flags.DEFINE_string("save_images", None, "Folder for the SR images (PNG).")
-    flags.DEFINE_string("plot", None, "PNG path for a PSNR-versus-scale plot.")
-    flags.DEFINE_list("degradation", ["bicubic"], "How LR images are made: bicubic (the "
-                      "literature's protocol), bicubic_noaa, jpeg75, blur_noise, or several.")
+                  "report states it; the README's table is float32.", fsdn=True,
+        flag_values=flag_values)
+    define("string", "output_json", None, "Write {\"results\": [...]} (with per-image scores).")
+    define("string", "output_csv", None, "Write the results as CSV.")
+    define("string", "save_images", None, "Folder for the SR images (PNG).")
+    define("string", "plot", None, "PNG path for a PSNR-versus-scale plot.")
+    define("list", "degradation", ["bicubic"], "How LR images are made: bicubic (the "
+           "literature's protocol), bicubic_noaa, jpeg75, blur_noise, or several.")
+
+
+if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=errors.one_line_flags_parser("evaluate"))
