@@ -123,25 +123,36 @@ def test_command_line_without_tensorflow(tmp_path, image_folder):
               f"--init_from={tmp_path / 'asdn.weights.h5'}\n--output_dir={output_dir}\n")
     probe = np.random.default_rng(9).random((1, 10, 12, 3), np.float32)
     np.save(tmp_path / "probe.npy", probe)
-    # The second run also writes what the final weights give under JAX.
+    # One JAX process runs both: the first run (1 update) through the flags the command parses,
+    # then the same command line for 2 updates through the command's own entry point, which
+    # resumes from the first run's checkpoint and writes what the final weights give under JAX.
     command = BLOCK_TENSORFLOW + textwrap.dedent("""
         import pathlib, sys
         import numpy as np
+        from absl import flags
         from asdn_tf.inference.weights_io import load_model
-        from asdn_tf.cli.train import run
-        folder = pathlib.Path(sys.argv[1].removeprefix("--flagfile=")).parent
+        from asdn_tf.cli import train
+        first, second = sys.argv[1:]
+        folder = pathlib.Path(first).parent
+        values = flags.FlagValues()
+        train.define_flags(values)
+        values(["train", f"--flagfile={first}"])
+        train.run_from_flags(values)
+        print("-- the second run --", file=sys.stderr, flush=True)
+        sys.argv[1:] = [f"--flagfile={second}"]
         try:
-            run()
+            train.run()
         except SystemExit as stop:
             assert not stop.code, stop.code
         model = load_model(folder / "run" / "final.weights.h5", precision="float32")
         np.save(folder / "jax_output.npy", np.asarray(model(np.load(folder / "probe.npy"))))
+        assert not [name for name in sys.modules if name.startswith("tensorflow")]
     """)
     flagfile.write_text(common + "--steps=1\n")
-    run_jax(command, f"--flagfile={flagfile}")
-    flagfile.write_text(common + "--steps=2\n")
-    result = run_jax(command, f"--flagfile={flagfile}")
-    assert "ckpt-1.npz at step 1" in result.stderr
+    (tmp_path / "flags2.txt").write_text(common + "--steps=2\n")
+    result = run_jax(command, flagfile, tmp_path / "flags2.txt")
+    first, second = result.stderr.split("-- the second run --\n")
+    assert "ckpt-1.npz at step 1" in second and "resumed from" not in first
     sidecar = json.loads((output_dir / "final.json").read_text())
     assert (sidecar["model"], sidecar["scale"], sidecar["steps"]) == ("fsdn", SCALE, 2)
     assert list(sidecar["validation_psnr"]) == [str(SCALE)]

@@ -149,17 +149,27 @@ def test_resumes_at_the_right_step(tmp_path, image_folder):
     resumes at step 2 and ends where 4 updates in one go end. Every run, the command line's
     included, runs with TensorFlow made unimportable."""
     interrupted, whole = tmp_path / "interrupted", tmp_path / "whole"
-    run_jax(TRAIN_SCRIPT, image_folder, interrupted, 2, whole, 4)
-    (interrupted / "checkpoints" / "ckpt-3.npz").write_bytes(b"killed while writing")
     flagfile = tmp_path / "flags.txt"
     flagfile.write_text(f"--sources={image_folder}\n--patch_size=8\n--batch_size=2\n"
                         f"--steps=4\n--checkpoint_every=1\n--validate_every=0\n--log_every=1\n"
                         f"--level_weights={','.join(map(str, ONE_LEVEL))}\n"
                         f"--preset=tiny\n--output_dir={interrupted}\n")
-    result = run_jax(BLOCK_TENSORFLOW + "from asdn_tf.cli.train import run; run()",
-                     f"--flagfile={flagfile}")
-    assert "resumed from" in result.stderr and "ckpt-2.npz at step 2" in result.stderr
-    assert "ckpt-3 cannot be restored" in result.stderr
+    # One JAX process: TRAIN_SCRIPT's runs, then the command line through its entry point.
+    result = run_jax(TRAIN_SCRIPT + textwrap.dedent(f"""
+        import pathlib
+        pathlib.Path(sys.argv[2], "checkpoints", "ckpt-3.npz").write_bytes(b"killed while writing")
+        print("-- the command --", file=sys.stderr, flush=True)
+        sys.argv[1:] = ["--flagfile={flagfile}"]
+        from asdn_tf.cli.train import run
+        try:
+            run()
+        except SystemExit as stop:
+            assert not stop.code, stop.code
+        assert not [name for name in sys.modules if name.startswith("tensorflow")]
+    """), image_folder, interrupted, 2, whole, 4)
+    before, command = result.stderr.split("-- the command --\n")
+    assert "resumed from" in command and "ckpt-2.npz at step 2" in command
+    assert "ckpt-3 cannot be restored" in command and "resumed from" not in before
     sidecar = json.loads((interrupted / "final.json").read_text())
     assert sidecar["steps"] == 4 and sidecar["backend"].startswith("jax ")
     from asdn_tf.inference.weights_io import load_model
