@@ -101,8 +101,14 @@ def test_a_seed_gives_the_same_batches_in_another_process(t91_subset):
             "degradation='photo'); it = iter(data.training_dataset(c, seed=3)); "
             "b = [next(it) for _ in range(3)]; "
             "print(float(sum(np.abs(x['x_up'].numpy()).sum() for x in b)))")
-    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           check=True).stdout.split()[-1] for _ in range(2)]
+    # The two processes run at once: each waits on its own TensorFlow start-up.
+    processes = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    runs = []
+    for process in processes:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+        runs.append(out.split()[-1])
     assert runs[0] == runs[1]
 
 
