@@ -93,7 +93,8 @@ def run_ops(images, scale, size, step, fixed_step=None, factors=()):
     if factors:
         counts, remainder = fixed_counts_ops(remainder, factors, tf.shape(images)[1:3], size)
         for index, count in counts:
-            images = _repeat_ops(images, count, lambda image, index=index: fixed_step(image, index))
+            images = _repeat_ops(images, count,
+                                 lambda _, image, index=index: fixed_step(image, index))
     height, width = tf.shape(images)[1], tf.shape(images)[2]
 
     def body(index, image):
@@ -103,7 +104,7 @@ def run_ops(images, scale, size, step, fixed_step=None, factors=()):
     steps = lfr.num_steps_ops(remainder)
     if factors:  # integer steps that reach the scale leave ASDN none
         steps = tf.where(remainder == 1.0, 0, steps)
-    return _repeat_ops(images, steps, body, with_index=True)
+    return _repeat_ops(images, steps, body)
 
 
 def fixed_counts_ops(scale, factors, input_size, size):
@@ -134,13 +135,13 @@ def fixed_counts_ops(scale, factors, input_size, size):
             tf.where(exact, remainder, scale))
 
 
-def _repeat_ops(images, count, step, with_index=False):
-    """images = step(images) (step(index, images) `with_index`) `count` times (an int32
-    tensor), in one `tf.while_loop` whose images change size."""
+def _repeat_ops(images, count, step):
+    """images = step(index, images) for index in [0, `count`) (an int32 tensor), in one
+    `tf.while_loop` whose images change size."""
     import tensorflow as tf
 
     def body(index, image):
-        return index + 1, step(index, image) if with_index else step(image)
+        return index + 1, step(index, image)
 
     _, output = tf.while_loop(
         lambda index, _: index < count, body, [tf.constant(0), images],
