@@ -106,9 +106,12 @@ def test_two_workers_write_what_the_command_writes_and_set_bad_files_aside(
     assert summary.endswith(f"; 5 failed ({out / 'failures.jsonl'})")
     assert "Traceback" not in stderr and leftovers(out) == []
 
+    # The rerun, in this process on one worker (the two workers above needed the processes).
     before = {path.name: path.stat().st_mtime_ns for path in out.iterdir()}
-    status, stdout, _ = _finish(_batch([f"--input={mixed}/", f"--output={out}", *flags,
-                                        "--runner=DirectRunner"]))
+    capsys.readouterr()
+    status = batch_command.run_cli(["batch", f"--input={mixed}/", f"--output={out}", *flags,
+                                    "--runner=DirectRunner"])
+    stdout = capsys.readouterr().out
     assert status == 1
     assert "upscaled 0 of 9 files in " in stdout and "; 4 skipped (their outputs exist" in stdout
     assert "(the model loaded in 1 worker process), " in stdout  # the failures need it
@@ -161,14 +164,17 @@ def test_a_killed_run_leaves_whole_outputs_and_the_rerun_does_the_rest(capsys, t
 
 
 @pytest.mark.slow
-def test_one_output_per_name_and_never_over_an_input(tmp_path, weights):
+def test_one_output_per_name_and_never_over_an_input(capsys, tmp_path, weights):
     for folder in ("a", "b", "c", "out"):
         (tmp_path / folder).mkdir()
     for path in ("a/x.png", "b/x.png", "c/z.png", "out/y.png"):
         _save(tmp_path / path)
-    status, stdout, stderr = _finish(_batch([f"--input={tmp_path}/**", f"--output={tmp_path}/out",
-                                             "--scale=2", f"--weights={weights}",
-                                             "--preset=tiny", "--runner=DirectRunner"]))
+    # In this process on one worker: the names are decided before the pipeline runs.
+    status = batch_command.run_cli(["batch", f"--input={tmp_path}/**",
+                                    f"--output={tmp_path}/out", "--scale=2",
+                                    f"--weights={weights}", "--preset=tiny",
+                                    "--runner=DirectRunner"])
+    stdout = capsys.readouterr().out
     assert status == 1 and "upscaled 1 of 4 files" in stdout and "; 3 failed (" in stdout
     records = [json.loads(line)
                for line in (tmp_path / "out" / "failures.jsonl").read_text().splitlines()]
