@@ -237,6 +237,18 @@ for kind, args in json.loads(sys.argv[1]):
 """
 
 
+def export_cli(*args):
+    """`python -m asdn_tf.export ARGS` in this process (`run_cli`): (exit status, stdout,
+    stderr). For tests that are not about the process boundary: no TensorFlow start-up."""
+    import contextlib
+    import io
+    from asdn_tf.cli import export
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = export.run_cli(["export", *map(str, args)])
+    return status, out.getvalue(), err.getvalue()
+
+
 def train_in_process(args):
     """`python -m asdn_tf.train ARGS` in this process: None when it finished, else the one line
     `main` prints. Any other exception escapes: the command would print a traceback."""

@@ -26,12 +26,13 @@ import tensorflow as tf
 from PIL import Image
 
 import asdn_tf
-from asdn_tf.export import output_files, saved_model, tflite
+from asdn_tf.export import output_files, output_kinds, saved_model, tflite
 from asdn_tf.export.formats import FORMATS
 from asdn_tf.io import fileio, pixels
 from asdn_tf.nn import config
 from asdn_tf.io.image_io import read_image
 from asdn_tf.inference.engine import upscale_tensor
+from conftest import BLOCK_TENSORFLOW, export_cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAX_OUTPUT_PIXELS = 50_000
@@ -92,16 +93,16 @@ def image(datasets_dir):
 
 @pytest.fixture(scope="module")
 def saved_model_dir(tiny_model, tmp_path_factory):
-    """The tiny model exported once, by the command line (the library does the work)."""
+    """The tiny model exported once, by the command line in this process (the library does the
+    work; test_export_logging.py runs it as a process)."""
     folder = tmp_path_factory.mktemp("serving")
     weights = folder / "asdn.weights.h5"
     tiny_model.save_weights(weights)
     path = folder / "asdn" / "1"
-    result = _run([sys.executable, "-m", "asdn_tf.export", "saved_model", f"--output_dir={path}",
-                   f"--weights={weights}", "--preset=tiny",
-                   f"--max_output_pixels={MAX_OUTPUT_PIXELS}"])
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "signatures serving_default" in result.stdout
+    status, out, err = export_cli("saved_model", f"--output_dir={path}", f"--weights={weights}",
+                                  "--preset=tiny", f"--max_output_pixels={MAX_OUTPUT_PIXELS}")
+    assert status == 0, err
+    assert "signatures serving_default" in out
     return path
 
 
@@ -359,6 +360,64 @@ def test_cli_errors_are_one_line(tmp_path, args, words):
     assert not target.exists() and not (ROOT / "m.tflite").exists()
 
 
+# Runs each command line of a JSON list through `run_cli` with TensorFlow blocked (an import
+# of it raises, and the traceback fails the child): prints [status, stderr] for each.
+_REFUSE_WITHOUT_TENSORFLOW = BLOCK_TENSORFLOW + """
+import contextlib, io, json
+from asdn_tf.cli import export
+said = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = export.run_cli(["export", *argv])
+    said.append([status, err.getvalue()])
+assert "tensorflow" not in sys.modules
+print(json.dumps(said))
+"""
+
+
+def test_what_can_be_refused_is_refused_before_tensorflow_loads(tmp_path):
+    """Flags, outputs and the model's files are checked for every format before TensorFlow
+    loads: a refused command answers at once, in one line, having written nothing."""
+    (tmp_path / "old").mkdir()
+    (tmp_path / "notes.onnx").write_text("not a model")
+    (tmp_path / "file").write_text("")
+    before = _tree(tmp_path)
+    cases = [
+        (["saved_model", "--output_dir=out/1", "--max_scale=1"],
+         1, "export: max_scale must be a finite number above 1"),
+        (["saved_model", "--output_dir=old"], 1, "export: old already exists"),
+        (["saved_model", "--output_dir=.", "--overwrite"], 1,
+         "export: refusing to write an export at .: it is the working folder"),
+        (["saved_model", "--output_dir=out/2", "--fsdn=missing.h5"], 1,
+         "export: --fsdn: weights file not found: missing.h5"),
+        (["saved_model", "--output_dir=out/3", "--weights=missing.h5"], 1,
+         "export: weights file not found: missing.h5"),
+        (["tflite", "--scale=2.5", "--images=file", "--output=m.tflite"], 1,
+         "export: a TFLite export is an FSDN"),
+        (["tflite", "--scale=2", "--images=file", "--output=m.tflite", "--input_size=12"], 1,
+         "export: --input_size must be HEIGHTxWIDTH"),
+        (["tflite", "--quantize=bogus"], 1, "export: flag --quantize=bogus: value should be"),
+        (["onnx", "--scale=40", "--output=m.onnx"], 1, "export: --scale must be at most 32"),
+        (["onnx", "--scale=2", "--output=notes.onnx", "--overwrite"], 1,
+         "export: refusing to replace notes.onnx: it is not an ONNX export of asdn_tf"),
+        (["onnx", "--scale=2", "--output=m.onnx", "--images=old"], 1,
+         "export: no images found in old"),
+        (["onnx", "--scale=2", "--output=m.onnx", "--quantize=int8"], 2,
+         "export: --quantize does not apply to onnx"),
+        (["ncnn", "--scale=5", "--output=models"], 1, "export: --scale must be one of 2, 3, 4, 8"),
+        (["ncnn", "--scale=2", "--output=models", "--preset=tiny"], 1,
+         "export: --preset needs --weights"),
+    ]
+    result = _run([sys.executable, "-c", _REFUSE_WITHOUT_TENSORFLOW,
+                   json.dumps([argv for argv, _, _ in cases])], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for (argv, status, words), (got, err) in zip(cases, json.loads(result.stdout)):
+        lines = err.splitlines()
+        assert got == status and len(lines) == 1 and lines[0].startswith(words), (argv, err)
+    assert _tree(tmp_path) == before
+
+
 def test_import_defines_no_flags():
     from absl import flags
     assert "quantize" not in flags.FLAGS and "output_dir" not in flags.FLAGS
@@ -420,14 +479,18 @@ def _saved_model_command(tiny_weights, output_dir, *flags, cwd=ROOT):
 
 @pytest.mark.slow
 def test_overwrite_replaces_an_earlier_saved_model(tiny_model, saved_model_dir, tmp_path):
+    """The replaced folder is what a fresh export of the model writes. (`saved_model_dir` holds
+    a model loaded from the same weights, whose variables this process names apart.)"""
     earlier = tmp_path / "asdn" / "1"
     shutil.copytree(saved_model_dir, earlier)
     (earlier / "variables" / "variables.index").write_bytes(b"an older version")
     saved_model.export_saved_model(tiny_model, earlier, max_output_pixels=MAX_OUTPUT_PIXELS,
-                              overwrite=True)
-    assert set(_tree(earlier)) == set(_tree(saved_model_dir))
+                                   overwrite=True)
+    fresh = saved_model.export_saved_model(tiny_model, tmp_path / "fresh",
+                                           max_output_pixels=MAX_OUTPUT_PIXELS)
+    assert set(_tree(earlier)) == set(_tree(fresh)) == set(_tree(saved_model_dir))
     assert (earlier / "variables" / "variables.index").read_bytes() == (
-        saved_model_dir / "variables" / "variables.index").read_bytes()
+        fresh / "variables" / "variables.index").read_bytes()
     assert [p.name for p in earlier.parent.iterdir()] == ["1"]
 
 
@@ -489,13 +552,13 @@ def test_home_and_root_are_never_outputs(tmp_path, monkeypatch):
 def test_tflite_overwrite_replaces_only_a_tflite_file(fsdn, set5, tmp_path):
     earlier = tmp_path / "earlier.tflite"
     earlier.write_bytes(bytes(4) + b"TFL3" + bytes(8))
-    output_files.check_output(earlier, tflite.output_problem, overwrite=True)
+    output_files.check_output(earlier, output_kinds.tflite_problem, overwrite=True)
     not_a_model = tmp_path / "notes.tflite"
     not_a_model.write_text("not a model")
     before = _user_files(tmp_path / "folder")
     for path, words in ((not_a_model, "not a TFLite model"), (tmp_path / "folder", "a folder")):
         with pytest.raises(FileExistsError, match=words):
-            output_files.check_output(path, tflite.output_problem, overwrite=True)
+            output_files.check_output(path, output_kinds.tflite_problem, overwrite=True)
     weights = tmp_path / "fsdn.weights.h5"
     fsdn.save_weights(weights)
     result = _run([sys.executable, "-m", "asdn_tf.export", "tflite", f"--weights={weights}",
@@ -523,25 +586,23 @@ def test_full_disk_is_one_line_and_leaves_nothing(tiny_model, tmp_path, monkeypa
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     with pytest.raises(OSError, match=r"^cannot write .*m\.tflite: No space left on device$"):
-        output_files.write_export(tmp_path / "lite" / "m.tflite", no_space, tflite.output_problem,
-                                  False)
+        output_files.write_export(tmp_path / "lite" / "m.tflite", no_space,
+                                  output_kinds.tflite_problem, False)
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
-def test_cli_full_disk_is_one_line(tiny_weights, tmp_path):
-    script = ("import sys, tensorflow as tf\n"
-              "from asdn_tf.cli import export\n"
-              "def full_disk(*args, **kwargs):\n"
-              "    raise tf.errors.ResourceExhaustedError(None, None, 'No space left on device')\n"
-              "tf.saved_model.save = full_disk\n"
-              "sys.argv = ['export', *sys.argv[1:]]\n"
-              "export.run()\n")
-    result = _run([sys.executable, "-c", script, "saved_model",
-                   f"--output_dir={tmp_path / 'asdn' / '1'}", f"--weights={tiny_weights}",
-                   "--preset=tiny"])
-    _one_line_error(result, "export: cannot write")
-    assert "No space left on device" in result.stderr and list(tmp_path.iterdir()) == []
+def test_cli_full_disk_is_one_line(tiny_weights, tmp_path, monkeypatch):
+    """In this process: a traceback would be the exception escaping `run_cli`."""
+    def full_disk(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+    monkeypatch.setattr(tf.saved_model, "save", full_disk)
+    status, _, err = export_cli("saved_model", f"--output_dir={tmp_path / 'asdn' / '1'}",
+                                f"--weights={tiny_weights}", "--preset=tiny")
+    assert status == 1 and err.splitlines() == [
+        f"export: cannot write {tmp_path / 'asdn' / '1'}: No space left on device"], err
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.fixture
@@ -666,13 +727,13 @@ def test_cli_tflite(fsdn, set5, tmp_path):
     weights = tmp_path / "fsdn.weights.h5"
     fsdn.save_weights(weights)
     output = tmp_path / "m.tflite"
-    result = _run([sys.executable, "-m", "asdn_tf.export", "tflite", f"--weights={weights}",
-                   "--preset=tiny", "--scale=2", "--quantize=int8", "--calibration_patches=8",
-                   f"--images={set5}", f"--output={output}"])
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "quantize=int8, input dynamic HxW" in result.stdout
-    assert "PSNR" in result.stdout and "requirement PSNR ≥ 35 dB: met" in result.stdout
-    size = float(result.stdout.split("input dynamic HxW: ")[1].split(" MB")[0])
+    status, out, err = export_cli("tflite", f"--weights={weights}", "--preset=tiny", "--scale=2",
+                                  "--quantize=int8", "--calibration_patches=8",
+                                  f"--images={set5}", f"--output={output}")
+    assert status == 0, err
+    assert "quantize=int8, input dynamic HxW" in out
+    assert "PSNR" in out and "requirement PSNR ≥ 35 dB: met" in out
+    size = float(out.split("input dynamic HxW: ")[1].split(" MB")[0])
     assert abs(size - output.stat().st_size / 1e6) < 1e-3
     assert [p.name for p in tmp_path.iterdir() if p.suffix != ".h5"] == ["m.tflite"]
 

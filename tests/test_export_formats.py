@@ -17,8 +17,8 @@ from asdn_tf.export.formats import FORMATS
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # Defines the command's flags (`run`, with absl's app.run held back), then, for every format
-# and every export flag, gives that flag alone and calls `main` with each row's command
-# replaced by a recorder: prints what the command accepted and refused.
+# and every export flag, gives that flag alone and calls `main` with each row's check passing
+# and its command replaced by a recorder: prints what the command accepted and refused.
 _PROBE = """
 import contextlib, dataclasses, io, json, sys
 from unittest import mock
@@ -33,7 +33,8 @@ defined = sorted(set(flags.FLAGS) - before)
 flags.FLAGS.mark_as_parsed()
 called = []
 for name, row in list(FORMATS.items()):
-    FORMATS[name] = dataclasses.replace(row, command=lambda *args, name=name: called.append(name))
+    FORMATS[name] = dataclasses.replace(row, check=lambda options: None,
+                                        command=lambda *args, name=name: called.append(name))
 usage = io.StringIO()
 with contextlib.redirect_stderr(usage):
     export.main(["export", "pdf"])

@@ -2,10 +2,6 @@
 has holds that FSDN's head, and the SavedModel runs `asdn_tf.upscale`'s plan (the FSDN's
 integer steps, then ASDN for the rest), or ASDN's recursion alone with --fsdn=none."""
 
-import os
-import pathlib
-import subprocess
-import sys
 import types
 
 import numpy as np
@@ -18,17 +14,18 @@ from asdn_tf.cli import export as export_command
 from asdn_tf.inference import weights_io
 from asdn_tf.inference.engine import upscale_tensor
 from asdn_tf.io import pixels
+from conftest import export_cli
 from test_fsdn_plan import _networks, _saved_fsdn
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCALES = (1.5, 2, 2.5, 3, 3.3, 4, 5.7, 8)
 BUNDLED_FSDN = weights_io.WEIGHTS_FOLDER / f"{weights_io.BUNDLED_FSDN['default']}.weights.h5"
 
 
 def _export(*args):
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "asdn_tf.export", *args], capture_output=True,
-                          text=True, env=environment, cwd=ROOT, timeout=600)
+    """The command in this process (`run_cli`: the bundled networks load once for the module);
+    test_export.py, test_onnx.py and test_ncnn.py run it as a process too."""
+    status, out, err = export_cli(*args)
+    return types.SimpleNamespace(returncode=status, stdout=out, stderr=err)
 
 
 def _error_lines(result):

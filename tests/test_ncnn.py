@@ -16,7 +16,8 @@ import pytest
 
 import asdn_tf
 from asdn_tf.export import ncnn as ncnn_export
-from asdn_tf.export import output_files, verification
+from asdn_tf.export import command_checks, output_files, output_kinds, verification
+from conftest import export_cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Heights and widths the converted files run at: even, odd, and H·W not a multiple of 4 (the
@@ -48,7 +49,7 @@ def _net(tmp_path, param, weights=b""):
 @pytest.fixture(scope="session")
 def pnnx():
     try:
-        return ncnn_export.pnnx_binary()
+        return command_checks.pnnx_binary()
     except ValueError as error:
         if os.environ.get("CI") == "true":
             pytest.fail(str(error))
@@ -62,7 +63,7 @@ def photo():
 
 def test_names_carry_the_scale_where_upscayl_reads_it(tiny_model):
     fsdn = asdn_tf.build_fsdn("tiny", (2, 3))
-    for scale in ncnn_export.SCALES:
+    for scale in command_checks.NCNN_SCALES:
         name = ncnn_export.model_name(tiny_model, scale)
         assert name == f"asdn-x{scale}" and upscayl_bin_scale(name) == scale
         if scale in (2, 3, 4):
@@ -74,7 +75,7 @@ def test_names_carry_the_scale_where_upscayl_reads_it(tiny_model):
 @pytest.mark.parametrize("scale", [2.5, 5, 16, 1, None])
 def test_other_scales_are_refused(scale):
     with pytest.raises(ValueError, match="--scale must be one of 2, 3, 4, 8 for NCNN"):
-        ncnn_export.check_scale(scale)
+        command_checks.ncnn_scale(scale)
 
 
 def test_fsdn_scales(tiny_model):
@@ -160,20 +161,20 @@ def test_only_an_earlier_ncnn_export_is_replaced(tmp_path):
     foreign.write_text("7767517\n1 1\nInput input 0 1 data\n")
     (tmp_path / "realesrgan-x4plus.bin").write_bytes(b"\0" * 8)
     for path in (ours, ours.with_suffix(".bin")):
-        output_files.check_output(path, ncnn_export.output_problem, overwrite=True)
+        output_files.check_output(path, output_kinds.ncnn_problem, overwrite=True)
         with pytest.raises(FileExistsError, match="already exists"):
-            output_files.check_output(path, ncnn_export.output_problem)
+            output_files.check_output(path, output_kinds.ncnn_problem)
     for path, problem in ((foreign, "it is not an NCNN export of asdn_tf"),
                           (foreign.with_suffix(".bin"), "its .param is not an NCNN export")):
         with pytest.raises(FileExistsError, match=problem):
-            output_files.check_output(path, ncnn_export.output_problem, overwrite=True)
-    output_files.check_output(tmp_path / "fsdn-x2.param", ncnn_export.output_problem)
+            output_files.check_output(path, output_kinds.ncnn_problem, overwrite=True)
+    output_files.check_output(tmp_path / "fsdn-x2.param", output_kinds.ncnn_problem)
 
 
 def test_a_missing_converter_names_the_install(monkeypatch):
-    monkeypatch.setattr(ncnn_export.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(command_checks.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match=r'pip install --no-deps "pnnx>=20261020"'):
-        ncnn_export.pnnx_binary()
+        command_checks.pnnx_binary()
 
 
 def test_a_failed_conversion_is_one_line(monkeypatch, tmp_path, tiny_model):
@@ -201,7 +202,7 @@ def converted(pnnx, tiny_model):
     ×1.5 step), a tiny two-factor FSDN at x3."""
     keras.utils.set_random_seed(5)
     fsdn = ncnn_export.fixed_scale_model(asdn_tf.build_fsdn("tiny", (2, 3)), 3)
-    cases = {f"asdn-x{scale}": (tiny_model, scale) for scale in ncnn_export.SCALES}
+    cases = {f"asdn-x{scale}": (tiny_model, scale) for scale in command_checks.NCNN_SCALES}
     cases["fsdn-x3"] = (fsdn, 3)
     return {name: (model, scale, *ncnn_export.convert_ncnn(model, scale))
             for name, (model, scale) in cases.items()}
@@ -237,17 +238,17 @@ def _error_lines(result):
 def test_command_writes_the_files_upscayl_loads(pnnx, tmp_path, tiny_weights_file, photo):
     weights = tiny_weights_file
     folder = tmp_path / "models"
-    result = _run(f"--weights={weights}", "--scale=3", f"--output={folder}")
-    assert result.returncode == 0, result.stderr
-    assert "blobs data -> output" in result.stdout
-    assert "ncnn vs Keras on 2 crops of grace_hopper.jpg" in result.stdout
-    assert "requirement max abs <= 0.000784: met" in result.stdout
+    status, out, err = export_cli("ncnn", f"--weights={weights}", "--scale=3", f"--output={folder}")
+    assert status == 0, err
+    assert "blobs data -> output" in out
+    assert "ncnn vs Keras on 2 crops of grace_hopper.jpg" in out
+    assert "requirement max abs <= 0.000784: met" in out
     assert sorted(path.name for path in folder.iterdir()) == ["asdn-x3.bin", "asdn-x3.param"]
-    assert ncnn_export.is_ncnn_export(folder / "asdn-x3.param")
+    assert output_kinds.is_ncnn_export(folder / "asdn-x3.param")
     net = ncnn_export.load_net(folder / "asdn-x3.param", folder / "asdn-x3.bin")
     assert ncnn_export.run_net(net, photo[:31, :17]).shape == (93, 51, 3)
-    again = _run(f"--weights={weights}", "--scale=3", f"--output={folder}")
-    assert again.returncode == 1 and _error_lines(again) == [
+    again = export_cli("ncnn", f"--weights={weights}", "--scale=3", f"--output={folder}")
+    assert again[0] == 1 and again[2].splitlines() == [
         f"export: {folder / 'asdn-x3.param'} already exists (pass overwrite / --overwrite to "
         "replace an earlier export)"]
 

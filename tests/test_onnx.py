@@ -14,8 +14,9 @@ import pytest
 
 import asdn_tf
 from asdn_tf.export import onnx as onnx_export
-from asdn_tf.export import verification
+from asdn_tf.export import output_kinds, verification
 from asdn_tf.io import pixels
+from conftest import export_cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -102,12 +103,10 @@ def test_bad_scales_are_refused(tiny_model):
         onnx_export.convert_onnx(tiny_model, 2, layout="hwc")
 
 
-def _run(*args, code=None):
-    command = [sys.executable, "-m", "asdn_tf.export"] if code is None else [
-        sys.executable, "-c", code]
+def _run(*args):
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([*command, "onnx", *args], capture_output=True, text=True,
-                          env=environment, cwd=ROOT, timeout=600)
+    return subprocess.run([sys.executable, "-m", "asdn_tf.export", "onnx", *args],
+                          capture_output=True, text=True, env=environment, cwd=ROOT, timeout=600)
 
 
 def _error_lines(result):
@@ -117,15 +116,16 @@ def _error_lines(result):
 
 
 def test_command_writes_the_bundled_model(tmp_path):
+    """Written in this process; refused as a process (the refusal needs no TensorFlow)."""
     output = tmp_path / "models" / "asdn_x1.5.onnx"
-    result = _run("--scale=1.5", f"--output={output}")
-    assert result.returncode == 0, result.stderr
-    assert "ONNX Runtime vs Keras on 2 crops of grace_hopper.jpg: max abs" in result.stdout
-    assert "PSNR" in result.stdout and "requirement max abs <= 0.000784: met" in result.stdout
+    status, out, err = export_cli("onnx", "--scale=1.5", f"--output={output}")
+    assert status == 0, err
+    assert "ONNX Runtime vs Keras on 2 crops of grace_hopper.jpg: max abs" in out
+    assert "PSNR" in out and "requirement max abs <= 0.000784: met" in out
     session = _session(output.read_bytes())
     assert session.run(["sr"], {"image": np.zeros((1, 10, 20, 3), np.float32)})[0].shape == (
         1, 15, 30, 3)
-    assert onnx_export.is_onnx_export(output)
+    assert output_kinds.is_onnx_export(output)
     assert [path.name for path in output.parent.iterdir()] == [output.name]
     again = _run("--scale=1.5", f"--output={output}")
     assert again.returncode == 1 and _error_lines(again) == [
@@ -140,37 +140,38 @@ def test_command_writes_an_fsdn(tmp_path):
     (tmp_path / "fsdn.json").write_text(json.dumps(
         {"model": "fsdn", "scale": 3, "model_config": fsdn.model_config.to_dict()}))
     output = tmp_path / "fsdn_x3.onnx"
-    wrong = _run(f"--weights={weights}", "--scale=2", f"--output={output}")
-    assert wrong.returncode == 1 and _error_lines(wrong) == [
+    wrong = export_cli("onnx", f"--weights={weights}", "--scale=2", f"--output={output}")
+    assert wrong[0] == 1 and wrong[2].splitlines() == [
         "export: the FSDN upscales by 3 only; pass --scale=3, or ASDN weights for other scales"]
-    anything = _run(f"--weights={weights}", "--any_scale", f"--output={output}")
-    assert anything.returncode == 1 and _error_lines(anything) == [
+    anything = export_cli("onnx", f"--weights={weights}", "--any_scale", f"--output={output}")
+    assert anything[0] == 1 and anything[2].splitlines() == [
         f"export: --any_scale needs an ASDN; {weights} holds an x3 FSDN"]
-    result = _run(f"--weights={weights}", "--scale=3", f"--output={output}", "--layout=nchw")
-    assert result.returncode == 0, result.stderr
-    assert "x3 FSDN from" in result.stdout and "NCHW" in result.stdout
+    status, out, err = export_cli("onnx", f"--weights={weights}", "--scale=3",
+                                  f"--output={output}", "--layout=nchw")
+    assert status == 0, err
+    assert "x3 FSDN from" in out and "NCHW" in out
     assert _session(output.read_bytes()).get_inputs()[0].shape == ["batch", 3, "height", "width"]
 
 
 def test_command_writes_any_scale(tmp_path, tiny_weights_file):
     output = tmp_path / "any.onnx"
-    result = _run(f"--weights={tiny_weights_file}", "--any_scale", f"--output={output}")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("any scale (input 'scale') ASDN from")
-    assert "on 8 crops at scales 1.35, 2.0, 3.3, 7.3 of grace_hopper.jpg" in result.stdout
+    status, out, err = export_cli("onnx", f"--weights={tiny_weights_file}", "--any_scale",
+                                  f"--output={output}")
+    assert status == 0, err
+    assert out.startswith("any scale (input 'scale') ASDN from")
+    assert "on 8 crops at scales 1.35, 2.0, 3.3, 7.3 of grace_hopper.jpg" in out
     session = _session(output.read_bytes())
     output_image = session.run(["sr"], {"image": np.zeros((1, 10, 20, 3), np.float32),
                                         "scale": np.array(3.3, np.float64)})[0]
     assert output_image.shape == (1, 33, 66, 3)
 
 
-def test_command_refuses_to_write_on_mismatch(tmp_path):
+def test_command_refuses_to_write_on_mismatch(tmp_path, monkeypatch):
     output = tmp_path / "m.onnx"
-    code = ("import sys; from asdn_tf.cli import export; from asdn_tf.export import verification; "
-            "verification.MAX_ABS_DIFFERENCE = -1.0; sys.argv[0] = 'export'; export.run()")
-    result = _run("--scale=1.5", f"--output={output}", code=code)
-    assert result.returncode == 1 and "NOT met" in result.stdout
-    assert _error_lines(result) == ["export: ONNX Runtime and Keras disagree; nothing written"]
+    monkeypatch.setattr(verification, "MAX_ABS_DIFFERENCE", -1.0)
+    status, out, err = export_cli("onnx", "--scale=1.5", f"--output={output}")
+    assert status == 1 and "NOT met" in out
+    assert err.splitlines() == ["export: ONNX Runtime and Keras disagree; nothing written"]
     assert list(tmp_path.iterdir()) == []
 
 

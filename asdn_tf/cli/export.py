@@ -11,6 +11,8 @@ every scale, FSDN as a TFLite model, either as ONNX or NCNN.
 Without --weights an export holds the bundled default model (`EXPORT_MODEL`), and a
 fixed-scale export at a whole scale its FSDN has (×2, ×3, ×4) holds that FSDN's head for it.
 The exports themselves are in asdn_tf/export/ (saved_model.py, tflite.py, onnx.py, ncnn.py).
+What a command line asks that cannot be done (a flag, the output, a missing weights file) is
+refused in one line before TensorFlow loads. `run_cli` runs the command in this process.
 """
 
 import re
@@ -19,12 +21,10 @@ import sys
 from absl import app, flags
 from absl import logging as absl_logging
 
-from asdn_tf.cli.model_flags import (check_model_choice, define_model_flags, load_chosen_fsdn,
-                                     load_chosen_model)
+from asdn_tf.cli.model_flags import (check_fsdn_choice, check_model_choice, define_model_flags,
+                                     load_chosen_fsdn, load_chosen_model)
+from asdn_tf.export.command_checks import DEFAULT_MAX_OUTPUT_PIXELS, LAYOUTS, QUANTIZATIONS
 from asdn_tf.export.formats import FORMATS
-from asdn_tf.export.onnx import LAYOUTS
-from asdn_tf.export.saved_model import DEFAULT_MAX_OUTPUT_PIXELS
-from asdn_tf.export.tflite import QUANTIZATIONS
 from asdn_tf.inference import weights_io
 from asdn_tf.io import errors
 from asdn_tf.nn import config as config_lib
@@ -34,12 +34,15 @@ from asdn_tf.nn import lfr
 EXPORT_MODEL = "default"
 
 
-def _define_flags():
-    flags.DEFINE_string("output_dir", None, "saved_model: the SavedModel folder to write "
-                        "(a numbered version folder for TF Serving, e.g. models/asdn/1).")
-    flags.DEFINE_string("output", None, "tflite: the .tflite file to write; onnx: the .onnx "
-                        "file; ncnn: the folder to write NAME-xS.param and .bin into (upscayl "
-                        "takes custom models from a folder named models).")
+def _define_flags(flag_values=flags.FLAGS):
+    def define(kind, *args, **kwargs):
+        return getattr(flags, f"DEFINE_{kind}")(*args, flag_values=flag_values, **kwargs)
+
+    define("string", "output_dir", None, "saved_model: the SavedModel folder to write (a "
+           "numbered version folder for TF Serving, e.g. models/asdn/1).")
+    define("string", "output", None, "tflite: the .tflite file to write; onnx: the .onnx file; "
+           "ncnn: the folder to write NAME-xS.param and .bin into (upscayl takes custom models "
+           "from a folder named models).")
     define_model_flags(
         weights="saved_model: ASDN weights (.weights.h5 or .keras; default: the bundled "
                 "default model). tflite: FSDN weights (default: the bundled default model's "
@@ -47,32 +50,31 @@ def _define_flags():
                 "FSDN at a scale it has, else the bundled default model).",
         preset=f"Model preset when the weights have no sidecar: one of "
                f"{sorted(config_lib.PRESETS)}.",
-        fsdn=True)
-    flags.DEFINE_float("max_scale", lfr.DEFAULT_MAX_SCALE,
-                       "saved_model: the largest scale the signatures accept.")
-    flags.DEFINE_integer("max_output_pixels", DEFAULT_MAX_OUTPUT_PIXELS,
-                         "saved_model: the largest batch × height × width of an output. Each "
-                         "output pixel costs about 2 KB of memory at a request's peak (default "
-                         "preset): the default needs about 2 GB, 4194304 about 8 GB.")
+        fsdn=True, flag_values=flag_values)
+    define("float", "max_scale", lfr.DEFAULT_MAX_SCALE,
+           "saved_model: the largest scale the signatures accept.")
+    define("integer", "max_output_pixels", DEFAULT_MAX_OUTPUT_PIXELS,
+           "saved_model: the largest batch × height × width of an output. Each output pixel "
+           "costs about 2 KB of memory at a request's peak (default preset): the default needs "
+           "about 2 GB, 4194304 about 8 GB.")
     flags.DEFINE(_PlainScaleParser(), "scale", None,
                  "tflite: the FSDN's whole scale (2, 3, 4, 8, ...); onnx: the scale the file "
                  "does (an ASDN: 1.1 to 32; an FSDN: its own); ncnn: 2, 3, 4 or 8.",
-                 serializer=flags.ArgumentSerializer())
-    flags.DEFINE_enum("layout", "nhwc", list(LAYOUTS),
-                      "onnx: the input and output layout, N×H×W×3 or N×3×H×W.")
-    flags.DEFINE_bool("any_scale", False, "onnx: instead of --scale, a graph with a second "
-                      "input, scale (float64), that serves every scale in (1, 32].")
-    flags.DEFINE_enum("quantize", "none", list(QUANTIZATIONS), "tflite: weight/activation types.")
-    flags.DEFINE_string("input_size", "dynamic",
-                        "tflite, onnx: HEIGHTxWIDTH of a fixed input (e.g. 256x256), or "
-                        "'dynamic' (OpenCV 4.x loads only ONNX files with a fixed input).")
-    flags.DEFINE_string("images", None, "tflite: folder or glob of real images to verify on "
-                        "(and to calibrate int8 on); onnx, ncnn: the same, by default the quick "
-                        "start's photograph.")
-    flags.DEFINE_integer("calibration_patches", 64, "tflite: int8 calibration patches.")
-    flags.DEFINE_integer("num_threads", None, "tflite: interpreter threads while verifying.")
-    flags.DEFINE_bool("overwrite", False, "Replace the output if it is an earlier export "
-                      "(a SavedModel folder, a TFLite file); nothing else is ever replaced.")
+                 serializer=flags.ArgumentSerializer(), flag_values=flag_values)
+    define("enum", "layout", "nhwc", list(LAYOUTS),
+           "onnx: the input and output layout, N×H×W×3 or N×3×H×W.")
+    define("bool", "any_scale", False, "onnx: instead of --scale, a graph with a second input, "
+           "scale (float64), that serves every scale in (1, 32].")
+    define("enum", "quantize", "none", list(QUANTIZATIONS), "tflite: weight/activation types.")
+    define("string", "input_size", "dynamic", "tflite, onnx: HEIGHTxWIDTH of a fixed input (e.g. "
+           "256x256), or 'dynamic' (OpenCV 4.x loads only ONNX files with a fixed input).")
+    define("string", "images", None, "tflite: folder or glob of real images to verify on (and "
+           "to calibrate int8 on); onnx, ncnn: the same, by default the quick start's "
+           "photograph.")
+    define("integer", "calibration_patches", 64, "tflite: int8 calibration patches.")
+    define("integer", "num_threads", None, "tflite: interpreter threads while verifying.")
+    define("bool", "overwrite", False, "Replace the output if it is an earlier export (a "
+           "SavedModel folder, a TFLite file); nothing else is ever replaced.")
 
 
 class _PlainScaleParser(flags.FloatParser):
@@ -110,13 +112,14 @@ def _bundled_fsdn_words():
     return f"the bundled {weights_io.BUNDLED_FSDN[EXPORT_MODEL]} weights"
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
+    """The command on parsed flags: exit status 2 for a format it does not know or a flag that
+    does not apply, 1 for what the format refuses, 0 once it has written the export."""
     if len(argv) != 2 or argv[1] not in FORMATS:
         print(f"export: usage: python -m asdn_tf.export {'|'.join(FORMATS)} [--flags]",
               file=sys.stderr)
         return 2
     row = FORMATS[argv[1]]
-    flag_values = flags.FLAGS
     # A flag is refused where its format's row does not name it.
     stray = sorted(name for other in FORMATS.values() for name in other.flags
                    if name not in row.flags and flag_values[name].present)
@@ -127,6 +130,11 @@ def main(argv):
     # names, the fingerprint: 12 KB for one export); the command prints its own summary.
     absl_logging.set_verbosity(absl_logging.WARNING)
     try:
+        # What can be refused is, before TensorFlow loads (the row's command loads it).
+        row.check(flag_values)
+        if "fsdn" in row.flags:
+            check_fsdn_choice(flag_values.fsdn)
+        check_model_choice(flag_values.weights, flag_values.preset)
         row.command(flag_values, lambda scale=None: chosen_model(flag_values, scale),
                     lambda: chosen_fsdn(flag_values))
     except (ValueError, OSError) as error:  # FileNotFoundError and FileExistsError included.
@@ -136,6 +144,20 @@ def main(argv):
         print("export: interrupted; nothing written", file=sys.stderr)
         return 130
     return 0
+
+
+def run_cli(argv):
+    """Runs the command line `argv` (argv[0] is the program) in this process; returns the exit
+    status. Uses its own flag registry, so it can run many times and beside other absl
+    programs; a bad flag is one line, as in `run`."""
+    flag_values = flags.FlagValues()
+    _define_flags(flag_values)
+    try:
+        arguments = flag_values(argv)
+    except flags.Error as error:
+        print(f"export: {error}", file=sys.stderr)
+        return 1
+    return main(arguments, flag_values)
 
 
 def run():

@@ -12,9 +12,7 @@ tells a model's scale. Before anything is written, the files run in the `ncnn` P
 on real images against the Keras model (`verify_ncnn`). docs/ncnn.md has the details.
 """
 
-import importlib.util
 import pathlib
-import platform
 import subprocess
 import tempfile
 
@@ -22,47 +20,35 @@ import numpy as np
 
 from asdn_tf.export import onnx as onnx_export
 from asdn_tf.export import verification
+from asdn_tf.export.command_checks import pnnx_binary
 from asdn_tf.export.output_files import check_output, write_export
+from asdn_tf.export.output_kinds import NCNN_MARK, ncnn_problem
 from asdn_tf.nn.model import ASDN, FSDN
 
-# The scales upscayl-bin reads from a model's name ("x2" or "2x" ...). It looks for "x1" first,
-# so a name with x16 reads as x1; its GUI knows x2, x3 and x4 (anything else shows as x4).
-SCALES = (2, 3, 4, 8)
 INPUT_BLOB, OUTPUT_BLOB = "data", "output"
-# The pnnx wheel names torch as a dependency; its converter binary does not use it.
-PNNX_INSTALL = 'pip install --no-deps "pnnx>=20261020"'
 NCNN_INSTALL = "pip install 'asdn_tf[ncnn]'"
 # The input shape pnnx converts at. Every size in the graph is constant arithmetic on the
 # input's, and the files keep it so (tests/test_ncnn.py runs them at other sizes); pnnx's
 # second shape (inputshape2), meant for dynamic sizes, makes it write wrong crop ends here
 # (a 96×96 input gave 426×426 at ×4).
 TRACE_SHAPE = "[1,3,64,64]f32"
-# The name of the Input layer in an NCNN .param this project writes (tools read blob names only).
-NCNN_MARK = "asdn_tf"
-_NCNN_MAGIC = "7767517"  # the first line of an NCNN .param
 
 
 def command(options, choose_model, choose_fsdn):
     """`python -m asdn_tf.export ncnn`: checks, converts (ONNX, then pnnx), verifies in ncnn,
     and only then writes the two files. `options` holds the flags of its row in
     `formats.FORMATS`; choose_model(scale) gives (the float32 model --weights and --preset
-    choose, or the bundled FSDN's head for a scale it has, the words that name it)."""
+    choose, or the bundled FSDN's head for a scale it has, the words that name it). It runs
+    once `command_checks.check_ncnn` has passed."""
     del choose_fsdn  # --fsdn is the SavedModel's
-    if not options.output:
-        raise ValueError("--output (a folder) is required for ncnn")
-    if options.preset and not options.weights:
-        raise ValueError("--preset needs --weights (the bundled weights carry their config)")
-    scale = check_scale(options.scale)
-    pnnx_binary()
+    scale = int(options.scale)
     folder = pathlib.Path(options.output)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"--output must be a folder, and {folder} is a file")
     images = verification.read_verification_images(options.images)
     model, source = choose_model(scale)
     model = fixed_scale_model(model, scale)
     name = model_name(model, scale)
     for suffix in (".param", ".bin"):
-        check_output(folder / f"{name}{suffix}", output_problem, options.overwrite)
+        check_output(folder / f"{name}{suffix}", ncnn_problem, options.overwrite)
     description = f"{type(model).__name__} from {source}"
     param, weights = convert_ncnn(model, scale, description)
     result = verify_ncnn(param, weights, model, verification.verification_cases(images, scale))
@@ -83,16 +69,6 @@ def model_name(model, scale):
     return f"{'fsdn' if isinstance(model, FSDN) else 'asdn'}-x{scale}"
 
 
-def check_scale(scale):
-    """`scale` as an int if the NCNN files can be written at it; else ValueError."""
-    if scale is None or not float(scale).is_integer() or int(scale) not in SCALES:
-        shown = "none" if scale is None else f"{scale:g}"
-        raise ValueError(f"--scale must be one of {', '.join(map(str, SCALES))} for NCNN, got "
-                         f"{shown}: upscayl and realesrgan-ncnn-vulkan tile by a whole scale they "
-                         "read from the model's name")
-    return int(scale)
-
-
 def fixed_scale_model(model, scale):
     """`model` at `scale`: an ASDN as it is, an FSDN's single-factor copy for that scale (an
     FSDN holding another factor is refused)."""
@@ -104,19 +80,6 @@ def fixed_scale_model(model, scale):
     if not isinstance(model, ASDN):
         raise ValueError(f"the NCNN export takes an ASDN or FSDN, got a {type(model).__name__}")
     return model
-
-
-def pnnx_binary():
-    """The path of the pnnx converter in the installed `pnnx` wheel, found without importing
-    the package (its `__init__` imports torch); ValueError naming the install if missing."""
-    spec = importlib.util.find_spec("pnnx")
-    name = "pnnx.exe" if platform.system() == "Windows" else "pnnx"
-    locations = (spec.submodule_search_locations or []) if spec else []
-    for folder in locations:
-        path = pathlib.Path(folder) / name
-        if path.is_file():
-            return path
-    raise ValueError(f"the NCNN export needs the pnnx converter: {PNNX_INSTALL}")
 
 
 def _require_ncnn():
@@ -281,35 +244,10 @@ def write_ncnn(folder, name, param, weights, overwrite=False):
 
     def write_pair(temporary):
         temporary.write_bytes(weights)
-        write_export(param_path, lambda path: path.write_text(param), output_problem, overwrite)
+        write_export(param_path, lambda path: path.write_text(param), ncnn_problem, overwrite)
 
-    write_export(bin_path, write_pair, output_problem, overwrite)
+    write_export(bin_path, write_pair, ncnn_problem, overwrite)
     return param_path, bin_path
-
-
-def is_ncnn_export(path):
-    """True if `path` is a regular file holding an NCNN `.param` that asdn_tf.export.ncnn
-    wrote (its Input layer is named `NCNN_MARK`)."""
-    path = pathlib.Path(path)
-    if path.is_symlink() or not path.is_file():
-        return False
-    with open(path, "rb") as file:
-        lines = file.read(1 << 20).decode("utf-8", "replace").splitlines()
-    return (bool(lines) and lines[0].strip() == _NCNN_MAGIC
-            and any(line.split()[:2] == ["Input", NCNN_MARK] for line in lines[2:]))
-
-
-def output_problem(path):
-    """Why `path` is not an NCNN `.param` of this project, or a `.bin` beside one, or None:
-    what --overwrite may replace (`output_files.check_output`)."""
-    if path.is_dir():
-        return "it is a folder, not an NCNN file"
-    if path.is_symlink() or not path.is_file():
-        return "it is not a regular file"
-    if path.suffix == ".bin":
-        return None if is_ncnn_export(path.with_suffix(".param")) else (
-            "its .param is not an NCNN export of asdn_tf")
-    return None if is_ncnn_export(path) else "it is not an NCNN export of asdn_tf"
 
 
 def run_tiled(net, image, scale, tile=200, padding=10):

@@ -30,42 +30,26 @@ import numpy as np
 import tensorflow as tf
 
 from asdn_tf.export import onnx_resize, verification
+from asdn_tf.export.command_checks import LAYOUTS, parse_input_size
 from asdn_tf.export.onnx_graph import static_sizes, upscale_any, upscale_fixed
-from asdn_tf.export.output_files import check_output, write_export
+from asdn_tf.export.output_files import write_export
+from asdn_tf.export.output_kinds import ONNX_MARK, onnx_problem
 from asdn_tf.nn import lfr
 from asdn_tf.nn.model import ASDN, FSDN
 
 OPSET = 17
-LAYOUTS = ("nhwc", "nchw")
 INPUT_NAME, SCALE_NAME, OUTPUT_NAME = "image", "scale", "sr"
-# The metadata key an ONNX export of this project carries (its scale, or "any").
-ONNX_MARK = "asdn_tf:scale"
 
 
 def command(options, choose_model, choose_fsdn):
     """`python -m asdn_tf.export onnx`: checks, converts, verifies, and only then writes.
     `options` holds the flags of its row in `formats.FORMATS`; choose_model(scale) gives (the
     float32 model --weights and --preset choose, or the bundled FSDN's head for a scale it
-    has, the words that name it) and choose_fsdn() (the FSDN of an any-scale file's plan)."""
-    if not options.output:
-        raise ValueError("--output is required for onnx")
-    if (options.scale is None) == (not options.any_scale):
-        raise ValueError("give --scale (a file for that scale) or --any_scale (a file with a "
-                         "scale input), one of them")
-    if options.preset and not options.weights:
-        raise ValueError("--preset needs --weights (the bundled weights carry their config)")
-    scale = None if options.any_scale else lfr.check_scale(
-        options.scale, lfr.DEFAULT_MAX_SCALE, name="--scale")
+    has, the words that name it) and choose_fsdn() (the FSDN of an any-scale file's plan).
+    It runs once `command_checks.check_onnx` has passed."""
+    scale = None if options.any_scale else float(options.scale)
     output = pathlib.Path(options.output)
-    if output.suffix != ".onnx":
-        raise ValueError(f"--output must end in .onnx, got {output}")
-    input_size = verification.parse_input_size(options.input_size)
-    if input_size is not None and scale is None:
-        raise ValueError("--input_size is for fixed-scale files (--scale), not --any_scale")
-    if scale is not None and options["fsdn"].present:
-        raise ValueError("--fsdn is for --any_scale files; a fixed-scale file holds --weights, "
-                         "or the bundled FSDN at a scale it has")
-    check_output(output, output_problem, options.overwrite)
+    input_size = parse_input_size(options.input_size)
     images = verification.read_verification_images(options.images)
     model, fsdn, name = _chosen_networks(scale, choose_model, choose_fsdn)
     content = convert_onnx(model, scale, options.layout, name, input_size, fsdn)
@@ -78,7 +62,7 @@ def command(options, choose_model, choose_fsdn):
     print(verification.agreement_line("ONNX Runtime", result, options.images,
                                       () if scale else verification.ANY_SCALE_CHECKS))
     verification.require(result, "ONNX Runtime and Keras disagree")
-    write_export(output, lambda path: path.write_bytes(content), output_problem,
+    write_export(output, lambda path: path.write_bytes(content), onnx_problem,
                  options.overwrite)
     print(f"wrote {output}")
 
@@ -293,30 +277,3 @@ def verify_onnx(content, model, cases, layout="nhwc", fsdn=None):
 
     result = verification.within_bound(verification.agreement(pairs(), "ONNX Runtime"))
     return {**result, "latency_ms": 1e3 * float(np.median(latencies))}
-
-
-def is_onnx_export(path):
-    """True if `path` is a regular file holding an ONNX model that asdn_tf.export.onnx wrote."""
-    try:
-        import onnx
-    except ImportError:
-        raise ValueError("reading an ONNX file needs onnx: pip install 'asdn_tf[onnx]'") from None
-
-    path = pathlib.Path(path)
-    if path.is_symlink() or not path.is_file():
-        return False
-    try:
-        proto = onnx.load(path, load_external_data=False)
-    except Exception:  # protobuf raises DecodeError and others for a file that is not ONNX.
-        return False
-    return any(entry.key == ONNX_MARK for entry in proto.metadata_props)
-
-
-def output_problem(path):
-    """Why `path` is not an ONNX export of this project, or None: what --overwrite may replace
-    (`output_files.check_output`)."""
-    if path.is_dir():
-        return "it is a folder, not an ONNX model"
-    if not is_onnx_export(path):
-        return "it is not an ONNX export of asdn_tf"
-    return None

@@ -8,17 +8,14 @@ working folder or one that holds it, home or /, or when its folder cannot be wri
 
 import pathlib
 
-import tensorflow as tf
-
 from asdn_tf.io import errors, fileio
 
 
 def check_output(path, kind, overwrite=False):
     """Raises unless an export of `kind` may be written at `path`.
 
-    Run it before any work. `kind` is the format's output check (`saved_model.output_problem`,
-    `tflite.output_problem`, `onnx.output_problem`, `ncnn.output_problem`: a row's `output` in
-    `formats.FORMATS`): a function that says why an existing `path` is not an earlier export
+    Run it before any work; it needs no TensorFlow. `kind` is the format's output check (one of
+    `output_kinds`: a row's `output` in `formats.FORMATS`): a function that says why an existing `path` is not an earlier export
     of the format, or returns None. `path` may be written when it does not exist, or, with
     `overwrite`, when it is such an export. The working folder, a folder holding it, home and /
     never are, nor a symbolic link. The folder it goes in (or the nearest one that exists)
@@ -89,6 +86,8 @@ def write_export(path, write, kind, overwrite):
             if path.is_dir():
                 fileio.remove(path)
     except BaseException as error:
+        import tensorflow as tf  # loaded by `write` already; check_output runs without it
+
         for folder in made:
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()

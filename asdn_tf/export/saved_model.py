@@ -25,7 +25,7 @@ upright by its EXIF orientation, as `asdn-upscale` does.
 
 The request checks are in asdn_tf/export/request_checks.py, the PNG and JPEG header reading in
 asdn_tf/export/encoded_image.py, and what may be overwritten in asdn_tf/export/output_files.py
-(with `output_problem` here: what a SavedModel folder holds).
+(with `output_kinds.saved_model_problem`: what a SavedModel folder holds).
 
 The TFLite model (asdn_tf/export/tflite.py) is an FSDN (one fixed integer scale,
 post-upsampling) with float32 input and output N×H×W×3 in [0, 1]; the command verifies it with
@@ -41,32 +41,18 @@ and one in a folder that cannot be written.
 
 import os
 import pathlib
-import re
 
-import numpy as np
 import tensorflow as tf
 
+from asdn_tf.export.command_checks import DEFAULT_MAX_OUTPUT_PIXELS, check_limits
 from asdn_tf.export.encoded_image import checked_decode
 from asdn_tf.export.output_files import check_output, write_export
+from asdn_tf.export.output_kinds import saved_model_problem
 from asdn_tf.export.request_checks import checked_batch
 from asdn_tf.inference.engine import upscale_tensor
 from asdn_tf.io import pixels
 from asdn_tf.nn import lfr
 from asdn_tf.nn.model import ASDN, FSDN
-
-# A larger request is refused before anything is allocated (the memory of one pass). Raise it
-# (--max_output_pixels) on a server with the memory for it: a pass of the default preset peaks
-# near 2 KB per output pixel (6.6 GB for 4194304 pixels at x32; `config.model_cost`).
-# The most output pixels the SavedModel gives one request unless its export raises the limit
-# (--max_output_pixels): one pass of the network over them all (the default preset holds about
-# 2.5 KB of activations per output pixel, so 1024 × 1024 pixels peak near 2.5 GB). In-process,
-# `asdn_tf.upscale` tiles larger outputs instead (asdn_tf/inference/tiling.py).
-DEFAULT_MAX_OUTPUT_PIXELS = 1024 * 1024
-# What TF writes into a SavedModel folder; --overwrite replaces a folder holding nothing else.
-_SAVED_MODEL_FILES = {"saved_model.pb", "fingerprint.pb"}
-_SAVED_MODEL_FOLDERS = {"variables", "assets"}
-_VARIABLES_FILE = re.compile(r"^variables\.(index|data-\d{5}-of-\d{5})$")
-
 
 def export_saved_model(model, output_dir, max_scale=lfr.DEFAULT_MAX_SCALE,
                        max_output_pixels=DEFAULT_MAX_OUTPUT_PIXELS, overwrite=False, fsdn=None):
@@ -104,7 +90,7 @@ def export_saved_model(model, output_dir, max_scale=lfr.DEFAULT_MAX_SCALE,
                          f"{type(fsdn).__name__}")
     max_scale, max_output_pixels = check_limits(max_scale, max_output_pixels)
     output_dir = pathlib.Path(output_dir)
-    check_output(output_dir, output_problem, overwrite)
+    check_output(output_dir, saved_model_problem, overwrite)
     module = _servable(model, fsdn, max_scale, max_output_pixels)
     signatures = {"serving_default": module.upscale_uint8,
                   "upscale_float": module.upscale_float,
@@ -113,7 +99,7 @@ def export_saved_model(model, output_dir, max_scale=lfr.DEFAULT_MAX_SCALE,
     def write(path):
         tf.saved_model.save(module, os.fspath(path), signatures=signatures)
 
-    write_export(output_dir, write, output_problem, overwrite)
+    write_export(output_dir, write, saved_model_problem, overwrite)
     return output_dir
 
 
@@ -121,12 +107,8 @@ def command(options, choose_model, choose_fsdn):
     """`python -m asdn_tf.export saved_model`: `options` holds the flags of its row in
     `formats.FORMATS`; choose_model() gives (the float32 model --weights and --preset choose,
     the words that name it), choose_fsdn() (the float32 FSDN --fsdn chooses or None, the
-    words that name it)."""
-    if not options.output_dir:
-        raise ValueError("--output_dir is required")
-    check_limits(options.max_scale, options.max_output_pixels)
+    words that name it). It runs once `command_checks.check_saved_model` has passed."""
     output_dir = pathlib.Path(options.output_dir)
-    check_output(output_dir, output_problem, options.overwrite)
     fsdn, fsdn_source = choose_fsdn()
     model, source = choose_model()
     export_saved_model(model, output_dir, options.max_scale, options.max_output_pixels,
@@ -138,47 +120,6 @@ def command(options, choose_model, choose_fsdn):
           "signatures serving_default "
           f"(uint8), upscale_float, upscale_encoded; scale in (1, {options.max_scale:g}], "
           f"at most {options.max_output_pixels} output pixels")
-
-
-def check_limits(max_scale, max_output_pixels):
-    """Returns (float, int), or raises ValueError naming the bad limit."""
-    if not isinstance(max_scale, (int, float)) or not 1 < max_scale < float("inf"):
-        raise ValueError(f"max_scale must be a finite number above 1, got {max_scale!r}")
-    if not isinstance(max_output_pixels, (int, np.integer)) or max_output_pixels < 1:
-        raise ValueError(f"max_output_pixels must be a positive integer, got {max_output_pixels!r}")
-    return float(max_scale), int(max_output_pixels)
-
-
-def output_problem(path):
-    """Why `path` is not a SavedModel folder as TF writes it, or None: what --overwrite may
-    replace (`output_files.check_output`)."""
-    if not path.is_dir():
-        return "it is not a folder, so not a SavedModel"
-    names = {entry.name for entry in path.iterdir()}
-    others = sorted(names - _SAVED_MODEL_FILES - _SAVED_MODEL_FOLDERS)
-    if others:
-        return f"it holds {_listing(others)}, which a SavedModel does not"
-    for name in names:
-        entry = path / name
-        wanted = entry.is_dir if name in _SAVED_MODEL_FOLDERS else entry.is_file
-        if entry.is_symlink() or not wanted():
-            return f"its {name} is not what a SavedModel holds"
-    if "saved_model.pb" not in names or "variables" not in names:
-        return "it is not a SavedModel (no saved_model.pb and variables/)"
-    stray = sorted(entry.name for entry in (path / "variables").iterdir()
-                   if entry.is_symlink() or not entry.is_file()
-                   or not _VARIABLES_FILE.match(entry.name))
-    if stray:
-        return f"its variables/ holds {_listing(stray)}, which a SavedModel does not"
-    # This export has no assets: TF leaves assets/ empty.
-    if "assets" in names and any((path / "assets").iterdir()):
-        return "its assets/ is not empty, as it is in an export of this model"
-    return None
-
-
-def _listing(names, shown=3):
-    text = ", ".join(names[:shown])
-    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _servable(model, fsdn, max_scale, max_output_pixels):

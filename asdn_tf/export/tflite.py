@@ -11,20 +11,18 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from asdn_tf.data import data_folders
 from asdn_tf.export import verification
+from asdn_tf.export.command_checks import QUANTIZATIONS, parse_input_size
 from asdn_tf.export.output_files import check_output, write_export
+from asdn_tf.export.output_kinds import tflite_problem
 from asdn_tf.inference.weights_io import load_model
-from asdn_tf.nn import config as config_lib
 from asdn_tf.nn.model import FSDN
 
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 # What each quantization must reach against the Keras FSDN, outputs in [0, 1] units.
 REQUIREMENTS = {"none": ("max_abs", 1e-4), "float16": ("max_abs", 2e-3),
                 "dynamic": ("psnr", 40.0), "int8": ("psnr", 35.0)}
 CALIBRATION_PATCH = 64
 VERIFY_MAX_SIDE = 256
-_TFLITE_IDENTIFIER = b"TFL3"  # bytes 4 to 8 of a TFLite flatbuffer
 
 
 def convert_tflite(fsdn, quantize="none", input_size=None, representative_images=None,
@@ -99,26 +97,12 @@ def _convert_int8(converter, patches):
 def command(options, choose_model, choose_fsdn):
     """`python -m asdn_tf.export tflite`: checks, converts, verifies, and only then writes.
     `options` holds the flags of its row in `formats.FORMATS`; the FSDN comes from --weights,
-    else choose_model(scale) (the bundled FSDN's head for a scale it has)."""
+    else choose_model(scale) (the bundled FSDN's head for a scale it has). It runs once
+    `command_checks.check_tflite` has passed."""
     del choose_fsdn  # --fsdn is the SavedModel's
-    for name in ("scale", "output", "images"):
-        if getattr(options, name) in (None, ""):
-            raise ValueError(f"--{name} is required for tflite")
-    if not options.scale.is_integer():
-        raise ValueError(f"a TFLite export is an FSDN, which upscales by one whole factor "
-                         f"(2, 3, 4, ...), not {options.scale:g}; for any scale, export "
-                         "ASDN as a SavedModel (saved_model) or ONNX (onnx)")
     scale = int(options.scale)
-    if not 2 <= scale <= config_lib.MAX_FSDN_SCALE:
-        raise ValueError(f"--scale must be an integer in [2, {config_lib.MAX_FSDN_SCALE}], "
-                         f"got {scale}")
-    data_folders.require_sources([options.images])
-    if options.calibration_patches < 1:
-        raise ValueError(f"--calibration_patches must be positive, "
-                         f"got {options.calibration_patches}")
-    input_size = verification.parse_input_size(options.input_size)
+    input_size = parse_input_size(options.input_size)
     output = pathlib.Path(options.output)
-    check_output(output, output_problem, options.overwrite)
     images = verification_images(options.images, input_size)
     fsdn, source = _chosen_fsdn(options, scale, choose_model)
     content = convert_tflite(fsdn, options.quantize, input_size, options.images,
@@ -133,7 +117,7 @@ def command(options, choose_model, choose_fsdn):
           f"{'met' if result['ok'] else 'NOT met'}")
     verification.require(result, f"the {options.quantize} model misses its requirement "
                                  f"({result['requirement']})")
-    write_export(output, lambda path: path.write_bytes(content), output_problem,
+    write_export(output, lambda path: path.write_bytes(content), tflite_problem,
                  options.overwrite)
     print(f"wrote {output}")
 
@@ -161,10 +145,10 @@ def export_tflite(fsdn, output, quantize="none", input_size=None, representative
         The output path as a `pathlib.Path`.
     """
     output = pathlib.Path(output)
-    check_output(output, output_problem, overwrite)
+    check_output(output, tflite_problem, overwrite)
     content = convert_tflite(fsdn, quantize, input_size, representative_images,
                              calibration_patches)
-    write_export(output, lambda path: path.write_bytes(content), output_problem, overwrite)
+    write_export(output, lambda path: path.write_bytes(content), tflite_problem, overwrite)
     return output
 
 
@@ -264,20 +248,6 @@ def verify_tflite(model, fsdn, images, quantize=None, num_threads=None):
         else:
             result.update(ok=result["psnr"] >= bound, requirement=f"PSNR ≥ {bound:g} dB")
     return result
-
-
-def output_problem(path):
-    """Why `path` is not a TFLite model (a regular file with a TFLite header), or None: what
-    --overwrite may replace (`output_files.check_output`)."""
-    if path.is_dir():
-        return "it is a folder, not a TFLite model"
-    if not path.is_file():
-        return "it is not a regular file"
-    with open(path, "rb") as file:
-        header = file.read(8)
-    if header[4:8] != _TFLITE_IDENTIFIER:
-        return "it is not a TFLite model"
-    return None
 
 
 def _check_input_size(input_size):

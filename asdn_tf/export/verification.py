@@ -7,16 +7,16 @@ The formats differ only in how their file runs (`onnx.verify_onnx`, `ncnn.verify
 `tflite.verify_tflite`); each hands the (output, Keras output) pairs to `agreement`.
 """
 
-import os
 import pathlib
 
 import numpy as np
 import tensorflow as tf
 
 from asdn_tf.evaluation import metrics
+from asdn_tf.export.command_checks import image_paths
 from asdn_tf.inference.engine import compiled_upscaler, upscale_tensor
 from asdn_tf.io import pixels
-from asdn_tf.io.image_io import list_images, read_image
+from asdn_tf.io.image_io import read_image
 from asdn_tf.nn import lfr
 from asdn_tf.nn.model import FSDN
 
@@ -41,30 +41,8 @@ def quick_start_image():
 def read_verification_images(images=None):
     """Float32 RGB images in [0, 1] from a folder, glob or list of paths (default: the quick
     start's photograph)."""
-    if images is None:
-        paths = [quick_start_image()]
-    elif isinstance(images, (str, os.PathLike)):
-        paths = list_images(images)
-    else:
-        paths = list(images)
-    if not paths:
-        raise ValueError(f"no images found in {images}")
+    paths = [quick_start_image()] if images is None else image_paths(images)
     return [pixels.to_float_rgb(read_image(path)) for path in paths]
-
-
-def parse_input_size(text):
-    """--input_size: (height, width) of a file's fixed input, what it is verified at, or None
-    for 'dynamic'."""
-    if text == "dynamic":
-        return None
-    try:
-        height, width = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--input_size must be HEIGHTxWIDTH (e.g. 256x256) or 'dynamic', "
-                         f"got {text!r}") from None
-    if height < 1 or width < 1:
-        raise ValueError(f"--input_size must be positive, got {text!r}")
-    return height, width
 
 
 def centre_crop(image, height, width):
