@@ -137,7 +137,8 @@ def test_wheel_holds_weights_flagfiles_and_serving_client(plain_env, source, tmp
     names = set(zipfile.ZipFile(wheel).namelist())
     data = next(name.split("/share/")[0] for name in names if "/share/asdn_tf/" in name)
     expected = {"asdn_tf/__init__.py", "asdn_tf/cli/upscale.py", "asdn_tf/train.py",
-                "asdn_tf/weights/default.weights.h5", "asdn_tf/weights/default.json",
+                *(f"asdn_tf/weights/{path.name}" for path in (source / "asdn_tf" / "weights")
+                  .iterdir() if path.name.endswith((".weights.h5", ".json"))),
                 "asdn_tf/demo/page.html",
                 f"{data}/share/asdn_tf/serving/client.py",
                 f"{data}/share/asdn_tf/serving/models.config",
