@@ -68,13 +68,19 @@ def plan_export(networks, tmp_path_factory):
     return _saved_model(networks, tmp_path_factory.mktemp("plan"), "--fsdn={fsdn}")
 
 
+@pytest.fixture(scope="module")
+def plan_loaded(plan_export):
+    """`plan_export` loaded once for the module (a load is most of a case's cost)."""
+    return tf.saved_model.load(str(plan_export[0]))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("scale", SCALES)
-def test_the_saved_model_runs_the_plan_of_upscale(networks, plan_export, image, scale):
+def test_the_saved_model_runs_the_plan_of_upscale(networks, plan_export, plan_loaded, image,
+                                                  scale):
     asdn, fsdn, _, fsdn_path = networks
-    folder, stdout = plan_export
-    assert f"plan: x2, x3, x4 by the FSDN from {fsdn_path}, then ASDN" in stdout
-    loaded = tf.saved_model.load(str(folder))
+    assert f"plan: x2, x3, x4 by the FSDN from {fsdn_path}, then ASDN" in plan_export[1]
+    loaded = plan_loaded
     expected = asdn_tf.upscale(image, scale, model=asdn, fsdn=fsdn).astype(int)
     uint8 = loaded.signatures["serving_default"](image=tf.constant(image[None]),
                                                  scale=tf.constant(scale, tf.float32))["image"]
@@ -103,8 +109,8 @@ def test_the_plan_is_served_as_tf_serving_loads_it(networks, plan_export, image)
 
 
 @pytest.mark.slow
-def test_requests_are_checked_as_before(plan_export, image):
-    loaded = tf.saved_model.load(str(plan_export[0]))
+def test_requests_are_checked_as_before(plan_loaded, image):
+    loaded = plan_loaded
     for scale, words in [(float("nan"), "scale must be a finite number"),
                          (1.0, "scale must be greater than 1"), (40.0, "scale must be at most 32")]:
         with pytest.raises(tf.errors.InvalidArgumentError, match=words):
@@ -113,12 +119,12 @@ def test_requests_are_checked_as_before(plan_export, image):
 
 
 @pytest.mark.slow
-def test_fsdn_none_keeps_asdns_recursion_alone(networks, plan_export, image, tmp_path):
+def test_fsdn_none_keeps_asdns_recursion_alone(networks, plan_loaded, image, tmp_path):
     asdn = networks[0]
     folder, stdout = _saved_model(networks, tmp_path, "--fsdn=none")
     assert "plan: ASDN's x2 recursion alone" in stdout
-    alone, plan = (tf.saved_model.load(str(path)).signatures["upscale_float"]
-                   for path in (folder, plan_export[0]))
+    alone = tf.saved_model.load(str(folder)).signatures["upscale_float"]
+    plan = plan_loaded.signatures["upscale_float"]
     batch = tf.constant(pixels.to_float(image)[None])
     for scale in (2, 3.3):
         scale = tf.constant(scale, tf.float32)
