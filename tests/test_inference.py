@@ -1,4 +1,5 @@
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -125,13 +126,19 @@ def test_the_scale_is_checked_before_the_pixels(tiny_model):
 
 @pytest.mark.slow
 def test_the_default_model_is_loaded_once(monkeypatch, tmp_path, tiny_model):
-    """Without `model=`, the bundled model is loaded and traced on the first call only."""
+    """Without `model=`, the bundled model and its FSDN are loaded, and the model traced, on
+    the first call only."""
     monkeypatch.setenv(precision_lib.AUTO_PRECISION_ENV, "float32")
     weights = tmp_path / "default.weights.h5"
     tiny_model.save_weights(weights)
     weights_io.sidecar_path(weights).write_text(
         json.dumps({"model_config": tiny_model.model_config.to_dict()}))
+    fsdn = asdn_tf.build_fsdn("tiny", (2, 3, 4))
+    fsdn.save_weights(tmp_path / "fsdn_default.weights.h5")
+    (tmp_path / "fsdn_default.json").write_text(json.dumps(
+        {"model": "fsdn", "scale": [2, 3, 4], "model_config": fsdn.model_config.to_dict()}))
     monkeypatch.setattr(weights_io, "PACKAGE_WEIGHTS", weights)
+    monkeypatch.setattr(weights_io, "WEIGHTS_FOLDER", tmp_path)
     loads = []
     monkeypatch.setattr(weights_io, "UPSCALE_MODEL", "default")
     load = weights_io.load_model
@@ -141,17 +148,18 @@ def test_the_default_model_is_loaded_once(monkeypatch, tmp_path, tiny_model):
     first = asdn_tf.upscale(image, 2)
     np.testing.assert_array_equal(asdn_tf.upscale(image, 2), first)
     assert asdn_tf.upscale(image, 3.3).shape == (40, 53, 3)
-    assert len(loads) == 1
+    assert sorted(pathlib.Path(args[0]).name for args in loads) == [
+        "default.weights.h5", "fsdn_default.weights.h5"]
     model = weights_io.shared_pretrained()
     assert inference.traced_step(model).experimental_get_tracing_count() == 1
-    np.testing.assert_array_equal(first, asdn_tf.upscale(image, 2, model=tiny_model))
+    np.testing.assert_array_equal(first, asdn_tf.upscale(image, 2, model=tiny_model, fsdn=fsdn))
     # Each precision is a model of its own, kept as well; "auto" is the one it resolves to.
     assert weights_io.shared_pretrained("float32") is model
     assert weights_io.shared_pretrained("bfloat16") is weights_io.shared_pretrained("bfloat16")
-    assert weights_io.shared_pretrained("bfloat16") is not model and len(loads) == 2
+    assert weights_io.shared_pretrained("bfloat16") is not model and len(loads) == 3
     monkeypatch.setenv(precision_lib.AUTO_PRECISION_ENV, "bfloat16")
     assert weights_io.shared_pretrained() is weights_io.shared_pretrained("bfloat16")
-    assert asdn_tf.upscale(image, 2).shape == (24, 32, 3) and len(loads) == 2
+    assert asdn_tf.upscale(image, 2).shape == (24, 32, 3) and len(loads) == 4  # its FSDN too
 
 
 def test_one_trace_serves_every_size_scale_and_recursion_depth():

@@ -239,9 +239,10 @@ def test_refusals_come_before_tensorflow_and_the_model(tmp_path):
 
 def test_the_bundled_models_are_taken_by_name(tmp_path):
     image = _pixels((12, 16, 3))
-    by_name = asdn_tf.upscale(image, 2, model="default")
+    by_name = asdn_tf.upscale(image, 2, model="default")  # with the FSDN paired with it
     np.testing.assert_array_equal(
-        by_name, asdn_tf.upscale(image, 2, model=weights_io.load_pretrained("default", "float32")))
+        by_name, asdn_tf.upscale(image, 2, model=weights_io.load_pretrained("default", "float32"),
+                                 fsdn=weights_io.shared_fsdn("float32", "default")))
     with pytest.raises(ValueError, match="^unknown model 'bogus'; the bundled models are "
                                          "default, photo$"):
         asdn_tf.upscale(image, 2, model="bogus")
