@@ -217,7 +217,20 @@ def test_the_readme_figures_are_dated_in_performance_md():
     figures = set(FIGURE.findall(readme))
     missing = sorted(figure for figure in figures if figure not in performance)
     assert not missing, f"README figures that docs/performance.md does not give: {missing}"
-    assert {"1 min 22 s", "12 min 44 s", "4.1 s"} <= figures  # the pattern finds them
+    assert {"2 min 10 s", "14 min 12 s", "4.1 s"} <= figures  # the pattern finds them
+
+
+def test_ci_runs_the_readmes_install_and_test_commands():
+    """.ci/run installs and tests as the README tells a user to (the guide's promise), so the
+    README's suite command, two processes included, is the one CI times."""
+    readme = [line.split("#")[0].strip() for _, body in _fenced((ROOT / "README.md").read_text())
+              for line in body.splitlines()]
+    install = next(line for line in readme if line.startswith('pip install -e ".[test]"'))
+    suite = next(line for line in readme
+                 if line.startswith("python -m pytest") and "not slow" not in line)
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()[-1]
+    assert ci == f"{install} && {suite}"
+    assert "-n 2" in suite
 
 
 def test_the_readme_says_which_model_an_export_holds():
