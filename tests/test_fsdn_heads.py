@@ -39,6 +39,21 @@ def test_a_head_taken_alone_gives_the_same_pixels():
     np.testing.assert_allclose(single(lr), fsdn(lr, scale=3), atol=1e-6)
 
 
+def test_some_heads_taken_together_give_the_same_pixels():
+    """A photo FSDN ships the heads that gain (docs/training.md): ×3 and ×4 of a ×2/×3/×4
+    network, without its ×2 head, so the plan runs ASDN there."""
+    fsdn = asdn_tf.build_fsdn("tiny", (2, 3, 4))
+    for weight in fsdn.weights:
+        weight.assign(weight + 0.01)
+    lr = np.random.default_rng(2).random((1, 5, 6, 3), np.float32)
+    part = fsdn.at_scale((3, 4))
+    assert part.scales == (3, 4) and part.count_params() < fsdn.count_params()
+    for factor in (3, 4):
+        np.testing.assert_allclose(part(lr, scale=factor), fsdn(lr, scale=factor), atol=1e-6)
+    with pytest.raises(ValueError, match="upscales by 2, 3, 4 only, not 5"):
+        fsdn.at_scale((3, 5))
+
+
 def test_the_config_round_trips():
     fsdn = asdn_tf.build_fsdn("tiny", (2, 4))
     again = asdn_tf.FSDN.from_config(fsdn.get_config())

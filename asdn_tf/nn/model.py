@@ -224,14 +224,18 @@ class FSDN(keras.Model):
         return self.scales.index(int(scale))
 
     def at_scale(self, scale):
-        """A single-factor FSDN for `scale` holding copies of this one's trunk and head (what
-        the exports and other fixed-scale tools take)."""
-        if self.scales == (scale,):
+        """An FSDN for `scale` (an int: the single-factor network the exports and other
+        fixed-scale tools take; or a tuple of some of this one's factors) holding copies of
+        this one's trunk and of the heads for those factors."""
+        factors = config_lib.fsdn_scales(scale)
+        if self.scales == factors:
             return self
-        single = build_fsdn(self.model_config, scale)
-        single.trunk.set_weights(self.trunk.get_weights())
-        single.heads[0].set_weights(self.heads[self.head_index(scale)].get_weights())
-        return single
+        indices = [self.head_index(factor) for factor in factors]  # refuses a missing one
+        part = build_fsdn(self.model_config, scale)
+        part.trunk.set_weights(self.trunk.get_weights())
+        for head, index in zip(part.heads, indices):
+            head.set_weights(self.heads[index].get_weights())
+        return part
 
     def get_config(self):
         return {**super().get_config(), "model_config": self.model_config.to_dict(),
