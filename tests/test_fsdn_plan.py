@@ -160,7 +160,7 @@ def test_evaluate_measures_the_plan_it_is_given(tmp_path, datasets_dir, weights)
     alone = evaluate.run(**common, fsdn="none", output_json=tmp_path / "alone.json")
     plan = evaluate.run(**common, fsdn=str(fsdn_path), output_json=tmp_path / "plan.json")
     assert "plan: ASDN's x2 recursion alone" in alone
-    assert "plan: FSDN for the integer part of each scale, then ASDN" in plan
+    assert "plan: x2, x3, x4 by the FSDN, then ASDN" in plan  # the factors it has
     import json
     rows = [json.loads((tmp_path / f"{name}.json").read_text())["results"][0]
             for name in ("alone", "plan")]

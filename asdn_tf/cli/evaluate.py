@@ -80,7 +80,7 @@ def run(data_dir, sets, scales, method="bicubic", weights=None, preset=None, out
         report = ("\n".join(tables.describe_degradation(name) for name in degradations) + "\n"
                   + tables.format_table(results))
     if model is not None:
-        report += ("\nplan: FSDN for the integer part of each scale, then ASDN"
+        report += (f"\nplan: x{', x'.join(map(str, fsdn_model.scales))} by the FSDN, then ASDN"
                    if fsdn_model is not None else "\nplan: ASDN's x2 recursion alone")
         report += f"\nprecision: {precision_lib.describe_precision(model, precision)}"
     return f"{report}\n({images} SR images measured in {seconds:.1f} s)"

@@ -36,8 +36,8 @@ BUNDLED = ("default", "photo")
 UPSCALE_MODEL = "photo"
 
 # The FSDN each bundled model pairs with for the integer part of a scale (`asdn_tf.upscale`'s
-# fsdn="auto", docs/method.md): `asdn_tf/weights/NAME.weights.h5`, used once it ships, only where
-# it measured better than the model alone (the shipping rule in docs/method.md).
+# fsdn="auto", docs/method.md): `asdn_tf/weights/NAME.weights.h5`, holding the heads for the
+# factors where it measured better than the model alone (docs/training.md).
 BUNDLED_FSDN = {"default": "fsdn_default", "photo": "fsdn_photo"}
 
 _SHARED = {}
