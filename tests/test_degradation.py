@@ -202,3 +202,22 @@ def test_training_runs_own_step_updates_as_their_own_step(tmp_path, t91_subset, 
     assert {passes for _, passes in seen} == {1, 2}
     assert all(smaller == (passes == 2) for smaller, passes in seen)
     assert (tmp_path / "run" / "final.weights.h5").exists()
+
+
+def test_photo_aliased_draws_bicubic_without_antialiasing_twice_as_often():
+    """Its kernel draw: among the degraded patches 2/5 bicubic_noaa (photo: 1/4), 2/5 the 2×2
+    box that bilinear and area are at ×2 (photo: 1/2)."""
+    import numpy as np
+
+    from asdn_tf.data import photo_mix
+    from asdn_tf.data.config import DEGRADATIONS, DataConfig
+    from asdn_tf.data.photo_degradation import NumpyMix
+
+    assert DataConfig(degradation="photo_aliased").degradation == "photo_aliased"
+    shares = {}
+    for name in ("photo", "photo_aliased"):
+        kernel, blur, *_ = photo_mix.draw(DEGRADATIONS[name],
+                                          NumpyMix(40000, np.random.default_rng(0)))
+        degraded = kernel[blur > 0]  # blur is drawn only for degraded patches
+        shares[name] = np.mean(degraded == photo_mix.KERNELS.index("bicubic_noaa"))
+    assert abs(shares["photo"] - 0.25) < 0.02 and abs(shares["photo_aliased"] - 0.4) < 0.02

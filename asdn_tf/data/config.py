@@ -51,7 +51,12 @@ class PhotoDegradation:
 
 
 # The named LR makers of `DataConfig.degradation`; None is the benchmark's exact bicubic.
-DEGRADATIONS = {"bicubic": None, "photo": PhotoDegradation()}
+# "photo_aliased" draws bicubic without antialiasing twice as often: at ×2 "bilinear" and "area"
+# are the same 2×2 box, so "photo" gives an FSDN's ×2 head mostly softer LR than the aliased
+# resizes of most tools (docs/training.md, the photo FSDN's second stage).
+DEGRADATIONS = {"bicubic": None, "photo": PhotoDegradation(),
+                "photo_aliased": PhotoDegradation(
+                    kernels=("bicubic", "bicubic_noaa", "bicubic_noaa", "bilinear", "area"))}
 
 
 # The accepted sizes of a batch of LR patches (the paper's: 16 of 48×48).
@@ -75,8 +80,9 @@ class DataConfig:
             (one weight per level; e.g. ten 1s and a 10 draw x2 half the time). Empty: every
             level equally often, as the paper trains.
         degradation: str, how LR patches are made: "bicubic" (the benchmark's MATLAB bicubic,
-            as the paper trains) or "photo" (a random mix of kernels, blur, noise and JPEG per
-            patch, for real photographs; ranges in `PhotoDegradation`).
+            as the paper trains), "photo" (a random mix of kernels, blur, noise and JPEG per
+            patch, for real photographs; ranges in `PhotoDegradation`) or "photo_aliased" (the
+            same with bicubic without antialiasing drawn twice as often; `DEGRADATIONS`).
     """
 
     sources: tuple[str, ...] = ()
